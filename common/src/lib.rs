@@ -1,0 +1,10 @@
+//! Signet's shared model. No gRPC and no I/O here: SPIFFE IDs, selectors, registration
+//! entries, the injected clock and the rotation policy as pure functions.
+#![warn(missing_docs)]
+
+pub mod clock;
+pub mod entry;
+pub mod id;
+pub mod rotation;
+pub mod selector;
+pub mod telemetry;

@@ -1,0 +1,57 @@
+//! Logging set-up shared by both binaries.
+//!
+//! Field names used across Signet (grep for them): `spiffe_id`, `trust_domain`, `entry_id`,
+//! `agent_id`, `pid`, `uid`, `selectors`, `ttl`, `serial`, `expires_at`, `authority_id`,
+//! `address`, `path`, `error`.
+
+use tracing_subscriber::EnvFilter;
+
+/// Log output formats (`log_format` in the config files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!(
+                "unknown log_format {other:?} (expected text or json)"
+            )),
+        }
+    }
+}
+
+/// Checks a `log_level` value (SPIRE's names: DEBUG, INFO, WARN, ERROR; any case) and
+/// returns the tracing filter directive for it.
+pub fn parse_level(level: &str) -> Result<&'static str, String> {
+    match level.to_ascii_lowercase().as_str() {
+        "trace" => Ok("trace"),
+        "debug" => Ok("debug"),
+        "info" => Ok("info"),
+        "warn" | "warning" => Ok("warn"),
+        "error" | "fatal" | "panic" => Ok("error"),
+        other => Err(format!("unknown log_level {other:?}")),
+    }
+}
+
+/// Installs the global subscriber, writing to stderr. `RUST_LOG` overrides `level`.
+/// Returns quietly if a subscriber is already installed (tests start several components).
+pub fn init(level: &str, format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

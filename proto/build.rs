@@ -1,0 +1,20 @@
+//! Compiles the protos with protox (pure Rust), so no system `protoc` is needed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protos = [
+        "proto/workload.proto",
+        "proto/spire/api/types/types.proto",
+        "proto/spire/api/server/agent/v1/agent.proto",
+        "proto/spire/api/server/entry/v1/entry.proto",
+        "proto/spire/api/server/svid/v1/svid.proto",
+        "proto/spire/api/server/bundle/v1/bundle.proto",
+        "proto/signet/sync/v1/sync.proto",
+    ];
+    let fds = protox::compile(protos, ["proto"])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(fds)?;
+    println!("cargo:rerun-if-changed=proto");
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! Generated gRPC types for Signet: the SPIFFE Workload API (no package), the subset of
+//! SPIRE's public server API that Signet serves, and Signet's own change-push service.
+#![allow(
+    missing_docs,
+    unreachable_pub,
+    clippy::all,
+    clippy::pedantic,
+    reason = "generated code"
+)]
+
+/// The SPIFFE Workload API. Its proto has no package, so the service is `SpiffeWorkloadAPI`.
+pub mod workload {
+    include!(concat!(env!("OUT_DIR"), "/_.rs"));
+}
+
+/// SPIRE's public server API (`spire.api.*`).
+pub mod spire {
+    pub mod api {
+        pub mod types {
+            include!(concat!(env!("OUT_DIR"), "/spire.api.types.rs"));
+        }
+        pub mod server {
+            pub mod agent {
+                pub mod v1 {
+                    include!(concat!(env!("OUT_DIR"), "/spire.api.server.agent.v1.rs"));
+                }
+            }
+            pub mod entry {
+                pub mod v1 {
+                    include!(concat!(env!("OUT_DIR"), "/spire.api.server.entry.v1.rs"));
+                }
+            }
+            pub mod svid {
+                pub mod v1 {
+                    include!(concat!(env!("OUT_DIR"), "/spire.api.server.svid.v1.rs"));
+                }
+            }
+            pub mod bundle {
+                pub mod v1 {
+                    include!(concat!(env!("OUT_DIR"), "/spire.api.server.bundle.v1.rs"));
+                }
+            }
+        }
+    }
+}
+
+/// Signet's own services, kept apart from SPIRE's packages.
+pub mod signet {
+    pub mod sync {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/signet.sync.v1.rs"));
+        }
+    }
+}
+
+pub use spire::api::types;
