@@ -2,9 +2,11 @@
 //! entries, the injected clock and the rotation policy as pure functions.
 #![warn(missing_docs)]
 
+pub mod bundle;
 pub mod clock;
 pub mod entry;
 pub mod id;
+pub mod node;
 pub mod rotation;
 pub mod selector;
 pub mod telemetry;

@@ -1,0 +1,1 @@
+//! Placeholder: JWT signing. Replaced by the CA work.

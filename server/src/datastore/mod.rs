@@ -1,0 +1,124 @@
+//! The `DataStore` seam: everything the server persists. Every write the API acknowledges
+//! is durable before the method returns. Implementations: `sled` (embedded default).
+//! `suite` is the conformance test suite every implementation must pass.
+
+use std::fmt::Debug;
+
+use signet_common::bundle::Bundle;
+use signet_common::entry::RegistrationEntry;
+use signet_common::id::{SpiffeId, TrustDomain};
+use signet_common::node::AttestedNode;
+use signet_common::selector::Selector;
+
+pub mod sled;
+#[cfg(test)]
+pub(crate) mod suite;
+
+/// A join token as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JoinToken {
+    /// The secret token value.
+    pub token: String,
+    /// Unix seconds after which it is refused.
+    pub expires_at: i64,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The record does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A record with the same key (or a similar entry) exists; carries a description.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// A similar entry (same SPIFFE ID, parent and selectors) exists; carries it.
+    #[error("similar entry already exists")]
+    SimilarEntry(Box<RegistrationEntry>),
+    /// The stored bytes could not be decoded.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// The backend failed.
+    #[error("datastore error: {0}")]
+    Backend(String),
+}
+
+/// Everything the server persists, grouped by noun as SPIRE's DataStore is.
+///
+/// Methods are synchronous: the default backend is embedded. Every method that changes
+/// state has made the change durable (flushed) before it returns `Ok`.
+pub trait DataStore: Send + Sync + Debug {
+    // === Registration entries ===
+
+    /// Stores a new entry exactly as given (the caller assigns id, created_at, revision 0).
+    /// Fails with `AlreadyExists` if the ID is taken and `SimilarEntry` if an entry with the
+    /// same SPIFFE ID, parent ID and selector set exists.
+    fn create_entry(&self, entry: RegistrationEntry) -> Result<RegistrationEntry, StoreError>;
+    /// Replaces the entry with the same ID, setting `revision_number` to the stored one + 1
+    /// and keeping the stored `created_at`. `NotFound` if absent; `SimilarEntry` if the
+    /// update would duplicate another entry.
+    fn update_entry(&self, entry: RegistrationEntry) -> Result<RegistrationEntry, StoreError>;
+    /// Deletes an entry and returns it. `NotFound` if absent.
+    fn delete_entry(&self, id: &str) -> Result<RegistrationEntry, StoreError>;
+    /// The entry with this ID, if any.
+    fn entry(&self, id: &str) -> Result<Option<RegistrationEntry>, StoreError>;
+    /// Every entry, ordered by ID.
+    fn list_entries(&self) -> Result<Vec<RegistrationEntry>, StoreError>;
+    /// Entries whose parent is `parent`, ordered by ID (index lookup, not a scan).
+    fn entries_by_parent(&self, parent: &SpiffeId) -> Result<Vec<RegistrationEntry>, StoreError>;
+    /// Entries whose SPIFFE ID is `id`, ordered by ID (index lookup, not a scan).
+    fn entries_by_spiffe_id(&self, id: &SpiffeId) -> Result<Vec<RegistrationEntry>, StoreError>;
+    /// Entries that have `selector` among theirs, ordered by ID (index lookup, not a scan).
+    fn entries_by_selector(&self, selector: &Selector) -> Result<Vec<RegistrationEntry>, StoreError>;
+    /// Deletes entries with `0 < expires_at < before`; returns them.
+    fn prune_entries(&self, before: i64) -> Result<Vec<RegistrationEntry>, StoreError>;
+
+    // === Attested nodes ===
+
+    /// Creates or replaces the node record with this SPIFFE ID.
+    fn put_node(&self, node: AttestedNode) -> Result<AttestedNode, StoreError>;
+    /// The node with this SPIFFE ID, if any.
+    fn node(&self, id: &SpiffeId) -> Result<Option<AttestedNode>, StoreError>;
+    /// Every node, ordered by SPIFFE ID.
+    fn list_nodes(&self) -> Result<Vec<AttestedNode>, StoreError>;
+    /// Deletes a node and returns it. `NotFound` if absent.
+    fn delete_node(&self, id: &SpiffeId) -> Result<AttestedNode, StoreError>;
+
+    // === Join tokens ===
+
+    /// Stores a token. `AlreadyExists` if the value is taken.
+    fn create_join_token(&self, token: JoinToken) -> Result<(), StoreError>;
+    /// Atomically removes and returns the token (single use), or `None` if absent.
+    fn take_join_token(&self, token: &str) -> Result<Option<JoinToken>, StoreError>;
+    /// Deletes tokens with `expires_at < before`; returns how many.
+    fn prune_join_tokens(&self, before: i64) -> Result<usize, StoreError>;
+
+    // === Bundles (own and federated) ===
+
+    /// The bundle of `td`, if any.
+    fn bundle(&self, td: &TrustDomain) -> Result<Option<Bundle>, StoreError>;
+    /// Every bundle, ordered by trust domain.
+    fn list_bundles(&self) -> Result<Vec<Bundle>, StoreError>;
+    /// Stores a new bundle. `AlreadyExists` if one exists for the trust domain.
+    fn create_bundle(&self, bundle: Bundle) -> Result<Bundle, StoreError>;
+    /// Replaces an existing bundle. `NotFound` if absent.
+    fn update_bundle(&self, bundle: Bundle) -> Result<Bundle, StoreError>;
+    /// Creates or replaces.
+    fn set_bundle(&self, bundle: Bundle) -> Result<Bundle, StoreError>;
+    /// Applies `f` to the stored bundle (or to an empty one if absent) atomically and stores
+    /// the result when `f` returns true; returns the bundle as stored afterwards.
+    fn update_bundle_with(
+        &self,
+        td: &TrustDomain,
+        f: &mut dyn FnMut(&mut Bundle) -> bool,
+    ) -> Result<Bundle, StoreError>;
+    /// Deletes a bundle and returns it. `NotFound` if absent.
+    fn delete_bundle(&self, td: &TrustDomain) -> Result<Bundle, StoreError>;
+
+    // === CA journal ===
+
+    /// The CA journal stored under `key` (one per server), if any.
+    fn ca_journal(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores the CA journal under `key`.
+    fn set_ca_journal(&self, key: &str, data: &[u8]) -> Result<(), StoreError>;
+}

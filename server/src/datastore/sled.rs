@@ -1,0 +1,1 @@
+//! Placeholder: sled DataStore. Replaced by the datastore work.

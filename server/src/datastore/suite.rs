@@ -1,0 +1,1 @@
+//! Placeholder: conformance suite.

@@ -1,0 +1,1 @@
+//! Placeholder: disk key manager. Replaced by the CA work.

@@ -1,0 +1,1 @@
+//! Placeholder: in-memory key manager. Replaced by the CA work.

@@ -1,0 +1,63 @@
+//! The `KeyManager` seam: where CA and JWT private keys live. `disk` keeps PKCS#8 keys in a
+//! 0600 file and survives restarts; `memory` does not.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+pub mod disk;
+pub mod memory;
+
+/// Key algorithms Signet generates (`ca_key_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    /// ECDSA P-256 (ES256); the default.
+    EcP256,
+    /// ECDSA P-384 (ES384).
+    EcP384,
+}
+
+impl std::str::FromStr for KeyType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ec-p256" => Ok(Self::EcP256),
+            "ec-p384" => Ok(Self::EcP384),
+            other => Err(format!("unsupported key type {other:?} (expected ec-p256 or ec-p384)")),
+        }
+    }
+}
+
+/// Why a key operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// Generating a key failed.
+    #[error("key generation failed: {0}")]
+    Generate(String),
+    /// Reading or writing the key file failed.
+    #[error("key storage: {0}")]
+    Storage(String),
+    /// A stored key could not be decoded.
+    #[error("corrupt key {0}")]
+    Corrupt(String),
+}
+
+/// A private key held by a key manager.
+#[derive(Debug)]
+pub struct ManagedKey {
+    /// The key manager's ID for it (`x509-CA-A`, `JWT-Signer-B`, ...).
+    pub id: String,
+    /// Algorithm.
+    pub key_type: KeyType,
+    /// The private key, PKCS#8 DER.
+    pub pkcs8: Vec<u8>,
+}
+
+/// Holds private keys by ID, as SPIRE's KeyManager plugins do.
+pub trait KeyManager: Send + Sync + Debug {
+    /// Generates a new key under `id`, replacing any key with that ID, and returns it. With
+    /// a persistent manager the key is durable before this returns.
+    fn generate(&self, id: &str, key_type: KeyType) -> Result<Arc<ManagedKey>, KeyError>;
+    /// The key with this ID, or `None` if there is none.
+    fn key(&self, id: &str) -> Result<Option<Arc<ManagedKey>>, KeyError>;
+}

@@ -1,0 +1,3 @@
+//! signet-server binary (placeholder; replaced by the CLI work).
+
+fn main() {}
