@@ -46,7 +46,13 @@ pub struct Bundle {
 impl Bundle {
     /// An empty bundle for `trust_domain`.
     pub fn new(trust_domain: TrustDomain) -> Self {
-        Self { trust_domain, x509_authorities: vec![], jwt_authorities: vec![], refresh_hint: 0, sequence_number: 0 }
+        Self {
+            trust_domain,
+            x509_authorities: vec![],
+            jwt_authorities: vec![],
+            refresh_hint: 0,
+            sequence_number: 0,
+        }
     }
 
     /// Adds the roots and keys of `other` that this bundle lacks (by DER, by key ID).
@@ -60,7 +66,11 @@ impl Bundle {
             }
         }
         for k in jwt {
-            if !self.jwt_authorities.iter().any(|have| have.key_id == k.key_id) {
+            if !self
+                .jwt_authorities
+                .iter()
+                .any(|have| have.key_id == k.key_id)
+            {
                 self.jwt_authorities.push(k.clone());
                 changed = true;
             }
@@ -70,7 +80,10 @@ impl Bundle {
 
     /// The X.509 roots as one buffer of concatenated DER (the Workload API's form).
     pub fn x509_der_concat(&self) -> Vec<u8> {
-        self.x509_authorities.iter().flat_map(|a| a.der.iter().copied()).collect()
+        self.x509_authorities
+            .iter()
+            .flat_map(|a| a.der.iter().copied())
+            .collect()
     }
 }
 

@@ -23,7 +23,9 @@ impl std::str::FromStr for KeyType {
         match s {
             "ec-p256" => Ok(Self::EcP256),
             "ec-p384" => Ok(Self::EcP384),
-            other => Err(format!("unsupported key type {other:?} (expected ec-p256 or ec-p384)")),
+            other => Err(format!(
+                "unsupported key type {other:?} (expected ec-p256 or ec-p384)"
+            )),
         }
     }
 }
