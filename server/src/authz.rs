@@ -85,10 +85,10 @@ impl AuthzIndex {
         let mut roots = vec![agent.clone()];
         if let Some(node) = self.node_selectors.get(agent) {
             for (alias_id, selectors) in &self.aliases {
-                if selectors.is_subset_of(node) {
-                    if let Some(alias) = self.entries.get(alias_id) {
-                        roots.push(alias.spiffe_id.clone());
-                    }
+                if selectors.is_subset_of(node)
+                    && let Some(alias) = self.entries.get(alias_id)
+                {
+                    roots.push(alias.spiffe_id.clone());
                 }
             }
         }
@@ -100,10 +100,10 @@ impl AuthzIndex {
                 continue;
             }
             for id in self.by_parent.get(&parent).into_iter().flatten() {
-                if let Some(e) = self.entries.get(id) {
-                    if found.insert(id.as_str(), Arc::clone(e)).is_none() {
-                        queue.push_back(e.spiffe_id.clone());
-                    }
+                if let Some(e) = self.entries.get(id)
+                    && found.insert(id.as_str(), Arc::clone(e)).is_none()
+                {
+                    queue.push_back(e.spiffe_id.clone());
                 }
             }
         }
