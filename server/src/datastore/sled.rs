@@ -440,6 +440,7 @@ mod tests {
 
     use super::entries::length_prefixed;
     use super::*;
+    use crate::datastore::suite;
 
     fn fresh() -> (Arc<dyn DataStore>, Box<dyn Any>) {
         let dir = tempfile::tempdir().unwrap();
@@ -465,6 +466,11 @@ mod tests {
             created_at: 1,
             store_svid: false,
         }
+    }
+
+    #[test]
+    fn sled_store_passes_the_conformance_suite() {
+        suite::run_all(&fresh);
     }
 
     #[test]
