@@ -109,7 +109,10 @@ pub trait DataStore: Send + Sync + Debug {
     /// Creates or replaces.
     fn set_bundle(&self, bundle: Bundle) -> Result<Bundle, StoreError>;
     /// Applies `f` to the stored bundle (or to an empty one if absent) atomically and stores
-    /// the result when `f` returns true; returns the bundle as stored afterwards.
+    /// the result when `f` returns true; returns the bundle as stored afterwards (the empty
+    /// one, unstored, if it was absent and `f` returned false). `f` may run more than once,
+    /// each time on a freshly read bundle, if another writer got in first; the result is
+    /// stored as is (bumping `sequence_number` is up to `f`).
     fn update_bundle_with(
         &self,
         td: &TrustDomain,
