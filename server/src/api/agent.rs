@@ -33,32 +33,53 @@ pub struct AgentService {
 impl AgentService {
     /// The service with these node attestors (by name).
     pub fn new(state: Arc<ApiState>, attestors: Vec<Arc<dyn NodeAttestor>>) -> Self {
-        Self { state, attestors: attestors.into_iter().map(|a| (a.name(), a)).collect() }
+        Self {
+            state,
+            attestors: attestors.into_iter().map(|a| (a.name(), a)).collect(),
+        }
     }
 
-    async fn attest(&self, mut stream: Streaming<pb::AttestAgentRequest>) -> Result<pb::AttestAgentResponse, ApiError> {
+    async fn attest(
+        &self,
+        mut stream: Streaming<pb::AttestAgentRequest>,
+    ) -> Result<pb::AttestAgentResponse, ApiError> {
         let first = stream
             .message()
             .await
-            .map_err(|s| ApiError::InvalidArgument(format!("failed to receive request: {}", s.message())))?
+            .map_err(|s| {
+                ApiError::InvalidArgument(format!("failed to receive request: {}", s.message()))
+            })?
             .ok_or_else(|| ApiError::InvalidArgument("malformed param: no request".into()))?;
         let Some(pb::attest_agent_request::Step::Params(params)) = first.step else {
-            return Err(ApiError::InvalidArgument("malformed param: the first message must carry params".into()));
+            return Err(ApiError::InvalidArgument(
+                "malformed param: the first message must carry params".into(),
+            ));
         };
-        let data = params.data.ok_or_else(|| ApiError::InvalidArgument("malformed param: missing attestation data".into()))?;
+        let data = params.data.ok_or_else(|| {
+            ApiError::InvalidArgument("malformed param: missing attestation data".into())
+        })?;
         let csr = params.params.map(|p| p.csr).unwrap_or_default();
         if data.r#type.is_empty() {
-            return Err(ApiError::InvalidArgument("malformed param: missing attestation type".into()));
+            return Err(ApiError::InvalidArgument(
+                "malformed param: missing attestation type".into(),
+            ));
         }
         if data.payload.is_empty() {
-            return Err(ApiError::InvalidArgument("malformed param: missing attestation payload".into()));
+            return Err(ApiError::InvalidArgument(
+                "malformed param: missing attestation payload".into(),
+            ));
         }
         if csr.is_empty() {
-            return Err(ApiError::InvalidArgument("malformed param: missing CSR".into()));
+            return Err(ApiError::InvalidArgument(
+                "malformed param: missing CSR".into(),
+            ));
         }
         let public_key = Ca::verify_csr(&csr)?;
         let attestor = self.attestors.get(data.r#type.as_str()).ok_or_else(|| {
-            ApiError::FailedPrecondition(format!("failed to attest: could not find node attestor type {:?}", data.r#type))
+            ApiError::FailedPrecondition(format!(
+                "failed to attest: could not find node attestor type {:?}",
+                data.r#type
+            ))
         })?;
         let attested = attestor.attest(&data.payload).map_err(|e| match e {
             AttestError::Invalid(_) => ApiError::InvalidArgument(e.to_string()),
@@ -67,21 +88,32 @@ impl AgentService {
         let svid = self.admit(&attested, &data.r#type, public_key)?;
         tracing::info!(agent_id = %attested.agent_id, serial = %svid.serial, "Agent attestation request completed");
         Ok(pb::AttestAgentResponse {
-            step: Some(pb::attest_agent_response::Step::Result(pb::attest_agent_response::Result {
-                svid: Some(x509_svid(&attested.agent_id, &svid)),
-                reattestable: attested.can_reattest,
-            })),
+            step: Some(pb::attest_agent_response::Step::Result(
+                pb::attest_agent_response::Result {
+                    svid: Some(x509_svid(&attested.agent_id, &svid)),
+                    reattestable: attested.can_reattest,
+                },
+            )),
         })
     }
 
-    fn admit(&self, a: &Attested, attestation_type: &str, key: crate::ca::CsrPublicKey) -> Result<X509Svid, ApiError> {
+    fn admit(
+        &self,
+        a: &Attested,
+        attestation_type: &str,
+        key: crate::ca::CsrPublicKey,
+    ) -> Result<X509Svid, ApiError> {
         if a.agent_id == id::server_id(&self.state.trust_domain) {
-            return Err(ApiError::InvalidArgument("failed to attest: agent ID may not be the server ID".into()));
+            return Err(ApiError::InvalidArgument(
+                "failed to attest: agent ID may not be the server ID".into(),
+            ));
         }
         let store = self.state.registry.store();
         let existing = store.node(&a.agent_id)?;
         if existing.as_ref().is_some_and(AttestedNode::is_banned) {
-            return Err(ApiError::PermissionDenied("failed to attest: agent is banned".into()));
+            return Err(ApiError::PermissionDenied(
+                "failed to attest: agent is banned".into(),
+            ));
         }
         let svid = self.sign_agent(&a.agent_id, key)?;
         let selectors: SelectorSet = a.selectors.iter().cloned().collect();
@@ -99,7 +131,11 @@ impl AgentService {
         Ok(svid)
     }
 
-    fn sign_agent(&self, agent: &SpiffeId, public_key: crate::ca::CsrPublicKey) -> Result<X509Svid, ApiError> {
+    fn sign_agent(
+        &self,
+        agent: &SpiffeId,
+        public_key: crate::ca::CsrPublicKey,
+    ) -> Result<X509Svid, ApiError> {
         Ok(self.state.ca.sign_x509_svid(X509SvidParams {
             spiffe_id: agent.clone(),
             public_key,
@@ -109,13 +145,21 @@ impl AgentService {
         })?)
     }
 
-    fn filtered_agents(&self, filter: Option<&pb::list_agents_request::Filter>) -> Result<Vec<AttestedNode>, ApiError> {
+    fn filtered_agents(
+        &self,
+        filter: Option<&pb::list_agents_request::Filter>,
+    ) -> Result<Vec<AttestedNode>, ApiError> {
         let mut nodes = self.state.registry.store().list_nodes()?;
         let Some(f) = filter else { return Ok(nodes) };
         let selector_match = f
             .by_selector_match
             .as_ref()
-            .map(|m| Ok::<_, ApiError>((convert::selectors("by_selector_match", &m.selectors)?, convert::match_behavior(m.r#match))))
+            .map(|m| {
+                Ok::<_, ApiError>((
+                    convert::selectors("by_selector_match", &m.selectors)?,
+                    convert::match_behavior(m.r#match),
+                ))
+            })
             .transpose()?;
         let expires_before = (!f.by_expires_before.is_empty())
             .then(|| {
@@ -143,27 +187,43 @@ impl AgentService {
 }
 
 fn x509_svid(id: &SpiffeId, svid: &X509Svid) -> types::X509svid {
-    types::X509svid { cert_chain: svid.chain.clone(), id: Some(proto_id(id)), expires_at: svid.expires_at, hint: String::new() }
+    types::X509svid {
+        cert_chain: svid.chain.clone(),
+        id: Some(proto_id(id)),
+        expires_at: svid.expires_at,
+        hint: String::new(),
+    }
 }
 
 #[tonic::async_trait]
 impl Agent for AgentService {
     type AttestAgentStream = AttestStream;
 
-    async fn count_agents(&self, req: Request<pb::CountAgentsRequest>) -> Result<Response<pb::CountAgentsResponse>, Status> {
+    async fn count_agents(
+        &self,
+        req: Request<pb::CountAgentsRequest>,
+    ) -> Result<Response<pb::CountAgentsResponse>, Status> {
         self.state.require_admin(&req)?;
-        let filter = req.into_inner().filter.map(|f| pb::list_agents_request::Filter {
-            by_attestation_type: f.by_attestation_type,
-            by_selector_match: f.by_selector_match,
-            by_banned: f.by_banned,
-            by_can_reattest: f.by_can_reattest,
-            by_expires_before: f.by_expires_before,
-        });
+        let filter = req
+            .into_inner()
+            .filter
+            .map(|f| pb::list_agents_request::Filter {
+                by_attestation_type: f.by_attestation_type,
+                by_selector_match: f.by_selector_match,
+                by_banned: f.by_banned,
+                by_can_reattest: f.by_can_reattest,
+                by_expires_before: f.by_expires_before,
+            });
         let count = self.filtered_agents(filter.as_ref())?.len();
-        Ok(Response::new(pb::CountAgentsResponse { count: i32::try_from(count).unwrap_or(i32::MAX) }))
+        Ok(Response::new(pb::CountAgentsResponse {
+            count: i32::try_from(count).unwrap_or(i32::MAX),
+        }))
     }
 
-    async fn list_agents(&self, req: Request<pb::ListAgentsRequest>) -> Result<Response<pb::ListAgentsResponse>, Status> {
+    async fn list_agents(
+        &self,
+        req: Request<pb::ListAgentsRequest>,
+    ) -> Result<Response<pb::ListAgentsResponse>, Status> {
         self.state.require_admin(&req)?;
         let req = req.into_inner();
         if req.page_size < 0 {
@@ -173,37 +233,79 @@ impl Agent for AgentService {
         let start = if req.page_token.is_empty() {
             0
         } else {
-            nodes.iter().position(|n| n.spiffe_id.to_string() > req.page_token).unwrap_or(nodes.len())
+            nodes
+                .iter()
+                .position(|n| n.spiffe_id.to_string() > req.page_token)
+                .unwrap_or(nodes.len())
         };
-        let size = if req.page_size == 0 { usize::MAX } else { usize::try_from(req.page_size).unwrap_or(usize::MAX) };
+        let size = if req.page_size == 0 {
+            usize::MAX
+        } else {
+            usize::try_from(req.page_size).unwrap_or(usize::MAX)
+        };
         let page: Vec<_> = nodes.iter().skip(start).take(size).collect();
         let next_page_token = match page.last() {
             Some(last) if start + page.len() < nodes.len() => last.spiffe_id.to_string(),
             _ => String::new(),
         };
-        let agents = page.into_iter().map(|n| agent_to_proto(n, req.output_mask.as_ref())).collect();
-        Ok(Response::new(pb::ListAgentsResponse { agents, next_page_token }))
+        let agents = page
+            .into_iter()
+            .map(|n| agent_to_proto(n, req.output_mask.as_ref()))
+            .collect();
+        Ok(Response::new(pb::ListAgentsResponse {
+            agents,
+            next_page_token,
+        }))
     }
 
-    async fn get_agent(&self, req: Request<pb::GetAgentRequest>) -> Result<Response<types::Agent>, Status> {
+    async fn get_agent(
+        &self,
+        req: Request<pb::GetAgentRequest>,
+    ) -> Result<Response<types::Agent>, Status> {
         self.state.require_admin(&req)?;
         let req = req.into_inner();
         let id = Self::agent_id(req.id.as_ref())?;
-        let node = self.state.registry.store().node(&id).map_err(ApiError::from)?.ok_or_else(|| ApiError::NotFound("agent not found".into()))?;
-        Ok(Response::new(agent_to_proto(&node, req.output_mask.as_ref())))
+        let node = self
+            .state
+            .registry
+            .store()
+            .node(&id)
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::NotFound("agent not found".into()))?;
+        Ok(Response::new(agent_to_proto(
+            &node,
+            req.output_mask.as_ref(),
+        )))
     }
 
-    async fn delete_agent(&self, req: Request<pb::DeleteAgentRequest>) -> Result<Response<()>, Status> {
+    async fn delete_agent(
+        &self,
+        req: Request<pb::DeleteAgentRequest>,
+    ) -> Result<Response<()>, Status> {
         self.state.require_admin(&req)?;
         let id = Self::agent_id(req.into_inner().id.as_ref())?;
         self.state.registry.delete_node(&id).map_err(|e| match e {
-            crate::datastore::StoreError::NotFound(_) => ApiError::NotFound("agent not found".into()),
+            crate::datastore::StoreError::NotFound(_) => {
+                ApiError::NotFound("agent not found".into())
+            }
             other => other.into(),
         })?;
         let vanity = Selector::new("spiffe_id", id.to_string()).ok();
-        for entry in self.state.registry.store().entries_by_parent(&id).map_err(ApiError::from)? {
-            if vanity.as_ref().is_some_and(|v| entry.selectors.len() == 1 && entry.selectors.contains(v)) {
-                self.state.registry.delete_entry(&entry.id).map_err(ApiError::from)?;
+        for entry in self
+            .state
+            .registry
+            .store()
+            .entries_by_parent(&id)
+            .map_err(ApiError::from)?
+        {
+            if vanity
+                .as_ref()
+                .is_some_and(|v| entry.selectors.len() == 1 && entry.selectors.contains(v))
+            {
+                self.state
+                    .registry
+                    .delete_entry(&entry.id)
+                    .map_err(ApiError::from)?;
             }
         }
         tracing::info!(agent_id = %id, "Agent deleted");
@@ -213,7 +315,13 @@ impl Agent for AgentService {
     async fn ban_agent(&self, req: Request<pb::BanAgentRequest>) -> Result<Response<()>, Status> {
         self.state.require_admin(&req)?;
         let id = Self::agent_id(req.into_inner().id.as_ref())?;
-        let mut node = self.state.registry.store().node(&id).map_err(ApiError::from)?.ok_or_else(|| ApiError::NotFound("agent not found".into()))?;
+        let mut node = self
+            .state
+            .registry
+            .store()
+            .node(&id)
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::NotFound("agent not found".into()))?;
         node.serial.clear();
         node.new_serial.clear();
         self.state.registry.put_node(node).map_err(ApiError::from)?;
@@ -221,12 +329,18 @@ impl Agent for AgentService {
         Ok(Response::new(()))
     }
 
-    async fn attest_agent(&self, req: Request<Streaming<pb::AttestAgentRequest>>) -> Result<Response<AttestStream>, Status> {
+    async fn attest_agent(
+        &self,
+        req: Request<Streaming<pb::AttestAgentRequest>>,
+    ) -> Result<Response<AttestStream>, Status> {
         let resp = self.attest(req.into_inner()).await?;
         Ok(Response::new(Box::pin(tokio_stream::once(Ok(resp)))))
     }
 
-    async fn renew_agent(&self, req: Request<pb::RenewAgentRequest>) -> Result<Response<pb::RenewAgentResponse>, Status> {
+    async fn renew_agent(
+        &self,
+        req: Request<pb::RenewAgentRequest>,
+    ) -> Result<Response<pb::RenewAgentResponse>, Status> {
         let caller = self.state.require_agent(&req)?;
         let csr = req.into_inner().params.map(|p| p.csr).unwrap_or_default();
         if csr.is_empty() {
@@ -239,19 +353,33 @@ impl Agent for AgentService {
         node.new_expires_at = svid.expires_at;
         self.state.registry.put_node(node).map_err(ApiError::from)?;
         tracing::debug!(agent_id = %caller.id, serial = %svid.serial, "Agent SVID renewed");
-        Ok(Response::new(pb::RenewAgentResponse { svid: Some(x509_svid(&caller.id, &svid)) }))
+        Ok(Response::new(pb::RenewAgentResponse {
+            svid: Some(x509_svid(&caller.id, &svid)),
+        }))
     }
 
-    async fn create_join_token(&self, req: Request<pb::CreateJoinTokenRequest>) -> Result<Response<types::JoinToken>, Status> {
+    async fn create_join_token(
+        &self,
+        req: Request<pb::CreateJoinTokenRequest>,
+    ) -> Result<Response<types::JoinToken>, Status> {
         self.state.require_admin(&req)?;
         let req = req.into_inner();
         if !self.state.join_token_enabled {
-            return Err(ApiError::FailedPrecondition("join_token node attestor is not configured".into()).into());
+            return Err(ApiError::FailedPrecondition(
+                "join_token node attestor is not configured".into(),
+            )
+            .into());
         }
         if req.ttl < 1 {
-            return Err(ApiError::InvalidArgument("ttl is required, you must provide one".into()).into());
+            return Err(
+                ApiError::InvalidArgument("ttl is required, you must provide one".into()).into(),
+            );
         }
-        let token = if req.token.is_empty() { uuid::Uuid::new_v4().to_string() } else { req.token };
+        let token = if req.token.is_empty() {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            req.token
+        };
         let token_agent = id::agent_id(&self.state.trust_domain, "join_token", &token)
             .map_err(|e| ApiError::InvalidArgument(format!("token: {e}")))?;
         let vanity = req
@@ -265,7 +393,14 @@ impl Agent for AgentService {
             })
             .transpose()?;
         let expires_at = self.state.clock.unix_now() + i64::from(req.ttl);
-        self.state.registry.store().create_join_token(JoinToken { token: token.clone(), expires_at }).map_err(ApiError::from)?;
+        self.state
+            .registry
+            .store()
+            .create_join_token(JoinToken {
+                token: token.clone(),
+                expires_at,
+            })
+            .map_err(ApiError::from)?;
         if let Some(agent_id) = vanity {
             let selector = Selector::new("spiffe_id", token_agent.to_string())
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -290,14 +425,23 @@ impl Agent for AgentService {
                 })
                 .map_err(ApiError::from)?;
         }
-        Ok(Response::new(types::JoinToken { value: token, expires_at }))
+        Ok(Response::new(types::JoinToken {
+            value: token,
+            expires_at,
+        }))
     }
 
-    async fn post_status(&self, req: Request<pb::PostStatusRequest>) -> Result<Response<pb::PostStatusResponse>, Status> {
+    async fn post_status(
+        &self,
+        req: Request<pb::PostStatusRequest>,
+    ) -> Result<Response<pb::PostStatusResponse>, Status> {
         let caller = self.state.require_agent(&req)?;
         let version = req.into_inner().agent_version;
         if version.len() > 255 {
-            return Err(ApiError::InvalidArgument("agent_version: longer than 255 characters".into()).into());
+            return Err(ApiError::InvalidArgument(
+                "agent_version: longer than 255 characters".into(),
+            )
+            .into());
         }
         let mut node = caller.node;
         node.agent_version = version;

@@ -30,7 +30,11 @@ impl SvidService {
         Self { state }
     }
 
-    fn new_x509(&self, agent: &AgentCaller, p: &pb::NewX509svidParams) -> Result<types::X509svid, ApiError> {
+    fn new_x509(
+        &self,
+        agent: &AgentCaller,
+        p: &pb::NewX509svidParams,
+    ) -> Result<types::X509svid, ApiError> {
         if p.entry_id.is_empty() {
             return Err(ApiError::InvalidArgument("entry_id: missing".into()));
         }
@@ -59,12 +63,24 @@ impl SvidService {
         })
     }
 
-    fn jwt(&self, spiffe_id: &SpiffeId, audience: Vec<String>, ttl: Duration, hint: &str) -> Result<types::Jwtsvid, ApiError> {
+    fn jwt(
+        &self,
+        spiffe_id: &SpiffeId,
+        audience: Vec<String>,
+        ttl: Duration,
+        hint: &str,
+    ) -> Result<types::Jwtsvid, ApiError> {
         let audience: Vec<String> = audience.into_iter().filter(|a| !a.is_empty()).collect();
         if audience.is_empty() {
-            return Err(ApiError::InvalidArgument("audience: at least one audience is required".into()));
+            return Err(ApiError::InvalidArgument(
+                "audience: at least one audience is required".into(),
+            ));
         }
-        let svid = self.state.ca.sign_jwt_svid(JwtSvidParams { spiffe_id: spiffe_id.clone(), audience, ttl })?;
+        let svid = self.state.ca.sign_jwt_svid(JwtSvidParams {
+            spiffe_id: spiffe_id.clone(),
+            audience,
+            ttl,
+        })?;
         Ok(types::Jwtsvid {
             token: svid.token,
             id: Some(proto_id(spiffe_id)),
@@ -79,7 +95,9 @@ impl SvidService {
             return Err(ApiError::InvalidArgument("csr: missing".into()));
         }
         if req.ttl < 0 {
-            return Err(ApiError::InvalidArgument("ttl: must not be negative".into()));
+            return Err(ApiError::InvalidArgument(
+                "ttl: must not be negative".into(),
+            ));
         }
         let public_key = Ca::verify_csr(&req.csr)?;
         let (spiffe_id, dns_names) = csr_names(&req.csr)?;
@@ -93,7 +111,12 @@ impl SvidService {
             kind: SvidKind::Workload,
         })?;
         tracing::info!(spiffe_id = %spiffe_id, serial = %svid.serial, "Minted X509 SVID");
-        Ok(types::X509svid { cert_chain: svid.chain, id: Some(proto_id(&spiffe_id)), expires_at: svid.expires_at, hint: String::new() })
+        Ok(types::X509svid {
+            cert_chain: svid.chain,
+            id: Some(proto_id(&spiffe_id)),
+            expires_at: svid.expires_at,
+            hint: String::new(),
+        })
     }
 }
 
@@ -104,7 +127,8 @@ fn secs(ttl: i32) -> Duration {
 /// The SPIFFE ID (exactly one URI SAN) and DNS names a CSR asks for (MintX509SVID only;
 /// agents' CSRs contribute nothing but their key).
 fn csr_names(der: &[u8]) -> Result<(SpiffeId, Vec<String>), ApiError> {
-    let (_, csr) = X509CertificationRequest::from_der(der).map_err(|e| ApiError::InvalidArgument(format!("malformed CSR: {e}")))?;
+    let (_, csr) = X509CertificationRequest::from_der(der)
+        .map_err(|e| ApiError::InvalidArgument(format!("malformed CSR: {e}")))?;
     let mut uris = vec![];
     let mut dns = vec![];
     for ext in csr.requested_extensions().into_iter().flatten() {
@@ -119,28 +143,44 @@ fn csr_names(der: &[u8]) -> Result<(SpiffeId, Vec<String>), ApiError> {
         }
     }
     let [uri] = uris.as_slice() else {
-        return Err(ApiError::InvalidArgument(format!("CSR must have exactly one URI SAN, it has {}", uris.len())));
+        return Err(ApiError::InvalidArgument(format!(
+            "CSR must have exactly one URI SAN, it has {}",
+            uris.len()
+        )));
     };
-    let id = id::parse_id(uri).map_err(|e| ApiError::InvalidArgument(format!("CSR URI SAN: {e}")))?;
-    if let Some(bad) = dns.iter().find(|d| !signet_common::entry::valid_dns_name(d)) {
-        return Err(ApiError::InvalidArgument(format!("CSR DNS SAN {bad:?} is not a valid DNS name")));
+    let id =
+        id::parse_id(uri).map_err(|e| ApiError::InvalidArgument(format!("CSR URI SAN: {e}")))?;
+    if let Some(bad) = dns
+        .iter()
+        .find(|d| !signet_common::entry::valid_dns_name(d))
+    {
+        return Err(ApiError::InvalidArgument(format!(
+            "CSR DNS SAN {bad:?} is not a valid DNS name"
+        )));
     }
     Ok((id, dns))
 }
 
 #[tonic::async_trait]
 impl Svid for SvidService {
-    async fn mint_x509svid(&self, req: Request<pb::MintX509svidRequest>) -> Result<Response<pb::MintX509svidResponse>, Status> {
+    async fn mint_x509svid(
+        &self,
+        req: Request<pb::MintX509svidRequest>,
+    ) -> Result<Response<pb::MintX509svidResponse>, Status> {
         self.state.require_admin(&req)?;
         let svid = self.mint_x509(req.get_ref())?;
         Ok(Response::new(pb::MintX509svidResponse { svid: Some(svid) }))
     }
 
-    async fn mint_jwtsvid(&self, req: Request<pb::MintJwtsvidRequest>) -> Result<Response<pb::MintJwtsvidResponse>, Status> {
+    async fn mint_jwtsvid(
+        &self,
+        req: Request<pb::MintJwtsvidRequest>,
+    ) -> Result<Response<pb::MintJwtsvidResponse>, Status> {
         self.state.require_admin(&req)?;
         let req = req.into_inner();
         let id = convert::spiffe_id("id", req.id.as_ref())?;
-        id::require_member_with_path(&id, &self.state.trust_domain).map_err(|e| ApiError::InvalidArgument(format!("id: {e}")))?;
+        id::require_member_with_path(&id, &self.state.trust_domain)
+            .map_err(|e| ApiError::InvalidArgument(format!("id: {e}")))?;
         if req.ttl < 0 {
             return Err(ApiError::InvalidArgument("ttl: must not be negative".into()).into());
         }
@@ -148,25 +188,40 @@ impl Svid for SvidService {
         Ok(Response::new(pb::MintJwtsvidResponse { svid: Some(svid) }))
     }
 
-    async fn mint_witsvid(&self, _req: Request<pb::MintWitsvidRequest>) -> Result<Response<pb::MintWitsvidResponse>, Status> {
+    async fn mint_witsvid(
+        &self,
+        _req: Request<pb::MintWitsvidRequest>,
+    ) -> Result<Response<pb::MintWitsvidResponse>, Status> {
         Err(ApiError::Unimplemented("WIT-SVIDs are not supported".into()).into())
     }
 
-    async fn batch_new_x509svid(&self, req: Request<pb::BatchNewX509svidRequest>) -> Result<Response<pb::BatchNewX509svidResponse>, Status> {
+    async fn batch_new_x509svid(
+        &self,
+        req: Request<pb::BatchNewX509svidRequest>,
+    ) -> Result<Response<pb::BatchNewX509svidResponse>, Status> {
         let agent = self.state.require_agent(&req)?;
         let results = req
             .get_ref()
             .params
             .iter()
             .map(|p| match self.new_x509(&agent, p) {
-                Ok(svid) => pb::batch_new_x509svid_response::Result { status: Some(ok_status()), svid: Some(svid) },
-                Err(e) => pb::batch_new_x509svid_response::Result { status: Some(e.to_item_status()), svid: None },
+                Ok(svid) => pb::batch_new_x509svid_response::Result {
+                    status: Some(ok_status()),
+                    svid: Some(svid),
+                },
+                Err(e) => pb::batch_new_x509svid_response::Result {
+                    status: Some(e.to_item_status()),
+                    svid: None,
+                },
             })
             .collect();
         Ok(Response::new(pb::BatchNewX509svidResponse { results }))
     }
 
-    async fn new_jwtsvid(&self, req: Request<pb::NewJwtsvidRequest>) -> Result<Response<pb::NewJwtsvidResponse>, Status> {
+    async fn new_jwtsvid(
+        &self,
+        req: Request<pb::NewJwtsvidRequest>,
+    ) -> Result<Response<pb::NewJwtsvidResponse>, Status> {
         let agent = self.state.require_agent(&req)?;
         let req = req.into_inner();
         if req.entry_id.is_empty() {
@@ -177,11 +232,19 @@ impl Svid for SvidService {
             .registry
             .authorized_entry(&agent.id, &req.entry_id)
             .ok_or_else(|| ApiError::NotFound("entry not found or not authorized".into()))?;
-        let svid = self.jwt(&entry.spiffe_id, req.audience, secs(entry.jwt_svid_ttl), &entry.hint)?;
+        let svid = self.jwt(
+            &entry.spiffe_id,
+            req.audience,
+            secs(entry.jwt_svid_ttl),
+            &entry.hint,
+        )?;
         Ok(Response::new(pb::NewJwtsvidResponse { svid: Some(svid) }))
     }
 
-    async fn batch_new_witsvid(&self, _req: Request<pb::BatchNewWitsvidRequest>) -> Result<Response<pb::BatchNewWitsvidResponse>, Status> {
+    async fn batch_new_witsvid(
+        &self,
+        _req: Request<pb::BatchNewWitsvidRequest>,
+    ) -> Result<Response<pb::BatchNewWitsvidResponse>, Status> {
         Err(ApiError::Unimplemented("WIT-SVIDs are not supported".into()).into())
     }
 

@@ -57,7 +57,10 @@ impl Sync for SyncService {
                 match state.registry.store().node(&agent.id) {
                     Ok(Some(node)) if !node.is_banned() => {}
                     Ok(_) => {
-                        let err = ApiError::PermissionDenied(format!("agent {} is banned or no longer attested", agent.id));
+                        let err = ApiError::PermissionDenied(format!(
+                            "agent {} is banned or no longer attested",
+                            agent.id
+                        ));
                         let _ = tx.send(Err(err.into())).await;
                         return;
                     }

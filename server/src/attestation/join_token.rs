@@ -20,8 +20,16 @@ pub struct JoinTokenAttestor {
 
 impl JoinTokenAttestor {
     /// An attestor over the store's tokens.
-    pub fn new(trust_domain: TrustDomain, store: Arc<dyn DataStore>, clock: Arc<dyn Clock>) -> Self {
-        Self { trust_domain, store, clock }
+    pub fn new(
+        trust_domain: TrustDomain,
+        store: Arc<dyn DataStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            trust_domain,
+            store,
+            clock,
+        }
     }
 }
 
@@ -36,15 +44,19 @@ impl NodeAttestor for JoinTokenAttestor {
         if token.is_empty() {
             return Err(AttestError::Invalid("join token is empty".into()));
         }
-        let stored = self
-            .store
-            .take_join_token(token)?
-            .ok_or_else(|| AttestError::Invalid("join token does not exist or has already been used".into()))?;
+        let stored = self.store.take_join_token(token)?.ok_or_else(|| {
+            AttestError::Invalid("join token does not exist or has already been used".into())
+        })?;
         if stored.expires_at < self.clock.unix_now() {
             return Err(AttestError::Invalid("join token expired".into()));
         }
-        let agent_id = id::agent_id(&self.trust_domain, "join_token", token)
-            .map_err(|e| AttestError::Invalid(format!("join token cannot form an agent ID: {e}")))?;
-        Ok(Attested { agent_id, selectors: vec![], can_reattest: false })
+        let agent_id = id::agent_id(&self.trust_domain, "join_token", token).map_err(|e| {
+            AttestError::Invalid(format!("join token cannot form an agent ID: {e}"))
+        })?;
+        Ok(Attested {
+            agent_id,
+            selectors: vec![],
+            can_reattest: false,
+        })
     }
 }
