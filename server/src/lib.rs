@@ -13,4 +13,3 @@ pub mod endpoints;
 pub mod events;
 pub mod keys;
 pub mod run;
-
