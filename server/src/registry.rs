@@ -83,6 +83,18 @@ impl Registry {
         Ok(deleted)
     }
 
+    /// Deletes entries that expired before `before` and pushes the change.
+    pub fn prune_entries(&self, before: i64) -> Result<Vec<RegistrationEntry>, StoreError> {
+        let mut index = self.write();
+        let pruned = self.store.prune_entries(before)?;
+        for entry in &pruned {
+            let affected = index.agents_affected_by(entry);
+            index.remove_entry(&entry.id);
+            self.events.entries_changed(&affected);
+        }
+        Ok(pruned)
+    }
+
     /// Creates or replaces a node record; its selectors may change which aliases apply.
     pub fn put_node(&self, node: AttestedNode) -> Result<AttestedNode, StoreError> {
         let mut index = self.write();

@@ -1,6 +1,40 @@
-//! Starting the server from the command line (placeholder; the wiring lands separately).
+//! Wiring: builds every component from the configuration, starts the listeners and the
+//! background loops (CA rotation, server SVID renewal, pruning), and stops them cleanly.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use signet_common::clock::{Clock, SystemClock};
+use signet_common::telemetry;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::api::ApiState;
+use crate::api::agent::AgentService;
+use crate::api::bundle::BundleService;
+use crate::api::entry::EntryService;
+use crate::api::svid::SvidService;
+use crate::api::sync::SyncService;
+use crate::attestation::NodeAttestor;
+use crate::attestation::join_token::JoinTokenAttestor;
+use crate::ca::Ca;
+use crate::config::{Config, DataStoreConfig, KeyManagerConfig};
+use crate::datastore::DataStore;
+use crate::datastore::sled::SledStore;
+use crate::endpoints::tls::{ServerIdentity, SpiffeClientVerifier};
+use crate::endpoints::{self, Services};
+use crate::keys::KeyManager;
+use crate::keys::disk::DiskKeyManager;
+use crate::keys::memory::MemoryKeyManager;
+use crate::registry::Registry;
+
+/// How often the CA rotator looks at its slots (SPIRE: 10 s).
+const ROTATE_EVERY: Duration = Duration::from_secs(10);
+/// How often expired entries and join tokens are pruned (SPIRE: 5 min).
+const PRUNE_EVERY: Duration = Duration::from_secs(300);
 
 /// `signet-server run` flags; each overrides the matching key of the config file.
 #[derive(Debug, Clone, Default)]
@@ -25,5 +59,196 @@ pub struct RunArgs {
 
 /// Loads the config, starts every endpoint and runs until SIGINT or SIGTERM.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    anyhow::bail!("server not wired yet (config {})", args.config.display())
+    let config = Config::load(&args)?;
+    telemetry::init(&config.log_level, config.log_format);
+    let server = Server::start(config, Arc::new(SystemClock)).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("Received interrupt, stopping"),
+        _ = term.recv() => tracing::info!("Received terminate, stopping"),
+    }
+    server.shutdown().await
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    /// Where the agent API listens.
+    pub tcp_addr: SocketAddr,
+    /// The admin socket.
+    pub socket_path: PathBuf,
+    /// Where the health listener listens, if enabled.
+    pub health_addr: Option<SocketAddr>,
+    /// Shared API state (for in-process tests).
+    pub state: Arc<ApiState>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+impl Server {
+    /// Builds everything and starts serving.
+    pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+        let store: Arc<dyn DataStore> = match &config.datastore {
+            DataStoreConfig::Sled { directory } => Arc::new(SledStore::open(directory)?),
+        };
+        let keys: Arc<dyn KeyManager> = match &config.key_manager {
+            KeyManagerConfig::Disk { keys_path } => Arc::new(DiskKeyManager::open(keys_path)?),
+            KeyManagerConfig::Memory => Arc::new(MemoryKeyManager::new()),
+        };
+        let ca = Arc::new(Ca::new(
+            config.ca.clone(),
+            Arc::clone(&clock),
+            keys,
+            Arc::clone(&store),
+        )?);
+        let registry = Arc::new(Registry::load(Arc::clone(&store), &config.trust_domain)?);
+        let state = Arc::new(ApiState {
+            trust_domain: config.trust_domain.clone(),
+            registry: Arc::clone(&registry),
+            ca: Arc::clone(&ca),
+            clock: Arc::clone(&clock),
+            admin_ids: config.admin_ids.clone(),
+            join_token_enabled: config.join_token,
+        });
+        let mut attestors: Vec<Arc<dyn NodeAttestor>> = vec![];
+        if config.join_token {
+            attestors.push(Arc::new(JoinTokenAttestor::new(
+                config.trust_domain.clone(),
+                Arc::clone(&store),
+                Arc::clone(&clock),
+            )));
+        }
+        let services = Services {
+            agent: Arc::new(AgentService::new(Arc::clone(&state), attestors)),
+            entry: Arc::new(EntryService::new(Arc::clone(&state))),
+            bundle: Arc::new(BundleService::new(Arc::clone(&state))),
+            svid: Arc::new(SvidService::new(Arc::clone(&state))),
+            sync: Arc::new(SyncService::new(Arc::clone(&state))),
+        };
+        let identity = Arc::new(ServerIdentity::issue(&ca, Arc::clone(&clock))?);
+        let verifier = Arc::new(SpiffeClientVerifier::new(
+            config.trust_domain.clone(),
+            config.admin_ids.clone(),
+            Arc::clone(&store),
+            registry.subscribe_bundles(),
+        ));
+        let tls =
+            endpoints::tls::server_config(Arc::clone(&identity), verifier, Arc::clone(&clock))?;
+
+        let (shutdown, stop) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let tcp = endpoints::bind_tcp(&config.bind_address, config.bind_port).await?;
+        let tcp_addr = endpoints::local_addr(&tcp)?;
+        endpoints::serve_tcp(&mut tasks, tcp, tls, &services, stop.clone());
+        tracing::info!(address = %tcp_addr, "Starting Server APIs");
+        let admin = endpoints::bind_admin_socket(&config.socket_path)?;
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("", tonic_health::ServingStatus::Serving)
+            .await;
+        endpoints::serve_admin(&mut tasks, admin, &services, health, stop.clone());
+        tracing::info!(path = %config.socket_path.display(), "Starting Server APIs");
+        let health_addr = match &config.health {
+            Some(h) => Some(
+                endpoints::health::serve(&mut tasks, h, Arc::clone(&state), stop.clone()).await?,
+            ),
+            None => None,
+        };
+        spawn_rotator(
+            &mut tasks,
+            Arc::clone(&ca),
+            Arc::clone(&registry),
+            identity,
+            Arc::clone(&clock),
+            stop.clone(),
+        );
+        spawn_pruner(&mut tasks, Arc::clone(&state), stop);
+        tracing::info!(trust_domain = %config.trust_domain, "Server started");
+        Ok(Self {
+            tcp_addr,
+            socket_path: config.socket_path,
+            health_addr,
+            state,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Stops every listener and loop and waits for them.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        let _ = std::fs::remove_file(&self.socket_path);
+        while let Some(res) = self.tasks.join_next().await {
+            match res {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(error = %format!("{error:#}"), "A server task failed")
+                }
+                Err(error) => tracing::warn!(%error, "A server task panicked"),
+            }
+        }
+        tracing::info!("Server stopped");
+        Ok(())
+    }
+}
+
+fn spawn_rotator(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    ca: Arc<Ca>,
+    registry: Arc<Registry>,
+    identity: Arc<ServerIdentity>,
+    clock: Arc<dyn Clock>,
+    mut stop: watch::Receiver<bool>,
+) {
+    tasks.spawn(async move {
+        loop {
+            match ca.rotate() {
+                Ok(true) => registry.bundles_changed(),
+                Ok(false) => {}
+                Err(error) => tracing::error!(%error, "CA rotation failed"),
+            }
+            if clock.unix_now() >= identity.renew_at() {
+                match identity.renew(&ca) {
+                    Ok(()) => tracing::debug!("Renewed server SVID"),
+                    Err(error) => {
+                        tracing::error!(error = %format!("{error:#}"), "Server SVID renewal failed")
+                    }
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(ROTATE_EVERY) => {}
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            }
+        }
+    });
+}
+
+fn spawn_pruner(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    state: Arc<ApiState>,
+    mut stop: watch::Receiver<bool>,
+) {
+    tasks.spawn(async move {
+        loop {
+            let now = state.clock.unix_now();
+            let store = state.registry.store();
+            if let Err(error) = store.prune_join_tokens(now) {
+                tracing::warn!(%error, "Pruning join tokens failed");
+            }
+            match state.registry.prune_entries(now) {
+                Ok(pruned) => {
+                    for entry in pruned {
+                        tracing::info!(entry_id = %entry.id, spiffe_id = %entry.spiffe_id, "Pruned expired entry");
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "Pruning entries failed"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(PRUNE_EVERY) => {}
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            }
+        }
+    });
 }

@@ -22,11 +22,19 @@ pub async fn serve(
 ) -> anyhow::Result<std::net::SocketAddr> {
     let listener = tokio::net::TcpListener::bind((config.bind_address.as_str(), config.bind_port))
         .await
-        .with_context(|| format!("cannot bind health listener {}:{}", config.bind_address, config.bind_port))?;
+        .with_context(|| {
+            format!(
+                "cannot bind health listener {}:{}",
+                config.bind_address, config.bind_port
+            )
+        })?;
     let addr = listener.local_addr()?;
     let ready_state = Arc::clone(&state);
     let app = Router::new()
-        .route(&config.live_path, get(|| async { (StatusCode::OK, "{\"live\":true}") }))
+        .route(
+            &config.live_path,
+            get(|| async { (StatusCode::OK, "{\"live\":true}") }),
+        )
         .route(
             &config.ready_path,
             get(move || {
@@ -48,6 +56,16 @@ pub async fn serve(
 fn readiness(state: &ApiState) -> (StatusCode, String) {
     let ca = state.ca.active_x509_authority().is_some();
     let store = state.registry.store().bundle(&state.trust_domain).is_ok();
-    let code = if ca && store { StatusCode::OK } else { StatusCode::INTERNAL_SERVER_ERROR };
-    (code, format!("{{\"ready\":{},\"ca\":{ca},\"datastore\":{store}}}", ca && store))
+    let code = if ca && store {
+        StatusCode::OK
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    (
+        code,
+        format!(
+            "{{\"ready\":{},\"ca\":{ca},\"datastore\":{store}}}",
+            ca && store
+        ),
+    )
 }

@@ -60,7 +60,9 @@ fn router(s: &Services) -> tonic::transport::server::Router {
 
 /// Binds the TCP listener (so the port is known before serving starts).
 pub async fn bind_tcp(address: &str, port: u16) -> anyhow::Result<TcpListener> {
-    TcpListener::bind((address, port)).await.with_context(|| format!("cannot listen on {address}:{port}"))
+    TcpListener::bind((address, port))
+        .await
+        .with_context(|| format!("cannot listen on {address}:{port}"))
 }
 
 /// Serves the agent API over TLS until `shutdown` turns true.
@@ -72,7 +74,9 @@ pub fn serve_tcp(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(Arc::new(tls));
-    let (tx, rx) = mpsc::channel::<std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>(64);
+    let (tx, rx) = mpsc::channel::<
+        std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
+    >(64);
     let mut accept_shutdown = shutdown.clone();
     tasks.spawn(async move {
         loop {
@@ -93,7 +97,9 @@ pub fn serve_tcp(
                     Ok(Ok(stream)) => {
                         let _ = tx.send(Ok(stream)).await;
                     }
-                    Ok(Err(error)) => tracing::debug!(%error, address = %peer, "TLS handshake failed"),
+                    Ok(Err(error)) => {
+                        tracing::debug!(%error, address = %peer, "TLS handshake failed")
+                    }
                     Err(_) => tracing::debug!(address = %peer, "TLS handshake timed out"),
                 }
             });
@@ -115,16 +121,20 @@ pub fn serve_tcp(
 pub fn bind_admin_socket(path: &Path) -> anyhow::Result<UnixListener> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         if !parent.exists() {
-            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
             std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))?;
         }
     }
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot remove stale socket {}", path.display())),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot remove stale socket {}", path.display()));
+        }
     }
-    let listener = UnixListener::bind(path).with_context(|| format!("cannot bind admin socket {}", path.display()))?;
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("cannot bind admin socket {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o770))
         .with_context(|| format!("cannot set permissions on {}", path.display()))?;
     Ok(listener)
@@ -135,7 +145,9 @@ pub fn serve_admin(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     listener: UnixListener,
     services: &Services,
-    health: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let router = router(services).add_service(health);

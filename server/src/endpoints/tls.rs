@@ -14,7 +14,9 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::time_provider::TimeProvider;
-use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+};
 use signet_common::clock::Clock;
 use signet_common::id::{self, SpiffeId, TrustDomain};
 use tokio::sync::watch;
@@ -34,7 +36,9 @@ pub struct ClockTime(pub Arc<dyn Clock>);
 
 impl TimeProvider for ClockTime {
     fn current_time(&self) -> Option<UnixTime> {
-        Some(UnixTime::since_unix_epoch(self.0.now().duration_since(SystemTime::UNIX_EPOCH).ok()?))
+        Some(UnixTime::since_unix_epoch(
+            self.0.now().duration_since(SystemTime::UNIX_EPOCH).ok()?,
+        ))
     }
 }
 
@@ -42,32 +46,57 @@ impl TimeProvider for ClockTime {
 pub struct ServerIdentity {
     current: RwLock<Arc<CertifiedKey>>,
     not_after: RwLock<i64>,
+    renew_at: RwLock<i64>,
+    clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for ServerIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServerIdentity").field("not_after", &self.not_after()).finish_non_exhaustive()
+        f.debug_struct("ServerIdentity")
+            .field("not_after", &self.not_after())
+            .finish_non_exhaustive()
     }
 }
 
 impl ServerIdentity {
     /// Issues the first server SVID.
-    pub fn issue(ca: &Ca) -> anyhow::Result<Self> {
+    pub fn issue(ca: &Ca, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let (key, not_after) = mint_server_svid(ca)?;
-        Ok(Self { current: RwLock::new(key), not_after: RwLock::new(not_after) })
+        let renew_at = half_life(clock.unix_now(), not_after);
+        Ok(Self {
+            current: RwLock::new(key),
+            not_after: RwLock::new(not_after),
+            renew_at: RwLock::new(renew_at),
+            clock,
+        })
     }
 
     /// Issues a new server SVID and starts presenting it.
     pub fn renew(&self, ca: &Ca) -> anyhow::Result<()> {
         let (key, not_after) = mint_server_svid(ca)?;
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = key;
-        *self.not_after.write().unwrap_or_else(PoisonError::into_inner) = not_after;
+        *self
+            .not_after
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = not_after;
+        *self
+            .renew_at
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = half_life(self.clock.unix_now(), not_after);
         Ok(())
+    }
+
+    /// When the current SVID reaches half its life (Unix seconds): renew then.
+    pub fn renew_at(&self) -> i64 {
+        *self.renew_at.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// NotAfter of the current SVID, Unix seconds.
     pub fn not_after(&self) -> i64 {
-        *self.not_after.read().unwrap_or_else(PoisonError::into_inner)
+        *self
+            .not_after
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The current chain and key.
@@ -82,11 +111,17 @@ impl ResolvesServerCert for ServerIdentity {
     }
 }
 
+fn half_life(issued: i64, not_after: i64) -> i64 {
+    issued + (not_after - issued) / 2
+}
+
 fn mint_server_svid(ca: &Ca) -> anyhow::Result<(Arc<CertifiedKey>, i64)> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let svid = ca.sign_x509_svid(X509SvidParams {
         spiffe_id: id::server_id(ca.trust_domain()),
-        public_key: CsrPublicKey { spki_der: rcgen::PublicKeyData::subject_public_key_info(&key) },
+        public_key: CsrPublicKey {
+            spki_der: rcgen::PublicKeyData::subject_public_key_info(&key),
+        },
         ttl: Duration::ZERO,
         dns_names: vec![],
         kind: SvidKind::Server,
@@ -109,13 +144,20 @@ pub struct SpiffeClientVerifier {
 
 impl fmt::Debug for SpiffeClientVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SpiffeClientVerifier").field("trust_domain", &self.trust_domain).finish_non_exhaustive()
+        f.debug_struct("SpiffeClientVerifier")
+            .field("trust_domain", &self.trust_domain)
+            .finish_non_exhaustive()
     }
 }
 
 impl SpiffeClientVerifier {
     /// A verifier that re-reads the bundle whenever `bundles` ticks.
-    pub fn new(trust_domain: TrustDomain, admin_ids: Vec<SpiffeId>, store: Arc<dyn DataStore>, bundles: watch::Receiver<u64>) -> Self {
+    pub fn new(
+        trust_domain: TrustDomain,
+        admin_ids: Vec<SpiffeId>,
+        store: Arc<dyn DataStore>,
+        bundles: watch::Receiver<u64>,
+    ) -> Self {
         Self {
             trust_domain,
             admin_ids,
@@ -128,7 +170,11 @@ impl SpiffeClientVerifier {
 
     fn inner(&self) -> Result<Arc<dyn ClientCertVerifier>, rustls::Error> {
         let rev = *self.bundles.borrow();
-        if let Some((cached, v)) = self.cache.read().unwrap_or_else(PoisonError::into_inner).as_ref()
+        if let Some((cached, v)) = self
+            .cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
             && *cached == rev
         {
             return Ok(Arc::clone(v));
@@ -140,7 +186,9 @@ impl SpiffeClientVerifier {
             .ok_or_else(|| rustls::Error::General("no trust bundle".into()))?;
         let mut roots = RootCertStore::empty();
         for a in &bundle.x509_authorities {
-            roots.add(CertificateDer::from(a.der.clone())).map_err(|e| rustls::Error::General(e.to_string()))?;
+            roots
+                .add(CertificateDer::from(a.der.clone()))
+                .map_err(|e| rustls::Error::General(e.to_string()))?;
         }
         let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
             .allow_unauthenticated()
@@ -170,11 +218,15 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.inner()?.verify_client_cert(end_entity, intermediates, now)?;
+        self.inner()?
+            .verify_client_cert(end_entity, intermediates, now)?;
         let id = spiffe_id_of_cert(end_entity.as_ref())
             .ok_or_else(|| rustls::Error::General("client certificate has no SPIFFE ID".into()))?;
         if !id.is_member_of(&self.trust_domain) && !self.admin_ids.contains(&id) {
-            return Err(rustls::Error::General(format!("client SPIFFE ID {id} is not in trust domain {}", self.trust_domain)));
+            return Err(rustls::Error::General(format!(
+                "client SPIFFE ID {id} is not in trust domain {}",
+                self.trust_domain
+            )));
         }
         Ok(ClientCertVerified::assertion())
     }
