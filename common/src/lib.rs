@@ -11,3 +11,5 @@ pub mod node;
 pub mod rotation;
 pub mod selector;
 pub mod telemetry;
+pub mod tls;
+pub mod x509;

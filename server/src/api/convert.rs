@@ -7,7 +7,6 @@ use signet_common::id::{self, SpiffeId, TrustDomain};
 use signet_common::node::AttestedNode;
 use signet_common::selector::{MatchBehavior, Selector, SelectorSet};
 use signet_proto::types;
-use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::ApiError;
@@ -331,51 +330,7 @@ pub fn bundle_from_proto(b: &types::Bundle) -> Result<Bundle, ApiError> {
     })
 }
 
-/// What the server needs from a peer certificate.
-#[derive(Debug, Clone)]
-pub struct CertInfo {
-    /// Its SPIFFE ID (the only URI SAN).
-    pub id: SpiffeId,
-    /// Serial, lower-case hex without leading zeros.
-    pub serial: String,
-    /// NotAfter, Unix seconds.
-    pub not_after: i64,
-}
-
-/// Reads the SPIFFE ID, serial and expiry of a DER certificate.
-pub fn cert_info(der: &[u8]) -> Option<CertInfo> {
-    let (_, cert) = X509Certificate::from_der(der).ok()?;
-    let san = cert.subject_alternative_name().ok()??;
-    let mut uris = san.value.general_names.iter().filter_map(|n| match n {
-        GeneralName::URI(u) => Some(*u),
-        _ => None,
-    });
-    let uri = uris.next()?;
-    if uris.next().is_some() {
-        return None;
-    }
-    Some(CertInfo {
-        id: id::parse_id(uri).ok()?,
-        serial: serial_hex(cert.raw_serial()),
-        not_after: cert.validity().not_after.timestamp(),
-    })
-}
-
-/// The SPIFFE ID of a DER certificate, if it has exactly one valid one.
-pub fn spiffe_id_of_cert(der: &[u8]) -> Option<SpiffeId> {
-    cert_info(der).map(|i| i.id)
-}
-
-/// Big-endian serial bytes → lower-case hex without leading zeros (SPIRE's form).
-pub fn serial_hex(raw: &[u8]) -> String {
-    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    let trimmed = hex.trim_start_matches('0');
-    if trimmed.is_empty() {
-        "0".into()
-    } else {
-        trimmed.into()
-    }
-}
+pub use signet_common::x509::{CertInfo, cert_info, serial_hex, spiffe_id_of_cert};
 
 #[cfg(test)]
 mod tests {
