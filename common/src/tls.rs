@@ -31,9 +31,16 @@ impl Authorizer {
     }
 
     fn check(&self, end_entity: &CertificateDer<'_>) -> Result<SpiffeId, Error> {
-        let id = spiffe_id_of_cert(end_entity.as_ref())
-            .ok_or_else(|| Error::General("peer certificate has no single valid SPIFFE ID".into()))?;
-        if (self.0)(&id) { Ok(id) } else { Err(Error::General(format!("peer SPIFFE ID {id} is not authorized"))) }
+        let id = spiffe_id_of_cert(end_entity.as_ref()).ok_or_else(|| {
+            Error::General("peer certificate has no single valid SPIFFE ID".into())
+        })?;
+        if (self.0)(&id) {
+            Ok(id)
+        } else {
+            Err(Error::General(format!(
+                "peer SPIFFE ID {id} is not authorized"
+            )))
+        }
     }
 }
 
@@ -46,7 +53,9 @@ impl fmt::Debug for Authorizer {
 fn roots_from(der_roots: &[Vec<u8>]) -> Result<Arc<RootCertStore>, Error> {
     let mut roots = RootCertStore::empty();
     for der in der_roots {
-        roots.add(CertificateDer::from(der.clone())).map_err(|e| Error::General(format!("bad trust anchor: {e}")))?;
+        roots
+            .add(CertificateDer::from(der.clone()))
+            .map_err(|e| Error::General(format!("bad trust anchor: {e}")))?;
     }
     Ok(Arc::new(roots))
 }
@@ -62,8 +71,16 @@ pub struct SpiffeServerVerifier {
 
 impl SpiffeServerVerifier {
     /// A verifier trusting `der_roots`.
-    pub fn new(der_roots: &[Vec<u8>], authorizer: Authorizer, provider: &CryptoProvider) -> Result<Self, Error> {
-        Ok(Self { roots: roots_from(der_roots)?, authorizer, algorithms: provider.signature_verification_algorithms })
+    pub fn new(
+        der_roots: &[Vec<u8>],
+        authorizer: Authorizer,
+        provider: &CryptoProvider,
+    ) -> Result<Self, Error> {
+        Ok(Self {
+            roots: roots_from(der_roots)?,
+            authorizer,
+            algorithms: provider.signature_verification_algorithms,
+        })
     }
 }
 
@@ -77,16 +94,32 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
         let cert = ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(&cert, &self.roots, intermediates, now, self.algorithms.all)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            &self.roots,
+            intermediates,
+            now,
+            self.algorithms.all,
+        )?;
         self.authorizer.check(end_entity)?;
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
         rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
         rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
@@ -105,7 +138,11 @@ pub struct SpiffeClientVerifier {
 
 impl SpiffeClientVerifier {
     /// A verifier trusting `der_roots`.
-    pub fn new(der_roots: &[Vec<u8>], authorizer: Authorizer, provider: Arc<CryptoProvider>) -> Result<Self, Error> {
+    pub fn new(
+        der_roots: &[Vec<u8>],
+        authorizer: Authorizer,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Self, Error> {
         let inner = WebPkiClientVerifier::builder_with_provider(roots_from(der_roots)?, provider)
             .build()
             .map_err(|e| Error::General(e.to_string()))?;
@@ -118,17 +155,33 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         &[]
     }
 
-    fn verify_client_cert(&self, end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>], now: UnixTime) -> Result<ClientCertVerified, Error> {
-        self.inner.verify_client_cert(end_entity, intermediates, now)?;
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        self.inner
+            .verify_client_cert(end_entity, intermediates, now)?;
         self.authorizer.check(end_entity)?;
         Ok(ClientCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
         self.inner.verify_tls12_signature(message, cert, dss)
     }
 
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
         self.inner.verify_tls13_signature(message, cert, dss)
     }
 

@@ -48,7 +48,11 @@ pub fn spiffe_id_of_cert(der: &[u8]) -> Option<SpiffeId> {
 pub fn serial_hex(raw: &[u8]) -> String {
     let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
     let trimmed = hex.trim_start_matches('0');
-    if trimmed.is_empty() { "0".into() } else { trimmed.into() }
+    if trimmed.is_empty() {
+        "0".into()
+    } else {
+        trimmed.into()
+    }
 }
 
 /// Splits a buffer of concatenated DER certificates (the Workload API's form).

@@ -45,7 +45,9 @@ impl SvidService {
             .state
             .registry
             .authorized_entry(&agent.id, &p.entry_id)
-            .ok_or_else(|| ApiError::NotFound("entry not found or not authorized".into()))?;
+            .ok_or_else(|| {
+                ApiError::PermissionDenied("entry not found or not authorized".into())
+            })?;
         let public_key = Ca::verify_csr(&p.csr)?;
         let svid = self.state.ca.sign_x509_svid(X509SvidParams {
             spiffe_id: entry.spiffe_id.clone(),
@@ -231,7 +233,9 @@ impl Svid for SvidService {
             .state
             .registry
             .authorized_entry(&agent.id, &req.entry_id)
-            .ok_or_else(|| ApiError::NotFound("entry not found or not authorized".into()))?;
+            .ok_or_else(|| {
+                ApiError::PermissionDenied("entry not found or not authorized".into())
+            })?;
         let svid = self.jwt(
             &entry.spiffe_id,
             req.audience,

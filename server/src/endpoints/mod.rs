@@ -130,7 +130,8 @@ pub fn bind_admin_socket(path: &Path) -> anyhow::Result<UnixListener> {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
-            return Err(e).with_context(|| format!("cannot remove stale socket {}", path.display()));
+            return Err(e)
+                .with_context(|| format!("cannot remove stale socket {}", path.display()));
         }
     }
     let listener = UnixListener::bind(path)
