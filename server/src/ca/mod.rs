@@ -10,9 +10,15 @@ use signet_common::id::{SpiffeId, TrustDomain};
 use crate::datastore::{DataStore, StoreError};
 use crate::keys::{KeyError, KeyManager, KeyType};
 
+mod authority;
+mod journal;
 mod jwt;
 mod manager;
 mod template;
+#[cfg(test)]
+mod test_store;
+#[cfg(test)]
+mod tests;
 pub mod upstream;
 
 pub use upstream::UpstreamDisk;

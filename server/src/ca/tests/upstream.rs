@@ -1,0 +1,1 @@
+//! `UpstreamAuthority "disk"`: the server CA as an intermediate.
