@@ -1,0 +1,113 @@
+//! What the manager publishes: an immutable snapshot of everything workloads may be served,
+//! replaced as a whole (through a `tokio::sync::watch`) whenever anything changes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use signet_common::bundle::Bundle;
+use signet_common::entry::RegistrationEntry;
+use signet_common::id::TrustDomain;
+use signet_common::selector::SelectorSet;
+
+/// An X509-SVID held for one registration entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadSvid {
+    /// The entry it was minted for.
+    pub entry: Arc<RegistrationEntry>,
+    /// Certificate chain, leaf first, DER each.
+    pub chain: Vec<Vec<u8>>,
+    /// The private key, PKCS#8 DER.
+    pub key_pkcs8: Vec<u8>,
+    /// Leaf NotBefore, Unix seconds.
+    pub not_before: i64,
+    /// Leaf NotAfter, Unix seconds.
+    pub not_after: i64,
+}
+
+/// Everything the agent can serve, at one instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The agent's trust domain.
+    pub trust_domain: TrustDomain,
+    /// Bumped on every published change.
+    pub revision: u64,
+    /// Whether the first sync with the server has completed (before that, callers wait).
+    pub synced: bool,
+    /// The own trust domain's bundle.
+    pub bundle: Arc<Bundle>,
+    /// Federated bundles the authorized entries refer to, by trust domain.
+    pub federated: BTreeMap<TrustDomain, Arc<Bundle>>,
+    /// Every entry the agent is authorized for, ordered by entry ID.
+    pub entries: Vec<Arc<RegistrationEntry>>,
+    /// SVIDs held, by entry ID.
+    pub svids: BTreeMap<String, Arc<WorkloadSvid>>,
+}
+
+impl Snapshot {
+    /// An empty, not yet synced snapshot.
+    pub fn empty(trust_domain: TrustDomain) -> Self {
+        Self {
+            bundle: Arc::new(Bundle::new(trust_domain.clone())),
+            trust_domain,
+            revision: 0,
+            synced: false,
+            federated: BTreeMap::new(),
+            entries: vec![],
+            svids: BTreeMap::new(),
+        }
+    }
+
+    /// Entries whose selectors are all among `selectors`, ordered by entry ID, with
+    /// duplicate non-empty hints removed (the oldest entry, then the lower ID, wins).
+    pub fn entries_for(&self, selectors: &SelectorSet) -> Vec<Arc<RegistrationEntry>> {
+        let matching: Vec<_> = self
+            .entries
+            .iter()
+            .filter(|e| e.matches(selectors))
+            .cloned()
+            .collect();
+        let mut winners: BTreeMap<&str, &Arc<RegistrationEntry>> = BTreeMap::new();
+        for e in &matching {
+            if e.hint.is_empty() {
+                continue;
+            }
+            let keep = winners
+                .get(e.hint.as_str())
+                .is_none_or(|w| (e.created_at, &e.id) < (w.created_at, &w.id));
+            if keep {
+                winners.insert(e.hint.as_str(), e);
+            }
+        }
+        matching
+            .iter()
+            .filter(|e| {
+                e.hint.is_empty() || winners.get(e.hint.as_str()).is_some_and(|w| w.id == e.id)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The SVIDs for `entries`; `None` while any of them has no SVID yet.
+    pub fn svids_for(&self, entries: &[Arc<RegistrationEntry>]) -> Option<Vec<Arc<WorkloadSvid>>> {
+        entries
+            .iter()
+            .map(|e| self.svids.get(&e.id).cloned())
+            .collect()
+    }
+
+    /// The federated bundles named by `entries`' `federates_with` (those the agent has).
+    pub fn federated_for(
+        &self,
+        entries: &[Arc<RegistrationEntry>],
+    ) -> BTreeMap<TrustDomain, Arc<Bundle>> {
+        let mut out = BTreeMap::new();
+        for e in entries {
+            for td in &e.federates_with {
+                if let Some((k, b)) = self.federated.iter().find(|(k, _)| k.as_str() == td) {
+                    out.insert(k.clone(), Arc::clone(b));
+                }
+            }
+        }
+        out
+    }
+}
