@@ -131,6 +131,9 @@ fn self_signed_upstream_signs_the_server_ca() {
     assert_signed_by(&svid.chain[0], &server_ca);
     spiffe::X509Svid::parse_from_der(&svid.chain.concat(), &key.serialize_der()).unwrap();
     assert_eq!(svid.expires_at, START + H);
+
+    let r = ca.taint_x509_authority(&ca.active_x509_authority().unwrap().authority_id);
+    assert!(matches!(r, Err(CaError::InvalidRequest(m)) if m.contains("upstream")));
 }
 
 #[test]
