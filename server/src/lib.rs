@@ -13,3 +13,4 @@ pub mod endpoints;
 pub mod events;
 pub mod keys;
 pub mod run;
+
