@@ -14,3 +14,4 @@ pub mod events;
 pub mod keys;
 pub mod registry;
 pub mod run;
+

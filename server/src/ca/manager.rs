@@ -164,53 +164,88 @@ impl Manager {
     /// activate, prune the bundle. Returns whether the stored bundle changed.
     fn tick(&self, st: &mut State, now: SystemTime) -> Result<bool, CaError> {
         if st.x509.needs_prepare(now) {
-            let slot = st.x509.next_slot();
-            let (ca, entry) = authority::mint_x509(
-                &self.config,
-                self.keys.as_ref(),
-                self.upstream.as_ref(),
-                slot,
-                now,
-            )?;
-            tracing::info!(authority_id = %ca.authority_id, slot = slot.letter(), "X.509 CA prepared");
-            st.journal.push_x509(entry);
-            st.x509.next = Some(Arc::new(ca));
-            self.persist(st)?;
+            self.prepare_x509(st, now)?;
         }
         if st.jwt.needs_prepare(now) {
-            let slot = st.jwt.next_slot();
-            let (key, entry) = authority::mint_jwt(&self.config, self.keys.as_ref(), slot, now)?;
-            tracing::info!(authority_id = %key.kid, slot = slot.letter(), "JWT key prepared");
-            st.journal.push_jwt(entry);
-            st.jwt.next = Some(Arc::new(key));
-            self.persist(st)?;
+            self.prepare_jwt(st, now)?;
         }
         let changed = self.sync_bundle(st, now)?;
         if st.x509.needs_activate(now) {
-            if let Some((old, new)) = st.x509.activate() {
-                if let Some(old) = old {
-                    st.journal.set_x509_status(&old, Status::Old);
-                }
-                st.journal.set_x509_status(&new, Status::Active);
-                tracing::info!(authority_id = %new, "X.509 CA activated");
-            }
-            self.persist(st)?;
+            self.activate_x509(st)?;
         }
         if st.jwt.needs_activate(now) {
-            if let Some((old, new)) = st.jwt.activate() {
-                if let Some(old) = old {
-                    st.journal.set_jwt_status(&old, Status::Old);
-                }
-                st.journal.set_jwt_status(&new, Status::Active);
-                tracing::info!(authority_id = %new, "JWT key activated");
-            }
-            self.persist(st)?;
+            self.activate_jwt(st)?;
         }
         self.publish_active(st);
         Ok(changed)
     }
 
-    fn publish_active(&self, st: &State) {
+    /// Mints a new X.509 CA into the next slot (replacing any prepared one) and journals it.
+    /// The caller publishes it in the bundle.
+    pub(super) fn prepare_x509(
+        &self,
+        st: &mut State,
+        now: SystemTime,
+    ) -> Result<AuthorityState, CaError> {
+        let slot = st.x509.next_slot();
+        let (ca, entry) = authority::mint_x509(
+            &self.config,
+            self.keys.as_ref(),
+            self.upstream.as_ref(),
+            slot,
+            now,
+        )?;
+        tracing::info!(authority_id = %ca.authority_id, slot = slot.letter(), "X.509 CA prepared");
+        let state = ca.state();
+        st.journal.push_x509(entry);
+        st.x509.next = Some(Arc::new(ca));
+        self.persist(st)?;
+        Ok(state)
+    }
+
+    /// Mints a new JWT key into the next slot (replacing any prepared one) and journals it.
+    pub(super) fn prepare_jwt(
+        &self,
+        st: &mut State,
+        now: SystemTime,
+    ) -> Result<AuthorityState, CaError> {
+        let slot = st.jwt.next_slot();
+        let (key, entry) = authority::mint_jwt(&self.config, self.keys.as_ref(), slot, now)?;
+        tracing::info!(authority_id = %key.kid, slot = slot.letter(), "JWT key prepared");
+        let state = key.state();
+        st.journal.push_jwt(entry);
+        st.jwt.next = Some(Arc::new(key));
+        self.persist(st)?;
+        Ok(state)
+    }
+
+    /// Makes the prepared X.509 CA active (the active one becomes OLD) and journals it.
+    pub(super) fn activate_x509(&self, st: &mut State) -> Result<(), CaError> {
+        if let Some((old, new)) = st.x509.activate() {
+            if let Some(old) = old {
+                st.journal.set_x509_status(&old, Status::Old);
+            }
+            st.journal.set_x509_status(&new, Status::Active);
+            tracing::info!(authority_id = %new, "X.509 CA activated");
+            self.persist(st)?;
+        }
+        Ok(())
+    }
+
+    /// Makes the prepared JWT key active (the active one becomes OLD) and journals it.
+    pub(super) fn activate_jwt(&self, st: &mut State) -> Result<(), CaError> {
+        if let Some((old, new)) = st.jwt.activate() {
+            if let Some(old) = old {
+                st.journal.set_jwt_status(&old, Status::Old);
+            }
+            st.journal.set_jwt_status(&new, Status::Active);
+            tracing::info!(authority_id = %new, "JWT key activated");
+            self.persist(st)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn publish_active(&self, st: &State) {
         let active = Active {
             x509: st.x509.current.clone(),
             jwt: st.jwt.current.clone(),
@@ -233,7 +268,7 @@ impl Manager {
 
     /// Adds the current and next roots and JWT keys to the own bundle (idempotent) and prunes
     /// what expired more than a day ago, bumping the sequence number on any change.
-    fn sync_bundle(&self, st: &State, now: SystemTime) -> Result<bool, CaError> {
+    pub(super) fn sync_bundle(&self, st: &State, now: SystemTime) -> Result<bool, CaError> {
         let mut roots: Vec<X509Authority> = Vec::new();
         for ca in st.x509.current.iter().chain(st.x509.next.iter()) {
             roots.extend(ca.bundle_roots());
@@ -395,101 +430,4 @@ fn prune(b: &mut Bundle, cutoff: i64) -> bool {
         changed = true;
     }
     changed
-}
-
-// === impl Manager: loading ===
-
-impl Manager {
-    /// Fills the slots from `journal`: per slot letter, only the newest entry can be loaded,
-    /// and only if it is ACTIVE or PREPARED and passes the checks of `authority`. Entries
-    /// whose key is gone from the key manager, and live entries that fail the checks, are
-    /// dropped. Returns whether the journal changed.
-    fn load(&self, st: &mut State, journal: Journal, now: SystemTime) -> Result<bool, CaError> {
-        let before = journal.clone();
-        let with_upstream = self.upstream.is_some();
-        let mut x509 = Vec::new();
-        let mut seen = [false; 2];
-        for mut e in journal.x509.into_iter().rev() {
-            let Some(key) = self.keys.key(&e.key_id)? else {
-                tracing::warn!(authority_id = %e.authority_id, "Dropping journal entry: its key is gone");
-                continue;
-            };
-            let first = !std::mem::replace(&mut seen[slot_index(e.slot)], true);
-            if first && e.status != Status::Old {
-                match authority::x509_from_entry(&self.config, with_upstream, &e, &key, now) {
-                    Ok(ca) => place(&mut st.x509, &mut e.status, ca),
-                    Err(error) => {
-                        tracing::warn!(authority_id = %e.authority_id, %error, "Dropping unusable X.509 CA");
-                        continue;
-                    }
-                }
-            } else if e.status != Status::Old {
-                e.status = Status::Old;
-            }
-            if e.status == Status::Old && st.x509.old.is_none() {
-                st.x509.old = Some(AuthorityState {
-                    authority_id: e.authority_id.clone(),
-                    expires_at: e.not_after,
-                });
-            }
-            x509.push(e);
-        }
-        let mut jwt = Vec::new();
-        let mut seen = [false; 2];
-        for mut e in journal.jwt.into_iter().rev() {
-            let Some(key) = self.keys.key(&e.key_id)? else {
-                tracing::warn!(authority_id = %e.kid, "Dropping journal entry: its key is gone");
-                continue;
-            };
-            let first = !std::mem::replace(&mut seen[slot_index(e.slot)], true);
-            if first && e.status != Status::Old {
-                match authority::jwt_from_entry(&e, &key, now) {
-                    Ok(k) => place(&mut st.jwt, &mut e.status, k),
-                    Err(error) => {
-                        tracing::warn!(authority_id = %e.kid, %error, "Dropping unusable JWT key");
-                        continue;
-                    }
-                }
-            } else if e.status != Status::Old {
-                e.status = Status::Old;
-            }
-            if e.status == Status::Old && st.jwt.old.is_none() {
-                st.jwt.old = Some(AuthorityState {
-                    authority_id: e.kid.clone(),
-                    expires_at: e.not_after,
-                });
-            }
-            jwt.push(e);
-        }
-        x509.reverse();
-        jwt.reverse();
-        st.journal = Journal {
-            version: before.version,
-            x509,
-            jwt,
-        };
-        Ok(st.journal != before)
-    }
-}
-
-fn slot_index(s: Slot) -> usize {
-    match s {
-        Slot::A => 0,
-        Slot::B => 1,
-    }
-}
-
-/// Puts a loaded authority in the slot its status names; a second ACTIVE or PREPARED one
-/// (newest first, so the older) is demoted to OLD.
-fn place<T: Lifetime>(slots: &mut Slots<T>, status: &mut Status, a: T) {
-    let target = match status {
-        Status::Active => &mut slots.current,
-        Status::Prepared => &mut slots.next,
-        Status::Old => return,
-    };
-    if target.is_none() {
-        *target = Some(Arc::new(a));
-    } else {
-        *status = Status::Old;
-    }
 }

@@ -13,6 +13,8 @@ use crate::keys::{KeyError, KeyManager, KeyType};
 mod authority;
 mod journal;
 mod jwt;
+mod load;
+mod local;
 mod manager;
 mod template;
 #[cfg(test)]
@@ -21,6 +23,7 @@ mod test_store;
 mod tests;
 pub mod upstream;
 
+pub use local::AuthorityStates;
 pub use upstream::UpstreamDisk;
 
 /// Subject of the CA certificate (`ca_subject`); SPIRE's default is `C=US, O=SPIFFE`.

@@ -17,6 +17,7 @@ use crate::keys::KeyManager;
 use crate::keys::KeyType;
 use crate::keys::memory::MemoryKeyManager;
 
+mod local;
 mod rotation;
 mod signing;
 mod upstream;
