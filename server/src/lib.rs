@@ -14,4 +14,3 @@ pub mod events;
 pub mod keys;
 pub mod registry;
 pub mod run;
-

@@ -69,7 +69,10 @@ pub trait DataStore: Send + Sync + Debug {
     /// Entries whose SPIFFE ID is `id`, ordered by ID (index lookup, not a scan).
     fn entries_by_spiffe_id(&self, id: &SpiffeId) -> Result<Vec<RegistrationEntry>, StoreError>;
     /// Entries that have `selector` among theirs, ordered by ID (index lookup, not a scan).
-    fn entries_by_selector(&self, selector: &Selector) -> Result<Vec<RegistrationEntry>, StoreError>;
+    fn entries_by_selector(
+        &self,
+        selector: &Selector,
+    ) -> Result<Vec<RegistrationEntry>, StoreError>;
     /// Deletes entries with `0 < expires_at < before`; returns them.
     fn prune_entries(&self, before: i64) -> Result<Vec<RegistrationEntry>, StoreError>;
 
