@@ -4,7 +4,11 @@
 
 pub mod attestor;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod endpoints;
+pub mod health;
 pub mod manager;
+pub mod retry;
 pub mod run;
+pub mod svid;
