@@ -33,6 +33,7 @@ pub(crate) mod test_support;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use filter::{bad_token, page};
 pub use sync::SYNC_PAGE_SIZE;
 
 /// The entry service.

@@ -1,4 +1,4 @@
-//! Test doubles and a harness for the entry service: an in-memory `DataStore`,
+//! Test doubles and a harness for the entry and bundle services: an in-memory `DataStore`,
 //! an in-memory `KeyManager` with real keys, and both services served over a Unix socket in
 //! a temp dir (so the caller is `Local`).
 
@@ -14,6 +14,8 @@ use signet_common::entry::RegistrationEntry;
 use signet_common::id::{self, SpiffeId, TrustDomain};
 use signet_common::node::AttestedNode;
 use signet_common::selector::Selector;
+use signet_proto::spire::api::server::bundle::v1::bundle_client::BundleClient;
+use signet_proto::spire::api::server::bundle::v1::bundle_server::BundleServer;
 use signet_proto::spire::api::server::entry::v1::entry_client::EntryClient;
 use signet_proto::spire::api::server::entry::v1::entry_server::EntryServer;
 use tempfile::TempDir;
@@ -23,6 +25,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::{Channel, Endpoint, Server, Uri};
 
 use crate::api::ApiState;
+use crate::api::bundle::BundleService;
 use crate::api::entry::EntryService;
 use crate::ca::{Ca, CaConfig, CaSubject};
 use crate::datastore::{DataStore, JoinToken, StoreError};
@@ -309,6 +312,7 @@ pub(crate) struct Harness {
     pub(crate) state: Arc<ApiState>,
     pub(crate) store: Arc<FakeStore>,
     pub(crate) entries: EntryClient<Channel>,
+    pub(crate) bundles: BundleClient<Channel>,
     shutdown: Option<oneshot::Sender<()>>,
     _dir: TempDir,
 }
@@ -321,8 +325,9 @@ impl Harness {
         let path: PathBuf = dir.path().join("api.sock");
         let listener = UnixListener::bind(&path).unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let router =
-            Server::builder().add_service(EntryServer::new(EntryService::new(state.clone())));
+        let router = Server::builder()
+            .add_service(EntryServer::new(EntryService::new(state.clone())))
+            .add_service(BundleServer::new(BundleService::new(state.clone())));
         tokio::spawn(router.serve_with_incoming_shutdown(
             UnixListenerStream::new(listener),
             async {
@@ -340,7 +345,8 @@ impl Harness {
         Self {
             state,
             store,
-            entries: EntryClient::new(channel),
+            entries: EntryClient::new(channel.clone()),
+            bundles: BundleClient::new(channel),
             shutdown: Some(tx),
             _dir: dir,
         }
@@ -353,4 +359,23 @@ impl Drop for Harness {
             let _ = tx.send(());
         }
     }
+}
+
+/// A self-signed CA certificate, DER.
+pub(crate) fn ca_cert_der(cn: &str) -> Vec<u8> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params.self_signed(&key).unwrap().der().to_vec()
+}
+
+/// A fresh public key, PKIX DER.
+pub(crate) fn public_key_der() -> Vec<u8> {
+    use rcgen::PublicKeyData;
+    rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .unwrap()
+        .subject_public_key_info()
 }
