@@ -52,8 +52,8 @@ fn router(s: &Services) -> tonic::transport::server::Router {
     Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(AgentServer::from_arc(Arc::clone(&s.agent)))
-        // PENDING-ENTRY .add_service(EntryServer::from_arc(Arc::clone(&s.entry)))
-        // PENDING-BUNDLE .add_service(BundleServer::from_arc(Arc::clone(&s.bundle)))
+        .add_service(EntryServer::from_arc(Arc::clone(&s.entry)))
+        .add_service(BundleServer::from_arc(Arc::clone(&s.bundle)))
         .add_service(SvidServer::from_arc(Arc::clone(&s.svid)))
         .add_service(SyncServer::from_arc(Arc::clone(&s.sync)))
 }
