@@ -93,6 +93,8 @@ pub async fn execute(command: AdminCommand, env: &mut Env<'_>) -> anyhow::Result
 }
 
 #[cfg(test)]
+mod agent_rpc_tests;
+#[cfg(test)]
 mod ca_rpc_tests;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -4,6 +4,7 @@ use clap::Parser as _;
 
 use super::{AdminCommand, Cli, Command, Env};
 
+pub(crate) mod fake_agent;
 pub(crate) mod fake_ca;
 pub(crate) mod fake_entry;
 
