@@ -31,7 +31,7 @@ mkdir -p "$LOGDIR" "$OUT"
 # --- logging / assertions ----------------------------------------------------------------------
 
 _step_no=0
-step() { _step_no=$((_step_no + 1)); printf '\n=== step %d: %s\n' "$_step_no" "$*"; }
+step() { _step_no=$((_step_no + 1)); printf '\n=== step %d (t+%ds): %s\n' "$_step_no" "$SECONDS" "$*"; }
 info() { printf -- '--- %s\n' "$*"; }
 
 fail() {
@@ -124,7 +124,7 @@ stop_bg() {
     local name="$1" i
     for i in "${!_names[@]}"; do
         [[ "${_names[$i]}" == "$name" ]] || continue
-        _stop_pid "${_pids[$i]}"
+        _stop_pid "${_pids[$i]}" 2>/dev/null
         unset '_pids[i]' '_names[i]'
         return 0
     done
@@ -153,7 +153,7 @@ is_running() { # is_running <name>
 _cleanup() {
     local rc=$?
     local i
-    for i in "${!_pids[@]}"; do _stop_pid "${_pids[$i]}"; done
+    for i in "${!_pids[@]}"; do _stop_pid "${_pids[$i]}" 2>/dev/null; done
     if [[ $rc -ne 0 ]]; then
         for f in "$LOGDIR"/*.log; do
             [[ -e "$f" ]] || continue

@@ -10,6 +10,10 @@ Every sub-command reads one file and prints canonical, tab-separated lines that 
   bundle-pem FILE    X.509 authorities of a SPIFFE bundle (JWKS JSON) as PEM, in document order
   bundle-jwt FILE    kid of every jwt-svid key of a SPIFFE bundle, one per line
   bundle-json FILE   the same as bundle-pem but from a protojson types.Bundle ("x509_authorities")
+  svids FILE         spiffe_id of every SVID in `spire-agent api fetch x509 -output json`, sorted
+  jwt FILE BUNDLE DIR  decodes the JWT in FILE, finds its kid among the jwt_authorities of the
+                     protojson bundle BUNDLE, writes DIR/{pub.pem,sig.der,input.bin} for
+                     `openssl dgst -verify`, and prints "alg=.. kid=.. digest=.." then the claims JSON
   json-get FILE KEY  a top-level (dotted) key of a JSON document
 
 Standard library only.
@@ -273,6 +277,61 @@ def cmd_bundle_json(text):
         print(der_to_pem(b64url_or_std(a["asn1"])))
 
 
+def cmd_svids(text):
+    doc = load_json(text)
+    if not isinstance(doc, dict):
+        die("not JSON")
+    for sid in sorted(id_str(first(v, "spiffe_id", "spiffeId")) for v in doc.get("svids") or []):
+        print(sid)
+
+
+def der_len(n):
+    if n < 0x80:
+        return bytes([n])
+    b = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(b)]) + b
+
+
+def der_int(raw):
+    raw = raw.lstrip(b"\x00") or b"\x00"
+    if raw[0] & 0x80:
+        raw = b"\x00" + raw
+    return b"\x02" + der_len(len(raw)) + raw
+
+
+def cmd_jwt(text, bundle_path, outdir):
+    parts = text.strip().split(".")
+    if len(parts) != 3:
+        die("not a compact JWS")
+    header = json.loads(b64url_or_std(parts[0]))
+    claims = json.loads(b64url_or_std(parts[1]))
+    sig = b64url_or_std(parts[2])
+    alg, kid = header.get("alg", ""), header.get("kid", "")
+    with open(bundle_path, encoding="utf-8") as f:
+        bundle = json.load(f)
+    if "bundles" in bundle:
+        bundle = (bundle["bundles"] or [{}])[0]
+    keys = {a.get("key_id", a.get("keyId")): a for a in
+            first(bundle, "jwt_authorities", "jwtAuthorities", default=[]) or []}
+    if kid not in keys:
+        die(f"kid {kid!r} not among the bundle's JWT authorities {sorted(keys)}")
+    pub = b64url_or_std(first(keys[kid], "public_key", "publicKey"))
+    with open(f"{outdir}/pub.pem", "w", encoding="ascii") as f:
+        b = base64.b64encode(pub).decode()
+        f.write("-----BEGIN PUBLIC KEY-----\n" + "\n".join(textwrap.wrap(b, 64)) + "\n-----END PUBLIC KEY-----\n")
+    if alg.startswith("ES"):
+        half = len(sig) // 2
+        body = der_int(sig[:half]) + der_int(sig[half:])
+        sig = b"\x30" + der_len(len(body)) + body
+    with open(f"{outdir}/sig.der", "wb") as f:
+        f.write(sig)
+    with open(f"{outdir}/input.bin", "wb") as f:
+        f.write(f"{parts[0]}.{parts[1]}".encode())
+    digest = {"256": "sha256", "384": "sha384", "512": "sha512"}.get(alg[2:], "unknown")
+    print(f"alg={alg} kid={kid} typ={header.get('typ', '')} digest={digest}")
+    print(json.dumps(claims, sort_keys=True))
+
+
 def cmd_json_get(text, key):
     doc = load_json(text)
     if doc is None:
@@ -301,9 +360,12 @@ def main(argv):
         "bundle-pem": cmd_bundle_pem,
         "bundle-jwt": cmd_bundle_jwt,
         "bundle-json": cmd_bundle_json,
+        "svids": cmd_svids,
     }
     if cmd == "json-get":
         cmd_json_get(text, argv[3])
+    elif cmd == "jwt":
+        cmd_jwt(text, argv[3], argv[4])
     elif cmd in handlers:
         handlers[cmd](text)
     else:

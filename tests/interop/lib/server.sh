@@ -126,3 +126,37 @@ pem_fingerprints() {
 }
 
 pem_count() { grep -c -- '-----BEGIN CERTIFICATE-----' "$1" || true; }
+
+# write_agent_conf <dir> <bootstrap bundle pem>: a spire-agent config pointing at the server under
+# test (join_token node attestor, unix workload attestor); sets AGENT_CONF and AGENT_SOCK.
+write_agent_conf() {
+    local dir="$1" bundle="$2"
+    mkdir -p "$dir/data"
+    AGENT_CONF="$dir/agent.conf"
+    AGENT_SOCK="$dir/agent.sock"
+    cat >"$AGENT_CONF" <<EOC
+agent {
+    data_dir = "$dir/data"
+    log_level = "DEBUG"
+    server_address = "127.0.0.1"
+    server_port = $SERVER_PORT
+    socket_path = "$AGENT_SOCK"
+    trust_bundle_path = "$bundle"
+    trust_domain = "$TRUST_DOMAIN"
+}
+
+plugins {
+    NodeAttestor "join_token" {
+        plugin_data {}
+    }
+    KeyManager "memory" {
+        plugin_data {}
+    }
+    WorkloadAttestor "unix" {
+        plugin_data {}
+    }
+}
+EOC
+    info "agent config at $AGENT_CONF:"
+    sed 's/^/  | /' "$AGENT_CONF"
+}
