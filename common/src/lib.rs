@@ -6,6 +6,7 @@ pub mod bundle;
 pub mod clock;
 pub mod entry;
 pub mod id;
+mod jwk;
 pub mod node;
 pub mod rotation;
 pub mod selector;

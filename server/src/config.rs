@@ -1,1 +1,523 @@
-//! placeholder
+//! `server.conf`: HCL in SPIRE's shape, parsed into typed configuration. Unknown keys are
+//! refused with an error naming the key and the file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use signet_common::id::{SpiffeId, TrustDomain, parse_id, parse_trust_domain};
+use signet_common::rotation::max_svid_ttl_for_ca_ttl;
+use signet_common::telemetry::{LogFormat, parse_level};
+
+use crate::ca::{CaConfig, CaSubject, UpstreamDisk};
+use crate::keys::KeyType;
+use crate::run::RunArgs;
+
+/// SPIRE's default admin socket.
+pub const DEFAULT_SOCKET_PATH: &str = "/tmp/spire-server/private/api.sock";
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {error}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The HCL did not parse or had unknown or mistyped keys.
+    #[error("invalid config file {path}: {error}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What serde / HCL said (names the key).
+        error: String,
+    },
+    /// A value was out of range or inconsistent.
+    #[error("invalid config file {path}: {error}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        error: String,
+    },
+}
+
+// === File shape (serde) ===
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    server: ServerBlock,
+    #[serde(default)]
+    plugins: BTreeMap<String, BTreeMap<String, PluginBlock>>,
+    health_checks: Option<HealthBlock>,
+    #[serde(default)]
+    telemetry: Option<hcl::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerBlock {
+    bind_address: Option<String>,
+    bind_port: Option<PortValue>,
+    socket_path: Option<PathBuf>,
+    trust_domain: Option<String>,
+    data_dir: Option<PathBuf>,
+    log_level: Option<String>,
+    log_format: Option<String>,
+    log_file: Option<PathBuf>,
+    ca_key_type: Option<String>,
+    jwt_key_type: Option<String>,
+    ca_ttl: Option<String>,
+    ca_subject: Option<CaSubjectBlock>,
+    default_x509_svid_ttl: Option<String>,
+    default_jwt_svid_ttl: Option<String>,
+    agent_ttl: Option<String>,
+    jwt_issuer: Option<String>,
+    admin_ids: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaSubjectBlock {
+    #[serde(default)]
+    country: Vec<String>,
+    #[serde(default)]
+    organization: Vec<String>,
+    #[serde(default)]
+    common_name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PluginBlock {
+    plugin_data: Option<hcl::Value>,
+    enabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum PortValue {
+    Number(u16),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthBlock {
+    listener_enabled: Option<bool>,
+    bind_address: Option<String>,
+    bind_port: Option<PortValue>,
+    live_path: Option<String>,
+    ready_path: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SledData {
+    directory: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DiskKeysData {
+    keys_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct EmptyData {}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpstreamDiskData {
+    cert_file_path: PathBuf,
+    key_file_path: PathBuf,
+    bundle_file_path: Option<PathBuf>,
+}
+
+// === Typed configuration ===
+
+/// Where registration data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataStoreConfig {
+    /// Embedded sled database in this directory.
+    Sled {
+        /// The database directory.
+        directory: PathBuf,
+    },
+}
+
+/// Where CA private keys live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyManagerConfig {
+    /// A 0600 PKCS#8 key file; survives restarts.
+    Disk {
+        /// The key file.
+        keys_path: PathBuf,
+    },
+    /// Memory only: a new CA on every start.
+    Memory,
+}
+
+/// The HTTP health listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// Host or address to bind.
+    pub bind_address: String,
+    /// Port.
+    pub bind_port: u16,
+    /// Liveness path.
+    pub live_path: String,
+    /// Readiness path.
+    pub ready_path: String,
+}
+
+/// The server's typed configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// TCP address of the agent API.
+    pub bind_address: String,
+    /// TCP port of the agent API.
+    pub bind_port: u16,
+    /// Admin Unix socket.
+    pub socket_path: PathBuf,
+    /// The trust domain.
+    pub trust_domain: TrustDomain,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Log filter (`info`, `debug`, ...).
+    pub log_level: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// CA settings.
+    pub ca: CaConfig,
+    /// Registration store.
+    pub datastore: DataStoreConfig,
+    /// Key manager.
+    pub key_manager: KeyManagerConfig,
+    /// Whether the `join_token` node attestor is configured.
+    pub join_token: bool,
+    /// HTTP health listener, if enabled.
+    pub health: Option<HealthConfig>,
+    /// SPIFFE IDs that get admin rights over TCP.
+    pub admin_ids: Vec<SpiffeId>,
+}
+
+impl Config {
+    /// Reads `args.config`, applies the command-line overrides and checks everything.
+    pub fn load(args: &RunArgs) -> Result<Self, ConfigError> {
+        let path = args.config.display().to_string();
+        let text = std::fs::read_to_string(&args.config).map_err(|error| ConfigError::Read {
+            path: path.clone(),
+            error,
+        })?;
+        let text = if args.expand_env {
+            expand_env(&text)
+        } else {
+            text
+        };
+        Self::parse(&text, &path, args)
+    }
+
+    /// Parses config text (`path` only names the file in errors).
+    pub fn parse(text: &str, path: &str, args: &RunArgs) -> Result<Self, ConfigError> {
+        let file: FileConfig = hcl::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            error: e.to_string(),
+        })?;
+        let invalid = |error: String| ConfigError::Invalid {
+            path: path.into(),
+            error,
+        };
+        build(file, args, path).map_err(invalid)
+    }
+}
+
+fn build(file: FileConfig, args: &RunArgs, path: &str) -> Result<Config, String> {
+    let s = file.server;
+    let _ = (s.log_file, file.telemetry);
+    let td_text = args
+        .trust_domain
+        .clone()
+        .or(s.trust_domain)
+        .ok_or("server.trust_domain is required")?;
+    let trust_domain =
+        parse_trust_domain(&td_text).map_err(|e| format!("server.trust_domain: {e}"))?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or(s.data_dir)
+        .ok_or("server.data_dir is required")?;
+    let bind_port = match args.server_port {
+        Some(p) => p,
+        None => s
+            .bind_port
+            .map(|p| port("server.bind_port", p))
+            .transpose()?
+            .unwrap_or(8081),
+    };
+    let log_level = args
+        .log_level
+        .clone()
+        .or(s.log_level)
+        .unwrap_or_else(|| "INFO".into());
+    let log_level = parse_level(&log_level)
+        .map_err(|e| format!("server.log_level: {e}"))?
+        .to_owned();
+    let log_format = s
+        .log_format
+        .as_deref()
+        .unwrap_or("text")
+        .parse()
+        .map_err(|e| format!("server.{e}"))?;
+    let key_type: KeyType = s
+        .ca_key_type
+        .as_deref()
+        .unwrap_or("ec-p256")
+        .parse()
+        .map_err(|e| format!("server.ca_key_type: {e}"))?;
+    if let Some(jwt) = s.jwt_key_type.as_deref() {
+        let jwt: KeyType = jwt
+            .parse()
+            .map_err(|e| format!("server.jwt_key_type: {e}"))?;
+        if jwt != key_type {
+            return Err("server.jwt_key_type must equal ca_key_type in this version".into());
+        }
+    }
+    let ca_ttl = duration(
+        "server.ca_ttl",
+        s.ca_ttl.as_deref(),
+        Duration::from_secs(24 * 3600),
+    )?;
+    let x509_ttl = duration(
+        "server.default_x509_svid_ttl",
+        s.default_x509_svid_ttl.as_deref(),
+        Duration::from_secs(3600),
+    )?;
+    let jwt_ttl = duration(
+        "server.default_jwt_svid_ttl",
+        s.default_jwt_svid_ttl.as_deref(),
+        Duration::from_secs(300),
+    )?;
+    let agent_ttl = duration("server.agent_ttl", s.agent_ttl.as_deref(), x509_ttl)?;
+    let max = max_svid_ttl_for_ca_ttl(ca_ttl);
+    for (name, ttl) in [
+        ("default_x509_svid_ttl", x509_ttl),
+        ("default_jwt_svid_ttl", jwt_ttl),
+        ("agent_ttl", agent_ttl),
+    ] {
+        if ttl > max {
+            tracing::warn!(ttl = %humantime::format_duration(ttl), max = %humantime::format_duration(max), "server.{name} exceeds what ca_ttl can guarantee; SVIDs will be capped at the CA's expiry");
+        }
+    }
+    let ca_subject = s.ca_subject.map_or_else(CaSubject::default, |c| CaSubject {
+        country: c.country,
+        organization: c.organization,
+        common_name: c.common_name,
+    });
+    let admin_ids = s
+        .admin_ids
+        .unwrap_or_default()
+        .iter()
+        .map(|id| parse_id(id).map_err(|e| format!("server.admin_ids: {e}")))
+        .collect::<Result<_, _>>()?;
+    let plugins = Plugins::new(file.plugins, &data_dir)?;
+    let health = file.health_checks.map(health).transpose()?.flatten();
+    let _ = path;
+    Ok(Config {
+        bind_address: args
+            .bind_address
+            .clone()
+            .or(s.bind_address)
+            .unwrap_or_else(|| "0.0.0.0".into()),
+        bind_port,
+        socket_path: args
+            .socket_path
+            .clone()
+            .or(s.socket_path)
+            .unwrap_or_else(|| DEFAULT_SOCKET_PATH.into()),
+        ca: CaConfig {
+            trust_domain: trust_domain.clone(),
+            key_type,
+            ca_ttl,
+            ca_subject,
+            default_x509_svid_ttl: x509_ttl,
+            default_jwt_svid_ttl: jwt_ttl,
+            agent_ttl,
+            jwt_issuer: s.jwt_issuer.filter(|i| !i.is_empty()),
+            upstream: plugins.upstream,
+            journal_key: "server".into(),
+        },
+        trust_domain,
+        data_dir,
+        log_level,
+        log_format,
+        datastore: plugins.datastore,
+        key_manager: plugins.key_manager,
+        join_token: plugins.join_token,
+        health,
+        admin_ids,
+    })
+}
+
+struct Plugins {
+    datastore: DataStoreConfig,
+    key_manager: KeyManagerConfig,
+    join_token: bool,
+    upstream: Option<UpstreamDisk>,
+}
+
+impl Plugins {
+    fn new(
+        plugins: BTreeMap<String, BTreeMap<String, PluginBlock>>,
+        data_dir: &Path,
+    ) -> Result<Self, String> {
+        let mut datastore = None;
+        let mut key_manager = None;
+        let mut join_token = false;
+        let mut upstream = None;
+        for (kind, named) in plugins {
+            let enabled: Vec<_> = named
+                .into_iter()
+                .filter(|(_, b)| b.enabled.unwrap_or(true))
+                .collect();
+            match kind.as_str() {
+                "DataStore" | "KeyManager" | "UpstreamAuthority" if enabled.len() > 1 => {
+                    return Err(format!("plugins: at most one {kind} may be configured"));
+                }
+                _ => {}
+            }
+            for (name, block) in enabled {
+                let what = format!("plugins.{kind} \"{name}\"");
+                let data = block.plugin_data;
+                match (kind.as_str(), name.as_str()) {
+                    ("DataStore", "sled") => {
+                        let d: SledData = plugin_data(&what, data)?;
+                        datastore = Some(DataStoreConfig::Sled {
+                            directory: d.directory.unwrap_or_else(|| data_dir.join("datastore")),
+                        });
+                    }
+                    ("KeyManager", "disk") => {
+                        let d: DiskKeysData = plugin_data(&what, data)?;
+                        key_manager = Some(KeyManagerConfig::Disk {
+                            keys_path: d.keys_path.unwrap_or_else(|| data_dir.join("keys.json")),
+                        });
+                    }
+                    ("KeyManager", "memory") => {
+                        let _: EmptyData = plugin_data(&what, data)?;
+                        key_manager = Some(KeyManagerConfig::Memory);
+                    }
+                    ("NodeAttestor", "join_token") => {
+                        let _: EmptyData = plugin_data(&what, data)?;
+                        join_token = true;
+                    }
+                    ("UpstreamAuthority", "disk") => {
+                        let data = data.ok_or_else(|| format!("{what}: plugin_data with cert_file_path and key_file_path is required"))?;
+                        let d: UpstreamDiskData = hcl::from_value(data)
+                            .map_err(|e| format!("{what} plugin_data: {e}"))?;
+                        upstream = Some(UpstreamDisk {
+                            cert_file_path: d.cert_file_path,
+                            key_file_path: d.key_file_path,
+                            bundle_file_path: d.bundle_file_path,
+                        });
+                    }
+                    ("DataStore" | "KeyManager" | "NodeAttestor" | "UpstreamAuthority", _) => {
+                        return Err(format!("{what}: unknown plugin name {name:?}"));
+                    }
+                    _ => return Err(format!("plugins: unknown plugin type {kind:?}")),
+                }
+            }
+        }
+        Ok(Self {
+            datastore: datastore.ok_or("plugins: a DataStore is required (DataStore \"sled\")")?,
+            key_manager: key_manager
+                .ok_or("plugins: a KeyManager is required (KeyManager \"disk\" or \"memory\")")?,
+            join_token,
+            upstream,
+        })
+    }
+}
+
+fn plugin_data<T: serde::de::DeserializeOwned + Default>(
+    what: &str,
+    data: Option<hcl::Value>,
+) -> Result<T, String> {
+    match data {
+        None => Ok(T::default()),
+        Some(v) => hcl::from_value(v).map_err(|e| format!("{what} plugin_data: {e}")),
+    }
+}
+
+fn health(h: HealthBlock) -> Result<Option<HealthConfig>, String> {
+    if !h.listener_enabled.unwrap_or(false) {
+        return Ok(None);
+    }
+    Ok(Some(HealthConfig {
+        bind_address: h.bind_address.unwrap_or_else(|| "localhost".into()),
+        bind_port: h
+            .bind_port
+            .map(|p| port("health_checks.bind_port", p))
+            .transpose()?
+            .unwrap_or(80),
+        live_path: h.live_path.unwrap_or_else(|| "/live".into()),
+        ready_path: h.ready_path.unwrap_or_else(|| "/ready".into()),
+    }))
+}
+
+fn port(name: &str, p: PortValue) -> Result<u16, String> {
+    match p {
+        PortValue::Number(n) => Ok(n),
+        PortValue::Text(t) => t
+            .parse()
+            .map_err(|_| format!("{name}: {t:?} is not a port number")),
+    }
+}
+
+fn duration(name: &str, text: Option<&str>, default: Duration) -> Result<Duration, String> {
+    let Some(text) = text else { return Ok(default) };
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("{name}: {text:?} is not a duration: {e}"))?;
+    if d.is_zero() {
+        return Err(format!("{name} must be greater than zero"));
+    }
+    Ok(d)
+}
+
+/// Expands `$VAR` and `${VAR}` from the environment (unset variables become empty), as
+/// SPIRE's `-expandEnv` does.
+pub fn expand_env(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        let (name, consumed) = if let Some(braced) = after.strip_prefix('{') {
+            match braced.find('}') {
+                Some(end) => (&braced[..end], end + 2),
+                None => ("", 0),
+            }
+        } else {
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            (&after[..end], end)
+        };
+        if name.is_empty() {
+            out.push('$');
+            rest = after;
+        } else {
+            out.push_str(&std::env::var(name).unwrap_or_default());
+            rest = &after[consumed..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests;

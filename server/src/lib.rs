@@ -12,5 +12,5 @@ pub mod datastore;
 pub mod endpoints;
 pub mod events;
 pub mod keys;
+pub mod registry;
 pub mod run;
-

@@ -1,1 +1,299 @@
-//! placeholder
+//! The SPIRE-compatible server API: one file per service, plus caller identification and
+//! the ONE mapping from `ApiError` to `tonic::Status` (which logs, like SPIRE's `MakeErr`).
+
+use std::sync::Arc;
+
+use prost::Message;
+use signet_common::clock::Clock;
+use signet_common::id::{IdError, SpiffeId, TrustDomain};
+use signet_common::node::AttestedNode;
+use signet_proto::types::permission_denied_details::Reason;
+use tonic::transport::server::UdsConnectInfo;
+use tonic::{Code, Request, Status};
+
+use crate::ca::{Ca, CaError};
+use crate::datastore::StoreError;
+use crate::registry::Registry;
+
+pub mod agent;
+pub mod bundle;
+pub mod convert;
+pub mod entry;
+pub mod svid;
+pub mod sync;
+
+/// Everything the API services share.
+#[derive(Debug)]
+pub struct ApiState {
+    /// The server's trust domain.
+    pub trust_domain: TrustDomain,
+    /// Entries, nodes and the authorization index.
+    pub registry: Arc<Registry>,
+    /// The CA.
+    pub ca: Arc<Ca>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// SPIFFE IDs with admin rights over TCP (`admin_ids`).
+    pub admin_ids: Vec<SpiffeId>,
+    /// Whether the `join_token` node attestor is configured.
+    pub join_token_enabled: bool,
+}
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A local process on the admin Unix socket.
+    Local,
+    /// A TCP caller presenting a valid SVID with this SPIFFE ID (agent or admin workload).
+    Svid(SpiffeId),
+    /// A TCP caller without a client certificate.
+    Anonymous,
+}
+
+/// An authorized agent caller.
+#[derive(Debug, Clone)]
+pub struct AgentCaller {
+    /// The agent's SPIFFE ID.
+    pub id: SpiffeId,
+    /// Its node record, as stored.
+    pub node: AttestedNode,
+}
+
+impl ApiState {
+    /// Classifies the caller from the connection the request came on.
+    pub fn caller<T>(&self, req: &Request<T>) -> Caller {
+        if req.extensions().get::<UdsConnectInfo>().is_some() {
+            return Caller::Local;
+        }
+        let Some(certs) = req.peer_certs() else {
+            return Caller::Anonymous;
+        };
+        match certs
+            .first()
+            .and_then(|leaf| convert::spiffe_id_of_cert(leaf.as_ref()))
+        {
+            Some(id) => Caller::Svid(id),
+            None => Caller::Anonymous,
+        }
+    }
+
+    /// Local callers and admin SVIDs (`admin_ids`, or an entry with `admin = true`).
+    pub fn require_admin<T>(&self, req: &Request<T>) -> Result<Caller, ApiError> {
+        let caller = self.caller(req);
+        match &caller {
+            Caller::Local => Ok(caller),
+            Caller::Svid(id) if self.is_admin(id)? => Ok(caller),
+            Caller::Svid(id) => Err(ApiError::PermissionDenied(format!(
+                "caller {id} is not authorized for this method"
+            ))),
+            Caller::Anonymous => Err(ApiError::PermissionDenied(
+                "an admin SVID is required for this method".into(),
+            )),
+        }
+    }
+
+    fn is_admin(&self, id: &SpiffeId) -> Result<bool, ApiError> {
+        if self.admin_ids.contains(id) {
+            return Ok(true);
+        }
+        Ok(self
+            .registry
+            .store()
+            .entries_by_spiffe_id(id)?
+            .iter()
+            .any(|e| e.admin))
+    }
+
+    /// A valid, current, unbanned agent (SPIRE's AgentAuthorizer). Presenting the SVID that
+    /// RenewAgent issued promotes it to current.
+    pub fn require_agent<T>(&self, req: &Request<T>) -> Result<AgentCaller, ApiError> {
+        let Some(certs) = req.peer_certs() else {
+            return Err(ApiError::agent_denied(
+                "an agent SVID is required for this method",
+                Reason::AgentNotAttested,
+            ));
+        };
+        let leaf = certs.first().ok_or_else(|| {
+            ApiError::agent_denied("no client certificate", Reason::AgentNotAttested)
+        })?;
+        let info = convert::cert_info(leaf.as_ref()).ok_or_else(|| {
+            ApiError::InvalidArgument("client certificate has no valid SPIFFE ID".into())
+        })?;
+        if info.not_after < self.clock.unix_now() {
+            return Err(ApiError::agent_denied(
+                "agent SVID has expired",
+                Reason::AgentExpired,
+            ));
+        }
+        let store = self.registry.store();
+        let mut node = store.node(&info.id)?.ok_or_else(|| {
+            ApiError::agent_denied(
+                format!("agent {} is not attested", info.id),
+                Reason::AgentNotAttested,
+            )
+        })?;
+        if node.is_banned() {
+            return Err(ApiError::agent_denied(
+                format!("agent {} is banned", info.id),
+                Reason::AgentBanned,
+            ));
+        }
+        if node.serial != info.serial {
+            if node.new_serial != info.serial {
+                return Err(ApiError::agent_denied(
+                    format!(
+                        "agent {} presented an SVID that is no longer active",
+                        info.id
+                    ),
+                    Reason::AgentNotActive,
+                ));
+            }
+            node.serial = std::mem::take(&mut node.new_serial);
+            node.expires_at = std::mem::take(&mut node.new_expires_at);
+            node = self.registry.put_node(node)?;
+        }
+        Ok(AgentCaller { id: info.id, node })
+    }
+}
+
+/// What went wrong in a handler. Converted to a `Status` in exactly one place.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed request.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// Missing record; the inner error is not exposed.
+    #[error("{0}")]
+    NotFound(String),
+    /// Duplicate.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// Not allowed.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// Not allowed, with SPIRE's machine-readable reason for agents.
+    #[error("{0}")]
+    AgentDenied(String, Reason),
+    /// The request is valid but the server's state refuses it.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The server's own fault.
+    #[error("{0}")]
+    Internal(String),
+    /// Not built.
+    #[error("{0}")]
+    Unimplemented(String),
+}
+
+impl ApiError {
+    fn agent_denied(msg: impl Into<String>, reason: Reason) -> Self {
+        Self::AgentDenied(msg.into(), reason)
+    }
+
+    /// The gRPC code.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::InvalidArgument(_) => Code::InvalidArgument,
+            Self::NotFound(_) => Code::NotFound,
+            Self::AlreadyExists(_) => Code::AlreadyExists,
+            Self::PermissionDenied(_) | Self::AgentDenied(..) => Code::PermissionDenied,
+            Self::FailedPrecondition(_) => Code::FailedPrecondition,
+            Self::Internal(_) => Code::Internal,
+            Self::Unimplemented(_) => Code::Unimplemented,
+        }
+    }
+
+    /// The per-item status SPIRE's batch RPCs return.
+    pub fn to_item_status(&self) -> signet_proto::types::Status {
+        log(self);
+        signet_proto::types::Status {
+            code: self.code() as i32,
+            message: self.to_string(),
+        }
+    }
+}
+
+/// The per-item OK status.
+pub fn ok_status() -> signet_proto::types::Status {
+    signet_proto::types::Status {
+        code: 0,
+        message: "OK".into(),
+    }
+}
+
+fn log(err: &ApiError) {
+    match err.code() {
+        Code::Internal => tracing::error!(error = %err, "Request failed"),
+        Code::NotFound | Code::AlreadyExists | Code::InvalidArgument => {
+            tracing::debug!(error = %err, "Request refused")
+        }
+        _ => tracing::warn!(error = %err, code = ?err.code(), "Request refused"),
+    }
+}
+
+/// `google.rpc.Status`, to carry `PermissionDeniedDetails` as grpc-go's `status.WithDetails`
+/// does (SPIRE agents read the reason from it).
+#[derive(Clone, PartialEq, Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<prost_types::Any>,
+}
+
+impl From<ApiError> for Status {
+    fn from(err: ApiError) -> Self {
+        log(&err);
+        let code = err.code();
+        match err {
+            ApiError::AgentDenied(msg, reason) => {
+                let details = signet_proto::types::PermissionDeniedDetails {
+                    reason: reason as i32,
+                };
+                let any = prost_types::Any {
+                    type_url: "type.googleapis.com/spire.api.types.PermissionDeniedDetails".into(),
+                    value: details.encode_to_vec(),
+                };
+                let rpc = RpcStatus {
+                    code: code as i32,
+                    message: msg.clone(),
+                    details: vec![any],
+                };
+                Status::with_details(code, msg, rpc.encode_to_vec().into())
+            }
+            other => Status::new(code, other.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => Self::NotFound(format!("{what} not found")),
+            StoreError::AlreadyExists(what) => Self::AlreadyExists(what),
+            StoreError::SimilarEntry(_) => {
+                Self::AlreadyExists("similar entry already exists".into())
+            }
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<CaError> for ApiError {
+    fn from(e: CaError) -> Self {
+        match e {
+            CaError::MalformedCsr(_) | CaError::InvalidRequest(_) => {
+                Self::InvalidArgument(e.to_string())
+            }
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<IdError> for ApiError {
+    fn from(e: IdError) -> Self {
+        Self::InvalidArgument(e.to_string())
+    }
+}

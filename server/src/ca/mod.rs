@@ -30,7 +30,11 @@ pub struct CaSubject {
 
 impl Default for CaSubject {
     fn default() -> Self {
-        Self { country: vec!["US".into()], organization: vec!["SPIFFE".into()], common_name: String::new() }
+        Self {
+            country: vec!["US".into()],
+            organization: vec!["SPIFFE".into()],
+            common_name: String::new(),
+        }
     }
 }
 
@@ -177,7 +181,9 @@ impl Ca {
         keys: Arc<dyn KeyManager>,
         store: Arc<dyn DataStore>,
     ) -> Result<Self, CaError> {
-        Ok(Self { inner: manager::Manager::new(config, clock, keys, store)? })
+        Ok(Self {
+            inner: manager::Manager::new(config, clock, keys, store)?,
+        })
     }
 
     /// One rotator tick at the clock's `now`: prepares the next authority at

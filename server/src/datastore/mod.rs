@@ -69,7 +69,10 @@ pub trait DataStore: Send + Sync + Debug {
     /// Entries whose SPIFFE ID is `id`, ordered by ID (index lookup, not a scan).
     fn entries_by_spiffe_id(&self, id: &SpiffeId) -> Result<Vec<RegistrationEntry>, StoreError>;
     /// Entries that have `selector` among theirs, ordered by ID (index lookup, not a scan).
-    fn entries_by_selector(&self, selector: &Selector) -> Result<Vec<RegistrationEntry>, StoreError>;
+    fn entries_by_selector(
+        &self,
+        selector: &Selector,
+    ) -> Result<Vec<RegistrationEntry>, StoreError>;
     /// Deletes entries with `0 < expires_at < before`; returns them.
     fn prune_entries(&self, before: i64) -> Result<Vec<RegistrationEntry>, StoreError>;
 
@@ -106,7 +109,10 @@ pub trait DataStore: Send + Sync + Debug {
     /// Creates or replaces.
     fn set_bundle(&self, bundle: Bundle) -> Result<Bundle, StoreError>;
     /// Applies `f` to the stored bundle (or to an empty one if absent) atomically and stores
-    /// the result when `f` returns true; returns the bundle as stored afterwards.
+    /// the result when `f` returns true; returns the bundle as stored afterwards (the empty
+    /// one, unstored, if it was absent and `f` returned false). `f` may run more than once,
+    /// each time on a freshly read bundle, if another writer got in first; the result is
+    /// stored as is (bumping `sequence_number` is up to `f`).
     fn update_bundle_with(
         &self,
         td: &TrustDomain,

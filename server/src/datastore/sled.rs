@@ -1,1 +1,675 @@
-//! Placeholder: sled DataStore. Replaced by the datastore work.
+//! The embedded default `DataStore`: one sled database with a tree per noun, plus secondary
+//! indexes over registration entries that multi-tree transactions keep consistent with the
+//! primary tree.
+//!
+//! Trees and their keys (`lp(x)` is `x` prefixed with its length as a big-endian u64, so a
+//! prefix scan over `lp(x)` finds exactly the keys for `x` and never those for `x` + suffix):
+//!
+//! | tree | key | value |
+//! | --- | --- | --- |
+//! | `entries` | entry ID | JSON `RegistrationEntry` |
+//! | `entries_by_parent` | `lp(parent ID)` ++ entry ID | empty |
+//! | `entries_by_spiffe_id` | `lp(SPIFFE ID)` ++ entry ID | empty |
+//! | `entries_by_selector` | `lp(type:value)` ++ entry ID | empty |
+//! | `entries_by_similarity` | `lp(SPIFFE ID)` `lp(parent ID)` `lp(selector)`... | entry ID |
+//! | `nodes` | SPIFFE ID | JSON `AttestedNode` |
+//! | `join_tokens` | token | JSON `JoinToken` |
+//! | `bundles` | trust domain name | JSON `Bundle` |
+//! | `ca_journals` | journal key | the journal bytes |
+//!
+//! Every successful write flushes the database before returning.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use signet_common::bundle::Bundle;
+use signet_common::entry::RegistrationEntry;
+use signet_common::id::{SpiffeId, TrustDomain};
+use signet_common::node::AttestedNode;
+use signet_common::selector::Selector;
+use sled::Tree;
+use sled::transaction::ConflictableTransactionResult;
+
+use self::entries::abort;
+use super::{DataStore, JoinToken, StoreError};
+
+mod entries;
+
+type TxResult<T> = ConflictableTransactionResult<T, StoreError>;
+
+/// The sled database's directory under the directory given to [`SledStore::open`].
+const DB_DIR: &str = "sled";
+/// Key, in the default tree, of the on-disk layout version.
+const SCHEMA_KEY: &[u8] = b"schema_version";
+/// The layout described in the module docs.
+const SCHEMA_VERSION: &[u8] = b"1";
+/// Index values carry no data: the key says it all.
+const PRESENT: &[u8] = &[];
+
+/// The sled-backed `DataStore`. Cheap to share behind an `Arc`; every method is short and
+/// synchronous.
+pub struct SledStore {
+    dir: PathBuf,
+    db: sled::Db,
+    entries: Tree,
+    by_parent: Tree,
+    by_spiffe_id: Tree,
+    by_selector: Tree,
+    by_similarity: Tree,
+    nodes: Tree,
+    join_tokens: Tree,
+    bundles: Tree,
+    ca_journals: Tree,
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the store kept under `dir`. Fails with `Backend` if the
+    /// directory cannot be created or another process holds the database open, and with
+    /// `Corrupt` if it was written with an unknown layout.
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|error| {
+            StoreError::Backend(format!("cannot create {}: {error}", dir.display()))
+        })?;
+        let db = sled::open(dir.join(DB_DIR)).map_err(backend)?;
+        match db.get(SCHEMA_KEY).map_err(backend)? {
+            Some(version) if version.as_ref() == SCHEMA_VERSION => {}
+            Some(version) => {
+                return Err(StoreError::Corrupt(format!(
+                    "unsupported schema version {:?}",
+                    String::from_utf8_lossy(&version)
+                )));
+            }
+            None => {
+                db.insert(SCHEMA_KEY, SCHEMA_VERSION).map_err(backend)?;
+                db.flush().map_err(backend)?;
+            }
+        }
+        let tree = |name: &str| db.open_tree(name).map_err(backend);
+        Ok(SledStore {
+            dir: dir.to_path_buf(),
+            entries: tree("entries")?,
+            by_parent: tree("entries_by_parent")?,
+            by_spiffe_id: tree("entries_by_spiffe_id")?,
+            by_selector: tree("entries_by_selector")?,
+            by_similarity: tree("entries_by_similarity")?,
+            nodes: tree("nodes")?,
+            join_tokens: tree("join_tokens")?,
+            bundles: tree("bundles")?,
+            ca_journals: tree("ca_journals")?,
+            db,
+        })
+    }
+
+    /// Makes every write so far durable.
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(drop).map_err(backend)
+    }
+
+    /// Stores `value` at `key` unless the key is taken (then `AlreadyExists(taken)`).
+    fn insert_new(
+        &self,
+        tree: &Tree,
+        key: &[u8],
+        value: Vec<u8>,
+        taken: String,
+    ) -> Result<(), StoreError> {
+        let swapped = tree
+            .compare_and_swap(key, None::<&[u8]>, Some(value))
+            .map_err(backend)?;
+        if swapped.is_err() {
+            return Err(StoreError::AlreadyExists(taken));
+        }
+        self.flush()
+    }
+
+    /// Removes and returns the record at `key` (`NotFound(what)` if absent).
+    fn remove<T: DeserializeOwned>(
+        &self,
+        tree: &Tree,
+        key: &[u8],
+        what: String,
+    ) -> Result<T, StoreError> {
+        let Some(bytes) = tree.remove(key).map_err(backend)? else {
+            return Err(StoreError::NotFound(what));
+        };
+        self.flush()?;
+        decode(&what, &bytes)
+    }
+}
+
+// === impl DataStore for SledStore ===
+
+impl DataStore for SledStore {
+    fn create_entry(&self, entry: RegistrationEntry) -> Result<RegistrationEntry, StoreError> {
+        self.entry_transaction(|tx| {
+            if tx.entries.get(entry.id.as_bytes())?.is_some() {
+                return abort(StoreError::AlreadyExists(format!(
+                    "entry {} already exists",
+                    entry.id
+                )));
+            }
+            if let Some(similar) = tx.similar_to(&entry)? {
+                return abort(StoreError::SimilarEntry(Box::new(similar)));
+            }
+            tx.put(&entry)
+        })?;
+        Ok(entry)
+    }
+
+    fn update_entry(&self, entry: RegistrationEntry) -> Result<RegistrationEntry, StoreError> {
+        self.entry_transaction(|tx| {
+            let Some(stored) = tx.entry(&entry.id)? else {
+                return abort(StoreError::NotFound(format!("entry {}", entry.id)));
+            };
+            let updated = RegistrationEntry {
+                revision_number: stored.revision_number.saturating_add(1),
+                created_at: stored.created_at,
+                ..entry.clone()
+            };
+            if let Some(similar) = tx.similar_to(&updated)?
+                && similar.id != updated.id
+            {
+                return abort(StoreError::SimilarEntry(Box::new(similar)));
+            }
+            tx.remove(&stored)?;
+            tx.put(&updated)?;
+            Ok(updated)
+        })
+    }
+
+    fn delete_entry(&self, id: &str) -> Result<RegistrationEntry, StoreError> {
+        self.entry_transaction(|tx| {
+            let Some(stored) = tx.entry(id)? else {
+                return abort(StoreError::NotFound(format!("entry {id}")));
+            };
+            tx.remove(&stored)?;
+            Ok(stored)
+        })
+    }
+
+    fn entry(&self, id: &str) -> Result<Option<RegistrationEntry>, StoreError> {
+        read(&self.entries, id.as_bytes(), "entry")
+    }
+
+    fn list_entries(&self) -> Result<Vec<RegistrationEntry>, StoreError> {
+        decode_all(&self.entries, "entry")
+    }
+
+    fn entries_by_parent(&self, parent: &SpiffeId) -> Result<Vec<RegistrationEntry>, StoreError> {
+        self.entries_by_index(&self.by_parent, &parent.to_string(), |e| {
+            e.parent_id == *parent
+        })
+    }
+
+    fn entries_by_spiffe_id(&self, id: &SpiffeId) -> Result<Vec<RegistrationEntry>, StoreError> {
+        self.entries_by_index(&self.by_spiffe_id, &id.to_string(), |e| e.spiffe_id == *id)
+    }
+
+    fn entries_by_selector(
+        &self,
+        selector: &Selector,
+    ) -> Result<Vec<RegistrationEntry>, StoreError> {
+        self.entries_by_index(&self.by_selector, &selector.to_string(), |e| {
+            e.selectors.contains(selector)
+        })
+    }
+
+    fn prune_entries(&self, before: i64) -> Result<Vec<RegistrationEntry>, StoreError> {
+        let expired = |e: &RegistrationEntry| 0 < e.expires_at && e.expires_at < before;
+        let candidates: Vec<String> = self
+            .list_entries()?
+            .into_iter()
+            .filter(expired)
+            .map(|e| e.id)
+            .collect();
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Re-checked inside the transaction: an entry may have been updated meanwhile.
+        self.entry_transaction(|tx| {
+            let mut pruned = Vec::new();
+            for id in &candidates {
+                if let Some(stored) = tx.entry(id)?
+                    && expired(&stored)
+                {
+                    tx.remove(&stored)?;
+                    pruned.push(stored);
+                }
+            }
+            Ok(pruned)
+        })
+    }
+
+    fn put_node(&self, node: AttestedNode) -> Result<AttestedNode, StoreError> {
+        self.nodes
+            .insert(node.spiffe_id.to_string().as_bytes(), encode(&node)?)
+            .map_err(backend)?;
+        self.flush()?;
+        Ok(node)
+    }
+
+    fn node(&self, id: &SpiffeId) -> Result<Option<AttestedNode>, StoreError> {
+        read(&self.nodes, id.to_string().as_bytes(), "node")
+    }
+
+    fn list_nodes(&self) -> Result<Vec<AttestedNode>, StoreError> {
+        decode_all(&self.nodes, "node")
+    }
+
+    fn delete_node(&self, id: &SpiffeId) -> Result<AttestedNode, StoreError> {
+        self.remove(&self.nodes, id.to_string().as_bytes(), format!("node {id}"))
+    }
+
+    fn create_join_token(&self, token: JoinToken) -> Result<(), StoreError> {
+        let taken = "join token already exists".to_owned();
+        self.insert_new(
+            &self.join_tokens,
+            token.token.as_bytes(),
+            encode(&token)?,
+            taken,
+        )
+    }
+
+    fn take_join_token(&self, token: &str) -> Result<Option<JoinToken>, StoreError> {
+        // sled's remove is atomic: of several concurrent callers exactly one gets the value.
+        let Some(bytes) = self.join_tokens.remove(token.as_bytes()).map_err(backend)? else {
+            return Ok(None);
+        };
+        self.flush()?;
+        decode("join token", &bytes).map(Some)
+    }
+
+    fn prune_join_tokens(&self, before: i64) -> Result<usize, StoreError> {
+        // Decode everything first, so that a corrupt record fails the call before any write.
+        let mut expired = Vec::new();
+        for item in self.join_tokens.iter() {
+            let (key, bytes) = item.map_err(backend)?;
+            let token: JoinToken = decode("join token", &bytes)?;
+            if token.expires_at < before {
+                expired.push((key, bytes));
+            }
+        }
+        let mut pruned = 0;
+        for (key, bytes) in expired {
+            // A token taken meanwhile is not counted.
+            let swapped = self
+                .join_tokens
+                .compare_and_swap(key, Some(bytes), None::<&[u8]>);
+            pruned += usize::from(swapped.map_err(backend)?.is_ok());
+        }
+        if pruned > 0 {
+            self.flush()?;
+        }
+        Ok(pruned)
+    }
+
+    fn bundle(&self, td: &TrustDomain) -> Result<Option<Bundle>, StoreError> {
+        read(&self.bundles, td.as_str().as_bytes(), "bundle")
+    }
+
+    fn list_bundles(&self) -> Result<Vec<Bundle>, StoreError> {
+        decode_all(&self.bundles, "bundle")
+    }
+
+    fn create_bundle(&self, bundle: Bundle) -> Result<Bundle, StoreError> {
+        let key = bundle.trust_domain.as_str();
+        let taken = format!("bundle for {key} already exists");
+        self.insert_new(&self.bundles, key.as_bytes(), encode(&bundle)?, taken)?;
+        Ok(bundle)
+    }
+
+    fn update_bundle(&self, bundle: Bundle) -> Result<Bundle, StoreError> {
+        let key = bundle.trust_domain.as_str();
+        let new = encode(&bundle)?;
+        // Compare-and-swap loop, so that a concurrently deleted bundle is not resurrected.
+        loop {
+            let Some(current) = self.bundles.get(key).map_err(backend)? else {
+                return Err(StoreError::NotFound(format!("bundle for {key}")));
+            };
+            let swapped = self
+                .bundles
+                .compare_and_swap(key, Some(current), Some(new.as_slice()));
+            if swapped.map_err(backend)?.is_ok() {
+                self.flush()?;
+                return Ok(bundle);
+            }
+        }
+    }
+
+    fn set_bundle(&self, bundle: Bundle) -> Result<Bundle, StoreError> {
+        self.bundles
+            .insert(bundle.trust_domain.as_str(), encode(&bundle)?)
+            .map_err(backend)?;
+        self.flush()?;
+        Ok(bundle)
+    }
+
+    fn update_bundle_with(
+        &self,
+        td: &TrustDomain,
+        f: &mut dyn FnMut(&mut Bundle) -> bool,
+    ) -> Result<Bundle, StoreError> {
+        // Compare-and-swap loop: `f` runs again on the fresh value if another writer won.
+        loop {
+            let current = self.bundles.get(td.as_str()).map_err(backend)?;
+            let mut bundle = match &current {
+                Some(bytes) => decode("bundle", bytes)?,
+                None => Bundle::new(td.clone()),
+            };
+            let before = bundle.clone();
+            if !f(&mut bundle) {
+                return Ok(before);
+            }
+            let swapped = self
+                .bundles
+                .compare_and_swap(td.as_str(), current, Some(encode(&bundle)?))
+                .map_err(backend)?;
+            if swapped.is_ok() {
+                self.flush()?;
+                return Ok(bundle);
+            }
+        }
+    }
+
+    fn delete_bundle(&self, td: &TrustDomain) -> Result<Bundle, StoreError> {
+        self.remove(
+            &self.bundles,
+            td.as_str().as_bytes(),
+            format!("bundle for {td}"),
+        )
+    }
+
+    fn ca_journal(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let bytes = self.ca_journals.get(key.as_bytes()).map_err(backend)?;
+        Ok(bytes.map(|bytes| bytes.to_vec()))
+    }
+
+    fn set_ca_journal(&self, key: &str, data: &[u8]) -> Result<(), StoreError> {
+        self.ca_journals
+            .insert(key.as_bytes(), data)
+            .map_err(backend)?;
+        self.flush()
+    }
+}
+
+impl fmt::Debug for SledStore {
+    // sled's own Debug for a tree prints its contents, so it is kept out of here.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SledStore")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn encode(value: &impl Serialize) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value)
+        .map_err(|error| StoreError::Backend(format!("cannot encode: {error}")))
+}
+
+fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|error| StoreError::Corrupt(format!("{what}: {error}")))
+}
+
+fn read<T: DeserializeOwned>(tree: &Tree, key: &[u8], what: &str) -> Result<Option<T>, StoreError> {
+    let bytes = tree.get(key).map_err(backend)?;
+    bytes.map(|bytes| decode(what, &bytes)).transpose()
+}
+
+fn decode_all<T: DeserializeOwned>(tree: &Tree, what: &str) -> Result<Vec<T>, StoreError> {
+    tree.iter()
+        .values()
+        .map(|bytes| decode(what, &bytes.map_err(backend)?))
+        .collect()
+}
+
+fn backend(error: sled::Error) -> StoreError {
+    match error {
+        sled::Error::Corruption { .. } => StoreError::Corrupt(error.to_string()),
+        error => StoreError::Backend(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::any::Any;
+    use std::sync::Arc;
+
+    use signet_common::id::{parse_id, parse_trust_domain};
+
+    use super::entries::length_prefixed;
+    use super::*;
+    use crate::datastore::suite;
+
+    fn fresh() -> (Arc<dyn DataStore>, Box<dyn Any>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        (Arc::new(store), Box::new(dir))
+    }
+
+    fn sample_entry() -> RegistrationEntry {
+        RegistrationEntry {
+            id: "e1".into(),
+            spiffe_id: parse_id("spiffe://example.org/web").unwrap(),
+            parent_id: parse_id("spiffe://example.org/spire/agent/x/1").unwrap(),
+            selectors: ["unix:uid:1000".parse().unwrap()].into_iter().collect(),
+            x509_svid_ttl: 0,
+            jwt_svid_ttl: 0,
+            dns_names: vec![],
+            federates_with: vec![],
+            admin: false,
+            downstream: false,
+            hint: String::new(),
+            expires_at: 0,
+            revision_number: 0,
+            created_at: 1,
+            store_svid: false,
+        }
+    }
+
+    #[test]
+    fn sled_store_passes_the_conformance_suite() {
+        suite::run_all(&fresh);
+    }
+
+    #[test]
+    fn acknowledged_writes_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let td = parse_trust_domain("example.org").unwrap();
+        let e = sample_entry();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.create_entry(e.clone()).unwrap();
+            store
+                .create_join_token(JoinToken {
+                    token: "t1".into(),
+                    expires_at: 9,
+                })
+                .unwrap();
+            store.create_bundle(Bundle::new(td.clone())).unwrap();
+            store.set_ca_journal("server", b"journal").unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.entry("e1").unwrap(), Some(e.clone()));
+        assert_eq!(
+            store.entries_by_parent(&e.parent_id).unwrap(),
+            vec![e.clone()]
+        );
+        assert_eq!(
+            store
+                .entries_by_selector(&"unix:uid:1000".parse().unwrap())
+                .unwrap(),
+            vec![e.clone()]
+        );
+        assert!(matches!(
+            store.create_entry(RegistrationEntry {
+                id: "e2".into(),
+                ..e
+            }),
+            Err(StoreError::SimilarEntry(_))
+        ));
+        assert!(store.take_join_token("t1").unwrap().is_some());
+        assert_eq!(store.bundle(&td).unwrap(), Some(Bundle::new(td)));
+        assert_eq!(
+            store.ca_journal("server").unwrap(),
+            Some(b"journal".to_vec())
+        );
+    }
+
+    /// Tells `writer_killed_after_acknowledgement` where to write (and that it is wanted).
+    const KILL_TEST_DIR: &str = "SIGNET_SLED_KILL_TEST_DIR";
+
+    #[test]
+    #[ignore = "child process of acknowledged_writes_survive_kill_9"]
+    fn writer_killed_after_acknowledgement() {
+        let Ok(dir) = std::env::var(KILL_TEST_DIR) else {
+            return;
+        };
+        let dir = std::path::PathBuf::from(dir);
+        let store = SledStore::open(&dir).unwrap();
+        store.create_entry(sample_entry()).unwrap();
+        store
+            .create_join_token(JoinToken {
+                token: "t1".into(),
+                expires_at: 9,
+            })
+            .unwrap();
+        store.set_ca_journal("server", b"journal").unwrap();
+        std::fs::write(dir.join("acknowledged"), b"").unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(120));
+    }
+
+    #[test]
+    fn acknowledged_writes_survive_kill_9() {
+        struct KillOnDrop(std::process::Child);
+        impl Drop for KillOnDrop {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let name = "datastore::sled::tests::writer_killed_after_acknowledgement";
+        let mut writer = KillOnDrop(
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", name, "--ignored"])
+                .env(KILL_TEST_DIR, dir.path())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !dir.path().join("acknowledged").exists() {
+            assert!(
+                writer.0.try_wait().unwrap().is_none(),
+                "writer exited early"
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "writer never acknowledged"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        drop(writer); // SIGKILL, then reap
+        let store = SledStore::open(dir.path()).unwrap();
+        let e = sample_entry();
+        assert_eq!(store.entry("e1").unwrap(), Some(e.clone()));
+        assert_eq!(store.entries_by_spiffe_id(&e.spiffe_id).unwrap(), vec![e]);
+        assert!(store.take_join_token("t1").unwrap().is_some());
+        assert_eq!(
+            store.ca_journal("server").unwrap(),
+            Some(b"journal".to_vec())
+        );
+    }
+
+    #[test]
+    fn open_creates_missing_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a/b/c");
+        SledStore::open(&nested).unwrap();
+        assert!(nested.join(DB_DIR).is_dir());
+    }
+
+    #[test]
+    fn open_refuses_an_unknown_schema_version() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.db.insert(SCHEMA_KEY, b"99".as_slice()).unwrap();
+            store.flush().unwrap();
+        }
+        assert!(matches!(
+            SledStore::open(dir.path()),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn stored_garbage_reads_as_corrupt_instead_of_panicking() {
+        let (dir, e) = (tempfile::tempdir().unwrap(), sample_entry());
+        let store = SledStore::open(dir.path()).unwrap();
+        store.create_entry(e.clone()).unwrap();
+        store.entries.insert("e1", b"{not json".as_slice()).unwrap();
+        store
+            .nodes
+            .insert(e.spiffe_id.to_string().as_bytes(), b"\xff".as_slice())
+            .unwrap();
+        store
+            .bundles
+            .insert("example.org", b"[]".as_slice())
+            .unwrap();
+        store
+            .by_selector
+            .insert(
+                length_prefixed("a:1")
+                    .into_iter()
+                    .chain([0xff])
+                    .collect::<Vec<u8>>(),
+                PRESENT,
+            )
+            .unwrap();
+        let corrupt = |r: Result<_, StoreError>| matches!(r, Err(StoreError::Corrupt(_)));
+        assert!(corrupt(store.entry("e1").map(drop)));
+        assert!(corrupt(store.list_entries().map(drop)));
+        assert!(corrupt(store.entries_by_parent(&e.parent_id).map(drop)));
+        assert!(corrupt(
+            store.entries_by_selector(&"a:1".parse().unwrap()).map(drop)
+        ));
+        assert!(corrupt(store.update_entry(e.clone()).map(drop)));
+        assert!(corrupt(store.node(&e.spiffe_id).map(drop)));
+        assert!(corrupt(store.list_bundles().map(drop)));
+        let td = parse_trust_domain("example.org").unwrap();
+        assert!(corrupt(
+            store.update_bundle_with(&td, &mut |_| true).map(drop)
+        ));
+    }
+
+    #[test]
+    fn shared_store_hands_a_join_token_to_exactly_one_of_eight_threads() {
+        let (store, _dir) = fresh();
+        store
+            .create_join_token(JoinToken {
+                token: "race".into(),
+                expires_at: 9,
+            })
+            .unwrap();
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let racers: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    store.take_join_token("race").unwrap().is_some()
+                })
+            })
+            .collect();
+        let winners = racers
+            .into_iter()
+            .map(|r| r.join().unwrap())
+            .filter(|won| *won)
+            .count();
+        assert_eq!(winners, 1);
+    }
+}

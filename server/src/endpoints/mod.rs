@@ -1,1 +1,155 @@
-//! placeholder
+//! Listeners: the agent API on TCP with TLS, the admin API on a Unix socket that is not
+//! world-accessible, and the HTTP health listener. One tonic router per transport; every
+//! handler tells local, agent and anonymous callers apart itself (`api::ApiState::caller`).
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use signet_proto::signet::sync::v1::sync_server::SyncServer;
+use signet_proto::spire::api::server::agent::v1::agent_server::AgentServer;
+use signet_proto::spire::api::server::bundle::v1::bundle_server::BundleServer;
+use signet_proto::spire::api::server::entry::v1::entry_server::EntryServer;
+use signet_proto::spire::api::server::svid::v1::svid_server::SvidServer;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
+use tonic::transport::Server;
+
+use crate::api::agent::AgentService;
+use crate::api::bundle::BundleService;
+use crate::api::entry::EntryService;
+use crate::api::svid::SvidService;
+use crate::api::sync::SyncService;
+
+pub mod health;
+pub mod tls;
+
+/// How long a TLS handshake may take before the connection is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The API services, built once and shared by both transports.
+#[derive(Clone)]
+pub struct Services {
+    /// `spire.api.server.agent.v1.Agent`.
+    pub agent: Arc<AgentService>,
+    /// `spire.api.server.entry.v1.Entry`.
+    pub entry: Arc<EntryService>,
+    /// `spire.api.server.bundle.v1.Bundle`.
+    pub bundle: Arc<BundleService>,
+    /// `spire.api.server.svid.v1.SVID`.
+    pub svid: Arc<SvidService>,
+    /// `signet.sync.v1.Sync`.
+    pub sync: Arc<SyncService>,
+}
+
+fn router(s: &Services) -> tonic::transport::server::Router {
+    Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(AgentServer::from_arc(Arc::clone(&s.agent)))
+        // PENDING-ENTRY .add_service(EntryServer::from_arc(Arc::clone(&s.entry)))
+        // PENDING-BUNDLE .add_service(BundleServer::from_arc(Arc::clone(&s.bundle)))
+        .add_service(SvidServer::from_arc(Arc::clone(&s.svid)))
+        .add_service(SyncServer::from_arc(Arc::clone(&s.sync)))
+}
+
+/// Binds the TCP listener (so the port is known before serving starts).
+pub async fn bind_tcp(address: &str, port: u16) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((address, port)).await.with_context(|| format!("cannot listen on {address}:{port}"))
+}
+
+/// Serves the agent API over TLS until `shutdown` turns true.
+pub fn serve_tcp(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    listener: TcpListener,
+    tls: rustls::ServerConfig,
+    services: &Services,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let (tx, rx) = mpsc::channel::<std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>(64);
+    let mut accept_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        loop {
+            let (tcp, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(error) => {
+                        tracing::warn!(%error, "Failed to accept a TCP connection");
+                        continue;
+                    }
+                },
+                _ = accept_shutdown.wait_for(|stop| *stop) => return Ok(()),
+            };
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(Ok(stream)).await;
+                    }
+                    Ok(Err(error)) => tracing::debug!(%error, address = %peer, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(address = %peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    let router = router(services);
+    tasks.spawn(async move {
+        router
+            .serve_with_incoming_shutdown(ReceiverStream::new(rx), async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            })
+            .await
+            .context("TCP API server failed")
+    });
+}
+
+/// Binds the admin socket: removes a stale socket file, creates the parent directory
+/// (0700 if it has to be made) and leaves the socket 0770 — never world-accessible.
+pub fn bind_admin_socket(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.exists() {
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot remove stale socket {}", path.display())),
+    }
+    let listener = UnixListener::bind(path).with_context(|| format!("cannot bind admin socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o770))
+        .with_context(|| format!("cannot set permissions on {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Serves the admin API (plus gRPC health) on the Unix socket until `shutdown`.
+pub fn serve_admin(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    listener: UnixListener,
+    services: &Services,
+    health: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let router = router(services).add_service(health);
+    tasks.spawn(async move {
+        router
+            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            })
+            .await
+            .context("admin API server failed")
+    });
+}
+
+/// The address a bound listener ended up on.
+pub fn local_addr(l: &TcpListener) -> anyhow::Result<SocketAddr> {
+    Ok(l.local_addr()?)
+}

@@ -23,7 +23,9 @@ impl std::str::FromStr for KeyType {
         match s {
             "ec-p256" => Ok(Self::EcP256),
             "ec-p384" => Ok(Self::EcP384),
-            other => Err(format!("unsupported key type {other:?} (expected ec-p256 or ec-p384)")),
+            other => Err(format!(
+                "unsupported key type {other:?} (expected ec-p256 or ec-p384)"
+            )),
         }
     }
 }
@@ -43,7 +45,6 @@ pub enum KeyError {
 }
 
 /// A private key held by a key manager.
-#[derive(Debug)]
 pub struct ManagedKey {
     /// The key manager's ID for it (`x509-CA-A`, `JWT-Signer-B`, ...).
     pub id: String,
@@ -51,6 +52,51 @@ pub struct ManagedKey {
     pub key_type: KeyType,
     /// The private key, PKCS#8 DER.
     pub pkcs8: Vec<u8>,
+}
+
+impl std::fmt::Debug for ManagedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagedKey")
+            .field("id", &self.id)
+            .field("key_type", &self.key_type)
+            .field("pkcs8", &"[redacted]")
+            .finish()
+    }
+}
+
+impl KeyType {
+    /// The rcgen signature algorithm for this key type (ECDSA with the curve's hash).
+    pub fn signature_algorithm(self) -> &'static rcgen::SignatureAlgorithm {
+        match self {
+            Self::EcP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            Self::EcP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+        }
+    }
+
+    /// The key type of a PKCS#8 EC private key, or `None` if it is neither P-256 nor P-384.
+    pub fn of_pkcs8(pkcs8: &[u8]) -> Option<Self> {
+        use aws_lc_rs::signature::{
+            ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair,
+        };
+        if EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8).is_ok() {
+            Some(Self::EcP256)
+        } else if EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8).is_ok() {
+            Some(Self::EcP384)
+        } else {
+            None
+        }
+    }
+}
+
+/// Generates a fresh key of `key_type` under `id` (PKCS#8).
+fn generate_key(id: &str, key_type: KeyType) -> Result<ManagedKey, KeyError> {
+    let pair = rcgen::KeyPair::generate_for(key_type.signature_algorithm())
+        .map_err(|e| KeyError::Generate(e.to_string()))?;
+    Ok(ManagedKey {
+        id: id.to_owned(),
+        key_type,
+        pkcs8: pair.serialize_der(),
+    })
 }
 
 /// Holds private keys by ID, as SPIRE's KeyManager plugins do.

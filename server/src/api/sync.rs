@@ -1,0 +1,76 @@
+//! `signet.sync.v1.Sync/Watch`: the change push. An agent keeps this stream open; it gets an
+//! event at once and then whenever its authorized entries or the bundles change, and then
+//! fetches what changed with SyncAuthorizedEntries / GetBundle. The stream ends with
+//! PermissionDenied as soon as the agent is banned or evicted.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use signet_proto::signet::sync::v1::sync_server::Sync;
+use signet_proto::signet::sync::v1::{WatchEvent, WatchRequest};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{ApiError, ApiState};
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
+
+/// The Sync service.
+#[derive(Debug)]
+pub struct SyncService {
+    state: Arc<ApiState>,
+}
+
+impl SyncService {
+    /// The service.
+    pub fn new(state: Arc<ApiState>) -> Self {
+        Self { state }
+    }
+}
+
+#[tonic::async_trait]
+impl Sync for SyncService {
+    type WatchStream = WatchStream;
+
+    async fn watch(&self, req: Request<WatchRequest>) -> Result<Response<WatchStream>, Status> {
+        let agent = self.state.require_agent(&req)?;
+        let mut entries = self.state.registry.subscribe_agent(&agent.id);
+        let mut bundles = self.state.registry.subscribe_bundles();
+        let (tx, rx) = mpsc::channel(4);
+        let state = Arc::clone(&self.state);
+        tokio::spawn(async move {
+            loop {
+                let event = WatchEvent {
+                    entries_revision: *entries.borrow_and_update(),
+                    bundles_revision: *bundles.borrow_and_update(),
+                };
+                if tx.send(Ok(event)).await.is_err() {
+                    return;
+                }
+                tokio::select! {
+                    changed = entries.changed() => if changed.is_err() { return },
+                    changed = bundles.changed() => if changed.is_err() { return },
+                    () = tx.closed() => return,
+                }
+                match state.registry.store().node(&agent.id) {
+                    Ok(Some(node)) if !node.is_banned() => {}
+                    Ok(_) => {
+                        let err = ApiError::PermissionDenied(format!(
+                            "agent {} is banned or no longer attested",
+                            agent.id
+                        ));
+                        let _ = tx.send(Err(err.into())).await;
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(ApiError::from(e).into())).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

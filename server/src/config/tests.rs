@@ -1,0 +1,146 @@
+use super::*;
+
+fn args() -> RunArgs {
+    RunArgs::default()
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, "test.conf", &args())
+}
+
+const MINIMAL: &str = r#"
+server {
+    trust_domain = "example.org"
+    data_dir = "/tmp/x"
+}
+plugins {
+    DataStore "sled" {
+        plugin_data {}
+    }
+    KeyManager "memory" {
+        plugin_data {}
+    }
+    NodeAttestor "join_token" {
+        plugin_data {}
+    }
+}
+"#;
+
+#[test]
+fn sample_config_parses() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../conf/server/server.conf");
+    let c = Config::load(&RunArgs {
+        config: path.into(),
+        ..args()
+    })
+    .unwrap();
+    assert_eq!(c.trust_domain.as_str(), "example.org");
+    assert_eq!(c.bind_port, 8081);
+    assert!(c.join_token);
+    assert_eq!(c.health.as_ref().map(|h| h.bind_port), Some(8080));
+    assert!(matches!(c.key_manager, KeyManagerConfig::Disk { .. }));
+}
+
+#[test]
+fn minimal_config_gets_spire_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.bind_address, "0.0.0.0");
+    assert_eq!(c.bind_port, 8081);
+    assert_eq!(c.socket_path, PathBuf::from(DEFAULT_SOCKET_PATH));
+    assert_eq!(c.ca.ca_ttl, Duration::from_secs(86_400));
+    assert_eq!(c.ca.default_x509_svid_ttl, Duration::from_secs(3600));
+    assert_eq!(c.ca.default_jwt_svid_ttl, Duration::from_secs(300));
+    assert_eq!(c.ca.agent_ttl, Duration::from_secs(3600));
+    assert_eq!(c.ca.key_type, KeyType::EcP256);
+    assert_eq!(
+        c.datastore,
+        DataStoreConfig::Sled {
+            directory: "/tmp/x/datastore".into()
+        }
+    );
+    assert!(c.health.is_none());
+}
+
+#[test]
+fn unknown_key_is_named_with_the_file() {
+    let text = MINIMAL.replace("data_dir", "bogus_key = 1\n data_dir");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("bogus_key") && err.contains("test.conf"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_plugin_data_key_is_named() {
+    let text = MINIMAL.replace(
+        "DataStore \"sled\" {\n        plugin_data {}",
+        "DataStore \"sled\" {\n        plugin_data {\n nope = \"x\"\n }",
+    );
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("nope") && err.contains("DataStore"), "{err}");
+}
+
+#[test]
+fn bad_values_are_refused() {
+    for (from, to, needle) in [
+        (r#""example.org""#, r#""Bad Domain""#, "trust_domain"),
+        ("data_dir", "ca_ttl = \"soon\"\n data_dir", "ca_ttl"),
+        (
+            "data_dir",
+            "ca_key_type = \"rsa-1024\"\n data_dir",
+            "ca_key_type",
+        ),
+        ("data_dir", "log_level = \"LOUD\"\n data_dir", "log_level"),
+    ] {
+        let err = parse(&MINIMAL.replace(from, to)).unwrap_err().to_string();
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+}
+
+#[test]
+fn missing_plugins_are_refused() {
+    let err = parse("server {\n trust_domain = \"example.org\"\n data_dir = \"/x\"\n}")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("DataStore"), "{err}");
+}
+
+#[test]
+fn flags_override_the_file() {
+    let a = RunArgs {
+        server_port: Some(9999),
+        trust_domain: Some("other.org".into()),
+        ..args()
+    };
+    let c = Config::parse(MINIMAL, "t", &a).unwrap();
+    assert_eq!((c.bind_port, c.trust_domain.as_str()), (9999, "other.org"));
+}
+
+#[test]
+fn upstream_disk_is_parsed() {
+    let text = MINIMAL.replace(
+        "NodeAttestor",
+        r#"UpstreamAuthority "disk" {
+            plugin_data {
+                cert_file_path = "/c.pem"
+                key_file_path = "/k.pem"
+            }
+        }
+        NodeAttestor"#,
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(
+        c.ca.upstream.unwrap().cert_file_path,
+        PathBuf::from("/c.pem")
+    );
+}
+
+#[test]
+fn expands_environment_variables() {
+    let home = std::env::var("HOME").unwrap_or_default();
+    assert_eq!(
+        expand_env("a=$HOME b=${HOME} c=$ d"),
+        format!("a={home} b={home} c=$ d")
+    );
+}

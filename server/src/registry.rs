@@ -1,0 +1,143 @@
+//! The registry: every change to entries and nodes goes through here, so that the store,
+//! the in-memory authorization index and the change push never disagree.
+
+use std::sync::{Arc, PoisonError, RwLock};
+
+use signet_common::entry::RegistrationEntry;
+use signet_common::id::{SpiffeId, TrustDomain};
+use signet_common::node::AttestedNode;
+use tokio::sync::watch;
+
+use crate::authz::AuthzIndex;
+use crate::datastore::{DataStore, StoreError};
+use crate::events::Events;
+
+/// Store + index + events.
+#[derive(Debug)]
+pub struct Registry {
+    store: Arc<dyn DataStore>,
+    index: RwLock<AuthzIndex>,
+    events: Events,
+}
+
+impl Registry {
+    /// Builds the index from the store (the only full read).
+    pub fn load(store: Arc<dyn DataStore>, td: &TrustDomain) -> Result<Self, StoreError> {
+        let mut index = AuthzIndex::new(td);
+        for entry in store.list_entries()? {
+            index.upsert_entry(entry);
+        }
+        for node in store.list_nodes()? {
+            index.set_node_selectors(
+                node.spiffe_id.clone(),
+                node.selectors.iter().cloned().collect(),
+            );
+        }
+        Ok(Self {
+            store,
+            index: RwLock::new(index),
+            events: Events::new(),
+        })
+    }
+
+    /// The underlying store (for reads and for records the index does not cover).
+    pub fn store(&self) -> &Arc<dyn DataStore> {
+        &self.store
+    }
+
+    /// Creates an entry and pushes the change.
+    pub fn create_entry(&self, entry: RegistrationEntry) -> Result<RegistrationEntry, StoreError> {
+        let mut index = self.write();
+        let created = self.store.create_entry(entry)?;
+        index.upsert_entry(created.clone());
+        self.events
+            .entries_changed(&index.agents_affected_by(&created));
+        Ok(created)
+    }
+
+    /// Updates an entry and pushes the change to the agents that had it and that have it.
+    pub fn update_entry(&self, entry: RegistrationEntry) -> Result<RegistrationEntry, StoreError> {
+        let mut index = self.write();
+        let before = index
+            .entry(&entry.id)
+            .map(|e| index.agents_affected_by(e))
+            .unwrap_or_default();
+        let updated = self.store.update_entry(entry)?;
+        index.upsert_entry(updated.clone());
+        let after = index.agents_affected_by(&updated);
+        self.events
+            .entries_changed(before.iter().chain(after.iter()));
+        Ok(updated)
+    }
+
+    /// Deletes an entry and pushes the change.
+    pub fn delete_entry(&self, id: &str) -> Result<RegistrationEntry, StoreError> {
+        let mut index = self.write();
+        let affected = index
+            .entry(id)
+            .map(|e| index.agents_affected_by(e))
+            .unwrap_or_default();
+        let deleted = self.store.delete_entry(id)?;
+        index.remove_entry(id);
+        self.events.entries_changed(&affected);
+        Ok(deleted)
+    }
+
+    /// Creates or replaces a node record; its selectors may change which aliases apply.
+    pub fn put_node(&self, node: AttestedNode) -> Result<AttestedNode, StoreError> {
+        let mut index = self.write();
+        let stored = self.store.put_node(node)?;
+        index.set_node_selectors(
+            stored.spiffe_id.clone(),
+            stored.selectors.iter().cloned().collect(),
+        );
+        self.events.entries_changed([&stored.spiffe_id]);
+        Ok(stored)
+    }
+
+    /// Deletes a node record (evict).
+    pub fn delete_node(&self, id: &SpiffeId) -> Result<AttestedNode, StoreError> {
+        let mut index = self.write();
+        let deleted = self.store.delete_node(id)?;
+        index.remove_node(id);
+        self.events.entries_changed([id]);
+        Ok(deleted)
+    }
+
+    /// Entries `agent` is authorized for, ordered by ID.
+    pub fn authorized_entries(&self, agent: &SpiffeId) -> Vec<Arc<RegistrationEntry>> {
+        self.read().authorized_entries(agent)
+    }
+
+    /// The entry if `agent` is authorized for it.
+    pub fn authorized_entry(
+        &self,
+        agent: &SpiffeId,
+        entry_id: &str,
+    ) -> Option<Arc<RegistrationEntry>> {
+        self.read().authorized_entry(agent, entry_id)
+    }
+
+    /// Wakes whenever `agent`'s authorized entries change.
+    pub fn subscribe_agent(&self, agent: &SpiffeId) -> watch::Receiver<u64> {
+        self.events.subscribe_agent(agent)
+    }
+
+    /// Wakes whenever a bundle changes.
+    pub fn subscribe_bundles(&self) -> watch::Receiver<u64> {
+        self.events.subscribe_bundles()
+    }
+
+    /// Announces a bundle change (CA rotation, federated bundle written).
+    pub fn bundles_changed(&self) {
+        self.events.bundles_changed();
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, AuthzIndex> {
+        self.index.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, AuthzIndex> {
+        self.index.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
