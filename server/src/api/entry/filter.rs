@@ -134,7 +134,8 @@ impl EntryFilter {
             federates_with,
             // SPIRE treats an empty hint filter as no filter.
             hint: f.hint.filter(|h| !h.is_empty()).cloned(),
-            downstream: f.downstream,
+            // SPIRE's CLI always sends by_downstream=false; like SPIRE, only `true` filters.
+            downstream: f.downstream.filter(|d| *d),
         })
     }
 
