@@ -122,7 +122,11 @@ plugins {{
             .await
             .unwrap()
             .into_inner();
-        bundle.x509_authorities.into_iter().map(|a| a.asn1).collect()
+        bundle
+            .x509_authorities
+            .into_iter()
+            .map(|a| a.asn1)
+            .collect()
     }
 
     /// A TLS channel to the agent API, with or without a client SVID.

@@ -119,12 +119,13 @@ pub fn serve_tcp(
 /// Binds the admin socket: removes a stale socket file, creates the parent directory
 /// (0700 if it has to be made) and leaves the socket 0770 — never world-accessible.
 pub fn bind_admin_socket(path: &Path) -> anyhow::Result<UnixListener> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.exists() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
-            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))?;
-        }
+    if let Some(parent) = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty() && !p.exists())
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))?;
     }
     match std::fs::remove_file(path) {
         Ok(()) => {}
