@@ -16,6 +16,8 @@ mod spire_flags;
 mod write;
 mod x509;
 
+#[cfg(test)]
+mod tests;
 
 use std::ffi::OsString;
 use std::future::Future;
