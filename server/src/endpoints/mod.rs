@@ -52,8 +52,8 @@ fn router(s: &Services) -> tonic::transport::server::Router {
     Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(AgentServer::from_arc(Arc::clone(&s.agent)))
-        // PENDING-ENTRY .add_service(EntryServer::from_arc(Arc::clone(&s.entry)))
-        // PENDING-BUNDLE .add_service(BundleServer::from_arc(Arc::clone(&s.bundle)))
+        .add_service(EntryServer::from_arc(Arc::clone(&s.entry)))
+        .add_service(BundleServer::from_arc(Arc::clone(&s.bundle)))
         .add_service(SvidServer::from_arc(Arc::clone(&s.svid)))
         .add_service(SyncServer::from_arc(Arc::clone(&s.sync)))
 }
@@ -119,12 +119,13 @@ pub fn serve_tcp(
 /// Binds the admin socket: removes a stale socket file, creates the parent directory
 /// (0700 if it has to be made) and leaves the socket 0770 — never world-accessible.
 pub fn bind_admin_socket(path: &Path) -> anyhow::Result<UnixListener> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.exists() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
-            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))?;
-        }
+    if let Some(parent) = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty() && !p.exists())
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))?;
     }
     match std::fs::remove_file(path) {
         Ok(()) => {}
