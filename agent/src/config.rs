@@ -10,6 +10,7 @@ use signet_common::id::{TrustDomain, parse_trust_domain};
 use signet_common::telemetry::{LogFormat, parse_level};
 
 use crate::attestor::workload::unix::UnixConfig;
+pub use crate::endpoints::sds::SdsConfig;
 use crate::run::RunArgs;
 
 #[cfg(test)]
@@ -174,30 +175,6 @@ pub enum KeyManagerConfig {
     },
     /// Memory only: a restart needs a new node attestation.
     Memory,
-}
-
-/// Resource names of the Envoy SDS API (SPIRE's `sds {}` block).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SdsConfig {
-    /// Name of the first identity (`default`).
-    pub default_svid_name: String,
-    /// Name of the own trust domain bundle (`ROOTCA`).
-    pub default_bundle_name: String,
-    /// Name of all bundles together (`ALL`).
-    pub default_all_bundles_name: String,
-    /// Serve plain trusted CAs instead of the SPIFFE certificate validator.
-    pub disable_spiffe_cert_validation: bool,
-}
-
-impl Default for SdsConfig {
-    fn default() -> Self {
-        Self {
-            default_svid_name: "default".into(),
-            default_bundle_name: "ROOTCA".into(),
-            default_all_bundles_name: "ALL".into(),
-            disable_spiffe_cert_validation: false,
-        }
-    }
 }
 
 /// The HTTP health listener.

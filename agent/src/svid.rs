@@ -286,12 +286,11 @@ pub async fn rotate(
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     loop {
+        // Half of the life left from now (or from NotBefore, if later): NotBefore is
+        // back-dated, which would make a short-lived SVID due the moment it is issued.
         let svid = identity.current();
-        let at = renew_at(
-            from_unix_seconds(svid.not_before),
-            from_unix_seconds(svid.not_after),
-            jitter(),
-        );
+        let start = from_unix_seconds(svid.not_before).max(clock.now());
+        let at = renew_at(start, from_unix_seconds(svid.not_after), jitter());
         tokio::select! {
             () = sleep_until(&clock, at, CHECK_EVERY) => {}
             _ = stop.wait_for(|s| *s) => return Ok(()),

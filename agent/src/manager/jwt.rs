@@ -134,7 +134,7 @@ impl JwtCache {
 
     /// How many tokens are cached.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    fn count(&self) -> usize {
         self.inner
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -200,7 +200,7 @@ mod tests {
         c.put(key(&["b"]), svid("k", 2000), 1000, 0.0);
         let _ = c.get(&key(&["a"]), 1000);
         c.put(key(&["c"]), svid("k", 2000), 1000, 0.0);
-        assert_eq!(c.len(), 2);
+        assert_eq!(c.count(), 2);
         assert_eq!(c.get(&key(&["b"]), 1000), Lookup::Missing);
         assert!(matches!(c.get(&key(&["a"]), 1000), Lookup::Fresh(_)));
     }

@@ -240,8 +240,11 @@ impl Manager {
                 info.id, entry.spiffe_id
             )));
         }
+        // Half life measured from when the SVID arrived: NotBefore is back-dated, which
+        // would make a short-lived SVID due for renewal the moment it is issued.
+        let start = from_unix_seconds(info.not_before).max(self.clock.now());
         let at = renew_at(
-            from_unix_seconds(info.not_before),
+            start,
             from_unix_seconds(info.not_after),
             (self.config.jitter)(),
         );

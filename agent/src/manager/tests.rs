@@ -524,8 +524,5 @@ fn cache_plan_prefers_in_use_then_recently_wanted_entries() {
     c.want(["c".to_owned()], t);
     // c in use; d wanted long ago still beats never-wanted a and b.
     assert_eq!(ids(&c.plan(t)), ["c", "d"]);
-    assert!(
-        c.want(["zz".to_owned()], t) == false,
-        "unknown entries are ignored"
-    );
+    assert!(!c.want(["zz".to_owned()], t), "unknown entries are ignored");
 }

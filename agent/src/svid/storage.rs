@@ -239,7 +239,10 @@ impl Storage {
             }
             Keys::Disk(dir) => {
                 fs::create_dir_all(dir).map_err(|e| self.io("creating", dir, e))?;
-                write_atomically(&key_path(dir, slot), pkcs8_pem(key).as_bytes())
+                write_atomically(
+                    &key_path(dir, slot),
+                    signet_common::pem::encode("PRIVATE KEY", key).as_bytes(),
+                )
             }
         }
     }
@@ -280,17 +283,6 @@ pub fn key_matches(leaf: &[u8], key: &[u8]) -> bool {
         return false;
     };
     rcgen::PublicKeyData::subject_public_key_info(&pair) == cert.tbs_certificate.subject_pki.raw
-}
-
-fn pkcs8_pem(der: &[u8]) -> String {
-    let b64 = STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN PRIVATE KEY-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str("-----END PRIVATE KEY-----\n");
-    out
 }
 
 /// Writes a private temp file beside `path`, fsyncs it, renames it over `path` and fsyncs
@@ -356,8 +348,13 @@ mod tests {
         assert_eq!(s.load().unwrap(), None);
         let (leaf, key) = cert_and_key();
         let (root, _) = cert_and_key();
-        s.store(&[leaf.clone()], &key, KeySlot::B, &[root.clone()])
-            .unwrap();
+        s.store(
+            std::slice::from_ref(&leaf),
+            &key,
+            KeySlot::B,
+            std::slice::from_ref(&root),
+        )
+        .unwrap();
         let back = Storage::new(dir.path(), &km).load().unwrap().unwrap();
         assert_eq!(back.chain, vec![leaf.clone()]);
         assert_eq!(back.key.as_deref(), Some(key.as_slice()));

@@ -1,0 +1,171 @@
+//! The agent's sync manager against a real in-process server: SVIDs follow entries, changes
+//! are pushed (not polled), SVIDs rotate before they expire, and the paged sync protocol.
+
+mod agent_support;
+
+use std::time::{Duration, Instant};
+
+use agent_support::{Setup, svid_id, until};
+use signet_common::clock::{Clock, SystemClock};
+
+#[tokio::test]
+async fn svids_follow_entries_created_updated_and_deleted() {
+    let setup = Setup::new(&[]).await;
+    let agent = setup.agent("").await;
+    let ids = setup
+        .create_entries(&agent.agent_id, &["/web", "/db"])
+        .await;
+    let (web, db) = (ids[0].clone(), ids[1].clone());
+    let mut rx = agent.snapshot();
+    let snap = until(&mut rx, Duration::from_secs(5), |s| {
+        s.synced && s.svids.len() == 2
+    })
+    .await;
+    assert_eq!(
+        svid_id(&snap, &web).as_deref(),
+        Some("spiffe://example.org/web")
+    );
+    assert_eq!(
+        svid_id(&snap, &db).as_deref(),
+        Some("spiffe://example.org/db")
+    );
+    let old = snap.svids[&web].chain.clone();
+
+    setup.set_dns_names(&web, &["web.example.org"]).await;
+    setup.delete_entry(&db).await;
+    let snap = until(&mut rx, Duration::from_secs(5), |s| {
+        s.svids.len() == 1
+            && s.svids
+                .get(&web)
+                .is_some_and(|v| v.entry.revision_number == 1)
+    })
+    .await;
+    let svid = &snap.svids[&web];
+    assert_ne!(svid.chain, old, "a new SVID for the new revision");
+    let (_, cert) = x509_parser::parse_x509_certificate(&svid.chain[0]).expect("leaf parses");
+    let dns: Vec<String> = cert
+        .subject_alternative_name()
+        .unwrap()
+        .unwrap()
+        .value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some((*d).to_owned()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dns, ["web.example.org"]);
+    assert!(
+        !snap.entries.iter().any(|e| e.id == db),
+        "deleted entry gone"
+    );
+    agent.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_new_entry_reaches_the_snapshot_well_under_a_second() {
+    let setup = Setup::new(&[]).await;
+    // The safety-net poll is 5 s (the default); only the push can make this fast.
+    let agent = setup.agent("").await;
+    let mut rx = agent.snapshot();
+    until(&mut rx, Duration::from_secs(5), |s| s.synced).await;
+    let mut latencies = vec![];
+    for i in 0..5 {
+        let started = Instant::now();
+        let entry = setup
+            .create_entry(&agent.agent_id, &format!("/pushed/{i}"))
+            .await;
+        until(&mut rx, Duration::from_secs(10), |s| {
+            s.svids.contains_key(&entry)
+        })
+        .await;
+        latencies.push(started.elapsed());
+    }
+    println!("entry created -> SVID in the agent's snapshot: {latencies:?}");
+    latencies.sort();
+    assert!(
+        latencies[2] < Duration::from_millis(1000),
+        "median propagation {:?}",
+        latencies[2]
+    );
+    agent.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn svids_and_the_agent_svid_rotate_before_they_expire() {
+    // Workload SVIDs of 4 s (the entry's TTL) and an agent SVID of 6 s; the server's own
+    // SVID keeps the default TTL (its rotator looks every 10 s).
+    let setup = Setup::new(&["agent_ttl = \"6s\""]).await;
+    let agent = setup.agent("").await;
+    let entry = setup
+        .create_entry_with_ttl(&agent.agent_id, "/short", 4)
+        .await;
+    let mut rx = agent.snapshot();
+    until(&mut rx, Duration::from_secs(5), |s| {
+        s.svids.contains_key(&entry)
+    })
+    .await;
+    let first_agent_svid = agent.identity.current();
+
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let now = SystemClock.unix_now();
+        let snap = rx.borrow().clone();
+        let svid = snap
+            .svids
+            .get(&entry)
+            .unwrap_or_else(|| panic!("no SVID at {now}: a gap in rotation"));
+        assert!(svid.not_after > now, "an expired SVID is served");
+        seen.insert(svid.not_after);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen.len() >= 3, "rotated several times: {seen:?}");
+    let agent_svid = agent.identity.current();
+    assert_ne!(
+        agent_svid.not_after, first_agent_svid.not_after,
+        "agent SVID renewed"
+    );
+    assert_eq!(agent_svid.id, first_agent_svid.id);
+    agent.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn more_than_a_page_of_entries_syncs_with_the_paged_protocol() {
+    let setup = Setup::new(&[]).await;
+    let agent = setup.agent("x509_svid_cache_max_size = 10").await;
+    let paths: Vec<String> = (0..600).map(|i| format!("/many/{i:03}")).collect();
+    let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let ids = setup.create_entries(&agent.agent_id, &refs).await;
+    let mut rx = agent.snapshot();
+    let snap = until(&mut rx, Duration::from_secs(20), |s| {
+        s.entries.len() == 600 && s.svids.len() == 10
+    })
+    .await;
+    assert_eq!(snap.svids.len(), 10, "the SVID cache is bounded");
+
+    // A change to one entry among 600 comes through the revision diff.
+    setup.set_dns_names(&ids[599], &["last.example.org"]).await;
+    let snap = until(&mut rx, Duration::from_secs(10), |s| {
+        s.entries
+            .iter()
+            .any(|e| e.id == ids[599] && e.revision_number == 1)
+    })
+    .await;
+    assert_eq!(snap.entries.len(), 600);
+
+    // A workload wanting an entry beyond the bound gets it minted on demand.
+    let wanted = snap
+        .entries
+        .iter()
+        .find(|e| e.id == ids[599])
+        .unwrap()
+        .clone();
+    signet_agent::manager::Identities::want(agent.manager.as_ref(), &[wanted]);
+    until(&mut rx, Duration::from_secs(5), |s| {
+        s.svids.contains_key(&ids[599])
+    })
+    .await;
+    agent.shutdown().await.unwrap();
+}
