@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use agent_support::{Proxy, Setup, svid_id, until};
+use agent_support::{Proxy, Setup, http_get, parse, svid_id, until};
 use signet_agent::run::Agent;
 use signet_agent::svid::BANNED_LOG;
 use signet_agent::svid::storage::DATA_FILE;
@@ -165,5 +165,81 @@ async fn an_outage_keeps_svids_and_renewal_resumes_when_the_server_returns() {
         "renewed before expiry"
     );
     assert_eq!(renewed.svids.len(), 1);
+    agent.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn insecure_bootstrap_attests_then_trusts_the_bundle_it_fetched() {
+    let setup = Setup::new(&[]).await;
+    let port = setup.server.server().tcp_addr.port();
+    let text = setup
+        .config_text(port, "")
+        .replace("trust_bundle_path", "insecure_bootstrap = true\n    # was");
+    let token = setup.server.join_token(600).await;
+    let agent = Agent::start(parse(&text, Some(&token)), Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let roots = agent.identity.roots().borrow().to_vec();
+    assert_eq!(
+        roots,
+        setup.server.roots().await,
+        "the server's bundle is stored"
+    );
+    let id = agent.agent_id.clone();
+    agent.shutdown().await.unwrap();
+
+    // After the first contact the server is verified against the stored bundle.
+    let again = Agent::start(parse(&text, None), Arc::new(SystemClock))
+        .await
+        .unwrap();
+    assert_eq!(again.agent_id, id);
+    let entry = setup.create_entry(&id, "/verified").await;
+    let mut rx = again.snapshot();
+    until(&mut rx, Duration::from_secs(5), |s| {
+        s.svids.contains_key(&entry)
+    })
+    .await;
+    again.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_server_outside_the_bootstrap_bundle_is_refused() {
+    let setup = Setup::new(&[]).await;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let other = params.self_signed(&key).unwrap().pem();
+    std::fs::write(setup.dir.path().join("bootstrap.pem"), other).unwrap();
+    let token = setup.server.join_token(600).await;
+    let err = Agent::start(setup.config(Some(&token), ""), Arc::new(SystemClock))
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("failed to attest"), "{err:#}");
+    // The token was not spent on an unverified server.
+    assert!(setup.server.attest(&token).await.is_ok());
+}
+
+#[tokio::test]
+async fn health_is_ready_once_the_agent_has_synced() {
+    let setup = Setup::new(&[]).await;
+    let port = setup.server.server().tcp_addr.port();
+    let text = format!(
+        "{}\nhealth_checks {{\n listener_enabled = true\n bind_address = \"127.0.0.1\"\n bind_port = \"0\"\n}}\n",
+        setup.config_text(port, "")
+    );
+    let token = setup.server.join_token(600).await;
+    let agent = Agent::start(parse(&text, Some(&token)), Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let addr = agent.health_addr.expect("health listener enabled");
+    let live = http_get(addr, "/live").await;
+    assert!(live.starts_with("HTTP/1.1 200"), "{live}");
+    let mut rx = agent.snapshot();
+    until(&mut rx, Duration::from_secs(5), |s| s.synced).await;
+    let ready = http_get(addr, "/ready").await;
+    assert!(
+        ready.starts_with("HTTP/1.1 200") && ready.contains("\"ready\":true"),
+        "{ready}"
+    );
     agent.shutdown().await.unwrap();
 }

@@ -5,7 +5,7 @@ mod agent_support;
 
 use std::time::{Duration, Instant};
 
-use agent_support::{Setup, svid_id, until};
+use agent_support::{Setup, proto_id, svid_id, until};
 use signet_common::clock::{Clock, SystemClock};
 
 #[tokio::test]
@@ -167,5 +167,101 @@ async fn more_than_a_page_of_entries_syncs_with_the_paged_protocol() {
         s.svids.contains_key(&ids[599])
     })
     .await;
+    agent.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn federated_bundles_and_jwt_svids_come_from_the_server() {
+    use base64::Engine;
+    use signet_agent::manager::Identities;
+    use signet_proto::spire::api::server::bundle::v1::BatchCreateFederatedBundleRequest;
+    use signet_proto::spire::api::server::bundle::v1::bundle_client::BundleClient;
+    use signet_proto::spire::api::server::entry::v1::BatchCreateEntryRequest;
+    use signet_proto::spire::api::server::entry::v1::entry_client::EntryClient;
+    use signet_proto::types;
+
+    let setup = Setup::new(&[]).await;
+    let agent = setup.agent("").await;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.subject_alt_names = vec![rcgen::SanType::URI(
+        "spiffe://other.org".try_into().unwrap(),
+    )];
+    let other_root = params.self_signed(&key).unwrap().der().to_vec();
+    let resp = BundleClient::new(setup.server.admin().await)
+        .batch_create_federated_bundle(BatchCreateFederatedBundleRequest {
+            bundle: vec![types::Bundle {
+                trust_domain: "other.org".into(),
+                x509_authorities: vec![types::X509Certificate {
+                    asn1: other_root.clone(),
+                    tainted: false,
+                }],
+                ..Default::default()
+            }],
+            output_mask: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        resp.results[0].status.as_ref().map(|s| s.code),
+        Some(0),
+        "{resp:?}"
+    );
+    let resp = EntryClient::new(setup.server.admin().await)
+        .batch_create_entry(BatchCreateEntryRequest {
+            entries: vec![types::Entry {
+                spiffe_id: Some(types::Spiffeid {
+                    trust_domain: "example.org".into(),
+                    path: "/fed".into(),
+                }),
+                parent_id: Some(proto_id(&agent.agent_id)),
+                selectors: vec![types::Selector {
+                    r#type: "unix".into(),
+                    value: "uid:1".into(),
+                }],
+                federates_with: vec!["other.org".into()],
+                ..Default::default()
+            }],
+            output_mask: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let entry_id = resp.results[0].entry.as_ref().unwrap().id.clone();
+
+    let mut rx = agent.snapshot();
+    let snap = until(&mut rx, Duration::from_secs(5), |s| {
+        s.svids.contains_key(&entry_id) && !s.federated.is_empty()
+    })
+    .await;
+    let (td, bundle) = snap.federated.iter().next().unwrap();
+    assert_eq!(td.as_str(), "other.org");
+    assert_eq!(bundle.x509_authorities[0].der, other_root);
+    assert!(
+        !snap.bundle.jwt_authorities.is_empty(),
+        "own JWT keys are synced"
+    );
+
+    let entry = snap
+        .entries
+        .iter()
+        .find(|e| e.id == entry_id)
+        .unwrap()
+        .clone();
+    let aud = vec!["svc-a".to_owned(), "svc-b".to_owned()];
+    let jwt = agent.manager.jwt_svid(&entry, &aud).await.unwrap();
+    let payload = jwt.token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["sub"], "spiffe://example.org/fed");
+    let reversed: Vec<String> = aud.iter().rev().cloned().collect();
+    let again = agent.manager.jwt_svid(&entry, &reversed).await.unwrap();
+    assert_eq!(again, jwt, "cached per audience set");
     agent.shutdown().await.unwrap();
 }

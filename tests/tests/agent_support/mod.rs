@@ -60,8 +60,13 @@ impl Setup {
 
     /// As [`Setup::config`], dialing the server at `port` on 127.0.0.1 (e.g. a [`Proxy`]).
     pub fn config_via(&self, port: u16, join_token: Option<&str>, agent_lines: &str) -> Config {
+        parse(&self.config_text(port, agent_lines), join_token)
+    }
+
+    /// The agent configuration text.
+    pub fn config_text(&self, port: u16, agent_lines: &str) -> String {
         let d = self.dir.path().display();
-        let text = format!(
+        format!(
             r#"
 agent {{
     data_dir = "{d}/agent"
@@ -87,12 +92,7 @@ plugins {{
     }}
 }}
 "#
-        );
-        let args = RunArgs {
-            join_token: join_token.map(str::to_owned),
-            ..RunArgs::default()
-        };
-        Config::parse(&text, "agent.conf", &args).unwrap()
+        )
     }
 
     /// Starts an agent with a fresh join token.
@@ -260,7 +260,27 @@ impl Proxy {
     }
 }
 
-fn proto_id(id: &SpiffeId) -> types::Spiffeid {
+/// Parses agent configuration text, with `join_token` as if given on the command line.
+pub fn parse(text: &str, join_token: Option<&str>) -> Config {
+    let args = RunArgs {
+        join_token: join_token.map(str::to_owned),
+        ..RunArgs::default()
+    };
+    Config::parse(text, "agent.conf", &args).unwrap()
+}
+
+/// `GET path` over plain HTTP/1.1; the whole response.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+pub fn proto_id(id: &SpiffeId) -> types::Spiffeid {
     types::Spiffeid {
         trust_domain: id.trust_domain_name().to_owned(),
         path: id.path().to_owned(),
