@@ -37,7 +37,7 @@ pub struct IstioCaConfig {
     /// Lifetime when `validity_duration` is 0.
     pub default_validity: Duration,
     /// DNS names added to the server's own TLS certificate, so that istio-agent (which
-    /// checks the `CA_ADDR` host name, or `ISTIOD_SAN`) accepts it.
+    /// checks the `CA_ADDR` host name with Go's standard verification) accepts it.
     pub server_dns_names: Vec<String>,
 }
 
