@@ -103,10 +103,11 @@ own_cli() {
             --parent-id) args+=(-parentID) ;;
             --entry-id) args+=(-entryID) ;;
             --selector) args+=(-selector) ;;
-            --format) args+=(-format) ;;
-            --output) args+=(-output) ;;
-            --ttl) args+=(-ttl) ;;
-            --*) fail "own_cli: no spire-server translation for $a" ;;
+            --x509-svid-ttl) args+=(-x509SVIDTTL) ;;
+            --jwt-svid-ttl) args+=(-jwtSVIDTTL) ;;
+            --store-svid) args+=(-storeSVID) ;;
+            --*) # --federates-with -> -federatesWith, --id -> -id
+                args+=("-$(sed -E 's/^--//; s/-([a-z])/\U\1/g' <<<"$a")") ;;
             *) args+=("$a") ;;
         esac
     done
