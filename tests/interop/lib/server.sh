@@ -4,10 +4,11 @@
 
 TRUST_DOMAIN="${TRUST_DOMAIN:-example.org}"
 
-# write_server_conf <dir>: writes <dir>/server.conf for SERVER_IMPL; sets SERVER_CONF,
-# SERVER_SOCK, SERVER_PORT, SERVER_DIR.
+# write_server_conf <dir> [extra server-block lines]: writes <dir>/server.conf for SERVER_IMPL;
+# sets SERVER_CONF, SERVER_SOCK, SERVER_PORT, SERVER_DIR.
 write_server_conf() {
     SERVER_DIR="$1"
+    local extra="${2:-}"
     mkdir -p "$SERVER_DIR/data"
     SERVER_CONF="$SERVER_DIR/server.conf"
     SERVER_SOCK="$SERVER_DIR/api.sock"
@@ -33,6 +34,7 @@ server {
     trust_domain = "$TRUST_DOMAIN"
     data_dir = "$SERVER_DIR/data"
     log_level = "DEBUG"
+$extra
 }
 
 plugins {
