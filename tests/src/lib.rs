@@ -37,6 +37,8 @@ pub struct TestServer {
 pub struct Options {
     /// e.g. `ca_ttl = "1h"`.
     pub server_lines: Vec<String>,
+    /// Extra top-level blocks, e.g. a `health_checks { ... }` block.
+    pub blocks: Vec<String>,
 }
 
 impl TestServer {
@@ -86,8 +88,10 @@ plugins {{
         plugin_data {{}}
     }}
 }}
+{}
 "#,
-            opts.server_lines.join("\n    ")
+            opts.server_lines.join("\n    "),
+            opts.blocks.join("\n")
         )
     }
 
@@ -122,7 +126,11 @@ plugins {{
             .await
             .unwrap()
             .into_inner();
-        bundle.x509_authorities.into_iter().map(|a| a.asn1).collect()
+        bundle
+            .x509_authorities
+            .into_iter()
+            .map(|a| a.asn1)
+            .collect()
     }
 
     /// A TLS channel to the agent API, with or without a client SVID.

@@ -13,6 +13,8 @@ use tokio::task::JoinSet;
 use crate::attestor::workload::Attestors;
 use crate::manager::{Identities, Snapshot};
 
+pub mod sds;
+
 /// What the public socket serves from.
 #[derive(Debug, Clone)]
 pub struct WorkloadApi {
