@@ -7,6 +7,15 @@
 use tracing_subscriber::EnvFilter;
 
 /// Log output formats (`log_format` in the config files).
+/// Filter directives for `level`: DEBUG and TRACE apply to Signet's own crates only, as
+/// SPIRE's do; libraries (h2, rustls, sled, ...) stay at INFO.
+fn directives(level: &str) -> String {
+    match level {
+        "debug" | "trace" => format!("info,signet_server={level},signet_agent={level},signet_common={level}"),
+        other => other.to_owned(),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
     /// Human-readable lines.
