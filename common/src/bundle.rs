@@ -213,17 +213,7 @@ pub fn from_spiffe_json(trust_domain: TrustDomain, json: &str) -> Result<Bundle,
 
 /// The X.509 authorities as concatenated PEM `CERTIFICATE` blocks.
 pub fn x509_authorities_pem(bundle: &Bundle) -> String {
-    let mut out = String::new();
-    for a in &bundle.x509_authorities {
-        out.push_str("-----BEGIN CERTIFICATE-----\n");
-        let b64 = STANDARD.encode(&a.der);
-        for line in b64.as_bytes().chunks(64) {
-            out.push_str(&String::from_utf8_lossy(line));
-            out.push('\n');
-        }
-        out.push_str("-----END CERTIFICATE-----\n");
-    }
-    out
+    crate::pem::certificates(bundle.x509_authorities.iter().map(|a| &a.der))
 }
 
 /// The DER of every `CERTIFICATE` block in `pem`, in order (other blocks are skipped). Each

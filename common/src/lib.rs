@@ -8,6 +8,7 @@ pub mod entry;
 pub mod id;
 mod jwk;
 pub mod node;
+pub mod pem;
 pub mod rotation;
 pub mod selector;
 pub mod telemetry;

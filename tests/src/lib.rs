@@ -12,6 +12,7 @@ use signet_common::id::{SpiffeId, parse_id};
 use signet_common::tls::{Authorizer, SpiffeServerVerifier};
 use signet_proto::spire::api::server::agent::v1 as agent_pb;
 use signet_proto::spire::api::server::agent::v1::agent_client::AgentClient;
+use signet_proto::spire::api::server::bundle::v1::bundle_client::BundleClient;
 use signet_proto::types;
 use signet_server::config::Config;
 use signet_server::run::{RunArgs, Server};
@@ -36,6 +37,8 @@ pub struct TestServer {
 pub struct Options {
     /// e.g. `ca_ttl = "1h"`.
     pub server_lines: Vec<String>,
+    /// Extra top-level blocks, e.g. a `health_checks { ... }` block.
+    pub blocks: Vec<String>,
 }
 
 impl TestServer {
@@ -85,8 +88,10 @@ plugins {{
         plugin_data {{}}
     }}
 }}
+{}
 "#,
-            opts.server_lines.join("\n    ")
+            opts.server_lines.join("\n    "),
+            opts.blocks.join("\n")
         )
     }
 
@@ -116,14 +121,16 @@ plugins {{
 
     /// The trust bundle's X.509 roots, DER.
     pub async fn roots(&self) -> Vec<Vec<u8>> {
-        let state = &self.server().state;
-        let bundle = state
-            .registry
-            .store()
-            .bundle(&state.trust_domain)
+        let bundle = BundleClient::new(self.admin().await)
+            .get_bundle(signet_proto::spire::api::server::bundle::v1::GetBundleRequest::default())
+            .await
             .unwrap()
-            .expect("own bundle");
-        bundle.x509_authorities.into_iter().map(|a| a.der).collect()
+            .into_inner();
+        bundle
+            .x509_authorities
+            .into_iter()
+            .map(|a| a.asn1)
+            .collect()
     }
 
     /// A TLS channel to the agent API, with or without a client SVID.

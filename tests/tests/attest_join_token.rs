@@ -1,4 +1,5 @@
 //! Join-token node attestation over the real TLS endpoint.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use signet_proto::spire::api::server::agent::v1::CreateJoinTokenRequest;
 use signet_proto::spire::api::server::agent::v1::agent_client::AgentClient;

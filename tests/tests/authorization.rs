@@ -1,5 +1,6 @@
 //! The server signs only what an entry authorizes for the calling agent, and refuses banned
 //! agents at once.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use signet_proto::spire::api::server::agent::v1::BanAgentRequest;
 use signet_proto::spire::api::server::agent::v1::agent_client::AgentClient;

@@ -24,6 +24,7 @@ use crate::attestor::workload::{AttestError, Attestors};
 use crate::manager::{Identities, Snapshot};
 
 mod jwt;
+pub mod sds;
 pub mod workload;
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use signet_proto::istio::v1::auth::istio_certificate_service_server::IstioCertificateServiceServer;
 use signet_proto::signet::sync::v1::sync_server::SyncServer;
 use signet_proto::spire::api::server::agent::v1::agent_server::AgentServer;
 use signet_proto::spire::api::server::bundle::v1::bundle_server::BundleServer;
@@ -24,6 +25,7 @@ use tonic::transport::Server;
 use crate::api::agent::AgentService;
 use crate::api::bundle::BundleService;
 use crate::api::entry::EntryService;
+use crate::api::istio::IstioCaService;
 use crate::api::svid::SvidService;
 use crate::api::sync::SyncService;
 
@@ -46,14 +48,16 @@ pub struct Services {
     pub svid: Arc<SvidService>,
     /// `signet.sync.v1.Sync`.
     pub sync: Arc<SyncService>,
+    /// `istio.v1.auth.IstioCertificateService`, TCP only, when `istio_ca` is configured.
+    pub istio: Option<Arc<IstioCaService>>,
 }
 
 fn router(s: &Services) -> tonic::transport::server::Router {
     Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(AgentServer::from_arc(Arc::clone(&s.agent)))
-        // PENDING-ENTRY .add_service(EntryServer::from_arc(Arc::clone(&s.entry)))
-        // PENDING-BUNDLE .add_service(BundleServer::from_arc(Arc::clone(&s.bundle)))
+        .add_service(EntryServer::from_arc(Arc::clone(&s.entry)))
+        .add_service(BundleServer::from_arc(Arc::clone(&s.bundle)))
         .add_service(SvidServer::from_arc(Arc::clone(&s.svid)))
         .add_service(SyncServer::from_arc(Arc::clone(&s.sync)))
 }
@@ -105,7 +109,10 @@ pub fn serve_tcp(
             });
         }
     });
-    let router = router(services);
+    let mut router = router(services);
+    if let Some(istio) = &services.istio {
+        router = router.add_service(IstioCertificateServiceServer::from_arc(Arc::clone(istio)));
+    }
     tasks.spawn(async move {
         router
             .serve_with_incoming_shutdown(ReceiverStream::new(rx), async move {
@@ -119,12 +126,13 @@ pub fn serve_tcp(
 /// Binds the admin socket: removes a stale socket file, creates the parent directory
 /// (0700 if it has to be made) and leaves the socket 0770 — never world-accessible.
 pub fn bind_admin_socket(path: &Path) -> anyhow::Result<UnixListener> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.exists() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
-            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))?;
-        }
+    if let Some(parent) = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty() && !p.exists())
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))?;
     }
     match std::fs::remove_file(path) {
         Ok(()) => {}

@@ -1,0 +1,59 @@
+//! `signet-agent api ...`: one-shot Workload API calls and `watch`.
+
+mod fetch_x509;
+pub(super) mod jwt;
+mod watch;
+
+use std::future::Future;
+use std::io::{self, Write};
+
+use super::addr::{self, Endpoint};
+use super::client::CliError;
+use super::flags::{ApiCommand, FetchKind, SocketFlag, ValidateCommand};
+use super::{Env, Io};
+
+/// Runs an `api` command: 0 on success, else its error as one line on stderr and 1.
+pub(crate) async fn execute(
+    cmd: ApiCommand,
+    env: &Env,
+    io: &mut Io<'_>,
+    interrupt: impl Future<Output = ()>,
+) -> u8 {
+    let result = match cmd {
+        ApiCommand::Fetch(fetch) => match fetch.kind {
+            None => fetch_x509::run(&fetch.x509, env, io).await,
+            Some(FetchKind::X509(flags)) => fetch_x509::run(&flags, env, io).await,
+            Some(FetchKind::Jwt(flags)) => jwt::fetch(&flags, env, io).await,
+        },
+        ApiCommand::Validate(ValidateCommand::Jwt(flags)) => jwt::validate(&flags, env, io).await,
+        ApiCommand::Watch(flags) => watch::run(&flags, env, io, interrupt).await,
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(io.err, "{e}");
+            1
+        }
+    }
+}
+
+/// The endpoint named by the flag, the environment or the default.
+fn endpoint(socket: &SocketFlag, env: &Env) -> Result<Endpoint, CliError> {
+    addr::resolve(
+        socket.socket_path.as_deref(),
+        env.endpoint_socket.as_deref(),
+    )
+    .map_err(CliError::new)
+}
+
+/// A failed write to stdout.
+fn stdout_error(e: io::Error) -> CliError {
+    CliError::new(format!("write to stdout: {e}"))
+}
+
+/// Writes `text` to `out`.
+fn emit(out: &mut dyn Write, text: &str) -> Result<(), CliError> {
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(stdout_error)
+}

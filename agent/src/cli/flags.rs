@@ -1,0 +1,195 @@
+//! The command tree and its flags (clap derive). Long flags are kebab-case; each also has
+//! SPIRE's camelCase name as an alias (`--socket-path` / `--socketPath` / `-socketPath`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// `signet-agent`: the Signet agent and a Workload API client.
+#[derive(Debug, Parser)]
+#[command(name = "signet-agent", version, about, long_about = None)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Runs the agent
+    Run(RunFlags),
+    /// Determines agent health status
+    Healthcheck(HealthcheckFlags),
+    /// Talks to the Workload API on the agent's socket
+    #[command(subcommand)]
+    Api(ApiCommand),
+}
+
+/// `signet-agent run`: each flag overrides the matching key of the config file.
+#[derive(Debug, Args)]
+pub(crate) struct RunFlags {
+    /// Path to an agent config file
+    #[arg(long, value_name = "PATH", default_value = "conf/agent/agent.conf")]
+    pub(crate) config: PathBuf,
+    /// Join token to attest with
+    #[arg(long, alias = "joinToken")]
+    pub(crate) join_token: Option<String>,
+    /// IP address or DNS name of the server
+    #[arg(long, alias = "serverAddress")]
+    pub(crate) server_address: Option<String>,
+    /// Port number of the server
+    #[arg(long, alias = "serverPort")]
+    pub(crate) server_port: Option<u16>,
+    /// Path to bind the Workload API socket to
+    #[arg(long, alias = "socketPath")]
+    pub(crate) socket_path: Option<PathBuf>,
+    /// Path to the server's CA bundle (PEM)
+    #[arg(long, alias = "trustBundle")]
+    pub(crate) trust_bundle: Option<PathBuf>,
+    /// The trust domain this agent belongs to
+    #[arg(long, alias = "trustDomain")]
+    pub(crate) trust_domain: Option<String>,
+    /// Directory to store runtime data in
+    #[arg(long, alias = "dataDir")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// DEBUG, INFO, WARN or ERROR
+    #[arg(long, alias = "logLevel")]
+    pub(crate) log_level: Option<String>,
+    /// Expand environment variables in the config file
+    #[arg(long, alias = "expandEnv")]
+    pub(crate) expand_env: bool,
+}
+
+/// `signet-agent healthcheck`.
+#[derive(Debug, Args)]
+pub(crate) struct HealthcheckFlags {
+    #[command(flatten)]
+    pub(crate) socket: SocketFlag,
+    /// Perform a less stringent health check
+    #[arg(long)]
+    pub(crate) shallow: bool,
+    /// Print verbose information
+    #[arg(long)]
+    pub(crate) verbose: bool,
+}
+
+/// The agent's Workload API socket.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct SocketFlag {
+    /// Path to the agent's Workload API socket [default: $SPIFFE_ENDPOINT_SOCKET, else
+    /// /tmp/spire-agent/public/api.sock]
+    #[arg(long, alias = "socketPath", value_name = "PATH")]
+    pub(crate) socket_path: Option<PathBuf>,
+}
+
+/// Output format of the `api` commands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Output {
+    /// SPIRE's human-readable text
+    #[default]
+    Pretty,
+    /// The response as protojson (proto field names, bytes in base64)
+    Json,
+}
+
+/// Flags every one-shot `api` command takes.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct CallFlags {
+    #[command(flatten)]
+    pub(crate) socket: SocketFlag,
+    /// Time to wait for a response (0 waits forever)
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_timeout)]
+    pub(crate) timeout: Duration,
+    /// Desired output format (`--format` is SPIRE's deprecated name)
+    #[arg(long, alias = "format", value_enum, default_value_t = Output::Pretty)]
+    pub(crate) output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ApiCommand {
+    /// Fetches X509-SVIDs (the default) or JWT-SVIDs from the Workload API
+    Fetch(FetchCommand),
+    /// Validates an SVID through the Workload API
+    #[command(subcommand)]
+    Validate(ValidateCommand),
+    /// Attaches to the Workload API and prints updates as they're received
+    Watch(WatchFlags),
+}
+
+/// `api fetch` alone fetches X509-SVIDs, like `api fetch x509`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct FetchCommand {
+    #[command(subcommand)]
+    pub(crate) kind: Option<FetchKind>,
+    #[command(flatten)]
+    pub(crate) x509: FetchX509Flags,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum FetchKind {
+    /// Fetches X509 SVIDs from the Workload API
+    X509(FetchX509Flags),
+    /// Fetches a JWT SVID from the Workload API
+    Jwt(FetchJwtFlags),
+}
+
+/// `api fetch x509`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct FetchX509Flags {
+    #[command(flatten)]
+    pub(crate) call: CallFlags,
+    /// Write SVID data to the specified path (only with pretty output)
+    #[arg(long, value_name = "DIR")]
+    pub(crate) write: Option<PathBuf>,
+    /// Suppress stdout
+    #[arg(long)]
+    pub(crate) silent: bool,
+}
+
+/// `api fetch jwt`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct FetchJwtFlags {
+    #[command(flatten)]
+    pub(crate) call: CallFlags,
+    /// Audience values (comma separated; repeatable)
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub(crate) audience: Vec<String>,
+    /// SPIFFE ID subject (optional)
+    #[arg(long, alias = "spiffeID")]
+    pub(crate) spiffe_id: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ValidateCommand {
+    /// Validates a JWT SVID
+    Jwt(ValidateJwtFlags),
+}
+
+/// `api validate jwt`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ValidateJwtFlags {
+    #[command(flatten)]
+    pub(crate) call: CallFlags,
+    /// Expected audience value
+    #[arg(long)]
+    pub(crate) audience: String,
+    /// JWT SVID
+    #[arg(long)]
+    pub(crate) svid: String,
+}
+
+/// `api watch`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct WatchFlags {
+    #[command(flatten)]
+    pub(crate) socket: SocketFlag,
+}
+
+/// `5s`, `1m30s`, `500ms`; a bare `0` disables the timeout, as in SPIRE.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}

@@ -1,0 +1,33 @@
+//! `signet-agent run`: the flags become [`RunArgs`] and the agent runs until signalled.
+
+use super::Io;
+use super::flags::RunFlags;
+use crate::run::RunArgs;
+
+impl From<RunFlags> for RunArgs {
+    fn from(f: RunFlags) -> Self {
+        Self {
+            config: f.config,
+            join_token: f.join_token,
+            server_address: f.server_address,
+            server_port: f.server_port,
+            socket_path: f.socket_path,
+            trust_bundle: f.trust_bundle,
+            trust_domain: f.trust_domain,
+            data_dir: f.data_dir,
+            log_level: f.log_level,
+            expand_env: f.expand_env,
+        }
+    }
+}
+
+/// Runs the agent; any error is one line on stderr and exit code 1.
+pub(crate) async fn execute(flags: RunFlags, io: &mut Io<'_>) -> u8 {
+    match crate::run::run(flags.into()).await {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(io.err, "{e:#}");
+            1
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! `run` flags, turned into the server's [`RunArgs`].
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::run::RunArgs;
+
+/// `run` flags; each overrides the matching key of the config file.
+#[derive(Debug, Clone, Args)]
+pub struct RunFlags {
+    /// Path to a server config file.
+    #[arg(long, default_value = "conf/server/server.conf")]
+    pub config: PathBuf,
+    /// IP address or DNS name of the server.
+    #[arg(long)]
+    pub bind_address: Option<String>,
+    /// Port number of the server.
+    #[arg(long)]
+    pub server_port: Option<u16>,
+    /// Directory to store runtime data to.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// DEBUG, INFO, WARN or ERROR.
+    #[arg(long)]
+    pub log_level: Option<String>,
+    /// The trust domain that this server belongs to.
+    #[arg(long)]
+    pub trust_domain: Option<String>,
+    /// Path to bind the admin API socket to.
+    #[arg(long)]
+    pub socket_path: Option<PathBuf>,
+    /// Expand environment variables in the config file.
+    #[arg(long)]
+    pub expand_env: bool,
+}
+
+impl From<RunFlags> for RunArgs {
+    fn from(f: RunFlags) -> Self {
+        Self {
+            config: f.config,
+            bind_address: f.bind_address,
+            server_port: f.server_port,
+            data_dir: f.data_dir,
+            log_level: f.log_level,
+            trust_domain: f.trust_domain,
+            socket_path: f.socket_path,
+            expand_env: f.expand_env,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        let argv = ["signet-server", "run"]
+            .into_iter()
+            .chain(args.iter().copied());
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(flags) => flags.into(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_to_spires_config_path() {
+        let a = run_args(&[]);
+        assert_eq!(a.config, PathBuf::from("conf/server/server.conf"));
+        assert!(a.bind_address.is_none() && a.socket_path.is_none() && !a.expand_env);
+    }
+
+    #[test]
+    fn flags_override_the_config() {
+        let a = run_args(&[
+            "--config",
+            "s.conf",
+            "--bind-address",
+            "127.0.0.1",
+            "--server-port",
+            "9081",
+            "--data-dir",
+            "/d",
+            "--log-level",
+            "DEBUG",
+            "--trust-domain",
+            "example.org",
+            "--socket-path",
+            "/s.sock",
+            "--expand-env",
+        ]);
+        assert_eq!(a.config, PathBuf::from("s.conf"));
+        assert_eq!(a.bind_address.as_deref(), Some("127.0.0.1"));
+        assert_eq!(a.server_port, Some(9081));
+        assert_eq!(a.data_dir, Some(PathBuf::from("/d")));
+        assert_eq!(a.log_level.as_deref(), Some("DEBUG"));
+        assert_eq!(a.trust_domain.as_deref(), Some("example.org"));
+        assert_eq!(a.socket_path, Some(PathBuf::from("/s.sock")));
+        assert!(a.expand_env);
+    }
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Builds everything the interop scenarios need:
+#   tests/interop/bin/spire-server, tests/interop/bin/spire-agent  (SPIRE, version pinned in go.mod)
+#   target/debug/signet-server, target/debug/signet-agent          (cargo build --workspace --bins)
+# Idempotent: the SPIRE binaries are rebuilt only when missing or built from another version.
+#
+# Environment:
+#   SKIP_CARGO_BUILD=1   do not run cargo (e.g. CI already built the workspace)
+#   SKIP_SPIRE_BUILD=1   do not build SPIRE (scenarios needing it will fail)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+bin="$here/bin"
+
+log() { printf '[build] %s\n' "$*"; }
+
+command -v go >/dev/null || { echo "[build] go is not installed" >&2; exit 1; }
+
+spire_mod="github.com/spiffe/spire"
+spire_version="$(cd "$here" && go list -m -f '{{.Version}}' "$spire_mod")"
+# SPIRE prints this from `--version`; release builds stamp the tag without the leading v.
+ldflags="-X ${spire_mod}/pkg/common/version.gittag=${spire_version#v}"
+
+# Reports the version of $spire_mod a binary was built from ("" if none / not a Go binary).
+built_version() {
+    [[ -x "$1" ]] || return 0
+    go version -m "$1" 2>/dev/null | awk -v m="$spire_mod" '($1 == "mod" || $1 == "dep") && $2 == m { print $3 }'
+}
+
+build_spire() {
+    local stale=()
+    for tool in spire-server spire-agent; do
+        local have
+        have="$(built_version "$bin/$tool")"
+        if [[ "$have" == "$spire_version" ]]; then
+            log "$tool $spire_version already built ($bin/$tool)"
+        else
+            stale+=("$tool")
+        fi
+    done
+    [[ ${#stale[@]} -eq 0 ]] && return 0
+
+    mkdir -p "$bin"
+    local pkgs=()
+    for tool in "${stale[@]}"; do pkgs+=("$spire_mod/cmd/$tool"); done
+    log "building ${stale[*]} $spire_version into $bin (go $(go env GOVERSION))"
+    local start=$SECONDS
+    (cd "$here" && go build -mod=readonly -ldflags "$ldflags" -o "$bin/" "${pkgs[@]}")
+    log "SPIRE build took $((SECONDS - start))s"
+    for tool in "${stale[@]}"; do
+        log "$("$bin/$tool" --version 2>&1 | head -n1 | sed "s/^/$tool version /")"
+    done
+}
+
+build_signet() {
+    log "cargo build --workspace --bins (in $root)"
+    local start=$SECONDS
+    (cd "$root" && cargo build --workspace --bins)
+    log "cargo build took $((SECONDS - start))s"
+    for b in signet-server signet-agent; do
+        if [[ -x "$root/target/debug/$b" ]]; then
+            log "have $root/target/debug/$b"
+        else
+            log "WARNING: $root/target/debug/$b was not produced"
+        fi
+    done
+}
+
+if [[ "${SKIP_SPIRE_BUILD:-}" == 1 ]]; then log "SKIP_SPIRE_BUILD=1: not building SPIRE"; else build_spire; fi
+if [[ "${SKIP_CARGO_BUILD:-}" == 1 ]]; then log "SKIP_CARGO_BUILD=1: not running cargo"; else build_signet; fi
+log "done"
