@@ -8,9 +8,12 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryServiceServer;
 use signet_common::clock::Clock;
+use signet_common::selector::SelectorSet;
 use signet_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApiServer;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
@@ -19,8 +22,9 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::transport::server::Router;
 use tonic::{Code, Request, Status};
+use tracing::Instrument;
 
-use crate::attestor::workload::{AttestError, Attestors};
+use crate::attestor::workload::{AttestError, Attestors, Peer};
 use crate::manager::{Identities, Snapshot};
 
 mod jwt;
@@ -30,10 +34,14 @@ pub mod workload;
 #[cfg(test)]
 mod tests;
 
+pub use sds::{SdsConfig, SdsService};
 pub use workload::WorkloadService;
 
 /// The metadata key every Workload API call must carry with the value `true`.
 pub const SECURITY_HEADER: &str = "workload.spiffe.io";
+
+/// How long open streams may keep the server up after shutdown was asked for.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// What the public socket serves from.
 #[derive(Debug, Clone)]
@@ -73,11 +81,24 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serves the Workload API on `listener` until `shutdown` turns true.
+/// Serves the Workload API on `listener` until `shutdown` turns true (and Envoy SDS with
+/// SPIRE's default resource names; see [`serve_with_sds`]).
 pub fn serve(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     listener: UnixListener,
     api: WorkloadApi,
+    shutdown: watch::Receiver<bool>,
+) {
+    serve_with_sds(tasks, listener, api, SdsConfig::default(), shutdown);
+}
+
+/// Serves the Workload API, Envoy SDS (configured by `sds`) and gRPC health on `listener`
+/// until `shutdown` turns true. Streams still open [`SHUTDOWN_GRACE`] after that are cut.
+pub fn serve_with_sds(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    listener: UnixListener,
+    api: WorkloadApi,
+    sds: SdsConfig,
     shutdown: watch::Receiver<bool>,
 ) {
     let path = listener
@@ -85,35 +106,99 @@ pub fn serve(
         .ok()
         .and_then(|a| a.as_pathname().map(Path::to_path_buf));
     let (reporter, health) = tonic_health::server::health_reporter();
-    let router = router(api, shutdown.clone(), health);
-    let mut shutdown = shutdown;
+    let router = router(api, sds, shutdown.clone(), health);
+    let mut stop = shutdown.clone();
+    let mut grace = shutdown;
     tasks.spawn(async move {
         reporter
             .set_serving::<SpiffeWorkloadApiServer<WorkloadService>>()
             .await;
+        reporter
+            .set_serving::<SecretDiscoveryServiceServer<SdsService>>()
+            .await;
         tracing::info!(path = ?path, "Starting Workload API");
-        router
-            .serve_with_incoming_shutdown(crate::peer::incoming(listener), async move {
-                let _ = shutdown.wait_for(|stop| *stop).await;
-            })
-            .await
-            .context("workload API server failed")
+        let server =
+            router.serve_with_incoming_shutdown(crate::peer::incoming(listener), async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            });
+        let grace = async move {
+            let _ = grace.wait_for(|stop| *stop).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        tokio::select! {
+            served = server => served.context("workload API server failed"),
+            () = grace => {
+                tracing::warn!("Closing Workload API connections still open after shutdown");
+                Ok(())
+            }
+        }
     });
 }
 
-/// The public socket's one router: the Workload API behind its security-header check, and
-/// gRPC health. (Envoy SDS joins here, without the header check.)
+/// The public socket's one router: the Workload API behind its security-header check,
+/// Envoy SDS (no header: Envoy does not send it) and gRPC health.
 fn router(
     api: WorkloadApi,
+    sds: SdsConfig,
     shutdown: watch::Receiver<bool>,
     health: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
     >,
 ) -> Router {
+    let attestor = Arc::new(CallerAttestor::new(Arc::clone(&api.attestors)));
+    let sds = SdsService::new(
+        api.snapshot.clone(),
+        Arc::clone(&api.identities),
+        attestor,
+        sds,
+    );
     let workload = SpiffeWorkloadApiServer::new(WorkloadService::new(api, shutdown));
     Server::builder()
         .add_service(health)
         .add_service(InterceptedService::new(workload, check_security_header))
+        .add_service(SecretDiscoveryServiceServer::new(sds))
+}
+
+/// Attests callers of the public socket: every attestor, then a check that the caller is
+/// still the process that connected. Shared by the Workload API and SDS.
+#[derive(Debug, Clone)]
+pub struct CallerAttestor {
+    attestors: Arc<Attestors>,
+}
+
+impl CallerAttestor {
+    /// Attests with `attestors`.
+    pub fn new(attestors: Arc<Attestors>) -> Self {
+        Self { attestors }
+    }
+
+    /// The caller's selectors.
+    pub async fn attest(&self, peer: &Peer) -> Result<SelectorSet, ApiError> {
+        let selectors = self
+            .attestors
+            .attest(peer)
+            .await
+            .map_err(ApiError::Attestation)?;
+        if !peer.is_alive() {
+            return Err(ApiError::CallerGone);
+        }
+        tracing::debug!(selectors = ?selectors, "Attested workload");
+        Ok(selectors)
+    }
+}
+
+#[async_trait::async_trait]
+impl sds::CallerSelectors for CallerAttestor {
+    async fn caller_selectors(
+        &self,
+        extensions: &tonic::Extensions,
+    ) -> Result<SelectorSet, Status> {
+        let peer = extensions.get::<Peer>().ok_or(ApiError::NoPeer)?;
+        let span = tracing::info_span!("sds", pid = peer.pid, uid = peer.uid);
+        async { self.attest(peer).await.map_err(Status::from) }
+            .instrument(span)
+            .await
+    }
 }
 
 /// SPIRE's rule: exactly one `workload.spiffe.io` value, and it is `true`.

@@ -1016,3 +1016,48 @@ async fn a_caller_that_exits_before_attestation_gets_nothing() {
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
 }
+
+#[tokio::test]
+async fn envoy_sds_is_served_on_the_same_socket_without_the_header() {
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{Secret, secret};
+    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+    use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient;
+    use prost::Message;
+
+    let h = Harness::start(|pki| pki.snapshot(1, my_entries())).await;
+    let mut sds = SecretDiscoveryServiceClient::new(h.channel().await);
+    let resp = sds
+        .fetch_secrets(DiscoveryRequest {
+            resource_names: vec!["default".into(), "ROOTCA".into()],
+            type_url: sds::SECRET_TYPE_URL.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let secrets: Vec<Secret> = resp
+        .resources
+        .iter()
+        .map(|a| Secret::decode(a.value.as_slice()).unwrap())
+        .collect();
+    assert_eq!(secrets.len(), 2);
+    let default = secrets.iter().find(|s| s.name == "default").unwrap();
+    assert!(matches!(
+        default.r#type,
+        Some(secret::Type::TlsCertificate(_))
+    ));
+
+    // SDS callers are attested like Workload API callers.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(h.channel().await);
+    let resp = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "envoy.service.secret.v3.SecretDiscoveryService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        resp.status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+}

@@ -26,7 +26,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, Span};
 
-use super::{ApiError, WorkloadApi, jwt};
+use super::{ApiError, CallerAttestor, WorkloadApi, jwt};
 use crate::attestor::workload::Peer;
 use crate::manager::{Snapshot, WorkloadSvid};
 
@@ -43,6 +43,7 @@ type Stream<T> = ReceiverStream<Result<T, Status>>;
 #[derive(Debug, Clone)]
 pub struct WorkloadService {
     api: WorkloadApi,
+    attestor: CallerAttestor,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -65,21 +66,17 @@ enum Step<T> {
 impl WorkloadService {
     /// Serves from `api`; open streams end (Unavailable) when `shutdown` turns true.
     pub fn new(api: WorkloadApi, shutdown: watch::Receiver<bool>) -> Self {
-        Self { api, shutdown }
+        let attestor = CallerAttestor::new(Arc::clone(&api.attestors));
+        Self {
+            api,
+            attestor,
+            shutdown,
+        }
     }
 
     /// Attests the caller, then makes sure it is still the process that connected.
     async fn attest(&self, peer: &Peer) -> Result<Caller, ApiError> {
-        let selectors = self
-            .api
-            .attestors
-            .attest(peer)
-            .await
-            .map_err(ApiError::Attestation)?;
-        if !peer.is_alive() {
-            return Err(ApiError::CallerGone);
-        }
-        tracing::debug!(selectors = ?selectors, "Attested workload");
+        let selectors = self.attestor.attest(peer).await?;
         Ok(Caller { selectors })
     }
 
