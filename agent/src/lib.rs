@@ -7,4 +7,5 @@ pub mod cli;
 pub mod config;
 pub mod endpoints;
 pub mod manager;
+pub mod peer;
 pub mod run;
