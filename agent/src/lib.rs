@@ -9,6 +9,7 @@ pub mod config;
 pub mod endpoints;
 pub mod health;
 pub mod manager;
+pub mod peer;
 pub mod retry;
 pub mod run;
 pub mod svid;

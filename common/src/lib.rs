@@ -11,6 +11,7 @@ pub mod node;
 pub mod pem;
 pub mod rotation;
 pub mod selector;
+pub mod sigcheck;
 pub mod telemetry;
 pub mod tls;
 pub mod x509;

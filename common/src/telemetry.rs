@@ -6,6 +6,17 @@
 
 use tracing_subscriber::EnvFilter;
 
+/// Filter directives for `level`: DEBUG and TRACE apply to Signet's own crates only, as
+/// SPIRE's do; libraries (h2, rustls, sled, ...) stay at INFO.
+fn directives(level: &str) -> String {
+    match level {
+        "debug" | "trace" => {
+            format!("info,signet_server={level},signet_agent={level},signet_common={level}")
+        }
+        other => other.to_owned(),
+    }
+}
+
 /// Log output formats (`log_format` in the config files).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -46,9 +57,12 @@ pub fn parse_level(level: &str) -> Result<&'static str, String> {
 /// Installs the global subscriber, writing to stderr. `RUST_LOG` overrides `level`.
 /// Returns quietly if a subscriber is already installed (tests start several components).
 pub fn init(level: &str, format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directives(level)));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

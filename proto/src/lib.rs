@@ -53,4 +53,13 @@ pub mod signet {
     }
 }
 
+/// Istio's certificate service (`istio.v1.auth`), served when `istio_ca` is configured.
+pub mod istio {
+    pub mod v1 {
+        pub mod auth {
+            include!(concat!(env!("OUT_DIR"), "/istio.v1.auth.rs"));
+        }
+    }
+}
+
 pub use spire::api::types;

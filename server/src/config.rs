@@ -14,6 +14,9 @@ use crate::ca::{CaConfig, CaSubject, UpstreamDisk};
 use crate::keys::KeyType;
 use crate::run::RunArgs;
 
+mod istio;
+pub use istio::IstioCaConfig;
+
 /// SPIRE's default admin socket.
 pub const DEFAULT_SOCKET_PATH: &str = "/tmp/spire-server/private/api.sock";
 
@@ -57,6 +60,7 @@ struct FileConfig {
     health_checks: Option<HealthBlock>,
     #[serde(default)]
     telemetry: Option<hcl::Value>,
+    istio_ca: Option<istio::IstioCaBlock>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,6 +210,8 @@ pub struct Config {
     pub health: Option<HealthConfig>,
     /// SPIFFE IDs that get admin rights over TCP.
     pub admin_ids: Vec<SpiffeId>,
+    /// The Istio CA service (`istio_ca`), if configured.
+    pub istio_ca: Option<IstioCaConfig>,
 }
 
 impl Config {
@@ -328,6 +334,7 @@ fn build(file: FileConfig, args: &RunArgs, path: &str) -> Result<Config, String>
         .collect::<Result<_, _>>()?;
     let plugins = Plugins::new(file.plugins, &data_dir)?;
     let health = file.health_checks.map(health).transpose()?.flatten();
+    let istio_ca = file.istio_ca.map(istio::IstioCaBlock::build).transpose()?;
     let _ = path;
     Ok(Config {
         bind_address: args
@@ -362,6 +369,7 @@ fn build(file: FileConfig, args: &RunArgs, path: &str) -> Result<Config, String>
         join_token: plugins.join_token,
         health,
         admin_ids,
+        istio_ca,
     })
 }
 

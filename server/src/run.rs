@@ -16,6 +16,7 @@ use crate::api::ApiState;
 use crate::api::agent::AgentService;
 use crate::api::bundle::BundleService;
 use crate::api::entry::EntryService;
+use crate::api::istio::IstioCaService;
 use crate::api::svid::SvidService;
 use crate::api::sync::SyncService;
 use crate::attestation::NodeAttestor;
@@ -126,8 +127,21 @@ impl Server {
             bundle: Arc::new(BundleService::new(Arc::clone(&state))),
             svid: Arc::new(SvidService::new(Arc::clone(&state))),
             sync: Arc::new(SyncService::new(Arc::clone(&state))),
+            istio: match &config.istio_ca {
+                Some(c) => Some(Arc::new(IstioCaService::new(Arc::clone(&state), c)?)),
+                None => None,
+            },
         };
-        let identity = Arc::new(ServerIdentity::issue(&ca, Arc::clone(&clock))?);
+        let server_dns_names = config
+            .istio_ca
+            .as_ref()
+            .map(|c| c.server_dns_names.clone())
+            .unwrap_or_default();
+        let identity = Arc::new(ServerIdentity::issue_with_dns_names(
+            &ca,
+            Arc::clone(&clock),
+            server_dns_names,
+        )?);
         let verifier = Arc::new(SpiffeClientVerifier::new(
             config.trust_domain.clone(),
             config.admin_ids.clone(),

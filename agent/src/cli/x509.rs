@@ -198,7 +198,7 @@ fn verify_chain(
 
 fn signed_by(cert: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> bool {
     cert.issuer().as_raw() == issuer.subject().as_raw()
-        && cert.verify_signature(Some(issuer.public_key())).is_ok()
+        && signet_common::sigcheck::verify_cert(cert, issuer.public_key()).is_ok()
 }
 
 fn check_validity(cert: &X509Certificate<'_>, now: i64) -> Result<(), String> {

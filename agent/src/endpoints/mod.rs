@@ -1,19 +1,47 @@
 //! The agent's public socket: SPIFFE Workload API (and, later, Envoy SDS) over a Unix
 //! socket every local process may connect to; identity comes only from attestation.
-//! (Placeholder signatures; replaced by the workload API work.)
+//!
+//! Every connection carries its caller's credentials ([`crate::peer`]); every call attests
+//! the caller, then checks it is still the same live process. Errors become gRPC statuses in
+//! exactly one place, [`From<ApiError> for Status`](ApiError), which also logs them.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::Context;
+use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryServiceServer;
 use signet_common::clock::Clock;
+use signet_common::selector::SelectorSet;
+use signet_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApiServer;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Server;
+use tonic::transport::server::Router;
+use tonic::{Code, Request, Status};
+use tracing::Instrument;
 
-use crate::attestor::workload::Attestors;
+use crate::attestor::workload::{AttestError, Attestors, Peer};
 use crate::manager::{Identities, Snapshot};
 
+mod jwt;
 pub mod sds;
+pub mod workload;
+
+#[cfg(test)]
+mod tests;
+
+pub use sds::{SdsConfig, SdsService};
+pub use workload::WorkloadService;
+
+/// The metadata key every Workload API call must carry with the value `true`.
+pub const SECURITY_HEADER: &str = "workload.spiffe.io";
+
+/// How long open streams may keep the server up after shutdown was asked for.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// What the public socket serves from.
 #[derive(Debug, Clone)]
@@ -30,15 +58,217 @@ pub struct WorkloadApi {
 
 /// Binds the public socket (0777; parent directory created if missing).
 pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
-    Ok(UnixListener::bind(path)?)
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.exists()
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot remove stale socket {}", path.display()));
+        }
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("cannot bind workload socket {}", path.display()))?;
+    // Every workload, whatever its uid, must be able to connect: identity comes from
+    // attestation, never from file permissions.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777))
+        .with_context(|| format!("cannot set permissions on {}", path.display()))?;
+    Ok(listener)
 }
 
-/// Serves the Workload API on `listener` until `shutdown` turns true.
+/// Serves the Workload API on `listener` until `shutdown` turns true (and Envoy SDS with
+/// SPIRE's default resource names; see [`serve_with_sds`]).
 pub fn serve(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     listener: UnixListener,
     api: WorkloadApi,
     shutdown: watch::Receiver<bool>,
 ) {
-    let _ = (tasks, listener, api, shutdown);
+    serve_with_sds(tasks, listener, api, SdsConfig::default(), shutdown);
+}
+
+/// Serves the Workload API, Envoy SDS (configured by `sds`) and gRPC health on `listener`
+/// until `shutdown` turns true. Streams still open [`SHUTDOWN_GRACE`] after that are cut.
+pub fn serve_with_sds(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    listener: UnixListener,
+    api: WorkloadApi,
+    sds: SdsConfig,
+    shutdown: watch::Receiver<bool>,
+) {
+    let path = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(Path::to_path_buf));
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let router = router(api, sds, shutdown.clone(), health);
+    let mut stop = shutdown.clone();
+    let mut grace = shutdown;
+    tasks.spawn(async move {
+        reporter
+            .set_serving::<SpiffeWorkloadApiServer<WorkloadService>>()
+            .await;
+        reporter
+            .set_serving::<SecretDiscoveryServiceServer<SdsService>>()
+            .await;
+        tracing::info!(path = ?path, "Starting Workload API");
+        let server =
+            router.serve_with_incoming_shutdown(crate::peer::incoming(listener), async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            });
+        let grace = async move {
+            let _ = grace.wait_for(|stop| *stop).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        tokio::select! {
+            served = server => served.context("workload API server failed"),
+            () = grace => {
+                tracing::warn!("Closing Workload API connections still open after shutdown");
+                Ok(())
+            }
+        }
+    });
+}
+
+/// The public socket's one router: the Workload API behind its security-header check,
+/// Envoy SDS (no header: Envoy does not send it) and gRPC health.
+fn router(
+    api: WorkloadApi,
+    sds: SdsConfig,
+    shutdown: watch::Receiver<bool>,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+) -> Router {
+    let attestor = Arc::new(CallerAttestor::new(Arc::clone(&api.attestors)));
+    let sds = SdsService::new(
+        api.snapshot.clone(),
+        Arc::clone(&api.identities),
+        attestor,
+        sds,
+    );
+    let workload = SpiffeWorkloadApiServer::new(WorkloadService::new(api, shutdown));
+    Server::builder()
+        .add_service(health)
+        .add_service(InterceptedService::new(workload, check_security_header))
+        .add_service(SecretDiscoveryServiceServer::new(sds))
+}
+
+/// Attests callers of the public socket: every attestor, then a check that the caller is
+/// still the process that connected. Shared by the Workload API and SDS.
+#[derive(Debug, Clone)]
+pub struct CallerAttestor {
+    attestors: Arc<Attestors>,
+}
+
+impl CallerAttestor {
+    /// Attests with `attestors`.
+    pub fn new(attestors: Arc<Attestors>) -> Self {
+        Self { attestors }
+    }
+
+    /// The caller's selectors.
+    pub async fn attest(&self, peer: &Peer) -> Result<SelectorSet, ApiError> {
+        let selectors = self
+            .attestors
+            .attest(peer)
+            .await
+            .map_err(ApiError::Attestation)?;
+        if !peer.is_alive() {
+            return Err(ApiError::CallerGone);
+        }
+        tracing::debug!(selectors = ?selectors, "Attested workload");
+        Ok(selectors)
+    }
+}
+
+#[async_trait::async_trait]
+impl sds::CallerSelectors for CallerAttestor {
+    async fn caller_selectors(
+        &self,
+        extensions: &tonic::Extensions,
+    ) -> Result<SelectorSet, Status> {
+        let peer = extensions.get::<Peer>().ok_or(ApiError::NoPeer)?;
+        let span = tracing::info_span!("sds", pid = peer.pid, uid = peer.uid);
+        async { self.attest(peer).await.map_err(Status::from) }
+            .instrument(span)
+            .await
+    }
+}
+
+/// SPIRE's rule: exactly one `workload.spiffe.io` value, and it is `true`.
+fn check_security_header(req: Request<()>) -> Result<Request<()>, Status> {
+    let mut values = req.metadata().get_all(SECURITY_HEADER).iter();
+    match (values.next(), values.next()) {
+        (Some(v), None) if v.as_bytes() == b"true" => Ok(req),
+        _ => Err(ApiError::MissingHeader.into()),
+    }
+}
+
+/// What went wrong in a Workload API call. Converted to a `Status` in exactly one place.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The `workload.spiffe.io: true` metadata is missing or wrong.
+    #[error("security header missing from request")]
+    MissingHeader,
+    /// A malformed request.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The connection has no peer credentials.
+    #[error("could not resolve the caller's credentials")]
+    NoPeer,
+    /// Every workload attestor failed.
+    #[error("workload attestation failed")]
+    Attestation(#[source] AttestError),
+    /// The caller exited, or its PID now names another process.
+    #[error("could not verify existence of the original caller")]
+    CallerGone,
+    /// No registration entry matches the caller (or the one it asked for).
+    #[error("no identity issued")]
+    NoIdentity,
+    /// A transient failure; the client should retry.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Not offered.
+    #[error("{0}")]
+    Unimplemented(String),
+}
+
+impl ApiError {
+    /// The gRPC code.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::MissingHeader | Self::InvalidArgument(_) => Code::InvalidArgument,
+            Self::NoPeer | Self::CallerGone => Code::Unauthenticated,
+            Self::Attestation(_) | Self::Unavailable(_) => Code::Unavailable,
+            Self::NoIdentity => Code::PermissionDenied,
+            Self::Unimplemented(_) => Code::Unimplemented,
+        }
+    }
+
+    fn log(&self) {
+        let code = self.code();
+        match self {
+            Self::Attestation(cause) => {
+                tracing::warn!(error = %cause, ?code, "Workload attestation failed")
+            }
+            Self::NoIdentity => tracing::warn!(?code, "No identity issued"),
+            Self::MissingHeader | Self::InvalidArgument(_) | Self::Unimplemented(_) => {
+                tracing::debug!(error = %self, ?code, "Request refused")
+            }
+            _ => tracing::warn!(error = %self, ?code, "Request failed"),
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(err: ApiError) -> Self {
+        err.log();
+        Status::new(err.code(), err.to_string())
+    }
 }

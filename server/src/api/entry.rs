@@ -79,6 +79,7 @@ pub(crate) fn with_context(prefix: &str, err: ApiError) -> ApiError {
         ApiError::FailedPrecondition(m) => ApiError::FailedPrecondition(msg(m)),
         ApiError::Internal(m) => ApiError::Internal(msg(m)),
         ApiError::Unimplemented(m) => ApiError::Unimplemented(msg(m)),
+        ApiError::Unauthenticated(m) => ApiError::Unauthenticated(msg(m)),
     }
 }
 

@@ -19,6 +19,7 @@ pub mod agent;
 pub mod bundle;
 pub mod convert;
 pub mod entry;
+pub mod istio;
 pub mod svid;
 pub mod sync;
 
@@ -183,6 +184,9 @@ pub enum ApiError {
     /// Not built.
     #[error("{0}")]
     Unimplemented(String),
+    /// The caller's credentials are missing or invalid.
+    #[error("{0}")]
+    Unauthenticated(String),
 }
 
 impl ApiError {
@@ -200,6 +204,7 @@ impl ApiError {
             Self::FailedPrecondition(_) => Code::FailedPrecondition,
             Self::Internal(_) => Code::Internal,
             Self::Unimplemented(_) => Code::Unimplemented,
+            Self::Unauthenticated(_) => Code::Unauthenticated,
         }
     }
 

@@ -31,7 +31,7 @@ pub(super) fn verify_csr(csr_der: &[u8]) -> Result<CsrPublicKey, CaError> {
             "trailing bytes after the request".into(),
         ));
     }
-    csr.verify_signature()
+    signet_common::sigcheck::verify_csr(&csr)
         .map_err(|e| CaError::MalformedCsr(format!("signature does not verify: {e}")))?;
     Ok(CsrPublicKey {
         spki_der: csr.certification_request_info.subject_pki.raw.to_vec(),

@@ -9,6 +9,7 @@ use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 use signet_common::bundle::parse_pem_certs;
 use signet_common::clock::from_unix_seconds;
+use signet_common::sigcheck;
 use x509_parser::certificate::X509Certificate;
 
 use super::CaError;
@@ -105,12 +106,11 @@ impl Upstream {
                 "cannot reproduce the upstream certificate's subject".into(),
             ));
         }
-        ours.verify_signature(Some(upstream.public_key()))
-            .map_err(|e| {
-                CaError::Upstream(format!(
-                    "server CA does not verify under the upstream key: {e}"
-                ))
-            })?;
+        sigcheck::verify_cert(&ours, upstream.public_key()).map_err(|e| {
+            CaError::Upstream(format!(
+                "server CA does not verify under the upstream key: {e}"
+            ))
+        })?;
         Ok(der)
     }
 }
@@ -204,7 +204,8 @@ fn check_signing_cert(cert: &X509Certificate<'_>) -> Result<(), CaError> {
 }
 
 fn is_self_signed(cert: &X509Certificate<'_>) -> bool {
-    cert.subject().as_raw() == cert.issuer().as_raw() && cert.verify_signature(None).is_ok()
+    cert.subject().as_raw() == cert.issuer().as_raw()
+        && sigcheck::verify_cert(cert, cert.public_key()).is_ok()
 }
 
 /// Each cert in `certs` must be signed by the next one, and the last by one of `roots`
@@ -223,7 +224,7 @@ fn verify_chain(certs: &[Vec<u8>], roots: &[Vec<u8>]) -> Result<(), CaError> {
         let cert = parse_cert(der).map_err(CaError::Upstream)?;
         let signed_by = |parent: &X509Certificate<'_>| {
             parent.subject().as_raw() == cert.issuer().as_raw()
-                && cert.verify_signature(Some(parent.public_key())).is_ok()
+                && sigcheck::verify_cert(&cert, parent.public_key()).is_ok()
         };
         match certs.get(i + 1) {
             Some(next) => {

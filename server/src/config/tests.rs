@@ -144,3 +144,81 @@ fn expands_environment_variables() {
         format!("a={home} b={home} c=$ d")
     );
 }
+
+const ISTIO_CA: &str = r#"
+istio_ca {
+    token_issuer = "https://kubernetes.default.svc.cluster.local"
+    token_audience = "istio-ca"
+    jwks_path = "/etc/signet/k8s-jwks.json"
+    max_validity = "24h"
+    default_validity = "12h"
+    server_dns_names = ["signet-server.signet.svc"]
+}
+"#;
+
+#[test]
+fn istio_ca_block_is_parsed() {
+    let c = parse(&format!("{MINIMAL}{ISTIO_CA}")).unwrap();
+    assert_eq!(
+        c.istio_ca,
+        Some(IstioCaConfig {
+            token_issuer: "https://kubernetes.default.svc.cluster.local".into(),
+            token_audience: "istio-ca".into(),
+            jwks_path: "/etc/signet/k8s-jwks.json".into(),
+            max_validity: Duration::from_secs(24 * 3600),
+            default_validity: Duration::from_secs(12 * 3600),
+            server_dns_names: vec!["signet-server.signet.svc".into()],
+        })
+    );
+    assert!(parse(MINIMAL).unwrap().istio_ca.is_none());
+}
+
+#[test]
+fn istio_ca_defaults() {
+    let text = format!(
+        "{MINIMAL}istio_ca {{\n token_issuer = \"https://k8s\"\n jwks_path = \"/j.json\"\n}}\n"
+    );
+    let c = parse(&text).unwrap().istio_ca.unwrap();
+    assert_eq!(c.token_audience, "istio-ca");
+    assert_eq!(c.max_validity, Duration::from_secs(24 * 3600));
+    assert_eq!(c.default_validity, Duration::from_secs(24 * 3600));
+    assert!(c.server_dns_names.is_empty());
+}
+
+#[test]
+fn istio_ca_unknown_key_is_named_with_the_file() {
+    let text = format!("{MINIMAL}{}", ISTIO_CA.replace("max_validity", "max_ttl"));
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("max_ttl") && err.contains("test.conf"),
+        "{err}"
+    );
+}
+
+#[test]
+fn istio_ca_bad_values_are_refused() {
+    for (from, to, needle) in [
+        (
+            "token_issuer = \"https://kubernetes.default.svc.cluster.local\"",
+            "",
+            "istio_ca.token_issuer is required",
+        ),
+        (
+            "jwks_path = \"/etc/signet/k8s-jwks.json\"",
+            "",
+            "istio_ca.jwks_path is required",
+        ),
+        ("\"istio-ca\"", "\"\"", "istio_ca.token_audience"),
+        ("\"12h\"", "\"48h\"", "default_validity must not exceed"),
+        ("\"24h\"", "\"forever\"", "istio_ca.max_validity"),
+        ("\"12h\"", "\"0s\"", "istio_ca.default_validity"),
+        ("signet-server.signet.svc", "bad name", "server_dns_names"),
+    ] {
+        let text = format!("{MINIMAL}{}", ISTIO_CA.replace(from, to));
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains(needle) && err.contains("test.conf"),
+            "{needle}: {err}"
+        );
+    }
+}

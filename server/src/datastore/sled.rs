@@ -72,7 +72,7 @@ impl SledStore {
         std::fs::create_dir_all(dir).map_err(|error| {
             StoreError::Backend(format!("cannot create {}: {error}", dir.display()))
         })?;
-        let db = sled::open(dir.join(DB_DIR)).map_err(backend)?;
+        let db = open_db(&dir.join(DB_DIR))?;
         match db.get(SCHEMA_KEY).map_err(backend)? {
             Some(version) if version.as_ref() == SCHEMA_VERSION => {}
             Some(version) => {
@@ -428,6 +428,26 @@ fn backend(error: sled::Error) -> StoreError {
     match error {
         sled::Error::Corruption { .. } => StoreError::Corrupt(error.to_string()),
         error => StoreError::Backend(error.to_string()),
+    }
+}
+
+/// Opens the sled database. sled releases its directory lock only once its background
+/// flusher lets go of a dropped handle, so a store reopened straight after being dropped (an
+/// in-process restart) may briefly find the lock held: retry for a few seconds before
+/// reporting it.
+fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
+    let mut attempts = 0;
+    loop {
+        match sled::open(path) {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 50 =>
+            {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => return Err(backend(e)),
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use signet_proto::istio::v1::auth::istio_certificate_service_server::IstioCertificateServiceServer;
 use signet_proto::signet::sync::v1::sync_server::SyncServer;
 use signet_proto::spire::api::server::agent::v1::agent_server::AgentServer;
 use signet_proto::spire::api::server::bundle::v1::bundle_server::BundleServer;
@@ -24,6 +25,7 @@ use tonic::transport::Server;
 use crate::api::agent::AgentService;
 use crate::api::bundle::BundleService;
 use crate::api::entry::EntryService;
+use crate::api::istio::IstioCaService;
 use crate::api::svid::SvidService;
 use crate::api::sync::SyncService;
 
@@ -46,6 +48,8 @@ pub struct Services {
     pub svid: Arc<SvidService>,
     /// `signet.sync.v1.Sync`.
     pub sync: Arc<SyncService>,
+    /// `istio.v1.auth.IstioCertificateService`, TCP only, when `istio_ca` is configured.
+    pub istio: Option<Arc<IstioCaService>>,
 }
 
 fn router(s: &Services) -> tonic::transport::server::Router {
@@ -105,7 +109,10 @@ pub fn serve_tcp(
             });
         }
     });
-    let router = router(services);
+    let mut router = router(services);
+    if let Some(istio) = &services.istio {
+        router = router.add_service(IstioCertificateServiceServer::from_arc(Arc::clone(istio)));
+    }
     tasks.spawn(async move {
         router
             .serve_with_incoming_shutdown(ReceiverStream::new(rx), async move {

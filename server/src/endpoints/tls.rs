@@ -48,6 +48,7 @@ pub struct ServerIdentity {
     not_after: RwLock<i64>,
     renew_at: RwLock<i64>,
     clock: Arc<dyn Clock>,
+    dns_names: Vec<String>,
 }
 
 impl fmt::Debug for ServerIdentity {
@@ -61,19 +62,30 @@ impl fmt::Debug for ServerIdentity {
 impl ServerIdentity {
     /// Issues the first server SVID.
     pub fn issue(ca: &Ca, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let (key, not_after) = mint_server_svid(ca)?;
+        Self::issue_with_dns_names(ca, clock, vec![])
+    }
+
+    /// Issues the first server SVID with DNS SANs too (kept on renewal), for clients that
+    /// check a host name (istio-agent).
+    pub fn issue_with_dns_names(
+        ca: &Ca,
+        clock: Arc<dyn Clock>,
+        dns_names: Vec<String>,
+    ) -> anyhow::Result<Self> {
+        let (key, not_after) = mint_server_svid(ca, &dns_names)?;
         let renew_at = half_life(clock.unix_now(), not_after);
         Ok(Self {
             current: RwLock::new(key),
             not_after: RwLock::new(not_after),
             renew_at: RwLock::new(renew_at),
             clock,
+            dns_names,
         })
     }
 
     /// Issues a new server SVID and starts presenting it.
     pub fn renew(&self, ca: &Ca) -> anyhow::Result<()> {
-        let (key, not_after) = mint_server_svid(ca)?;
+        let (key, not_after) = mint_server_svid(ca, &self.dns_names)?;
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = key;
         *self
             .not_after
@@ -115,7 +127,7 @@ fn half_life(issued: i64, not_after: i64) -> i64 {
     issued + (not_after - issued) / 2
 }
 
-fn mint_server_svid(ca: &Ca) -> anyhow::Result<(Arc<CertifiedKey>, i64)> {
+fn mint_server_svid(ca: &Ca, dns_names: &[String]) -> anyhow::Result<(Arc<CertifiedKey>, i64)> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let svid = ca.sign_x509_svid(X509SvidParams {
         spiffe_id: id::server_id(ca.trust_domain()),
@@ -123,7 +135,7 @@ fn mint_server_svid(ca: &Ca) -> anyhow::Result<(Arc<CertifiedKey>, i64)> {
             spki_der: rcgen::PublicKeyData::subject_public_key_info(&key),
         },
         ttl: Duration::ZERO,
-        dns_names: vec![],
+        dns_names: dns_names.to_vec(),
         kind: SvidKind::Server,
     })?;
     let chain = svid.chain.into_iter().map(CertificateDer::from).collect();

@@ -4,6 +4,8 @@
 Every sub-command reads one file and prints canonical, tab-separated lines that bash can diff:
 
   entries FILE       id  spiffe_id  parent_id  selectors(sorted, comma)  x509_ttl  jwt_ttl  revision
+  entries-full FILE  as `entries`, then admin downstream store_svid expires_at hint
+                     dns_names(sorted) federates_with(sorted); JSON input only
   count FILE         the N of "Found N entr(y|ies)" / "Found N attested agent(s)" (0 for "No ...")
   token FILE         the join token value
   agents FILE        spiffe_id  attestation_type  banned  can_reattest
@@ -82,6 +84,19 @@ def entry_line(e):
         ttl_str(first(e, "x509_svid_ttl", "x509SvidTtl", "ttl", default=0)),
         ttl_str(first(e, "jwt_svid_ttl", "jwtSvidTtl", default=0)),
         str(int(first(e, "revision_number", "revisionNumber", "revision", default=0) or 0)),
+    ])
+
+
+def entry_full_line(e):
+    return "\t".join([
+        entry_line(e),
+        str(bool(first(e, "admin", default=False))).lower(),
+        str(bool(first(e, "downstream", default=False))).lower(),
+        str(bool(first(e, "store_svid", "storeSvid", default=False))).lower(),
+        str(int(first(e, "expires_at", "expiresAt", default=0) or 0)),
+        first(e, "hint", default="") or "",
+        ",".join(sorted(first(e, "dns_names", "dnsNames", default=[]) or [])),
+        ",".join(sorted(first(e, "federates_with", "federatesWith", default=[]) or [])),
     ])
 
 
@@ -172,6 +187,14 @@ def cmd_entries(text):
     ents = json_entries(doc) if doc is not None else pretty_entries(text)
     for e in ents:
         print(entry_line(e))
+
+
+def cmd_entries_full(text):
+    doc = load_json(text)
+    if doc is None:
+        die("entries-full needs JSON output")
+    for e in json_entries(doc):
+        print(entry_full_line(e))
 
 
 def cmd_count(text):
@@ -354,6 +377,7 @@ def main(argv):
         text = f.read()
     handlers = {
         "entries": cmd_entries,
+        "entries-full": cmd_entries_full,
         "count": cmd_count,
         "token": cmd_token,
         "agents": cmd_agents,

@@ -4,10 +4,11 @@
 
 TRUST_DOMAIN="${TRUST_DOMAIN:-example.org}"
 
-# write_server_conf <dir>: writes <dir>/server.conf for SERVER_IMPL; sets SERVER_CONF,
-# SERVER_SOCK, SERVER_PORT, SERVER_DIR.
+# write_server_conf <dir> [extra server-block lines]: writes <dir>/server.conf for SERVER_IMPL;
+# sets SERVER_CONF, SERVER_SOCK, SERVER_PORT, SERVER_DIR.
 write_server_conf() {
     SERVER_DIR="$1"
+    local extra="${2:-}"
     mkdir -p "$SERVER_DIR/data"
     SERVER_CONF="$SERVER_DIR/server.conf"
     SERVER_SOCK="$SERVER_DIR/api.sock"
@@ -33,6 +34,7 @@ server {
     trust_domain = "$TRUST_DOMAIN"
     data_dir = "$SERVER_DIR/data"
     log_level = "DEBUG"
+$extra
 }
 
 plugins {
@@ -103,10 +105,11 @@ own_cli() {
             --parent-id) args+=(-parentID) ;;
             --entry-id) args+=(-entryID) ;;
             --selector) args+=(-selector) ;;
-            --format) args+=(-format) ;;
-            --output) args+=(-output) ;;
-            --ttl) args+=(-ttl) ;;
-            --*) fail "own_cli: no spire-server translation for $a" ;;
+            --x509-svid-ttl) args+=(-x509SVIDTTL) ;;
+            --jwt-svid-ttl) args+=(-jwtSVIDTTL) ;;
+            --store-svid) args+=(-storeSVID) ;;
+            --*) # --federates-with -> -federatesWith, --id -> -id
+                args+=("-$(sed -E 's/^--//; s/-([a-z])/\U\1/g' <<<"$a")") ;;
             *) args+=("$a") ;;
         esac
     done

@@ -89,6 +89,31 @@ assert_file_contains "validate" "$TD/via-alias" "$OUT/jwt-validate.out"
 run_cli jwt-validate-bad "$SPIRE_AGENT" api validate jwt -socketPath "$AGENT_SOCK" -audience someone-else -svid "$JWT"
 [[ $CLI_RC -ne 0 ]] || fail "JWT-SVID validated for the wrong audience"
 
+step "signet-agent's Workload API CLI against the real spire-agent"
+if [[ -x "$SIGNET_AGENT" ]]; then
+    must sa-fetch "$SIGNET_AGENT" api fetch x509 --socket-path "$AGENT_SOCK" --output json
+    py svids "$OUT/sa-fetch.out" >"$OUT/sa-svids.txt"
+    assert_same_lines "SVIDs seen by signet-agent api fetch" "$OUT/want-svids.txt" "$OUT/sa-svids.txt"
+    mkdir -p "$WORKDIR/sa-svids"
+    must sa-fetch-write "$SIGNET_AGENT" api fetch x509 --socket-path "$AGENT_SOCK" --write "$WORKDIR/sa-svids"
+    pem_fingerprints "$WORKDIR/sa-svids/bundle.0.pem" >"$OUT/fp-sa.txt"
+    assert_same_lines "bundle written by signet-agent" "$OUT/fp-server.txt" "$OUT/fp-sa.txt"
+    for i in 0 1 2; do
+        must "sa-verify-$i" openssl verify -CAfile "$WORKDIR/sa-svids/bundle.0.pem" -untrusted "$WORKDIR/sa-svids/svid.$i.pem" "$WORKDIR/sa-svids/svid.$i.pem"
+        must "sa-key-$i" bash -c "diff <(openssl x509 -in '$WORKDIR/sa-svids/svid.$i.pem' -noout -pubkey) <(openssl pkey -in '$WORKDIR/sa-svids/svid.$i.key' -pubout)"
+    done
+    must sa-jwt "$SIGNET_AGENT" api fetch jwt --socket-path "$AGENT_SOCK" --audience interop --spiffe-id "$TD/via-alias"
+    SA_JWT="$(awk '/^token\(/ { getline; gsub(/[ \t]/, ""); print; exit }' "$OUT/sa-jwt.out")"
+    assert_match "JWT-SVID from signet-agent CLI" '^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$' "$SA_JWT"
+    must sa-jwt-validate-by-spire "$SPIRE_AGENT" api validate jwt -socketPath "$AGENT_SOCK" -audience interop -svid "$SA_JWT"
+    must sa-validate "$SIGNET_AGENT" api validate jwt --socket-path "$AGENT_SOCK" --audience interop --svid "$JWT"
+    assert_file_contains "signet-agent api validate jwt" "SVID is valid" "$OUT/sa-validate.out"
+    run_cli sa-validate-bad "$SIGNET_AGENT" api validate jwt --socket-path "$AGENT_SOCK" --audience someone-else --svid "$JWT"
+    [[ $CLI_RC -ne 0 ]] || fail "signet-agent validated a JWT-SVID for the wrong audience"
+else
+    info "skipped: $SIGNET_AGENT not built"
+fi
+
 step "the join token cannot be used twice"
 write_agent_conf "$WORKDIR/agent2" "$WORKDIR/bootstrap.pem"
 start_bg agent2 "$SPIRE_AGENT" run -config "$AGENT_CONF" -joinToken "$TOKEN"

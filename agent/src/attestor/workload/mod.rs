@@ -4,7 +4,8 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use signet_common::selector::Selector;
+use futures::future::join_all;
+use signet_common::selector::{Selector, SelectorSet};
 
 pub mod unix;
 
@@ -30,6 +31,9 @@ pub struct Peer {
     pub gid: u32,
     /// A pidfd pinned to the process (SO_PEERPIDFD), when the kernel gives one.
     pub pidfd: Option<Arc<std::os::fd::OwnedFd>>,
+    /// The process start time from `/proc/<pid>/stat` at connect time; only read (and
+    /// only needed) when there is no pidfd. See [`Peer::is_alive`].
+    pub start_time: Option<u64>,
 }
 
 /// A workload attestor (SPIRE's WorkloadAttestor plugin).
@@ -56,5 +60,40 @@ impl Attestors {
     /// The attestors.
     pub fn all(&self) -> &[Arc<dyn WorkloadAttestor>] {
         &self.attestors
+    }
+
+    /// Runs every attestor for `peer` concurrently and unites their selectors. Failed
+    /// attestors are logged and skipped; only if all of them fail is the result an error
+    /// ([`AttestError::Gone`] if any saw the process gone). With no attestors configured
+    /// the set is empty.
+    pub async fn attest(&self, peer: &Peer) -> Result<SelectorSet, AttestError> {
+        let results = join_all(self.attestors.iter().map(|a| a.attest(peer))).await;
+        let mut selectors = SelectorSet::new();
+        let mut succeeded = self.attestors.is_empty();
+        let mut last_error = None;
+        for (attestor, result) in self.attestors.iter().zip(results) {
+            match result {
+                Ok(found) => {
+                    succeeded = true;
+                    found.into_iter().for_each(|s| selectors.insert(s));
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        %error,
+                        attestor = attestor.name(),
+                        pid = peer.pid,
+                        "Workload attestor failed"
+                    );
+                    let gone = matches!(error, AttestError::Gone(_));
+                    if gone || !matches!(last_error, Some(AttestError::Gone(_))) {
+                        last_error = Some(error);
+                    }
+                }
+            }
+        }
+        match (succeeded, last_error) {
+            (false, Some(error)) => Err(error),
+            _ => Ok(selectors),
+        }
     }
 }
