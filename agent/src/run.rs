@@ -138,7 +138,7 @@ impl Agent {
             attestors: Arc::new(attestors),
             clock: Arc::clone(&clock),
         };
-        endpoints::serve(&mut tasks, listener, api, stop.clone());
+        endpoints::serve_with_sds(&mut tasks, listener, api, config.sds.clone(), stop.clone());
         tracing::info!(path = %config.socket_path.display(), "Starting agent APIs");
 
         let health_addr = match &config.health {
