@@ -186,21 +186,22 @@ impl AgentIdentity {
             Some(Denial::MustReattest) => "agent must attest again",
         };
         let first = self.stopped.send_if_modified(|s| {
-            if s.is_some() {
-                return false;
+            let first = s.is_none();
+            if first {
+                *s = Some(reason.to_owned());
             }
-            *s = Some(reason.to_owned());
-            true
+            first
         });
-        if first {
-            if reason == "agent is banned" {
-                tracing::error!(error = %err, "{BANNED_LOG}");
-            } else {
-                tracing::error!(error = %err, reason, "Agent was refused by the server: removing SVID and shutting down");
-            }
-            if let Err(error) = self.storage.delete() {
-                tracing::error!(%error, "Cannot remove the agent SVID");
-            }
+        if !first {
+            return true;
+        }
+        if err.denial() == Some(Denial::Banned) {
+            tracing::error!(error = %err, "{BANNED_LOG}");
+        } else {
+            tracing::error!(error = %err, reason, "Agent was refused by the server: removing SVID and shutting down");
+        }
+        if let Err(error) = self.storage.delete() {
+            tracing::error!(%error, "Cannot remove the agent SVID");
         }
         true
     }

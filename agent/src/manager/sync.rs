@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use signet_common::clock::from_unix_seconds;
+use signet_common::entry::RegistrationEntry;
 use signet_common::id::parse_trust_domain;
 use signet_common::rotation::renew_at;
 use signet_common::x509::cert_info;
@@ -226,7 +227,7 @@ impl Manager {
 
     fn held(
         &self,
-        entry: Arc<signet_common::entry::RegistrationEntry>,
+        entry: Arc<RegistrationEntry>,
         chain: Vec<Vec<u8>>,
         key_pkcs8: Vec<u8>,
     ) -> Result<Held, ClientError> {
