@@ -310,11 +310,15 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
         .unwrap_or("text")
         .parse()
         .map_err(|e| format!("agent.{e}"))?;
-    let trust_bundle = trust_bundle(
-        args.trust_bundle.clone().or(a.trust_bundle_path),
-        a.trust_bundle_format.as_deref(),
-        a.insecure_bootstrap.unwrap_or(false),
-    )?;
+    // A `--trust-bundle` flag replaces whichever source the file names.
+    let trust_bundle = match &args.trust_bundle {
+        Some(path) => TrustBundleSource::Path(path.clone()),
+        None => trust_bundle(
+            a.trust_bundle_path,
+            a.trust_bundle_format.as_deref(),
+            a.insecure_bootstrap.unwrap_or(false),
+        )?,
+    };
     let join_token = join_token(args.join_token.clone().or(a.join_token), a.join_token_file)?;
     let workload_key_type = match a.workload_x509_svid_key_type.as_deref() {
         None | Some("ec-p256") => WorkloadKeyType::EcP256,

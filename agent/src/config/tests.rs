@@ -44,7 +44,8 @@ fn sample_config_parses() {
         c.key_manager,
         KeyManagerConfig::Disk {
             directory: "./.data/agent".into()
-        }
+        },
+        "keys default to data_dir"
     );
     assert_eq!(c.sds, SdsConfig::default());
     assert!(c.health.is_none());
@@ -306,7 +307,7 @@ fn flags_override_the_file() {
         join_token: Some("tok".into()),
         socket_path: Some("/s.sock".into()),
         data_dir: Some("/d".into()),
-        trust_bundle: None,
+        trust_bundle: Some("/flag.pem".into()),
         log_level: Some("warn".into()),
         ..args()
     };
@@ -317,6 +318,11 @@ fn flags_override_the_file() {
     assert_eq!(c.socket_path, PathBuf::from("/s.sock"));
     assert_eq!(c.data_dir, PathBuf::from("/d"));
     assert_eq!(c.log_level, "warn");
+    assert_eq!(
+        c.trust_bundle,
+        TrustBundleSource::Path("/flag.pem".into()),
+        "the flag replaces insecure_bootstrap from the file"
+    );
 }
 
 #[test]
