@@ -70,7 +70,7 @@ done
 "$server" healthcheck --socket-path "$server_sock"
 
 "$server" bundle show --socket-path "$server_sock" >"$data/bundle.pem"
-token=$("$server" token generate --socket-path "$server_sock" --ttl 600 | sed 's/^Token: //')
+token=$("$server" token generate --socket-path "$server_sock" --ttl 600 | sed -n 's/^Token: //p')
 agent_id="spiffe://$td/spire/agent/join_token/$token"
 say "Registering spiffe://$td/demo for uid $(id -u) under $agent_id"
 "$server" entry create --socket-path "$server_sock" \
