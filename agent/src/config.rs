@@ -1,1 +1,585 @@
-//! placeholder
+//! `agent.conf`: HCL in SPIRE's shape, parsed into typed configuration. Unknown keys are
+//! refused with an error naming the key and the file; command-line flags override the file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use signet_common::id::{TrustDomain, parse_trust_domain};
+use signet_common::telemetry::{LogFormat, parse_level};
+
+use crate::attestor::workload::unix::UnixConfig;
+use crate::run::RunArgs;
+
+#[cfg(test)]
+mod tests;
+
+/// SPIRE's default public socket.
+pub const DEFAULT_SOCKET_PATH: &str = "/tmp/spire-agent/public/api.sock";
+/// How often the agent re-syncs even without a push from the server.
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(5);
+/// SPIRE's default bound on cached X509-SVIDs (and JWT-SVIDs).
+pub const DEFAULT_CACHE_SIZE: usize = 1000;
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {error}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The HCL did not parse or had unknown or mistyped keys.
+    #[error("invalid config file {path}: {error}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What serde / HCL said (names the key).
+        error: String,
+    },
+    /// A value was out of range or inconsistent.
+    #[error("invalid config file {path}: {error}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        error: String,
+    },
+}
+
+// === File shape (serde) ===
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    agent: AgentBlock,
+    #[serde(default)]
+    plugins: BTreeMap<String, BTreeMap<String, PluginBlock>>,
+    health_checks: Option<HealthBlock>,
+    #[serde(default)]
+    telemetry: Option<hcl::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentBlock {
+    data_dir: Option<PathBuf>,
+    log_level: Option<String>,
+    log_format: Option<String>,
+    log_file: Option<PathBuf>,
+    server_address: Option<String>,
+    server_port: Option<PortValue>,
+    socket_path: Option<PathBuf>,
+    trust_domain: Option<String>,
+    trust_bundle_path: Option<PathBuf>,
+    trust_bundle_format: Option<String>,
+    insecure_bootstrap: Option<bool>,
+    join_token: Option<String>,
+    join_token_file: Option<PathBuf>,
+    workload_x509_svid_key_type: Option<String>,
+    x509_svid_cache_max_size: Option<i64>,
+    jwt_svid_cache_max_size: Option<i64>,
+    sds: Option<SdsBlock>,
+    experimental: Option<ExperimentalBlock>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SdsBlock {
+    default_svid_name: Option<String>,
+    default_bundle_name: Option<String>,
+    default_all_bundles_name: Option<String>,
+    disable_spiffe_cert_validation: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExperimentalBlock {
+    sync_interval: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PluginBlock {
+    plugin_data: Option<hcl::Value>,
+    enabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum PortValue {
+    Number(u16),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthBlock {
+    listener_enabled: Option<bool>,
+    bind_address: Option<String>,
+    bind_port: Option<PortValue>,
+    live_path: Option<String>,
+    ready_path: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DiskKeysData {
+    directory: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct EmptyData {}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct UnixData {
+    discover_workload_path: Option<bool>,
+    workload_size_limit: Option<i64>,
+}
+
+// === Typed configuration ===
+
+/// Where the agent gets the bundle it checks the server against before it has its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustBundleSource {
+    /// A PEM file of the trust domain's root certificates (`trust_bundle_path`).
+    Path(PathBuf),
+    /// Trust the server on first contact, without verification (`insecure_bootstrap`).
+    InsecureBootstrap,
+}
+
+/// The key type of workload X509-SVIDs (`workload_x509_svid_key_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WorkloadKeyType {
+    /// ECDSA P-256.
+    #[default]
+    EcP256,
+    /// ECDSA P-384.
+    EcP384,
+}
+
+/// Where the agent keeps its own private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyManagerConfig {
+    /// PKCS#8 files (mode 0600) in this directory; a restart reuses the SVID.
+    Disk {
+        /// The key directory.
+        directory: PathBuf,
+    },
+    /// Memory only: a restart needs a new node attestation.
+    Memory,
+}
+
+/// Resource names of the Envoy SDS API (SPIRE's `sds {}` block).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdsConfig {
+    /// Name of the first identity (`default`).
+    pub default_svid_name: String,
+    /// Name of the own trust domain bundle (`ROOTCA`).
+    pub default_bundle_name: String,
+    /// Name of all bundles together (`ALL`).
+    pub default_all_bundles_name: String,
+    /// Serve plain trusted CAs instead of the SPIFFE certificate validator.
+    pub disable_spiffe_cert_validation: bool,
+}
+
+impl Default for SdsConfig {
+    fn default() -> Self {
+        Self {
+            default_svid_name: "default".into(),
+            default_bundle_name: "ROOTCA".into(),
+            default_all_bundles_name: "ALL".into(),
+            disable_spiffe_cert_validation: false,
+        }
+    }
+}
+
+/// The HTTP health listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// Host or address to bind.
+    pub bind_address: String,
+    /// Port.
+    pub bind_port: u16,
+    /// Liveness path.
+    pub live_path: String,
+    /// Readiness path.
+    pub ready_path: String,
+}
+
+/// The agent's typed configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The trust domain.
+    pub trust_domain: TrustDomain,
+    /// Server host name or address.
+    pub server_address: String,
+    /// Server port.
+    pub server_port: u16,
+    /// Where `agent-data.json` (the agent SVID and the bundle) lives.
+    pub data_dir: PathBuf,
+    /// The public Workload API / SDS socket.
+    pub socket_path: PathBuf,
+    /// Log filter (`info`, `debug`, ...).
+    pub log_level: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// The bootstrap bundle.
+    pub trust_bundle: TrustBundleSource,
+    /// The join token for the first node attestation (`join_token` or `join_token_file`).
+    pub join_token: Option<String>,
+    /// Key type of workload SVIDs.
+    pub workload_key_type: WorkloadKeyType,
+    /// Soft bound on cached X509-SVIDs (in-use entries are never evicted).
+    pub x509_svid_cache_max_size: usize,
+    /// Bound on cached JWT-SVIDs.
+    pub jwt_svid_cache_max_size: usize,
+    /// Safety-net re-sync period (the server also pushes changes).
+    pub sync_interval: Duration,
+    /// Envoy SDS names.
+    pub sds: SdsConfig,
+    /// Where the agent's own key lives.
+    pub key_manager: KeyManagerConfig,
+    /// The `unix` workload attestor.
+    pub unix_attestor: UnixConfig,
+    /// HTTP health listener, if enabled.
+    pub health: Option<HealthConfig>,
+}
+
+impl Config {
+    /// Reads `args.config`, applies the command-line overrides and checks everything.
+    pub fn load(args: &RunArgs) -> Result<Self, ConfigError> {
+        let path = args.config.display().to_string();
+        let text = std::fs::read_to_string(&args.config).map_err(|error| ConfigError::Read {
+            path: path.clone(),
+            error,
+        })?;
+        let text = if args.expand_env {
+            expand_env(&text)
+        } else {
+            text
+        };
+        Self::parse(&text, &path, args)
+    }
+
+    /// Parses config text (`path` only names the file in errors).
+    pub fn parse(text: &str, path: &str, args: &RunArgs) -> Result<Self, ConfigError> {
+        let file: FileConfig = hcl::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            error: e.to_string(),
+        })?;
+        build(file, args).map_err(|error| ConfigError::Invalid {
+            path: path.into(),
+            error,
+        })
+    }
+
+    /// `server_address:server_port`, as dialed.
+    pub fn server_addr(&self) -> String {
+        if self.server_address.contains(':') && !self.server_address.starts_with('[') {
+            format!("[{}]:{}", self.server_address, self.server_port)
+        } else {
+            format!("{}:{}", self.server_address, self.server_port)
+        }
+    }
+}
+
+fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
+    let a = file.agent;
+    let _ = (a.log_file, file.telemetry);
+    let td_text = args
+        .trust_domain
+        .clone()
+        .or(a.trust_domain)
+        .ok_or("agent.trust_domain is required")?;
+    let trust_domain =
+        parse_trust_domain(&td_text).map_err(|e| format!("agent.trust_domain: {e}"))?;
+    let server_address = args
+        .server_address
+        .clone()
+        .or(a.server_address)
+        .filter(|s| !s.is_empty())
+        .ok_or("agent.server_address is required")?;
+    let server_port = match args.server_port {
+        Some(p) => p,
+        None => a
+            .server_port
+            .map(|p| port("agent.server_port", p))
+            .transpose()?
+            .ok_or("agent.server_port is required")?,
+    };
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or(a.data_dir)
+        .unwrap_or_else(|| ".".into());
+    let log_level = args
+        .log_level
+        .clone()
+        .or(a.log_level)
+        .unwrap_or_else(|| "INFO".into());
+    let log_level = parse_level(&log_level)
+        .map_err(|e| format!("agent.log_level: {e}"))?
+        .to_owned();
+    let log_format = a
+        .log_format
+        .as_deref()
+        .unwrap_or("text")
+        .parse()
+        .map_err(|e| format!("agent.{e}"))?;
+    let trust_bundle = trust_bundle(
+        args.trust_bundle.clone().or(a.trust_bundle_path),
+        a.trust_bundle_format.as_deref(),
+        a.insecure_bootstrap.unwrap_or(false),
+    )?;
+    let join_token = join_token(args.join_token.clone().or(a.join_token), a.join_token_file)?;
+    let workload_key_type = match a.workload_x509_svid_key_type.as_deref() {
+        None | Some("ec-p256") => WorkloadKeyType::EcP256,
+        Some("ec-p384") => WorkloadKeyType::EcP384,
+        Some(other) => {
+            return Err(format!(
+                "agent.workload_x509_svid_key_type: {other:?} is not supported (ec-p256 or ec-p384)"
+            ));
+        }
+    };
+    let sync_interval = duration(
+        "agent.experimental.sync_interval",
+        a.experimental.and_then(|e| e.sync_interval).as_deref(),
+        DEFAULT_SYNC_INTERVAL,
+    )?;
+    let plugins = Plugins::new(file.plugins, &data_dir)?;
+    Ok(Config {
+        trust_domain,
+        server_address,
+        server_port,
+        socket_path: args
+            .socket_path
+            .clone()
+            .or(a.socket_path)
+            .unwrap_or_else(|| DEFAULT_SOCKET_PATH.into()),
+        data_dir,
+        log_level,
+        log_format,
+        trust_bundle,
+        join_token,
+        workload_key_type,
+        x509_svid_cache_max_size: cache_size(
+            "agent.x509_svid_cache_max_size",
+            a.x509_svid_cache_max_size,
+        )?,
+        jwt_svid_cache_max_size: cache_size(
+            "agent.jwt_svid_cache_max_size",
+            a.jwt_svid_cache_max_size,
+        )?,
+        sync_interval,
+        sds: a.sds.map(sds).unwrap_or_default(),
+        key_manager: plugins.key_manager,
+        unix_attestor: plugins.unix,
+        health: file.health_checks.map(health).transpose()?.flatten(),
+    })
+}
+
+fn trust_bundle(
+    path: Option<PathBuf>,
+    format: Option<&str>,
+    insecure: bool,
+) -> Result<TrustBundleSource, String> {
+    if let Some(f) = format
+        && f != "pem"
+    {
+        return Err(format!(
+            "agent.trust_bundle_format: {f:?} is not supported (pem)"
+        ));
+    }
+    match (path, insecure) {
+        (Some(_), true) => Err(
+            "agent.trust_bundle_path and agent.insecure_bootstrap are mutually exclusive".into(),
+        ),
+        (Some(p), false) => Ok(TrustBundleSource::Path(p)),
+        (None, true) => Ok(TrustBundleSource::InsecureBootstrap),
+        (None, false) => Err(
+            "a trust bundle source is required: agent.trust_bundle_path or agent.insecure_bootstrap"
+                .into(),
+        ),
+    }
+}
+
+fn join_token(token: Option<String>, file: Option<PathBuf>) -> Result<Option<String>, String> {
+    match (token.filter(|t| !t.is_empty()), file) {
+        (Some(_), Some(_)) => {
+            Err("agent.join_token and agent.join_token_file are mutually exclusive".into())
+        }
+        (Some(t), None) => Ok(Some(t)),
+        (None, Some(f)) => std::fs::read_to_string(&f)
+            .map(|t| Some(t.trim().to_owned()))
+            .map_err(|e| format!("agent.join_token_file: cannot read {}: {e}", f.display())),
+        (None, None) => Ok(None),
+    }
+}
+
+fn cache_size(name: &str, value: Option<i64>) -> Result<usize, String> {
+    match value {
+        None => Ok(DEFAULT_CACHE_SIZE),
+        Some(v) if v > 0 => usize::try_from(v).map_err(|_| format!("{name}: {v} is too large")),
+        Some(v) => Err(format!("{name}: must be greater than zero, not {v}")),
+    }
+}
+
+fn sds(s: SdsBlock) -> SdsConfig {
+    let d = SdsConfig::default();
+    SdsConfig {
+        default_svid_name: s.default_svid_name.unwrap_or(d.default_svid_name),
+        default_bundle_name: s.default_bundle_name.unwrap_or(d.default_bundle_name),
+        default_all_bundles_name: s
+            .default_all_bundles_name
+            .unwrap_or(d.default_all_bundles_name),
+        disable_spiffe_cert_validation: s.disable_spiffe_cert_validation.unwrap_or(false),
+    }
+}
+
+struct Plugins {
+    key_manager: KeyManagerConfig,
+    unix: UnixConfig,
+}
+
+impl Plugins {
+    fn new(
+        plugins: BTreeMap<String, BTreeMap<String, PluginBlock>>,
+        data_dir: &Path,
+    ) -> Result<Self, String> {
+        let mut key_manager = None;
+        let mut node_attestor = false;
+        let mut unix = None;
+        for (kind, named) in plugins {
+            let enabled: Vec<_> = named
+                .into_iter()
+                .filter(|(_, b)| b.enabled.unwrap_or(true))
+                .collect();
+            if matches!(kind.as_str(), "KeyManager" | "NodeAttestor") && enabled.len() > 1 {
+                return Err(format!("plugins: exactly one {kind} may be configured"));
+            }
+            for (name, block) in enabled {
+                let what = format!("plugins.{kind} \"{name}\"");
+                let data = block.plugin_data;
+                match (kind.as_str(), name.as_str()) {
+                    ("KeyManager", "disk") => {
+                        let d: DiskKeysData = plugin_data(&what, data)?;
+                        key_manager = Some(KeyManagerConfig::Disk {
+                            directory: d.directory.unwrap_or_else(|| data_dir.to_path_buf()),
+                        });
+                    }
+                    ("KeyManager", "memory") => {
+                        let _: EmptyData = plugin_data(&what, data)?;
+                        key_manager = Some(KeyManagerConfig::Memory);
+                    }
+                    ("NodeAttestor", "join_token") => {
+                        let _: EmptyData = plugin_data(&what, data)?;
+                        node_attestor = true;
+                    }
+                    ("WorkloadAttestor", "unix") => {
+                        let d: UnixData = plugin_data(&what, data)?;
+                        unix = Some(UnixConfig {
+                            discover_workload_path: d.discover_workload_path.unwrap_or(false),
+                            workload_size_limit: d.workload_size_limit.unwrap_or(0),
+                        });
+                    }
+                    ("KeyManager" | "NodeAttestor" | "WorkloadAttestor", _) => {
+                        return Err(format!("{what}: unknown plugin name {name:?}"));
+                    }
+                    _ => return Err(format!("plugins: unknown plugin type {kind:?}")),
+                }
+            }
+        }
+        if !node_attestor {
+            return Err("plugins: a NodeAttestor is required (NodeAttestor \"join_token\")".into());
+        }
+        Ok(Self {
+            key_manager: key_manager
+                .ok_or("plugins: a KeyManager is required (KeyManager \"disk\" or \"memory\")")?,
+            unix: unix
+                .ok_or("plugins: a WorkloadAttestor is required (WorkloadAttestor \"unix\")")?,
+        })
+    }
+}
+
+fn plugin_data<T: serde::de::DeserializeOwned + Default>(
+    what: &str,
+    data: Option<hcl::Value>,
+) -> Result<T, String> {
+    match data {
+        None => Ok(T::default()),
+        Some(v) => hcl::from_value(v).map_err(|e| format!("{what} plugin_data: {e}")),
+    }
+}
+
+fn health(h: HealthBlock) -> Result<Option<HealthConfig>, String> {
+    if !h.listener_enabled.unwrap_or(false) {
+        return Ok(None);
+    }
+    Ok(Some(HealthConfig {
+        bind_address: h.bind_address.unwrap_or_else(|| "localhost".into()),
+        bind_port: h
+            .bind_port
+            .map(|p| port("health_checks.bind_port", p))
+            .transpose()?
+            .unwrap_or(80),
+        live_path: h.live_path.unwrap_or_else(|| "/live".into()),
+        ready_path: h.ready_path.unwrap_or_else(|| "/ready".into()),
+    }))
+}
+
+fn port(name: &str, p: PortValue) -> Result<u16, String> {
+    match p {
+        PortValue::Number(n) => Ok(n),
+        PortValue::Text(t) => t
+            .parse()
+            .map_err(|_| format!("{name}: {t:?} is not a port number")),
+    }
+}
+
+fn duration(name: &str, text: Option<&str>, default: Duration) -> Result<Duration, String> {
+    let Some(text) = text else { return Ok(default) };
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("{name}: {text:?} is not a duration: {e}"))?;
+    if d.is_zero() {
+        return Err(format!("{name} must be greater than zero"));
+    }
+    Ok(d)
+}
+
+/// Expands `$VAR` and `${VAR}` from the environment (unset variables become empty), as
+/// SPIRE's `-expandEnv` does.
+pub fn expand_env(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        let (name, consumed) = if let Some(braced) = after.strip_prefix('{') {
+            match braced.find('}') {
+                Some(end) => (&braced[..end], end + 2),
+                None => ("", 0),
+            }
+        } else {
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            (&after[..end], end)
+        };
+        if name.is_empty() {
+            out.push('$');
+            rest = after;
+        } else {
+            out.push_str(&std::env::var(name).unwrap_or_default());
+            rest = &after[consumed..];
+        }
+    }
+    out.push_str(rest);
+    out
+}

@@ -4,8 +4,12 @@
 
 pub mod attestor;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod endpoints;
+pub mod health;
 pub mod manager;
 pub mod peer;
+pub mod retry;
 pub mod run;
+pub mod svid;

@@ -1,6 +1,28 @@
-//! Starting the agent from the command line (placeholder; the wiring lands separately).
+//! Wiring: loads (or attests for) the agent SVID, starts the SVID rotator, the manager's
+//! sync and change-push loops, the public Workload API socket and the health listener, and
+//! stops them cleanly, on a signal or when the server refuses the agent.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use signet_common::clock::{Clock, SystemClock};
+use signet_common::id::SpiffeId;
+use signet_common::telemetry;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::attestor::workload::Attestors;
+use crate::attestor::workload::unix::UnixAttestor;
+use crate::client::ServerClient;
+use crate::config::Config;
+use crate::endpoints::{self, WorkloadApi};
+use crate::health::{self, Readiness};
+use crate::manager::{Manager, ManagerConfig, Snapshot};
+use crate::retry::random_jitter;
+use crate::svid::{self, AgentIdentity};
 
 /// `signet-agent run` flags; each overrides the matching key of the config file.
 #[derive(Debug, Clone, Default)]
@@ -27,7 +49,168 @@ pub struct RunArgs {
     pub expand_env: bool,
 }
 
-/// Loads the config, attests, serves until SIGINT or SIGTERM.
+/// Loads the config, attests, serves until SIGINT or SIGTERM. Fails if the server refuses
+/// the agent (banned or evicted): the agent SVID is then removed.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    anyhow::bail!("agent not wired yet (config {})", args.config.display())
+    let config = Config::load(&args)?;
+    telemetry::init(&config.log_level, config.log_format);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut agent = tokio::select! {
+        agent = Agent::start(config, Arc::new(SystemClock)) => agent?,
+        _ = tokio::signal::ctrl_c() => return Ok(()),
+        _ = term.recv() => return Ok(()),
+    };
+    let refused = tokio::select! {
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("Received interrupt, stopping");
+            None
+        }
+        _ = term.recv() => {
+            tracing::info!("Received terminate, stopping");
+            None
+        }
+        reason = agent.stopped() => Some(reason),
+    };
+    agent.shutdown().await?;
+    match refused {
+        Some(reason) => anyhow::bail!("agent stopped: {reason}"),
+        None => Ok(()),
+    }
+}
+
+/// A running agent.
+#[derive(Debug)]
+pub struct Agent {
+    /// The public Workload API socket.
+    pub socket_path: PathBuf,
+    /// The agent's SPIFFE ID.
+    pub agent_id: SpiffeId,
+    /// Where the health listener listens, if enabled.
+    pub health_addr: Option<SocketAddr>,
+    /// The manager (JWT-SVIDs, SVID demand) and its snapshots.
+    pub manager: Arc<Manager>,
+    /// The agent's own SVID and bundle.
+    pub identity: Arc<AgentIdentity>,
+    shutdown: watch::Sender<bool>,
+    stopped: watch::Receiver<Option<String>>,
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+impl Agent {
+    /// Loads or obtains the agent SVID and starts everything.
+    pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+        let identity = Arc::new(AgentIdentity::load_or_attest(&config, Arc::clone(&clock)).await?);
+        let agent_id = identity.current().id.clone();
+        let client = Arc::new(ServerClient::new(
+            config.server_addr(),
+            config.trust_domain.clone(),
+            Arc::clone(&clock),
+            identity.subscribe(),
+            identity.roots(),
+        ));
+        let manager = Manager::new(
+            ManagerConfig::from_config(&config),
+            Arc::clone(&client) as _,
+            Arc::clone(&clock),
+            Some(Arc::clone(&identity)),
+        );
+
+        let (shutdown, stop) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        tasks.spawn(svid::rotate(
+            Arc::clone(&identity),
+            client,
+            Arc::clone(&clock),
+            random_jitter,
+            stop.clone(),
+        ));
+        manager.spawn(&mut tasks, stop.clone());
+
+        let listener = bind_socket(&config.socket_path)?;
+        let attestors = Attestors::new(vec![Arc::new(UnixAttestor::new(
+            config.unix_attestor.clone(),
+        ))]);
+        let api = WorkloadApi {
+            snapshot: manager.subscribe(),
+            identities: Arc::clone(&manager) as _,
+            attestors: Arc::new(attestors),
+            clock: Arc::clone(&clock),
+        };
+        endpoints::serve(&mut tasks, listener, api, stop.clone());
+        tracing::info!(path = %config.socket_path.display(), "Starting agent APIs");
+
+        let health_addr = match &config.health {
+            Some(h) => {
+                let readiness = Readiness {
+                    snapshot: manager.subscribe(),
+                    svid: identity.subscribe(),
+                    clock,
+                };
+                Some(health::serve(&mut tasks, h, readiness, stop).await?)
+            }
+            None => None,
+        };
+        Ok(Self {
+            socket_path: config.socket_path,
+            agent_id,
+            health_addr,
+            stopped: identity.stopped(),
+            manager,
+            identity,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Follows the published snapshots.
+    pub fn snapshot(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.manager.subscribe()
+    }
+
+    /// Resolves, with the reason, when the server refuses the agent (banned, evicted or
+    /// expired); the agent SVID has then been removed.
+    pub async fn stopped(&mut self) -> String {
+        match self.stopped.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or_default(),
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// Stops every loop and listener, waits for them and removes the socket.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        while let Some(res) = self.tasks.join_next().await {
+            match res {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(error = %format!("{error:#}"), "An agent task failed")
+                }
+                Err(error) => tracing::warn!(%error, "An agent task panicked"),
+            }
+        }
+        let _ = std::fs::remove_file(&self.socket_path);
+        tracing::info!("Agent stopped");
+        Ok(())
+    }
+}
+
+/// Binds the public socket, creating its directory and replacing a stale socket file left
+/// by an earlier run (but never any other kind of file).
+fn bind_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create socket directory {}", dir.display()))?;
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        anyhow::ensure!(
+            meta.file_type().is_socket(),
+            "socket_path {} exists and is not a socket",
+            path.display()
+        );
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+    }
+    endpoints::bind(path).with_context(|| format!("cannot bind socket {}", path.display()))
 }

@@ -2,12 +2,30 @@
 //! SVIDs current and publishes it as a [`Snapshot`].
 
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
+use signet_common::clock::Clock;
 use signet_common::entry::RegistrationEntry;
+use signet_common::id::TrustDomain;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
 
+use crate::client::{ClientError, Denial};
+use crate::config::{Config, WorkloadKeyType};
+use crate::retry::{Jitter, random_jitter};
+use crate::svid::AgentIdentity;
+
+pub mod api;
+pub mod cache;
+pub mod jwt;
 pub mod snapshot;
+mod sync;
+#[cfg(test)]
+mod tests;
 
+pub use api::ServerApi;
+pub use cache::IN_USE_FOR;
 pub use snapshot::{Snapshot, WorkloadSvid};
 
 /// A JWT-SVID handed to a workload.
@@ -41,4 +59,165 @@ pub trait Identities: Send + Sync + Debug {
     /// Marks entries as in use by a connected workload, so their SVIDs are minted if the
     /// bounded cache does not hold them, and are not evicted while in use.
     fn want(&self, entries: &[Arc<RegistrationEntry>]);
+}
+
+/// How the manager behaves (from the agent configuration).
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    /// The agent's trust domain.
+    pub trust_domain: TrustDomain,
+    /// Key type of workload SVIDs.
+    pub key_type: WorkloadKeyType,
+    /// Soft bound on cached X509-SVIDs.
+    pub x509_svid_cache_max_size: usize,
+    /// Bound on cached JWT-SVIDs.
+    pub jwt_svid_cache_max_size: usize,
+    /// Safety-net full sync period (the server pushes changes as they happen).
+    pub sync_interval: Duration,
+    /// Where renewal jitter comes from (drawn once per SVID).
+    pub jitter: Jitter,
+}
+
+impl ManagerConfig {
+    /// The manager settings of an agent configuration.
+    pub fn from_config(c: &Config) -> Self {
+        Self {
+            trust_domain: c.trust_domain.clone(),
+            key_type: c.workload_key_type,
+            x509_svid_cache_max_size: c.x509_svid_cache_max_size,
+            jwt_svid_cache_max_size: c.jwt_svid_cache_max_size,
+            sync_interval: c.sync_interval,
+            jitter: random_jitter,
+        }
+    }
+}
+
+/// Keeps the agent's authorized entries, bundles and workload SVIDs current and publishes
+/// them as [`Snapshot`]s; serves JWT-SVIDs and SVID demand to the Workload API.
+#[derive(Debug)]
+pub struct Manager {
+    config: ManagerConfig,
+    api: Arc<dyn ServerApi>,
+    clock: Arc<dyn Clock>,
+    identity: Option<Arc<AgentIdentity>>,
+    cache: Mutex<cache::Cache>,
+    jwt: jwt::JwtCache,
+    snapshot: watch::Sender<Arc<Snapshot>>,
+    /// A workload wants an SVID that is not held.
+    wake: Notify,
+    /// The server pushed a change.
+    push: Notify,
+    /// Set once the server refused the agent: both loops end.
+    halted: watch::Sender<bool>,
+}
+
+impl Manager {
+    /// A manager talking to `api`. With `identity`, a refusal of the agent by the server
+    /// removes the agent SVID and stops the agent, and bundle changes are persisted.
+    pub fn new(
+        config: ManagerConfig,
+        api: Arc<dyn ServerApi>,
+        clock: Arc<dyn Clock>,
+        identity: Option<Arc<AgentIdentity>>,
+    ) -> Arc<Self> {
+        let td = config.trust_domain.clone();
+        Arc::new(Self {
+            cache: Mutex::new(cache::Cache::new(
+                td.clone(),
+                config.x509_svid_cache_max_size,
+            )),
+            jwt: jwt::JwtCache::new(config.jwt_svid_cache_max_size),
+            snapshot: watch::Sender::new(Arc::new(Snapshot::empty(td))),
+            wake: Notify::new(),
+            push: Notify::new(),
+            halted: watch::Sender::new(false),
+            config,
+            api,
+            clock,
+            identity,
+        })
+    }
+
+    /// Follows the published snapshots.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.snapshot.subscribe()
+    }
+
+    /// Starts the sync loop and the change-push watcher; both end when `stop` turns true
+    /// or the server refuses the agent.
+    pub fn spawn(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<anyhow::Result<()>>,
+        stop: watch::Receiver<bool>,
+    ) {
+        tasks.spawn(Arc::clone(self).run_sync(stop.clone()));
+        tasks.spawn(Arc::clone(self).run_watch(stop));
+    }
+
+    fn cache(&self) -> MutexGuard<'_, cache::Cache> {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether `err` means the server refused the agent for good (then the agent stops,
+    /// and so do the manager's loops).
+    fn refused(&self, err: &ClientError) -> bool {
+        let refused = match &self.identity {
+            Some(identity) => identity.refused(err),
+            None => err.denial().is_some_and(|d| d != Denial::NotActive),
+        };
+        if refused {
+            self.halted.send_replace(true);
+        }
+        refused
+    }
+
+    /// Resolves when `stop` turns true or the server refused the agent.
+    async fn halted(&self, stop: &mut watch::Receiver<bool>) {
+        let mut halted = self.halted.subscribe();
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => {}
+            _ = halted.wait_for(|h| *h) => {}
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Identities for Manager {
+    async fn jwt_svid(
+        &self,
+        entry: &RegistrationEntry,
+        audience: &[String],
+    ) -> Result<JwtSvid, JwtError> {
+        let key = jwt::JwtKey::new(&entry.spiffe_id, audience);
+        let now = self.clock.unix_now();
+        let stale = match self.jwt.get(&key, now) {
+            jwt::Lookup::Fresh(svid) => return Ok(svid),
+            jwt::Lookup::Stale(svid) => Some(svid),
+            jwt::Lookup::Missing => None,
+        };
+        match self.api.new_jwt_svid(&entry.id, audience).await {
+            Ok(svid) => {
+                self.jwt.put(key, svid.clone(), now, (self.config.jitter)());
+                Ok(svid)
+            }
+            Err(error) => {
+                self.refused(&error);
+                match stale {
+                    Some(svid) => {
+                        tracing::warn!(%error, entry_id = %entry.id, "Cannot renew JWT-SVID; serving the cached one");
+                        Ok(svid)
+                    }
+                    None => Err(JwtError::Unavailable(error.to_string())),
+                }
+            }
+        }
+    }
+
+    fn want(&self, entries: &[Arc<RegistrationEntry>]) {
+        let now = self.clock.now();
+        let missing = self.cache().want(entries.iter().map(|e| e.id.clone()), now);
+        if missing {
+            self.wake.notify_one();
+        }
+    }
 }

@@ -1,0 +1,20 @@
+//! Node attestation, agent side: what the agent sends in `AttestAgent` to prove which node it
+//! runs on, and how it answers the server's challenges (SPIRE's agent NodeAttestor plugins).
+
+use std::fmt::Debug;
+
+use signet_proto::types::AttestationData;
+
+pub mod join_token;
+
+/// An agent-side node attestor.
+pub trait NodeAttestor: Send + Sync + Debug {
+    /// The attestor's name, as configured and as the server knows it (`join_token`).
+    fn name(&self) -> &'static str;
+
+    /// The `AttestationData{type, payload}` of the first `AttestAgent` request.
+    fn attestation_data(&self) -> AttestationData;
+
+    /// The answer to a server challenge. Attestors without challenges refuse them.
+    fn answer(&self, challenge: &[u8]) -> Result<Vec<u8>, String>;
+}

@@ -1,0 +1,353 @@
+use super::*;
+
+fn args() -> RunArgs {
+    RunArgs::default()
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, "test.conf", &args())
+}
+
+const MINIMAL: &str = r#"
+agent {
+    trust_domain = "example.org"
+    server_address = "127.0.0.1"
+    server_port = 8081
+    insecure_bootstrap = true
+}
+plugins {
+    KeyManager "memory" {
+        plugin_data {}
+    }
+    NodeAttestor "join_token" {
+        plugin_data {}
+    }
+    WorkloadAttestor "unix" {
+        plugin_data {}
+    }
+}
+"#;
+
+#[test]
+fn sample_config_parses() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../conf/agent/agent.conf");
+    let c = Config::load(&RunArgs {
+        config: path.into(),
+        ..args()
+    })
+    .unwrap();
+    assert_eq!(c.trust_domain.as_str(), "example.org");
+    assert_eq!(c.server_addr(), "127.0.0.1:8081");
+    assert_eq!(c.socket_path, PathBuf::from(DEFAULT_SOCKET_PATH));
+    assert_eq!(c.trust_bundle, TrustBundleSource::InsecureBootstrap);
+    assert_eq!(
+        c.key_manager,
+        KeyManagerConfig::Disk {
+            directory: "./.data/agent".into()
+        }
+    );
+    assert_eq!(c.sds, SdsConfig::default());
+    assert!(c.health.is_none());
+}
+
+#[test]
+fn sample_config_matches_the_sample_server() {
+    let server = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../conf/server/server.conf"
+    ))
+    .unwrap();
+    let agent = Config::load(&RunArgs {
+        config: concat!(env!("CARGO_MANIFEST_DIR"), "/../conf/agent/agent.conf").into(),
+        ..args()
+    })
+    .unwrap();
+    assert!(server.contains(&format!("trust_domain = \"{}\"", agent.trust_domain)));
+    assert!(server.contains(&format!("bind_port = \"{}\"", agent.server_port)));
+    assert!(server.contains(&format!("bind_address = \"{}\"", agent.server_address)));
+}
+
+#[test]
+fn minimal_config_gets_spire_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.data_dir, PathBuf::from("."));
+    assert_eq!(c.socket_path, PathBuf::from(DEFAULT_SOCKET_PATH));
+    assert_eq!(c.log_level, "info");
+    assert_eq!(c.log_format, LogFormat::Text);
+    assert_eq!(c.workload_key_type, WorkloadKeyType::EcP256);
+    assert_eq!(c.x509_svid_cache_max_size, 1000);
+    assert_eq!(c.jwt_svid_cache_max_size, 1000);
+    assert_eq!(c.sync_interval, Duration::from_secs(5));
+    assert_eq!(c.join_token, None);
+    assert_eq!(c.key_manager, KeyManagerConfig::Memory);
+    assert_eq!(c.unix_attestor, UnixConfig::default());
+    assert_eq!(c.sds.default_bundle_name, "ROOTCA");
+}
+
+#[test]
+fn every_documented_key_is_accepted() {
+    let text = r#"
+agent {
+    data_dir = "/var/lib/agent"
+    log_level = "DEBUG"
+    log_format = "json"
+    server_address = "spire-server"
+    server_port = "8443"
+    socket_path = "/run/agent.sock"
+    trust_domain = "example.org"
+    trust_bundle_path = "/etc/bundle.pem"
+    join_token = "abc"
+    workload_x509_svid_key_type = "ec-p384"
+    x509_svid_cache_max_size = 7
+    jwt_svid_cache_max_size = 9
+    sds {
+        default_svid_name = "s"
+        default_bundle_name = "b"
+        default_all_bundles_name = "a"
+        disable_spiffe_cert_validation = true
+    }
+    experimental {
+        sync_interval = "2s"
+    }
+}
+plugins {
+    KeyManager "disk" {
+        plugin_data {
+            directory = "/var/lib/agent/keys"
+        }
+    }
+    NodeAttestor "join_token" {
+        plugin_data {}
+    }
+    WorkloadAttestor "unix" {
+        plugin_data {
+            discover_workload_path = true
+            workload_size_limit = -1
+        }
+    }
+}
+health_checks {
+    listener_enabled = true
+    bind_port = "8088"
+}
+telemetry {
+    Prometheus {
+        port = 9988
+    }
+}
+"#;
+    let c = parse(text).unwrap();
+    assert_eq!(c.server_addr(), "spire-server:8443");
+    assert_eq!(c.log_level, "debug");
+    assert_eq!(c.log_format, LogFormat::Json);
+    assert_eq!(
+        c.trust_bundle,
+        TrustBundleSource::Path("/etc/bundle.pem".into())
+    );
+    assert_eq!(c.join_token.as_deref(), Some("abc"));
+    assert_eq!(c.workload_key_type, WorkloadKeyType::EcP384);
+    assert_eq!(
+        (c.x509_svid_cache_max_size, c.jwt_svid_cache_max_size),
+        (7, 9)
+    );
+    assert_eq!(c.sync_interval, Duration::from_secs(2));
+    assert!(c.sds.disable_spiffe_cert_validation && c.sds.default_svid_name == "s");
+    assert_eq!(
+        c.key_manager,
+        KeyManagerConfig::Disk {
+            directory: "/var/lib/agent/keys".into()
+        }
+    );
+    assert_eq!(
+        c.unix_attestor,
+        UnixConfig {
+            discover_workload_path: true,
+            workload_size_limit: -1
+        }
+    );
+    let h = c.health.unwrap();
+    assert_eq!((h.bind_address.as_str(), h.bind_port), ("localhost", 8088));
+}
+
+#[test]
+fn unknown_key_is_named_with_the_file() {
+    let text = MINIMAL.replace("server_address", "bogus_key = 1\n server_address");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("bogus_key") && err.contains("test.conf"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_nested_keys_are_named() {
+    let text = MINIMAL.replace(
+        "insecure_bootstrap = true",
+        "insecure_bootstrap = true\n sds {\n nonsense = 1\n }",
+    );
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("nonsense") && err.contains("test.conf"),
+        "{err}"
+    );
+
+    let text = MINIMAL.replace(
+        "WorkloadAttestor \"unix\" {\n        plugin_data {}",
+        "WorkloadAttestor \"unix\" {\n        plugin_data {\n nope = \"x\"\n }",
+    );
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("nope") && err.contains("WorkloadAttestor") && err.contains("test.conf"),
+        "{err}"
+    );
+}
+
+#[test]
+fn exactly_one_trust_bundle_source_is_required() {
+    let none = MINIMAL.replace("insecure_bootstrap = true", "");
+    let err = parse(&none).unwrap_err().to_string();
+    assert!(err.contains("trust_bundle_path"), "{err}");
+
+    let both = MINIMAL.replace(
+        "insecure_bootstrap = true",
+        "insecure_bootstrap = true\n trust_bundle_path = \"/b.pem\"",
+    );
+    let err = parse(&both).unwrap_err().to_string();
+    assert!(err.contains("mutually exclusive"), "{err}");
+
+    let off = MINIMAL.replace(
+        "insecure_bootstrap = true",
+        "insecure_bootstrap = false\n trust_bundle_path = \"/b.pem\"",
+    );
+    assert_eq!(
+        parse(&off).unwrap().trust_bundle,
+        TrustBundleSource::Path("/b.pem".into())
+    );
+}
+
+#[test]
+fn bad_values_are_refused() {
+    for (from, to, needle) in [
+        (r#""example.org""#, r#""Bad Domain""#, "trust_domain"),
+        (
+            "server_port = 8081",
+            "server_port = \"http\"",
+            "server_port",
+        ),
+        ("server_port = 8081", "", "server_port"),
+        (
+            "server_address = \"127.0.0.1\"",
+            "",
+            "server_address is required",
+        ),
+        (
+            "insecure_bootstrap",
+            "workload_x509_svid_key_type = \"rsa-1024\"\n insecure_bootstrap",
+            "workload_x509_svid_key_type",
+        ),
+        (
+            "insecure_bootstrap",
+            "x509_svid_cache_max_size = 0\n insecure_bootstrap",
+            "x509_svid_cache_max_size",
+        ),
+        (
+            "insecure_bootstrap",
+            "log_level = \"LOUD\"\n insecure_bootstrap",
+            "log_level",
+        ),
+        (
+            "insecure_bootstrap",
+            "experimental {\n sync_interval = \"often\"\n }\n insecure_bootstrap",
+            "sync_interval",
+        ),
+    ] {
+        let err = parse(&MINIMAL.replace(from, to)).unwrap_err().to_string();
+        assert!(
+            err.contains(needle) && err.contains("test.conf"),
+            "{needle}: {err}"
+        );
+    }
+}
+
+#[test]
+fn plugins_are_checked() {
+    let no_km = MINIMAL.replace("KeyManager \"memory\"", "Unused \"memory\"");
+    assert!(
+        parse(&no_km)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown plugin type")
+    );
+    let bad_name = MINIMAL.replace("NodeAttestor \"join_token\"", "NodeAttestor \"x509pop\"");
+    assert!(
+        parse(&bad_name)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown plugin name")
+    );
+    let no_wl = MINIMAL.replace(
+        "WorkloadAttestor \"unix\" {\n        plugin_data {}\n    }",
+        "",
+    );
+    assert!(
+        parse(&no_wl)
+            .unwrap_err()
+            .to_string()
+            .contains("WorkloadAttestor")
+    );
+}
+
+#[test]
+fn flags_override_the_file() {
+    let a = RunArgs {
+        server_port: Some(9999),
+        server_address: Some("10.0.0.1".into()),
+        trust_domain: Some("other.org".into()),
+        join_token: Some("tok".into()),
+        socket_path: Some("/s.sock".into()),
+        data_dir: Some("/d".into()),
+        trust_bundle: None,
+        log_level: Some("warn".into()),
+        ..args()
+    };
+    let c = Config::parse(MINIMAL, "t", &a).unwrap();
+    assert_eq!(c.server_addr(), "10.0.0.1:9999");
+    assert_eq!(c.trust_domain.as_str(), "other.org");
+    assert_eq!(c.join_token.as_deref(), Some("tok"));
+    assert_eq!(c.socket_path, PathBuf::from("/s.sock"));
+    assert_eq!(c.data_dir, PathBuf::from("/d"));
+    assert_eq!(c.log_level, "warn");
+}
+
+#[test]
+fn join_token_file_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "from-file\n").unwrap();
+    let text = MINIMAL.replace(
+        "insecure_bootstrap",
+        &format!(
+            "join_token_file = \"{}\"\n insecure_bootstrap",
+            file.display()
+        ),
+    );
+    assert_eq!(
+        parse(&text).unwrap().join_token.as_deref(),
+        Some("from-file")
+    );
+}
+
+#[test]
+fn ipv6_server_addresses_are_bracketed() {
+    let text = MINIMAL.replace("127.0.0.1", "::1");
+    assert_eq!(parse(&text).unwrap().server_addr(), "[::1]:8081");
+}
+
+#[test]
+fn expands_environment_variables() {
+    let home = std::env::var("HOME").unwrap_or_default();
+    assert_eq!(
+        expand_env("a=$HOME b=${HOME} c=$ d"),
+        format!("a={home} b={home} c=$ d")
+    );
+}

@@ -1,0 +1,293 @@
+//! The manager's loops. `run_watch` keeps the server's change push open and turns each
+//! event into a full sync; `run_sync` does full syncs (entries, own and federated bundles,
+//! then SVIDs) on a push, every `sync_interval` as a safety net, and after failures (with
+//! backoff); between them it mints SVIDs when one is due for renewal or a workload wants
+//! one, and republishes when an SVID expires. While the server is unreachable the current
+//! SVIDs keep being served until they expire.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use signet_common::clock::from_unix_seconds;
+use signet_common::id::parse_trust_domain;
+use signet_common::rotation::renew_at;
+use signet_common::x509::cert_info;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_stream::StreamExt;
+
+use super::cache::{Held, Plan};
+use super::{Manager, WorkloadSvid};
+use crate::client::ClientError;
+use crate::config::WorkloadKeyType;
+use crate::retry::{Backoff, sleep_until};
+use crate::svid::csr_for;
+
+/// Most SVIDs asked for in one `BatchNewX509SVID` (SPIRE starts at 500).
+const BATCH: usize = 500;
+
+impl Manager {
+    pub(super) async fn run_sync(
+        self: Arc<Self>,
+        mut stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let interval = self.config.sync_interval;
+        let mut backoff = Backoff::default();
+        let mut full_due = Instant::now();
+        let mut retry_at: Option<Instant> = None;
+        let mut pushed = true;
+        loop {
+            if retry_at.is_none_or(|t| Instant::now() >= t) {
+                let full = pushed || Instant::now() >= full_due;
+                let result = if full {
+                    self.full_sync().await
+                } else {
+                    self.mint().await
+                };
+                match result {
+                    Ok(()) => {
+                        backoff.reset();
+                        retry_at = None;
+                        if full {
+                            pushed = false;
+                            full_due = Instant::now() + interval;
+                        }
+                    }
+                    Err(e) if self.refused(&e) => return Ok(()),
+                    Err(e) => {
+                        let delay = backoff.next_delay();
+                        let error = if full {
+                            format!("failed to fetch authorized entries: {e}")
+                        } else {
+                            format!("failed to mint SVIDs: {e}")
+                        };
+                        tracing::warn!(%error, retry_in = ?delay, "Sync with the server failed");
+                        retry_at = Some(Instant::now() + delay);
+                        pushed = true;
+                    }
+                }
+            }
+            self.publish();
+            let deadline = self.cache().next_deadline(self.clock.now());
+            let timer = retry_at.unwrap_or(full_due);
+            tokio::select! {
+                () = self.push.notified() => {
+                    pushed = true;
+                    retry_at = None;
+                }
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep_until(timer) => {}
+                () = self.sleep_until_clock(deadline) => {}
+                () = self.halted(&mut stop) => return Ok(()),
+            }
+        }
+    }
+
+    pub(super) async fn run_watch(
+        self: Arc<Self>,
+        mut stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let mut backoff = Backoff::default();
+        loop {
+            match self.api.watch().await {
+                Ok(mut events) => loop {
+                    tokio::select! {
+                        item = events.next() => match item {
+                            Some(Ok(())) => {
+                                backoff.reset();
+                                self.push.notify_one();
+                            }
+                            Some(Err(e)) if self.refused(&e) => return Ok(()),
+                            Some(Err(error)) => {
+                                tracing::debug!(%error, "Change push stream failed");
+                                break;
+                            }
+                            None => {
+                                tracing::debug!("Change push stream ended");
+                                break;
+                            }
+                        },
+                        () = self.halted(&mut stop) => return Ok(()),
+                    }
+                },
+                Err(e) if self.refused(&e) => return Ok(()),
+                Err(error) => tracing::debug!(%error, "Cannot open the change push stream"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff.next_delay()) => {}
+                () = self.halted(&mut stop) => return Ok(()),
+            }
+        }
+    }
+
+    /// Entries, bundles, then SVIDs; publishes.
+    async fn full_sync(&self) -> Result<(), ClientError> {
+        let known = self.cache().entries.clone();
+        let entries = self.api.authorized_entries(&known).await?;
+        let bundle = self.api.bundle().await?;
+        {
+            let mut cache = self.cache();
+            cache.set_entries(entries);
+            cache.set_bundle(bundle);
+        }
+        self.sync_federated().await?;
+        let (roots, tainted_kids) = {
+            let cache = self.cache();
+            let b = &cache.bundle;
+            (
+                b.x509_authorities.iter().map(|a| a.der.clone()).collect(),
+                b.jwt_authorities
+                    .iter()
+                    .filter(|k| k.tainted)
+                    .map(|k| k.key_id.clone())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        if let Some(identity) = &self.identity
+            && let Err(error) = identity.update_roots(roots)
+        {
+            tracing::warn!(%error, "Cannot store the trust bundle");
+        }
+        self.jwt.prune(&tainted_kids, self.clock.unix_now());
+        self.mint().await?;
+        self.cache().synced = true;
+        self.publish();
+        Ok(())
+    }
+
+    /// Fetches the bundle of every trust domain the entries federate with. A bundle that
+    /// cannot be had keeps its previous copy (if any).
+    async fn sync_federated(&self) -> Result<(), ClientError> {
+        let wanted = self.cache().federated_tds();
+        let mut fetched = std::collections::BTreeMap::new();
+        for name in wanted {
+            let Ok(td) = parse_trust_domain(&name) else {
+                continue;
+            };
+            match self.api.federated_bundle(&td).await {
+                Ok(b) => {
+                    fetched.insert(td, Arc::new(b));
+                }
+                Err(e) if e.denial().is_some() || e.is_unavailable() => return Err(e),
+                Err(error) => {
+                    tracing::warn!(%error, trust_domain = %td, "Cannot fetch a federated bundle");
+                    if let Some(old) = self.cache().federated.get(&td) {
+                        fetched.insert(td, Arc::clone(old));
+                    }
+                }
+            }
+        }
+        self.cache().federated = fetched;
+        Ok(())
+    }
+
+    /// Mints what the plan says, in batches, publishing after each batch.
+    async fn mint(&self) -> Result<(), ClientError> {
+        let Plan { mint, evict } = self.cache().plan(self.clock.now());
+        if !evict.is_empty() {
+            let mut cache = self.cache();
+            for id in &evict {
+                cache.svids.remove(id);
+            }
+            tracing::debug!(
+                count = evict.len(),
+                "Evicted SVIDs beyond x509_svid_cache_max_size"
+            );
+        }
+        for batch in mint.chunks(BATCH) {
+            let keyed = batch
+                .iter()
+                .map(|e| new_key(self.config.key_type).map(|(key, csr)| (Arc::clone(e), key, csr)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ClientError::Malformed(format!("cannot create a key: {e}")))?;
+            let params = keyed
+                .iter()
+                .map(|(e, _, csr)| (e.id.clone(), csr.clone()))
+                .collect();
+            let results = self.api.new_x509_svids(params).await?;
+            let mut cache = self.cache();
+            for ((entry, key, _), result) in keyed.into_iter().zip(results) {
+                let held = result.and_then(|chain| self.held(entry.clone(), chain, key));
+                match held {
+                    Ok(h) => {
+                        tracing::debug!(entry_id = %entry.id, spiffe_id = %entry.spiffe_id, expires_at = h.svid.not_after, "SVID updated");
+                        cache.svids.insert(entry.id.clone(), h);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, entry_id = %entry.id, spiffe_id = %entry.spiffe_id, "Cannot mint an X509-SVID");
+                    }
+                }
+            }
+            drop(cache);
+            self.publish();
+        }
+        Ok(())
+    }
+
+    fn held(
+        &self,
+        entry: Arc<signet_common::entry::RegistrationEntry>,
+        chain: Vec<Vec<u8>>,
+        key_pkcs8: Vec<u8>,
+    ) -> Result<Held, ClientError> {
+        let info = chain
+            .first()
+            .and_then(|leaf| cert_info(leaf))
+            .ok_or_else(|| ClientError::Malformed("SVID leaf does not parse".into()))?;
+        if info.id != entry.spiffe_id {
+            return Err(ClientError::Malformed(format!(
+                "SVID for {} where {} was asked for",
+                info.id, entry.spiffe_id
+            )));
+        }
+        let at = renew_at(
+            from_unix_seconds(info.not_before),
+            from_unix_seconds(info.not_after),
+            (self.config.jitter)(),
+        );
+        Ok(Held {
+            svid: Arc::new(WorkloadSvid {
+                entry,
+                chain,
+                key_pkcs8,
+                not_before: info.not_before,
+                not_after: info.not_after,
+            }),
+            renew_at: at,
+        })
+    }
+
+    /// Publishes a new snapshot if anything changed (expired SVIDs drop out here). The
+    /// cache lock is released before the watch is written, so a reader holding a snapshot
+    /// borrow may call `want` without a deadlock.
+    pub(super) fn publish(&self) {
+        let mut next = self.cache().snapshot(0, self.clock.now());
+        self.snapshot.send_if_modified(move |current| {
+            next.revision = current.revision;
+            if next == **current {
+                return false;
+            }
+            next.revision += 1;
+            *current = Arc::new(next);
+            true
+        });
+    }
+
+    async fn sleep_until_clock(&self, at: Option<SystemTime>) {
+        match at {
+            Some(at) => sleep_until(&self.clock, at, self.config.sync_interval).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// A fresh workload key (PKCS#8 DER) and a CSR for it.
+fn new_key(kind: WorkloadKeyType) -> Result<(Vec<u8>, Vec<u8>), rcgen::Error> {
+    let alg = match kind {
+        WorkloadKeyType::EcP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+        WorkloadKeyType::EcP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+    };
+    let key = rcgen::KeyPair::generate_for(alg)?;
+    let csr = csr_for(&key)?;
+    Ok((key.serialize_der(), csr))
+}

@@ -1,0 +1,343 @@
+//! The agent's own X509-SVID (SPIRE `pkg/agent/svid`): loaded from `data_dir` on start, or
+//! obtained by node attestation; renewed with `RenewAgent` at its jittered half life (a
+//! join-token agent cannot attest again), the old one staying in use until the new one is
+//! stored; and removed, stopping the agent, when the server says the agent is banned or gone.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use signet_common::bundle::parse_pem_certs;
+use signet_common::clock::{Clock, from_unix_seconds};
+use signet_common::id::{self, SpiffeId};
+use signet_common::rotation::renew_at;
+use signet_common::x509::cert_info;
+use tokio::sync::watch;
+
+use crate::attestor::node::join_token::JoinToken;
+use crate::client::{ClientError, Denial, ServerClient, ServerTrust};
+use crate::config::{Config, TrustBundleSource};
+use crate::retry::{Backoff, Jitter, sleep_until};
+
+pub mod storage;
+
+pub use storage::{KeySlot, Storage, StorageError};
+
+/// How often, at most, the renewal time is looked at again (SPIRE: 5 s).
+const CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// The exact line SPIRE logs (integration tests grep for it).
+pub const BANNED_LOG: &str = "Agent is banned: removing SVID and shutting down";
+
+/// The agent's SVID and key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AgentSvid {
+    /// `spiffe://<td>/spire/agent/...`.
+    pub id: SpiffeId,
+    /// Chain, leaf first, DER.
+    pub chain: Vec<Vec<u8>>,
+    /// Private key, PKCS#8 DER.
+    pub key: Vec<u8>,
+    /// The key slot the key is stored in.
+    pub key_slot: KeySlot,
+    /// Leaf NotBefore, Unix seconds.
+    pub not_before: i64,
+    /// Leaf NotAfter, Unix seconds.
+    pub not_after: i64,
+}
+
+impl AgentSvid {
+    /// Reads the leaf; it must carry an agent ID of `td`.
+    pub fn new(
+        chain: Vec<Vec<u8>>,
+        key: Vec<u8>,
+        key_slot: KeySlot,
+        td: &id::TrustDomain,
+    ) -> Result<Self, String> {
+        let leaf = chain.first().ok_or("empty SVID chain")?;
+        let info = cert_info(leaf).ok_or("SVID leaf has no valid SPIFFE ID")?;
+        if !info.id.is_member_of(td) || !id::is_agent_id(&info.id) {
+            return Err(format!("{} is not an agent ID of {td}", info.id));
+        }
+        Ok(Self {
+            id: info.id,
+            chain,
+            key,
+            key_slot,
+            not_before: info.not_before,
+            not_after: info.not_after,
+        })
+    }
+}
+
+impl fmt::Debug for AgentSvid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentSvid")
+            .field("id", &self.id)
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The agent's identity as every component sees it: the current SVID and trust bundle
+/// roots (both published through `watch` channels and persisted), and whether the agent
+/// has been told to stop.
+#[derive(Debug)]
+pub struct AgentIdentity {
+    svid: watch::Sender<Arc<AgentSvid>>,
+    roots: watch::Sender<Arc<Vec<Vec<u8>>>>,
+    storage: Storage,
+    stopped: watch::Sender<Option<String>>,
+}
+
+impl AgentIdentity {
+    /// Uses the stored SVID if it is still valid and its key is there ("SVID loaded"),
+    /// otherwise attests with the join token ("SVID is not found. Starting node
+    /// attestation") and stores the result.
+    pub async fn load_or_attest(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let storage = Storage::new(&config.data_dir, &config.key_manager);
+        let td = &config.trust_domain;
+        let now = clock.unix_now();
+        let loaded = match storage.load() {
+            Ok(stored) => stored.and_then(|s| {
+                let key = s.key?;
+                let svid = AgentSvid::new(s.chain, key, s.key_slot, td)
+                    .map_err(|error| tracing::warn!(%error, "Ignoring the stored SVID"))
+                    .ok()?;
+                let usable = svid.not_after > now && !s.bundle.is_empty();
+                usable.then_some((svid, s.bundle))
+            }),
+            Err(error) => {
+                tracing::warn!(%error, "Cannot read the stored SVID");
+                None
+            }
+        };
+        if let Some((svid, bundle)) = loaded {
+            tracing::info!(agent_id = %svid.id, expires_at = svid.not_after, "SVID loaded");
+            return Ok(Self::with(svid, bundle, storage));
+        }
+        tracing::info!("SVID is not found. Starting node attestation");
+        let (svid, bundle) = attest(config, clock).await?;
+        storage
+            .store(&svid.chain, &svid.key, svid.key_slot, &bundle)
+            .context("cannot store the agent SVID")?;
+        tracing::info!(agent_id = %svid.id, expires_at = svid.not_after, "Node attestation was successful");
+        Ok(Self::with(svid, bundle, storage))
+    }
+
+    fn with(svid: AgentSvid, roots: Vec<Vec<u8>>, storage: Storage) -> Self {
+        Self {
+            svid: watch::Sender::new(Arc::new(svid)),
+            roots: watch::Sender::new(Arc::new(roots)),
+            storage,
+            stopped: watch::Sender::new(None),
+        }
+    }
+
+    /// The current SVID.
+    pub fn current(&self) -> Arc<AgentSvid> {
+        Arc::clone(&self.svid.borrow())
+    }
+
+    /// Follows the current SVID.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<AgentSvid>> {
+        self.svid.subscribe()
+    }
+
+    /// Follows the trust bundle's X.509 roots.
+    pub fn roots(&self) -> watch::Receiver<Arc<Vec<Vec<u8>>>> {
+        self.roots.subscribe()
+    }
+
+    /// Turns `Some(reason)` when the agent must stop (banned, evicted, expired).
+    pub fn stopped(&self) -> watch::Receiver<Option<String>> {
+        self.stopped.subscribe()
+    }
+
+    /// Stores a renewed SVID, then starts presenting it.
+    pub fn replace(&self, svid: AgentSvid) -> Result<(), StorageError> {
+        self.storage
+            .store(&svid.chain, &svid.key, svid.key_slot, &self.roots.borrow())?;
+        self.svid.send_replace(Arc::new(svid));
+        Ok(())
+    }
+
+    /// Stores and publishes new trust bundle roots, if they differ. Empty roots are ignored.
+    pub fn update_roots(&self, roots: Vec<Vec<u8>>) -> Result<bool, StorageError> {
+        if roots.is_empty() || **self.roots.borrow() == roots {
+            return Ok(false);
+        }
+        let svid = self.current();
+        self.storage
+            .store_bundle(&svid.chain, svid.key_slot, &roots)?;
+        self.roots.send_replace(Arc::new(roots));
+        Ok(true)
+    }
+
+    /// If `err` says the server refused this agent for good, removes the SVID, tells
+    /// everyone to stop and returns true. Logs the ban line exactly once.
+    pub fn refused(&self, err: &ClientError) -> bool {
+        let reason = match err.denial() {
+            None | Some(Denial::NotActive) => return false,
+            Some(Denial::Banned) => "agent is banned",
+            Some(Denial::NotAttested) => "agent is no longer attested",
+            Some(Denial::Expired) => "agent SVID has expired",
+            Some(Denial::MustReattest) => "agent must attest again",
+        };
+        let first = self.stopped.send_if_modified(|s| {
+            if s.is_some() {
+                return false;
+            }
+            *s = Some(reason.to_owned());
+            true
+        });
+        if first {
+            if reason == "agent is banned" {
+                tracing::error!(error = %err, "{BANNED_LOG}");
+            } else {
+                tracing::error!(error = %err, reason, "Agent was refused by the server: removing SVID and shutting down");
+            }
+            if let Err(error) = self.storage.delete() {
+                tracing::error!(%error, "Cannot remove the agent SVID");
+            }
+        }
+        true
+    }
+}
+
+/// Node attestation with the configured join token.
+async fn attest(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<(AgentSvid, Vec<Vec<u8>>)> {
+    let token = config
+        .join_token
+        .as_deref()
+        .context("node attestation needs a join token (agent.join_token or --join-token)")?;
+    let trust = match &config.trust_bundle {
+        TrustBundleSource::Path(path) => {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read trust_bundle_path {}", path.display()))?;
+            let roots = parse_pem_certs(&pem)
+                .with_context(|| format!("trust_bundle_path {}", path.display()))?;
+            anyhow::ensure!(
+                !roots.is_empty(),
+                "trust_bundle_path {} holds no certificates",
+                path.display()
+            );
+            ServerTrust::Roots(roots)
+        }
+        TrustBundleSource::InsecureBootstrap => {
+            tracing::warn!("Insecure bootstrap: the server is not verified on first contact");
+            ServerTrust::Insecure
+        }
+    };
+    let (key, csr) = new_key_and_csr().context("cannot create the agent key")?;
+    let attested = ServerClient::attest(
+        &config.server_addr(),
+        &config.trust_domain,
+        &trust,
+        clock,
+        &JoinToken::new(token),
+        csr,
+    )
+    .await
+    .context("failed to attest")?;
+    let svid = AgentSvid::new(attested.chain, key, KeySlot::A, &config.trust_domain)
+        .map_err(|e| anyhow::anyhow!("server returned an unusable agent SVID: {e}"))?;
+    anyhow::ensure!(
+        svid.id == attested.id,
+        "server returned an SVID for {} but named {}",
+        svid.id,
+        attested.id
+    );
+    let roots: Vec<_> = attested
+        .bundle
+        .x509_authorities
+        .into_iter()
+        .map(|a| a.der)
+        .collect();
+    anyhow::ensure!(!roots.is_empty(), "server returned an empty bundle");
+    Ok((svid, roots))
+}
+
+/// A fresh P-256 key (PKCS#8 DER) and a CSR for it. The server takes only the key.
+pub fn new_key_and_csr() -> Result<(Vec<u8>, Vec<u8>), rcgen::Error> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let csr = csr_for(&key)?;
+    Ok((key.serialize_der(), csr))
+}
+
+/// A CSR with an empty subject for `key`.
+pub fn csr_for(key: &rcgen::KeyPair) -> Result<Vec<u8>, rcgen::Error> {
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    Ok(params.serialize_request(key)?.der().to_vec())
+}
+
+/// Renews the agent SVID at its jittered half life, until `stop` or until the server refuses
+/// the agent. While the server is unreachable it retries with backoff, keeping the old SVID.
+pub async fn rotate(
+    identity: Arc<AgentIdentity>,
+    client: Arc<ServerClient>,
+    clock: Arc<dyn Clock>,
+    jitter: Jitter,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    loop {
+        let svid = identity.current();
+        let at = renew_at(
+            from_unix_seconds(svid.not_before),
+            from_unix_seconds(svid.not_after),
+            jitter(),
+        );
+        tokio::select! {
+            () = sleep_until(&clock, at, CHECK_EVERY) => {}
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        }
+        let mut backoff = Backoff::default();
+        loop {
+            match renew(&identity, &client).await {
+                Ok(()) => break,
+                Err(Renewal::Client(e)) if identity.refused(&e) => return Ok(()),
+                Err(error) => {
+                    let expired = clock.unix_now() >= svid.not_after;
+                    tracing::warn!(%error, expired, "Agent SVID renewal failed; retrying");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff.next_delay()) => {}
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Renewal {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{0}")]
+    Other(String),
+}
+
+async fn renew(identity: &AgentIdentity, client: &ServerClient) -> Result<(), Renewal> {
+    let current = identity.current();
+    let (key, csr) = new_key_and_csr().map_err(|e| Renewal::Other(e.to_string()))?;
+    let chain = client.renew_agent(csr).await?;
+    let svid = AgentSvid::new(chain, key, current.key_slot.other(), client.trust_domain())
+        .map_err(Renewal::Other)?;
+    if svid.id != current.id {
+        return Err(Renewal::Other(format!(
+            "renewed SVID is for {}, not {}",
+            svid.id, current.id
+        )));
+    }
+    let expires_at = svid.not_after;
+    identity
+        .replace(svid)
+        .map_err(|e| Renewal::Other(e.to_string()))?;
+    tracing::info!(agent_id = %current.id, expires_at, "Renewed agent SVID");
+    Ok(())
+}
