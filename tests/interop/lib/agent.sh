@@ -48,3 +48,14 @@ wait_for_svid() {
     done
     info "ok: $name serves $id (t+${SECONDS}s)"
 }
+
+# report_mints <proc name> <spiffe id>: informational; how many X509-SVIDs signet-agent logged
+# minting for the ID (its DEBUG "SVID updated" lines), and when, with each one's expiry.
+report_mints() {
+    local name="$1" id="$2" log="$LOGDIR/$1.log"
+    [[ "$AGENT_IMPL" == signet && -f "$log" ]] || return 0
+    grep -F "SVID updated" "$log" | grep -F "spiffe_id=$id " >"$OUT/mints-$name.txt" || true
+    info "$name minted $(wc -l <"$OUT/mints-$name.txt") X509-SVID(s) for $id (log time -> expires_at):"
+    awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^expires_at=/) e = substr($i, 12); print "  | " $1 " -> " e }' \
+        "$OUT/mints-$name.txt" | head -n 40
+}

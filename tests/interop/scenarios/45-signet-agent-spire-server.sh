@@ -74,6 +74,7 @@ check jwt jwt -audience interop-45 -expect "$WL_ID"
 
 step "the ${TTL}s SVID keeps rotating (renewals from spire-server), every update verified"
 check watch watch -rotations 2 -timeout "$((TTL * 6 + 20))s" -expect "$WL_ID"
+report_mints agent "$WL_ID"
 
 step "no push from spire-server: an entry created now still reaches the workload (polling)"
 t0=$SECONDS

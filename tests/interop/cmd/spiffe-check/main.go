@@ -14,6 +14,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -357,22 +358,32 @@ func contains(list []string, s string) bool {
 
 // --- watch --------------------------------------------------------------------------------------
 
-// rotationWatcher records every X509Context update; it verifies each and counts distinct serials.
+// rotationWatcher records every X509Context update and verifies each as it arrives. A rotation is
+// a default SVID with a later expiry than the one it replaces; a new serial with the same expiry
+// is counted as a re-issue, not a rotation. For each replacement it records how long the previous
+// SVID still had to live (negative: the workload held an expired SVID until then).
 type rotationWatcher struct {
-	expect  spiffeid.ID
-	want    int // distinct serials needed
-	start   time.Time
-	mu      sync.Mutex
-	serials map[string]bool
-	updates int
-	errs    int
-	failure error
-	done    chan struct{}
-	once    sync.Once
+	expect    spiffeid.ID
+	rotations int           // rotations wanted
+	minMargin time.Duration // fail if a replacement arrives later than this before expiry
+	checkGap  bool          // whether -min-margin was given
+	start     time.Time
+
+	mu         sync.Mutex
+	current    *x509.Certificate // leaf of the default SVID now held
+	seen       map[string]bool   // serials
+	rotated    int
+	reissued   int
+	updates    int
+	errs       int
+	margins    []time.Duration
+	failure    error
+	done       chan struct{}
+	finishOnce sync.Once
 }
 
 func (w *rotationWatcher) finish(err error) {
-	w.once.Do(func() {
+	w.finishOnce.Do(func() {
 		w.failure = err
 		close(w.done)
 	})
@@ -381,8 +392,9 @@ func (w *rotationWatcher) finish(err error) {
 func (w *rotationWatcher) OnX509ContextUpdate(x509ctx *workloadapi.X509Context) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	now := time.Now()
 	w.updates++
-	elapsed := time.Since(w.start).Round(100 * time.Millisecond)
+	elapsed := now.Sub(w.start).Round(100 * time.Millisecond)
 	if len(x509ctx.SVIDs) == 0 {
 		w.finish(fmt.Errorf("update #%d at +%s has no SVIDs", w.updates, elapsed))
 		return
@@ -392,15 +404,44 @@ func (w *rotationWatcher) OnX509ContextUpdate(x509ctx *workloadapi.X509Context) 
 		w.finish(fmt.Errorf("update #%d at +%s: %w", w.updates, elapsed, err))
 		return
 	}
-	serial := svid.Certificates[0].SerialNumber.Text(16)
-	fresh := !w.serials[serial]
-	w.serials[serial] = true
-	mark := "same SVID"
-	if fresh {
-		mark = fmt.Sprintf("NEW SVID (%d distinct)", len(w.serials))
+	leaf := svid.Certificates[0]
+	serial := leaf.SerialNumber.Text(16)
+	var gapErr error
+	what := "same SVID"
+	switch {
+	case w.current == nil:
+		what = "first SVID"
+	case w.seen[serial]:
+		if leaf.SerialNumber.Cmp(w.current.SerialNumber) != 0 {
+			what = "an SVID seen before (went back)"
+		}
+	default:
+		margin := w.current.NotAfter.Sub(now)
+		w.margins = append(w.margins, margin)
+		when := fmt.Sprintf("%s before the previous one expired", margin.Round(10*time.Millisecond))
+		if margin < 0 {
+			when = fmt.Sprintf("%s AFTER the previous one expired", (-margin).Round(10*time.Millisecond))
+		}
+		if leaf.NotAfter.After(w.current.NotAfter) {
+			w.rotated++
+			what = fmt.Sprintf("ROTATED (#%d), %s", w.rotated, when)
+		} else {
+			w.reissued++
+			what = fmt.Sprintf("RE-ISSUED with no later expiry (#%d), %s", w.reissued, when)
+		}
+		if w.checkGap && margin < w.minMargin {
+			gapErr = fmt.Errorf("update #%d at +%s: new SVID arrived %s; required at least %s before expiry",
+				w.updates, elapsed, when, w.minMargin)
+		}
 	}
-	fmt.Printf("+%-6s update #%d: %s; %s; bundles %s\n", elapsed, w.updates, mark, describe(svid), bundleSummary(x509ctx.Bundles))
-	if len(w.serials) >= w.want {
+	w.seen[serial] = true
+	if w.current == nil || leaf.SerialNumber.Cmp(w.current.SerialNumber) != 0 {
+		w.current = leaf
+	}
+	fmt.Printf("+%-6s update #%d: %s; %s; bundles %s\n", elapsed, w.updates, what, describe(svid), bundleSummary(x509ctx.Bundles))
+	if gapErr != nil {
+		w.finish(gapErr)
+	} else if w.rotated >= w.rotations {
 		w.finish(nil)
 	}
 }
@@ -415,12 +456,31 @@ func (w *rotationWatcher) OnX509ContextWatchError(err error) {
 	fmt.Printf("+%-6s watch error (go-spiffe retries): %v\n", time.Since(w.start).Round(100*time.Millisecond), err)
 }
 
+func (w *rotationWatcher) summary() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := fmt.Sprintf("%d rotation(s), %d re-issue(s), %d distinct SVID(s) in %d update(s), %d watch error(s)",
+		w.rotated, w.reissued, len(w.seen), w.updates, w.errs)
+	if len(w.margins) > 0 {
+		least := w.margins[0]
+		for _, m := range w.margins[1:] {
+			if m < least {
+				least = m
+			}
+		}
+		s += fmt.Sprintf("; least time left on a replaced SVID: %s", least.Round(10*time.Millisecond))
+	}
+	return s
+}
+
 func runWatch(args []string) error {
 	var c common
 	var rotations int
+	var minMargin time.Duration
 	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
 	c.register(fs, 60*time.Second)
-	fs.IntVar(&rotations, "rotations", 1, "rotations to wait for: succeed once N+1 distinct SVID serials were seen")
+	fs.IntVar(&rotations, "rotations", 1, "succeed after N rotations (new default SVID with a later expiry)")
+	fs.DurationVar(&minMargin, "min-margin", 0, "if set, fail when a replacement arrives less than this before the previous SVID expires (negative allowed)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -431,12 +491,20 @@ func runWatch(args []string) error {
 	if rotations < 0 {
 		return usageError{"-rotations must be >= 0"}
 	}
+	checkGap := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "min-margin" {
+			checkGap = true
+		}
+	})
 	w := &rotationWatcher{
-		expect:  expect,
-		want:    rotations + 1,
-		start:   time.Now(),
-		serials: map[string]bool{},
-		done:    make(chan struct{}),
+		expect:    expect,
+		rotations: rotations,
+		minMargin: minMargin,
+		checkGap:  checkGap,
+		start:     time.Now(),
+		seen:      map[string]bool{},
+		done:      make(chan struct{}),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -451,19 +519,11 @@ func runWatch(args []string) error {
 		// WatchX509Context only returns on cancellation or a non-retryable error (InvalidArgument).
 		w.finish(fmt.Errorf("WatchX509Context stopped: %v", err))
 	case <-timer.C:
-		w.mu.Lock()
-		seen, updates, errs := len(w.serials), w.updates, w.errs
-		w.mu.Unlock()
-		w.finish(fmt.Errorf("timed out after %s: saw %d distinct SVID(s) in %d update(s) (%d watch error(s)), wanted %d (%d rotation(s))",
-			c.timeout, seen, updates, errs, w.want, rotations))
+		w.finish(fmt.Errorf("timed out after %s waiting for %d rotation(s)", c.timeout, rotations))
 	}
 	cancel()
-	if w.failure != nil {
-		return w.failure
-	}
-	fmt.Printf("saw %d distinct SVIDs (%d rotation(s)) in %d update(s) within %s\n",
-		len(w.serials), len(w.serials)-1, w.updates, time.Since(w.start).Round(100*time.Millisecond))
-	return nil
+	fmt.Printf("watch: %s, after %s\n", w.summary(), time.Since(w.start).Round(100*time.Millisecond))
+	return w.failure
 }
 
 // --- mtls ---------------------------------------------------------------------------------------
