@@ -64,31 +64,24 @@ async fn svids_follow_entries_created_updated_and_deleted() {
 }
 
 #[tokio::test]
-async fn a_new_entry_reaches_the_snapshot_well_under_a_second() {
+async fn new_entries_are_pushed_not_polled() {
     let setup = Setup::new(&[]).await;
-    // The safety-net poll is 5 s (the default); only the push can make this fast.
-    let agent = setup.agent("").await;
+    // With the safety-net poll pushed out to an hour, only the server's push can deliver
+    // these entries; the timing itself is measured by `cargo bench --bench propagation`.
+    let agent = setup
+        .agent("experimental {\n sync_interval = \"1h\"\n }")
+        .await;
     let mut rx = agent.snapshot();
     until(&mut rx, Duration::from_secs(5), |s| s.synced).await;
-    let mut latencies = vec![];
-    for i in 0..5 {
-        let started = Instant::now();
+    for i in 0..3 {
         let entry = setup
             .create_entry(&agent.agent_id, &format!("/pushed/{i}"))
             .await;
-        until(&mut rx, Duration::from_secs(10), |s| {
+        until(&mut rx, Duration::from_secs(30), |s| {
             s.svids.contains_key(&entry)
         })
         .await;
-        latencies.push(started.elapsed());
     }
-    println!("entry created -> SVID in the agent's snapshot: {latencies:?}");
-    latencies.sort();
-    assert!(
-        latencies[2] < Duration::from_millis(1000),
-        "median propagation {:?}",
-        latencies[2]
-    );
     agent.shutdown().await.unwrap();
 }
 

@@ -118,21 +118,34 @@ plugins {{
 
     /// Creates one entry per path under `parent`; returns their IDs.
     pub async fn create_entries(&self, parent: &SpiffeId, paths: &[&str]) -> Vec<String> {
-        self.create_entries_with_ttl(parent, paths, 0).await
+        self.create_entries_with(parent, paths, 0, "uid:1000").await
     }
 
-    /// Creates an entry whose X509-SVIDs live `ttl` seconds; returns its ID.
-    pub async fn create_entry_with_ttl(&self, parent: &SpiffeId, path: &str, ttl: i32) -> String {
-        self.create_entries_with_ttl(parent, &[path], ttl)
+    /// Creates an entry with the selector `unix:<unix_value>`; returns its ID.
+    pub async fn create_entry_selector(
+        &self,
+        parent: &SpiffeId,
+        path: &str,
+        unix_value: &str,
+    ) -> String {
+        self.create_entries_with(parent, &[path], 0, unix_value)
             .await
             .remove(0)
     }
 
-    async fn create_entries_with_ttl(
+    /// Creates an entry whose X509-SVIDs live `ttl` seconds; returns its ID.
+    pub async fn create_entry_with_ttl(&self, parent: &SpiffeId, path: &str, ttl: i32) -> String {
+        self.create_entries_with(parent, &[path], ttl, "uid:1000")
+            .await
+            .remove(0)
+    }
+
+    async fn create_entries_with(
         &self,
         parent: &SpiffeId,
         paths: &[&str],
         ttl: i32,
+        unix_value: &str,
     ) -> Vec<String> {
         let entries = paths
             .iter()
@@ -144,7 +157,7 @@ plugins {{
                 parent_id: Some(proto_id(parent)),
                 selectors: vec![types::Selector {
                     r#type: "unix".into(),
-                    value: "uid:1000".into(),
+                    value: unix_value.into(),
                 }],
                 x509_svid_ttl: ttl,
                 ..Default::default()
