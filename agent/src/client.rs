@@ -10,16 +10,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use prost::Message;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::time_provider::TimeProvider;
-use rustls::{DigitallySignedStruct, SignatureScheme};
 use signet_common::bundle::Bundle;
 use signet_common::clock::Clock;
 use signet_common::entry::RegistrationEntry;
-use signet_common::id::{self, SpiffeId, TrustDomain};
-use signet_common::tls::{Authorizer, SpiffeServerVerifier};
+use signet_common::id::{SpiffeId, TrustDomain};
 use signet_proto::signet::sync::v1::sync_client::SyncClient;
 use signet_proto::signet::sync::v1::{WatchEvent, WatchRequest};
 use signet_proto::spire::api::server::agent::v1 as agent_pb;
@@ -36,15 +30,17 @@ use signet_proto::types;
 use signet_proto::types::permission_denied_details::Reason;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 
 use crate::attestor::node::NodeAttestor;
 use crate::manager::JwtSvid;
 use crate::svid::AgentSvid;
+use tls::{lazy_channel, tls_config};
 
 pub mod convert;
 pub mod sync;
+mod tls;
 
 pub use sync::Known;
 
@@ -422,145 +418,6 @@ async fn deadline<T>(
     match tokio::time::timeout(RPC_TIMEOUT, call).await {
         Ok(result) => result.map_err(Into::into),
         Err(_) => Err(ClientError::Timeout(RPC_TIMEOUT)),
-    }
-}
-
-/// A channel that connects (TCP, then TLS) on first use and again after a failure.
-fn lazy_channel(addr: &str, tls: rustls::ClientConfig) -> Result<Channel, ClientError> {
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| ClientError::Tls(format!("bad server address {addr:?}: {e}")))?
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .keep_alive_while_idle(true);
-    let addr = addr.to_owned();
-    Ok(
-        endpoint.connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
-            let connector = connector.clone();
-            let addr = addr.clone();
-            async move {
-                let dial = async {
-                    let tcp = tokio::net::TcpStream::connect(&addr).await?;
-                    tcp.set_nodelay(true)?;
-                    let name = ServerName::try_from(TLS_NAME)
-                        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-                    connector.connect(name, tcp).await
-                };
-                let tls = tokio::time::timeout(DIAL_TIMEOUT, dial)
-                    .await
-                    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "dial"))??;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
-            }
-        })),
-    )
-}
-
-/// The name only satisfies rustls; the SPIFFE verifiers ignore it.
-const TLS_NAME: &str = "spire-server";
-
-fn tls_config(
-    trust_domain: &TrustDomain,
-    trust: &ServerTrust,
-    client: Option<&AgentSvid>,
-    clock: Arc<dyn Clock>,
-) -> Result<rustls::ClientConfig, ClientError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let server = Authorizer::exact(id::server_id(trust_domain));
-    let verifier: Arc<dyn ServerCertVerifier> = match trust {
-        ServerTrust::Roots(roots) => Arc::new(
-            SpiffeServerVerifier::new(roots, server, &provider)
-                .map_err(|e| ClientError::Tls(e.to_string()))?,
-        ),
-        ServerTrust::Insecure => Arc::new(InsecureVerifier {
-            server_id: id::server_id(trust_domain),
-            algorithms: provider.signature_verification_algorithms,
-        }),
-    };
-    let builder = rustls::ClientConfig::builder_with_details(
-        Arc::clone(&provider),
-        Arc::new(ClockTime(clock)),
-    )
-    .with_safe_default_protocol_versions()
-    .map_err(|e| ClientError::Tls(e.to_string()))?
-    .dangerous()
-    .with_custom_certificate_verifier(verifier);
-    let mut config = match client {
-        Some(svid) => builder
-            .with_client_auth_cert(
-                svid.chain
-                    .iter()
-                    .map(|d| CertificateDer::from(d.clone()))
-                    .collect(),
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(svid.key.clone())),
-            )
-            .map_err(|e| ClientError::Tls(e.to_string()))?,
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(config)
-}
-
-/// rustls' time source, backed by the injected clock.
-#[derive(Debug)]
-struct ClockTime(Arc<dyn Clock>);
-
-impl TimeProvider for ClockTime {
-    fn current_time(&self) -> Option<UnixTime> {
-        Some(UnixTime::since_unix_epoch(
-            self.0
-                .now()
-                .duration_since(std::time::SystemTime::UNIX_EPOCH)
-                .ok()?,
-        ))
-    }
-}
-
-/// `insecure_bootstrap`: no chain validation, but the server must still present the server
-/// SPIFFE ID and prove it holds the key.
-#[derive(Debug)]
-struct InsecureVerifier {
-    server_id: SpiffeId,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for InsecureVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match signet_common::x509::spiffe_id_of_cert(end_entity.as_ref()) {
-            Some(id) if id == self.server_id => Ok(ServerCertVerified::assertion()),
-            _ => Err(rustls::Error::General(format!(
-                "server did not present {}",
-                self.server_id
-            ))),
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
     }
 }
 
