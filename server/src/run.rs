@@ -34,6 +34,8 @@ use crate::registry::Registry;
 
 /// How often the CA rotator looks at its slots (SPIRE: 10 s).
 const ROTATE_EVERY: Duration = Duration::from_secs(10);
+/// How long a graceful stop waits for open calls before closing them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How often expired entries and join tokens are pruned (SPIRE: 5 min).
 const PRUNE_EVERY: Duration = Duration::from_secs(300);
 
@@ -121,12 +123,13 @@ impl Server {
                 Arc::clone(&clock),
             )));
         }
+        let (shutdown, stop) = watch::channel(false);
         let services = Services {
             agent: Arc::new(AgentService::new(Arc::clone(&state), attestors)),
             entry: Arc::new(EntryService::new(Arc::clone(&state))),
             bundle: Arc::new(BundleService::new(Arc::clone(&state))),
             svid: Arc::new(SvidService::new(Arc::clone(&state))),
-            sync: Arc::new(SyncService::new(Arc::clone(&state))),
+            sync: Arc::new(SyncService::new(Arc::clone(&state), stop.clone())),
             istio: match &config.istio_ca {
                 Some(c) => Some(Arc::new(IstioCaService::new(Arc::clone(&state), c)?)),
                 None => None,
@@ -151,7 +154,6 @@ impl Server {
         let tls =
             endpoints::tls::server_config(Arc::clone(&identity), verifier, Arc::clone(&clock))?;
 
-        let (shutdown, stop) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let tcp = endpoints::bind_tcp(&config.bind_address, config.bind_port).await?;
         let tcp_addr = endpoints::local_addr(&tcp)?;
@@ -194,14 +196,21 @@ impl Server {
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         let _ = std::fs::remove_file(&self.socket_path);
-        while let Some(res) = self.tasks.join_next().await {
-            match res {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    tracing::warn!(error = %format!("{error:#}"), "A server task failed")
+        let drain = async {
+            while let Some(res) = self.tasks.join_next().await {
+                match res {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => {
+                        tracing::warn!(error = %format!("{error:#}"), "A server task failed")
+                    }
+                    Err(error) if error.is_cancelled() => {}
+                    Err(error) => tracing::warn!(%error, "A server task panicked"),
                 }
-                Err(error) => tracing::warn!(%error, "A server task panicked"),
             }
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+            tracing::warn!("Connections still open after the grace period; closing them");
+            self.tasks.shutdown().await;
         }
         tracing::info!("Server stopped");
         Ok(())

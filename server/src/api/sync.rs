@@ -9,7 +9,7 @@ use std::sync::Arc;
 use futures::Stream;
 use signet_proto::signet::sync::v1::sync_server::Sync;
 use signet_proto::signet::sync::v1::{WatchEvent, WatchRequest};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -21,12 +21,14 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>
 #[derive(Debug)]
 pub struct SyncService {
     state: Arc<ApiState>,
+    shutdown: watch::Receiver<bool>,
 }
 
 impl SyncService {
-    /// The service.
-    pub fn new(state: Arc<ApiState>) -> Self {
-        Self { state }
+    /// The service; open streams end (Unavailable) when `shutdown` turns true, so that a
+    /// graceful stop does not wait for agents to hang up.
+    pub fn new(state: Arc<ApiState>, shutdown: watch::Receiver<bool>) -> Self {
+        Self { state, shutdown }
     }
 }
 
@@ -40,6 +42,7 @@ impl Sync for SyncService {
         let mut bundles = self.state.registry.subscribe_bundles();
         let (tx, rx) = mpsc::channel(4);
         let state = Arc::clone(&self.state);
+        let mut shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             loop {
                 let event = WatchEvent {
@@ -53,6 +56,10 @@ impl Sync for SyncService {
                     changed = entries.changed() => if changed.is_err() { return },
                     changed = bundles.changed() => if changed.is_err() { return },
                     () = tx.closed() => return,
+                    () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
+                        let _ = tx.send(Err(Status::unavailable("server is shutting down"))).await;
+                        return;
+                    }
                 }
                 match state.registry.store().node(&agent.id) {
                     Ok(Some(node)) if !node.is_banned() => {}

@@ -411,7 +411,7 @@ fn signs_for_the_token_identity_with_the_root_last() {
     let (_, leaf) = X509Certificate::from_der(leaf_der).unwrap();
     let (_, root) = X509Certificate::from_der(root_der).unwrap();
     assert_eq!(uri_sans(&leaf), ["spiffe://example.org/ns/web/sa/frontend"]);
-    leaf.verify_signature(Some(root.public_key())).unwrap();
+    signet_common::sigcheck::verify_cert(&leaf, root.public_key()).unwrap();
     assert_eq!(
         Some(root_der.clone()),
         svc.state.ca.active_x509_ca_der(),
