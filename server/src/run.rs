@@ -240,8 +240,13 @@ fn spawn_rotator(
                     }
                 }
             }
+            // Wake at the next tick, or sooner when the server SVID is due (short TTLs).
+            let due = u64::try_from(identity.renew_at() - clock.unix_now()).unwrap_or(0);
+            let nap = ROTATE_EVERY
+                .min(Duration::from_secs(due))
+                .max(Duration::from_millis(500));
             tokio::select! {
-                () = tokio::time::sleep(ROTATE_EVERY) => {}
+                () = tokio::time::sleep(nap) => {}
                 _ = stop.wait_for(|s| *s) => return Ok(()),
             }
         }

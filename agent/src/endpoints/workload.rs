@@ -118,7 +118,6 @@ impl WorkloadService {
     async fn x509_svid(&self, peer: Peer) -> Result<Stream<X509svidResponse>, ApiError> {
         let caller = self.attest(&peer).await?;
         let identities = Arc::clone(&self.api.identities);
-        let mut wanted = Vec::new();
         let step = move |snap: &Snapshot| {
             if !snap.synced {
                 return Step::Wait;
@@ -127,14 +126,9 @@ impl WorkloadService {
             if entries.is_empty() {
                 return Step::Fail(ApiError::NoIdentity);
             }
-            let ids: Vec<(String, i64)> = entries
-                .iter()
-                .map(|e| (e.id.clone(), e.revision_number))
-                .collect();
-            if ids != wanted {
-                identities.want(&entries);
-                wanted = ids;
-            }
+            // Every update renews the claim: the manager keeps SVIDs of entries wanted within
+            // its in-use window out of eviction from the bounded cache.
+            identities.want(&entries);
             match snap.svids_for(&entries) {
                 Some(svids) => Step::Send(x509_svid_response(snap, &entries, &svids)),
                 None => Step::Wait,
