@@ -4,6 +4,7 @@
 
 pub mod bundle;
 pub mod clock;
+pub mod config;
 pub mod entry;
 pub mod id;
 mod jwk;

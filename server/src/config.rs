@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+pub use signet_common::config::{HealthConfig, expand_env};
+use signet_common::config::{HealthBlock, PortValue, duration, plugin_data, port};
 use signet_common::id::{SpiffeId, TrustDomain, parse_id, parse_trust_domain};
 use signet_common::rotation::max_svid_ttl_for_ca_ttl;
 use signet_common::telemetry::{LogFormat, parse_level};
@@ -103,23 +105,6 @@ struct PluginBlock {
     enabled: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum PortValue {
-    Number(u16),
-    Text(String),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HealthBlock {
-    listener_enabled: Option<bool>,
-    bind_address: Option<String>,
-    bind_port: Option<PortValue>,
-    live_path: Option<String>,
-    ready_path: Option<String>,
-}
-
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct SledData {
@@ -166,19 +151,6 @@ pub enum KeyManagerConfig {
     },
     /// Memory only: a new CA on every start.
     Memory,
-}
-
-/// The HTTP health listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HealthConfig {
-    /// Host or address to bind.
-    pub bind_address: String,
-    /// Port.
-    pub bind_port: u16,
-    /// Liveness path.
-    pub live_path: String,
-    /// Readiness path.
-    pub ready_path: String,
 }
 
 /// The server's typed configuration.
@@ -333,7 +305,7 @@ fn build(file: FileConfig, args: &RunArgs, path: &str) -> Result<Config, String>
         .map(|id| parse_id(id).map_err(|e| format!("server.admin_ids: {e}")))
         .collect::<Result<_, _>>()?;
     let plugins = Plugins::new(file.plugins, &data_dir)?;
-    let health = file.health_checks.map(health).transpose()?.flatten();
+    let health = file.health_checks.map(HealthBlock::into_config).transpose()?.flatten();
     let istio_ca = file.istio_ca.map(istio::IstioCaBlock::build).transpose()?;
     let _ = path;
     Ok(Config {
@@ -451,81 +423,10 @@ impl Plugins {
     }
 }
 
-fn plugin_data<T: serde::de::DeserializeOwned + Default>(
-    what: &str,
-    data: Option<hcl::Value>,
-) -> Result<T, String> {
-    match data {
-        None => Ok(T::default()),
-        Some(v) => hcl::from_value(v).map_err(|e| format!("{what} plugin_data: {e}")),
-    }
-}
 
-fn health(h: HealthBlock) -> Result<Option<HealthConfig>, String> {
-    if !h.listener_enabled.unwrap_or(false) {
-        return Ok(None);
-    }
-    Ok(Some(HealthConfig {
-        bind_address: h.bind_address.unwrap_or_else(|| "localhost".into()),
-        bind_port: h
-            .bind_port
-            .map(|p| port("health_checks.bind_port", p))
-            .transpose()?
-            .unwrap_or(80),
-        live_path: h.live_path.unwrap_or_else(|| "/live".into()),
-        ready_path: h.ready_path.unwrap_or_else(|| "/ready".into()),
-    }))
-}
 
-fn port(name: &str, p: PortValue) -> Result<u16, String> {
-    match p {
-        PortValue::Number(n) => Ok(n),
-        PortValue::Text(t) => t
-            .parse()
-            .map_err(|_| format!("{name}: {t:?} is not a port number")),
-    }
-}
 
-fn duration(name: &str, text: Option<&str>, default: Duration) -> Result<Duration, String> {
-    let Some(text) = text else { return Ok(default) };
-    let d = humantime::parse_duration(text)
-        .map_err(|e| format!("{name}: {text:?} is not a duration: {e}"))?;
-    if d.is_zero() {
-        return Err(format!("{name} must be greater than zero"));
-    }
-    Ok(d)
-}
 
-/// Expands `$VAR` and `${VAR}` from the environment (unset variables become empty), as
-/// SPIRE's `-expandEnv` does.
-pub fn expand_env(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(pos) = rest.find('$') {
-        out.push_str(&rest[..pos]);
-        let after = &rest[pos + 1..];
-        let (name, consumed) = if let Some(braced) = after.strip_prefix('{') {
-            match braced.find('}') {
-                Some(end) => (&braced[..end], end + 2),
-                None => ("", 0),
-            }
-        } else {
-            let end = after
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(after.len());
-            (&after[..end], end)
-        };
-        if name.is_empty() {
-            out.push('$');
-            rest = after;
-        } else {
-            out.push_str(&std::env::var(name).unwrap_or_default());
-            rest = &after[consumed..];
-        }
-    }
-    out.push_str(rest);
-    out
-}
 
 #[cfg(test)]
 mod tests;
