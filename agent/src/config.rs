@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-pub use signet_common::config::{HealthConfig, expand_env};
 use signet_common::config::{HealthBlock, PortValue, duration, plugin_data, port};
+pub use signet_common::config::{HealthConfig, expand_env};
 use signet_common::id::{TrustDomain, parse_trust_domain};
 use signet_common::telemetry::{LogFormat, parse_level};
 
@@ -334,7 +334,11 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
         sds: a.sds.map(sds).unwrap_or_default(),
         key_manager: plugins.key_manager,
         unix_attestor: plugins.unix,
-        health: file.health_checks.map(HealthBlock::into_config).transpose()?.flatten(),
+        health: file
+            .health_checks
+            .map(HealthBlock::into_config)
+            .transpose()?
+            .flatten(),
     })
 }
 
@@ -460,8 +464,3 @@ impl Plugins {
         })
     }
 }
-
-
-
-
-

@@ -19,14 +19,17 @@ pub enum PortValue {
 pub fn port(name: &str, p: PortValue) -> Result<u16, String> {
     match p {
         PortValue::Number(n) => Ok(n),
-        PortValue::Text(t) => t.parse().map_err(|_| format!("{name}: {t:?} is not a port number")),
+        PortValue::Text(t) => t
+            .parse()
+            .map_err(|_| format!("{name}: {t:?} is not a port number")),
     }
 }
 
 /// A positive duration (`"1h"`, `"90s"`), `default` when absent, or an error naming `name`.
 pub fn duration(name: &str, text: Option<&str>, default: Duration) -> Result<Duration, String> {
     let Some(text) = text else { return Ok(default) };
-    let d = humantime::parse_duration(text).map_err(|e| format!("{name}: {text:?} is not a duration: {e}"))?;
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("{name}: {text:?} is not a duration: {e}"))?;
     if d.is_zero() {
         return Err(format!("{name} must be greater than zero"));
     }
@@ -35,7 +38,10 @@ pub fn duration(name: &str, text: Option<&str>, default: Duration) -> Result<Dur
 
 /// A plugin's `plugin_data {}` as `T` (its own struct with `deny_unknown_fields`), or
 /// `T::default()` when the block is absent.
-pub fn plugin_data<T: serde::de::DeserializeOwned + Default>(what: &str, data: Option<hcl::Value>) -> Result<T, String> {
+pub fn plugin_data<T: serde::de::DeserializeOwned + Default>(
+    what: &str,
+    data: Option<hcl::Value>,
+) -> Result<T, String> {
     match data {
         None => Ok(T::default()),
         Some(v) => hcl::from_value(v).map_err(|e| format!("{what} plugin_data: {e}")),
@@ -74,7 +80,11 @@ impl HealthBlock {
         }
         Ok(Some(HealthConfig {
             bind_address: self.bind_address.unwrap_or_else(|| "localhost".into()),
-            bind_port: self.bind_port.map(|p| port("health_checks.bind_port", p)).transpose()?.unwrap_or(80),
+            bind_port: self
+                .bind_port
+                .map(|p| port("health_checks.bind_port", p))
+                .transpose()?
+                .unwrap_or(80),
             live_path: self.live_path.unwrap_or_else(|| "/live".into()),
             ready_path: self.ready_path.unwrap_or_else(|| "/ready".into()),
         }))
@@ -95,7 +105,9 @@ pub fn expand_env(text: &str) -> String {
                 None => ("", 0),
             }
         } else {
-            let end = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
             (&after[..end], end)
         };
         if name.is_empty() {

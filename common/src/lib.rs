@@ -6,6 +6,7 @@ pub mod bundle;
 pub mod clock;
 pub mod config;
 pub mod entry;
+pub mod fs;
 pub mod id;
 mod jwk;
 pub mod node;

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-pub use signet_common::config::{HealthConfig, expand_env};
 use signet_common::config::{HealthBlock, PortValue, duration, plugin_data, port};
+pub use signet_common::config::{HealthConfig, expand_env};
 use signet_common::id::{SpiffeId, TrustDomain, parse_id, parse_trust_domain};
 use signet_common::rotation::max_svid_ttl_for_ca_ttl;
 use signet_common::telemetry::{LogFormat, parse_level};
@@ -305,7 +305,11 @@ fn build(file: FileConfig, args: &RunArgs, path: &str) -> Result<Config, String>
         .map(|id| parse_id(id).map_err(|e| format!("server.admin_ids: {e}")))
         .collect::<Result<_, _>>()?;
     let plugins = Plugins::new(file.plugins, &data_dir)?;
-    let health = file.health_checks.map(HealthBlock::into_config).transpose()?.flatten();
+    let health = file
+        .health_checks
+        .map(HealthBlock::into_config)
+        .transpose()?
+        .flatten();
     let istio_ca = file.istio_ca.map(istio::IstioCaBlock::build).transpose()?;
     let _ = path;
     Ok(Config {
@@ -422,11 +426,6 @@ impl Plugins {
         })
     }
 }
-
-
-
-
-
 
 #[cfg(test)]
 mod tests;

@@ -5,9 +5,7 @@
 //! a crash at any point leaves a matching SVID and key.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
@@ -285,43 +283,12 @@ pub fn key_matches(leaf: &[u8], key: &[u8]) -> bool {
     rcgen::PublicKeyData::subject_public_key_info(&pair) == cert.tbs_certificate.subject_pki.raw
 }
 
-/// Writes a private temp file beside `path`, fsyncs it, renames it over `path` and fsyncs
-/// the directory, so a crash leaves either the old file or the new one.
 fn write_atomically(path: &Path, data: &[u8]) -> Result<(), StorageError> {
-    let io = |what, error| StorageError::Io {
-        what,
-        path: path.display().to_string(),
-        error,
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let _ = fs::remove_file(&tmp);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| io("creating a temp file for", e))?;
-        f.write_all(data).map_err(|e| io("writing", e))?;
-        f.sync_all().map_err(|e| io("syncing", e))?;
-        fs::rename(&tmp, path).map_err(|e| io("replacing", e))?;
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io("syncing the directory of", e))
-    })();
-    if result.is_err() {
-        // Best effort: the temp file may not exist or may already have been renamed.
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    signet_common::fs::write_private_atomically(path, data).map_err(|e| StorageError::Io {
+        what: e.what,
+        path: e.path,
+        error: e.error,
+    })
 }
 
 #[cfg(test)]

@@ -3,9 +3,8 @@
 //! owner only (0600 from the moment the file exists).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -105,40 +104,9 @@ fn encode(keys: &HashMap<String, Arc<ManagedKey>>) -> Result<Vec<u8>, KeyError> 
     serde_json::to_vec_pretty(&file).map_err(|e| KeyError::Storage(e.to_string()))
 }
 
-/// Writes a private temp file beside `path`, fsyncs it, renames it over `path` and fsyncs
-/// the directory, so a crash leaves either the old file or the new one.
 fn write_atomically(path: &Path, data: &[u8]) -> Result<(), KeyError> {
-    let storage = |what: &str, e: std::io::Error| {
-        KeyError::Storage(format!("{what} {}: {e}", path.display()))
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| storage("creating a temp file for", e))?;
-        f.write_all(data).map_err(|e| storage("writing", e))?;
-        f.sync_all().map_err(|e| storage("syncing", e))?;
-        fs::rename(&tmp, path).map_err(|e| storage("replacing", e))?;
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| storage("syncing the directory of", e))
-    })();
-    if result.is_err() {
-        // Best effort: the temp file may not exist or may already have been renamed.
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    signet_common::fs::write_private_atomically(path, data)
+        .map_err(|e| KeyError::Storage(e.to_string()))
 }
 
 #[cfg(test)]
