@@ -12,8 +12,25 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, Error, RootCertStore, SignatureScheme};
 
+use crate::clock::Clock;
 use crate::id::SpiffeId;
 use crate::x509::spiffe_id_of_cert;
+
+/// rustls' time source backed by the injected clock, so certificate validity is judged on
+/// the same clock as rotation (the seam SPIRE's tests lack).
+#[derive(Debug)]
+pub struct ClockTime(pub Arc<dyn Clock>);
+
+impl rustls::time_provider::TimeProvider for ClockTime {
+    fn current_time(&self) -> Option<UnixTime> {
+        Some(UnixTime::since_unix_epoch(
+            self.0
+                .now()
+                .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                .ok()?,
+        ))
+    }
+}
 
 /// Which SPIFFE IDs a verifier accepts.
 #[derive(Clone)]

@@ -9,7 +9,6 @@ use std::time::Duration;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::time_provider::TimeProvider;
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use signet_common::clock::Clock;
 use signet_common::id::{self, SpiffeId, TrustDomain};
@@ -72,7 +71,7 @@ pub(super) fn tls_config(
     };
     let builder = rustls::ClientConfig::builder_with_details(
         Arc::clone(&provider),
-        Arc::new(ClockTime(clock)),
+        Arc::new(signet_common::tls::ClockTime(clock)),
     )
     .with_safe_default_protocol_versions()
     .map_err(|e| ClientError::Tls(e.to_string()))?
@@ -92,21 +91,6 @@ pub(super) fn tls_config(
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
-}
-
-/// rustls' time source, backed by the injected clock.
-#[derive(Debug)]
-struct ClockTime(Arc<dyn Clock>);
-
-impl TimeProvider for ClockTime {
-    fn current_time(&self) -> Option<UnixTime> {
-        Some(UnixTime::since_unix_epoch(
-            self.0
-                .now()
-                .duration_since(std::time::SystemTime::UNIX_EPOCH)
-                .ok()?,
-        ))
-    }
 }
 
 /// `insecure_bootstrap`: no chain validation, but the server must still present the server
