@@ -121,6 +121,19 @@ plugins {{
         self.create_entries_with(parent, paths, 0, "uid:1000").await
     }
 
+    /// As [`Setup::create_entry_selector`] with an X509-SVID TTL in seconds.
+    pub async fn create_entry_selector_ttl(
+        &self,
+        parent: &SpiffeId,
+        path: &str,
+        unix_value: &str,
+        ttl: i32,
+    ) -> String {
+        self.create_entries_with(parent, &[path], ttl, unix_value)
+            .await
+            .remove(0)
+    }
+
     /// Creates an entry with the selector `unix:<unix_value>`; returns its ID.
     pub async fn create_entry_selector(
         &self,
