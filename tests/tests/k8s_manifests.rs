@@ -81,7 +81,20 @@ fn agent_manifest_is_a_daemonset_sharing_the_istio_socket_directory() {
     let kinds = kinds(&docs);
     assert!(kinds.iter().any(|k| k == "DaemonSet"), "{kinds:?}");
     let agent_conf = config_map_entry(&docs, "agent.conf");
-    assert!(agent_conf.contains(r#"socket_path = "/run/secrets/workload-spiffe-uds/socket""#));
+    let config =
+        signet_agent::config::Config::parse(agent_conf, "k8s/agent.yaml", &Default::default())
+            .unwrap();
+    assert_eq!(
+        config.socket_path,
+        PathBuf::from("/run/secrets/workload-spiffe-uds/socket")
+    );
+    assert_eq!(
+        (
+            config.sds.default_svid_name.as_str(),
+            config.sds.default_bundle_name.as_str()
+        ),
+        ("default", "ROOTCA")
+    );
     let ds = docs
         .iter()
         .find(|d| d["kind"].as_str() == Some("DaemonSet"))
@@ -92,6 +105,19 @@ fn agent_manifest_is_a_daemonset_sharing_the_istio_socket_directory() {
             .iter()
             .any(|v| v["hostPath"]["path"].as_str() == Some("/run/secrets/workload-spiffe-uds"))
     );
+}
+
+#[test]
+fn istio_federation_agent_config_uses_the_names_istio_documents() {
+    let text = std::fs::read_to_string(conf_dir().join("istio/agent-federation.conf")).unwrap();
+    let config = signet_agent::config::Config::parse(
+        &text,
+        "istio/agent-federation.conf",
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(config.sds.default_bundle_name, "null");
+    assert_eq!(config.sds.default_all_bundles_name, "ROOTCA");
 }
 
 #[test]
