@@ -780,3 +780,43 @@ async fn proxies_built_from_sds_complete_mtls_across_federated_domains_and_refus
         "a trust domain outside the validator is refused: {refused:?}"
     );
 }
+
+#[tokio::test]
+async fn node_metadata_can_ask_for_trusted_ca_bundles() {
+    use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
+    let ca = Ca::new("example.org");
+    let fx = serve(
+        snapshot(
+            &ca,
+            vec![ca.svid(entry("e1", "spiffe://example.org/web", &[]))],
+            &[],
+            1,
+        ),
+        SdsConfig::default(),
+    )
+    .await;
+    let mut req = request(&["ROOTCA"], "", "", true);
+    let metadata = Struct {
+        fields: [(
+            "disable_spiffe_cert_validation".to_owned(),
+            Value {
+                kind: Some(Kind::StringValue("true".into())),
+            },
+        )]
+        .into_iter()
+        .collect(),
+    };
+    req.node.as_mut().unwrap().metadata = Some(metadata);
+    let resp = SecretDiscoveryServiceClient::new(fx.channel.clone())
+        .fetch_secrets(req)
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(secret::Type::ValidationContext(vc)) = &secrets(&resp)[0].r#type else {
+        panic!()
+    };
+    assert!(
+        vc.custom_validator_config.is_none() && vc.trusted_ca.is_some(),
+        "{vc:?}"
+    );
+}
