@@ -2,14 +2,15 @@
 # Builds everything the interop scenarios need:
 #   tests/interop/bin/spire-server, tests/interop/bin/spire-agent  (SPIRE, version pinned in go.mod)
 #   tests/interop/bin/spiffe-check                                 (go-spiffe checker, cmd/spiffe-check)
+#   tests/interop/bin/sds-check                                    (Envoy SDS v3 checker, cmd/sds-check)
 #   target/debug/signet-server, target/debug/signet-agent          (cargo build --workspace --bins)
 # Idempotent: the SPIRE binaries are rebuilt only when missing or built from another version;
-# spiffe-check is always rebuilt (seconds; Go's build cache makes it a no-op when unchanged).
+# spiffe-check and sds-check are always rebuilt (seconds; Go's build cache makes it a no-op when unchanged).
 #
 # Environment:
 #   SKIP_CARGO_BUILD=1   do not run cargo (e.g. CI already built the workspace)
 #   SKIP_SPIRE_BUILD=1   do not build SPIRE (scenarios needing it will fail)
-#   SKIP_CHECKER_BUILD=1 do not build spiffe-check (scenarios needing it will fail)
+#   SKIP_CHECKER_BUILD=1 do not build spiffe-check / sds-check (scenarios needing them will fail)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -62,6 +63,10 @@ build_checker() {
     local start=$SECONDS
     (cd "$here" && go build -mod=readonly -o "$bin/spiffe-check" ./cmd/spiffe-check)
     log "spiffe-check build took $((SECONDS - start))s"
+    log "building sds-check (go-control-plane $(cd "$here" && go list -m -f '{{.Version}}' github.com/envoyproxy/go-control-plane/envoy)) into $bin"
+    start=$SECONDS
+    (cd "$here" && go build -mod=readonly -o "$bin/sds-check" ./cmd/sds-check)
+    log "sds-check build took $((SECONDS - start))s"
 }
 
 build_signet() {
@@ -79,6 +84,6 @@ build_signet() {
 }
 
 if [[ "${SKIP_SPIRE_BUILD:-}" == 1 ]]; then log "SKIP_SPIRE_BUILD=1: not building SPIRE"; else build_spire; fi
-if [[ "${SKIP_CHECKER_BUILD:-}" == 1 ]]; then log "SKIP_CHECKER_BUILD=1: not building spiffe-check"; else build_checker; fi
+if [[ "${SKIP_CHECKER_BUILD:-}" == 1 ]]; then log "SKIP_CHECKER_BUILD=1: not building spiffe-check / sds-check"; else build_checker; fi
 if [[ "${SKIP_CARGO_BUILD:-}" == 1 ]]; then log "SKIP_CARGO_BUILD=1: not running cargo"; else build_signet; fi
 log "done"
