@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use signet_common::config::{HealthBlock, PortValue, duration, plugin_data, port};
-pub use signet_common::config::{HealthConfig, expand_env};
+pub use signet_common::config::{ConfigError, HealthConfig, expand_env};
+use signet_common::config::{HealthBlock, PluginBlock, PortValue, duration, plugin_data, port};
 use signet_common::id::{TrustDomain, parse_trust_domain};
 use signet_common::telemetry::{LogFormat, parse_level};
 
@@ -24,35 +24,6 @@ pub const DEFAULT_SOCKET_PATH: &str = "/tmp/spire-agent/public/api.sock";
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(5);
 /// SPIRE's default bound on cached X509-SVIDs (and JWT-SVIDs).
 pub const DEFAULT_CACHE_SIZE: usize = 1000;
-
-/// Why the configuration was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {error}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        error: std::io::Error,
-    },
-    /// The HCL did not parse or had unknown or mistyped keys.
-    #[error("invalid config file {path}: {error}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// What serde / HCL said (names the key).
-        error: String,
-    },
-    /// A value was out of range or inconsistent.
-    #[error("invalid config file {path}: {error}")]
-    Invalid {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        error: String,
-    },
-}
 
 // === File shape (serde) ===
 
@@ -103,13 +74,6 @@ struct SdsBlock {
 #[serde(deny_unknown_fields)]
 struct ExperimentalBlock {
     sync_interval: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PluginBlock {
-    plugin_data: Option<hcl::Value>,
-    enabled: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]

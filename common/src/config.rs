@@ -5,6 +5,45 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// Why a configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {error}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The HCL did not parse or had unknown or mistyped keys.
+    #[error("invalid config file {path}: {error}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What serde / HCL said (names the key).
+        error: String,
+    },
+    /// A value was out of range or inconsistent.
+    #[error("invalid config file {path}: {error}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        error: String,
+    },
+}
+
+/// One `Type "name" { plugin_data {} enabled = ... }` block of `plugins {}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginBlock {
+    /// The plugin's own settings.
+    pub plugin_data: Option<hcl::Value>,
+    /// `false` leaves the plugin out.
+    pub enabled: Option<bool>,
+}
+
 /// A port written as a number or, as SPIRE's samples do, as a string.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]

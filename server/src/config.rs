@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use signet_common::config::{HealthBlock, PortValue, duration, plugin_data, port};
-pub use signet_common::config::{HealthConfig, expand_env};
+pub use signet_common::config::{ConfigError, HealthConfig, expand_env};
+use signet_common::config::{HealthBlock, PluginBlock, PortValue, duration, plugin_data, port};
 use signet_common::id::{SpiffeId, TrustDomain, parse_id, parse_trust_domain};
 use signet_common::rotation::max_svid_ttl_for_ca_ttl;
 use signet_common::telemetry::{LogFormat, parse_level};
@@ -21,35 +21,6 @@ pub use istio::IstioCaConfig;
 
 /// SPIRE's default admin socket.
 pub const DEFAULT_SOCKET_PATH: &str = "/tmp/spire-server/private/api.sock";
-
-/// Why the configuration was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {error}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        error: std::io::Error,
-    },
-    /// The HCL did not parse or had unknown or mistyped keys.
-    #[error("invalid config file {path}: {error}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// What serde / HCL said (names the key).
-        error: String,
-    },
-    /// A value was out of range or inconsistent.
-    #[error("invalid config file {path}: {error}")]
-    Invalid {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        error: String,
-    },
-}
 
 // === File shape (serde) ===
 
@@ -96,13 +67,6 @@ struct CaSubjectBlock {
     organization: Vec<String>,
     #[serde(default)]
     common_name: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PluginBlock {
-    plugin_data: Option<hcl::Value>,
-    enabled: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
