@@ -169,24 +169,13 @@ impl Config {
     /// Reads `args.config`, applies the command-line overrides and checks everything.
     pub fn load(args: &RunArgs) -> Result<Self, ConfigError> {
         let path = args.config.display().to_string();
-        let text = std::fs::read_to_string(&args.config).map_err(|error| ConfigError::Read {
-            path: path.clone(),
-            error,
-        })?;
-        let text = if args.expand_env {
-            expand_env(&text)
-        } else {
-            text
-        };
+        let text = signet_common::config::read_file(&args.config, args.expand_env)?;
         Self::parse(&text, &path, args)
     }
 
     /// Parses config text (`path` only names the file in errors).
     pub fn parse(text: &str, path: &str, args: &RunArgs) -> Result<Self, ConfigError> {
-        let file: FileConfig = hcl::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.into(),
-            error: e.to_string(),
-        })?;
+        let file: FileConfig = signet_common::config::parse_hcl(text, path)?;
         build(file, args).map_err(|error| ConfigError::Invalid {
             path: path.into(),
             error,

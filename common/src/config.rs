@@ -34,6 +34,23 @@ pub enum ConfigError {
     },
 }
 
+/// Reads a config file, expanding `$VAR` / `${VAR}` first when `expand` (`--expand-env`).
+pub fn read_file(path: &std::path::Path, expand: bool) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        path: path.display().to_string(),
+        error,
+    })?;
+    Ok(if expand { expand_env(&text) } else { text })
+}
+
+/// Parses HCL into the file's serde shape; errors name the key and `path`.
+pub fn parse_hcl<T: serde::de::DeserializeOwned>(text: &str, path: &str) -> Result<T, ConfigError> {
+    hcl::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.into(),
+        error: e.to_string(),
+    })
+}
+
 /// One `Type "name" { plugin_data {} enabled = ... }` block of `plugins {}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -154,33 +154,22 @@ impl Config {
     /// Reads `args.config`, applies the command-line overrides and checks everything.
     pub fn load(args: &RunArgs) -> Result<Self, ConfigError> {
         let path = args.config.display().to_string();
-        let text = std::fs::read_to_string(&args.config).map_err(|error| ConfigError::Read {
-            path: path.clone(),
-            error,
-        })?;
-        let text = if args.expand_env {
-            expand_env(&text)
-        } else {
-            text
-        };
+        let text = signet_common::config::read_file(&args.config, args.expand_env)?;
         Self::parse(&text, &path, args)
     }
 
     /// Parses config text (`path` only names the file in errors).
     pub fn parse(text: &str, path: &str, args: &RunArgs) -> Result<Self, ConfigError> {
-        let file: FileConfig = hcl::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.into(),
-            error: e.to_string(),
-        })?;
+        let file: FileConfig = signet_common::config::parse_hcl(text, path)?;
         let invalid = |error: String| ConfigError::Invalid {
             path: path.into(),
             error,
         };
-        build(file, args, path).map_err(invalid)
+        build(file, args).map_err(invalid)
     }
 }
 
-fn build(file: FileConfig, args: &RunArgs, path: &str) -> Result<Config, String> {
+fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
     let s = file.server;
     let _ = (s.log_file, file.telemetry);
     let td_text = args
@@ -275,7 +264,6 @@ fn build(file: FileConfig, args: &RunArgs, path: &str) -> Result<Config, String>
         .transpose()?
         .flatten();
     let istio_ca = file.istio_ca.map(istio::IstioCaBlock::build).transpose()?;
-    let _ = path;
     Ok(Config {
         bind_address: args
             .bind_address
