@@ -11,6 +11,7 @@ use signet_common::config::{HealthBlock, PluginBlock, PortValue, duration, plugi
 use signet_common::id::{TrustDomain, parse_trust_domain};
 use signet_common::telemetry::{LogFormat, parse_level};
 
+use crate::attestor::node::k8s_psat::{DEFAULT_TOKEN_PATH, K8sPsat};
 use crate::attestor::workload::unix::UnixConfig;
 pub use crate::endpoints::sds::SdsConfig;
 use crate::run::RunArgs;
@@ -88,6 +89,15 @@ struct EmptyData {}
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct PsatData {
+    #[serde(default)]
+    cluster: String,
+    #[serde(default)]
+    token_path: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct UnixData {
     discover_workload_path: Option<bool>,
     workload_size_limit: Option<i64>,
@@ -112,6 +122,15 @@ pub enum WorkloadKeyType {
     EcP256,
     /// ECDSA P-384.
     EcP384,
+}
+
+/// How the agent proves its node to the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeAttestorConfig {
+    /// `join_token`: the token from `join_token`, `join_token_file` or `--join-token`.
+    JoinToken,
+    /// `k8s_psat`: the pod's projected service account token.
+    K8sPsat(K8sPsat),
 }
 
 /// Where the agent keeps its own private key.
@@ -147,6 +166,8 @@ pub struct Config {
     pub trust_bundle: TrustBundleSource,
     /// The join token for the first node attestation (`join_token` or `join_token_file`).
     pub join_token: Option<String>,
+    /// The node attestor.
+    pub node_attestor: NodeAttestorConfig,
     /// Key type of workload SVIDs.
     pub workload_key_type: WorkloadKeyType,
     /// Soft bound on cached X509-SVIDs (in-use entries are never evicted).
@@ -274,6 +295,7 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
         log_format,
         trust_bundle,
         join_token,
+        node_attestor: plugins.node_attestor,
         workload_key_type,
         x509_svid_cache_max_size: cache_size(
             "agent.x509_svid_cache_max_size",
@@ -355,6 +377,7 @@ fn sds(s: SdsBlock) -> SdsConfig {
 
 struct Plugins {
     key_manager: KeyManagerConfig,
+    node_attestor: NodeAttestorConfig,
     unix: UnixConfig,
 }
 
@@ -364,7 +387,7 @@ impl Plugins {
         data_dir: &Path,
     ) -> Result<Self, String> {
         let mut key_manager = None;
-        let mut node_attestor = false;
+        let mut node_attestor = None;
         let mut unix = None;
         for (kind, named) in plugins {
             let enabled: Vec<_> = named
@@ -390,7 +413,22 @@ impl Plugins {
                     }
                     ("NodeAttestor", "join_token") => {
                         let _: EmptyData = plugin_data(&what, data)?;
-                        node_attestor = true;
+                        node_attestor = Some(NodeAttestorConfig::JoinToken);
+                    }
+                    ("NodeAttestor", "k8s_psat") => {
+                        let d: PsatData = plugin_data(&what, data)?;
+                        if d.cluster.is_empty() {
+                            return Err(format!("{what}: missing required cluster block"));
+                        }
+                        let token_path = if d.token_path.is_empty() {
+                            DEFAULT_TOKEN_PATH.into()
+                        } else {
+                            d.token_path.into()
+                        };
+                        node_attestor = Some(NodeAttestorConfig::K8sPsat(K8sPsat {
+                            cluster: d.cluster,
+                            token_path,
+                        }));
                     }
                     ("WorkloadAttestor", "unix") => {
                         let d: UnixData = plugin_data(&what, data)?;
@@ -406,10 +444,11 @@ impl Plugins {
                 }
             }
         }
-        if !node_attestor {
-            return Err("plugins: a NodeAttestor is required (NodeAttestor \"join_token\")".into());
-        }
+        let node_attestor = node_attestor.ok_or(
+            "plugins: a NodeAttestor is required (NodeAttestor \"join_token\" or \"k8s_psat\")",
+        )?;
         Ok(Self {
+            node_attestor,
             key_manager: key_manager
                 .ok_or("plugins: a KeyManager is required (KeyManager \"disk\" or \"memory\")")?,
             unix: unix

@@ -11,6 +11,7 @@ pub mod id;
 mod jwk;
 pub mod node;
 pub mod pem;
+pub mod psat;
 pub mod rotation;
 pub mod selector;
 pub mod sigcheck;
