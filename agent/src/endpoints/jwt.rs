@@ -142,8 +142,9 @@ fn check_audience(claims: &Map<String, Value>, audience: &str) -> Result<(), Str
     if aud.iter().any(|a| a == audience) {
         Ok(())
     } else {
+        // SPIRE's order: the audience asked for, then the token's.
         Err(format!(
-            "expected audience in {aud:?} (audience={:?})",
+            "expected audience in {:?} (audience={aud:?})",
             [audience]
         ))
     }
@@ -195,4 +196,24 @@ fn proto_value(v: Value) -> prost_types::Value {
         }),
     };
     prost_types::Value { kind: Some(kind) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_audience_names_the_asked_audience_first_as_spire_does() {
+        let claims: Map<String, Value> = serde_json::from_str(r#"{"aud":["aud1"]}"#).unwrap();
+        assert_eq!(
+            check_audience(&claims, "wrong-aud").unwrap_err(),
+            r#"expected audience in ["wrong-aud"] (audience=["aud1"])"#
+        );
+        assert!(check_audience(&claims, "aud1").is_ok());
+        let single: Map<String, Value> = serde_json::from_str(r#"{"aud":"a"}"#).unwrap();
+        assert_eq!(
+            check_audience(&single, "b").unwrap_err(),
+            r#"expected audience in ["b"] (audience=["a"])"#
+        );
+    }
 }
