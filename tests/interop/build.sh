@@ -5,6 +5,7 @@
 #   tests/interop/bin/sds-check                                    (Envoy SDS v3 checker, cmd/sds-check)
 #   tests/interop/bin/py/                                          (venv: py-spiffe, grpcio, cryptography; pinned in
 #                                                                   py/requirements.txt; SPIRE API stubs from proto/)
+#   tests/interop/bin/node/                                        (@grpc/grpc-js, pinned in node/package-lock.json)
 #   target/debug/signet-server, target/debug/signet-agent          (cargo build --workspace --bins)
 # Idempotent: the SPIRE binaries are rebuilt only when missing or built from another version;
 # spiffe-check and sds-check are always rebuilt (seconds; Go's build cache makes it a no-op when unchanged).
@@ -98,9 +99,28 @@ build_python() {
     log "python clients took $((SECONDS - start))s"
 }
 
+# Node clients: @grpc/grpc-js and @grpc/proto-loader from node/package-lock.json (npm ci).
+build_node() {
+    local dir="$bin/node" want
+    want="$(node --version 2>&1) $(stamp_of "$here/node/package.json" "$here/node/package-lock.json")"
+    if [[ -f "$dir/.stamp" && "$(cat "$dir/.stamp")" == "$want" ]]; then
+        log "node clients already installed ($dir)"
+        return 0
+    fi
+    local start=$SECONDS
+    log "installing node clients into $dir (node $(node --version 2>&1))"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    cp "$here/node/package.json" "$here/node/package-lock.json" "$dir/"
+    (cd "$dir" && npm ci --no-audit --no-fund --silent)
+    echo "$want" >"$dir/.stamp"
+    log "node clients took $((SECONDS - start))s"
+}
+
 build_clients() {
     mkdir -p "$bin"
     build_python
+    build_node
 }
 
 build_signet() {

@@ -73,3 +73,9 @@ pycheck() {
 # groups (a workload that matches no `unix:gid` entry); needs root (setpriv).
 as_other_gid() { setpriv --regid 54321 --clear-groups -- "$@"; }
 can_change_gid() { [[ "$(id -u)" == 0 ]] && command -v setpriv >/dev/null; }
+
+# nodecheck <name> <expected id> <audience>: @grpc/grpc-js against $AGENT_SOCK.
+nodecheck() {
+    local name="$1"; shift
+    must "$name" env NODE_PATH="$SPIRE_BIN/node/node_modules" node "$INTEROP_DIR/node/workload_check.js" "$AGENT_SOCK" "$@"
+}
