@@ -102,7 +102,8 @@ pub struct AgentIdentity {
 /// How the agent attests: the configured node attestor and where the server is.
 #[derive(Debug, Clone)]
 struct Attestation {
-    attestor: Arc<dyn NodeAttestor>,
+    /// `None`: a join-token agent without a token (fine while its stored SVID lasts).
+    attestor: Option<Arc<dyn NodeAttestor>>,
     addr: String,
     trust_domain: id::TrustDomain,
 }
@@ -115,7 +116,7 @@ impl AgentIdentity {
         let storage = Storage::new(&config.data_dir, &config.key_manager);
         let td = &config.trust_domain;
         let attestation = Attestation {
-            attestor: node_attestor(config)?,
+            attestor: node_attestor(config),
             addr: config.server_addr(),
             trust_domain: td.clone(),
         };
@@ -140,6 +141,10 @@ impl AgentIdentity {
             return Ok(Self::with(svid, bundle, storage, attestation));
         }
         tracing::info!("SVID is not found. Starting node attestation");
+        anyhow::ensure!(
+            attestation.attestor.is_some(),
+            "node attestation needs a join token (agent.join_token or --join-token)"
+        );
         let trust = bootstrap_trust(&config.trust_bundle)?;
         let (svid, bundle) = attest(&attestation, &trust, KeySlot::A, clock)
             .await
@@ -259,17 +264,15 @@ impl AgentIdentity {
     }
 }
 
-/// The configured node attestor.
-fn node_attestor(config: &Config) -> anyhow::Result<Arc<dyn NodeAttestor>> {
-    Ok(match &config.node_attestor {
-        NodeAttestorConfig::JoinToken => {
-            let token = config.join_token.as_deref().context(
-                "node attestation needs a join token (agent.join_token or --join-token)",
-            )?;
-            Arc::new(JoinToken::new(token))
-        }
-        NodeAttestorConfig::K8sPsat(psat) => Arc::new(psat.clone()),
-    })
+/// The configured node attestor (none for a join-token agent without a token).
+fn node_attestor(config: &Config) -> Option<Arc<dyn NodeAttestor>> {
+    match &config.node_attestor {
+        NodeAttestorConfig::JoinToken => config
+            .join_token
+            .as_deref()
+            .map(|token| Arc::new(JoinToken::new(token)) as Arc<dyn NodeAttestor>),
+        NodeAttestorConfig::K8sPsat(psat) => Some(Arc::new(psat.clone())),
+    }
 }
 
 /// How the server is checked on first contact.
@@ -304,15 +307,12 @@ async fn attest(
 ) -> Result<(AgentSvid, Vec<Vec<u8>>), Renewal> {
     let (key, csr) = new_key_and_csr()
         .map_err(|e| Renewal::Other(format!("cannot create the agent key: {e}")))?;
-    let attested = ServerClient::attest(
-        &a.addr,
-        &a.trust_domain,
-        trust,
-        clock,
-        a.attestor.as_ref(),
-        csr,
-    )
-    .await?;
+    let attestor = a
+        .attestor
+        .as_deref()
+        .ok_or_else(|| Renewal::Other("no node attestor to attest with".into()))?;
+    let attested =
+        ServerClient::attest(&a.addr, &a.trust_domain, trust, clock, attestor, csr).await?;
     let mut svid = AgentSvid::new(attested.chain, key, slot, &a.trust_domain)
         .map_err(|e| Renewal::Other(format!("server returned an unusable agent SVID: {e}")))?;
     svid.reattestable = attested.reattestable;
