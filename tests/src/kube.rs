@@ -237,6 +237,117 @@ impl KubeCluster {
     }
 }
 
+impl KubeCluster {
+    /// The server's `NodeAttestor "k8s_psat"` block: cluster `cluster` of this API server
+    /// (admin kubeconfig), allowing the `"<ns>:<sa>"` in `allowed`, node label
+    /// `topology.kubernetes.io/zone` and pod label `app` as selectors.
+    pub fn psat_server_plugin(&self, cluster: &str, allowed: &[&str]) -> String {
+        let allowed: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
+        format!(
+            r#"NodeAttestor "k8s_psat" {{
+        plugin_data {{
+            clusters = {{
+                "{cluster}" = {{
+                    service_account_allow_list = [{}]
+                    kube_config_file = "{}"
+                    allowed_node_label_keys = ["topology.kubernetes.io/zone"]
+                    allowed_pod_label_keys = ["app"]
+                }}
+            }}
+        }}
+    }}"#,
+            allowed.join(", "),
+            self.info.kubeconfig.display()
+        )
+    }
+}
+
+/// signet-agent's configuration in `dir`: `NodeAttestor "k8s_psat"` for `cluster` with the
+/// token at `token_path`, the server on 127.0.0.1:`port` checked against `trust_bundle`,
+/// disk keys, and an hour between safety-net syncs (entries arrive by push).
+pub fn psat_agent_config(
+    port: u16,
+    dir: &Path,
+    cluster: &str,
+    token_path: &Path,
+    trust_bundle: &Path,
+) -> signet_agent::config::Config {
+    let d = dir.display();
+    let text = format!(
+        r#"
+agent {{
+    data_dir = "{d}/agent"
+    server_address = "127.0.0.1"
+    server_port = {port}
+    socket_path = "{d}/public/api.sock"
+    trust_domain = "example.org"
+    trust_bundle_path = "{bundle}"
+    log_level = "DEBUG"
+    experimental {{
+        sync_interval = "1h"
+    }}
+}}
+plugins {{
+    KeyManager "disk" {{
+        plugin_data {{
+            directory = "{d}/agent/keys"
+        }}
+    }}
+    NodeAttestor "k8s_psat" {{
+        plugin_data {{
+            cluster = "{cluster}"
+            token_path = "{token}"
+        }}
+    }}
+    WorkloadAttestor "unix" {{
+        plugin_data {{}}
+    }}
+}}
+"#,
+        bundle = trust_bundle.display(),
+        token = token_path.display(),
+    );
+    signet_agent::config::Config::parse(&text, "agent.conf", &Default::default()).unwrap()
+}
+
+/// AttestAgent over TLS (no client certificate) with a k8s_psat payload for `cluster`.
+pub async fn attest_psat(
+    server: &crate::TestServer,
+    cluster: &str,
+    token: &str,
+) -> Result<(crate::Identity, bool), tonic::Status> {
+    let roots = server.roots().await;
+    let channel = crate::tls_channel(server.server().tcp_addr, &roots, None)
+        .await
+        .unwrap();
+    let data = signet_proto::types::AttestationData {
+        r#type: "k8s_psat".into(),
+        payload: serde_json::to_vec(&serde_json::json!({"cluster": cluster, "token": token}))
+            .unwrap(),
+    };
+    crate::attest_with(channel, data).await
+}
+
+/// A YAML document as JSON (for `apply`).
+pub fn yaml_to_json(y: &yaml_rust2::Yaml) -> serde_json::Value {
+    use yaml_rust2::Yaml;
+    match y {
+        Yaml::String(s) => s.clone().into(),
+        Yaml::Integer(i) => (*i).into(),
+        Yaml::Real(r) => r
+            .parse::<f64>()
+            .map_or_else(|_| r.clone().into(), Into::into),
+        Yaml::Boolean(b) => (*b).into(),
+        Yaml::Array(a) => a.iter().map(yaml_to_json).collect(),
+        Yaml::Hash(h) => h
+            .iter()
+            .map(|(k, v)| (k.as_str().unwrap_or_default().to_owned(), yaml_to_json(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+        _ => serde_json::Value::Null,
+    }
+}
+
 impl Drop for KubeCluster {
     fn drop(&mut self) {
         let _ = Command::new("python3")

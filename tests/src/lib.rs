@@ -43,6 +43,8 @@ pub struct Options {
     pub blocks: Vec<String>,
     /// Extra plugin blocks inside `plugins {}`, e.g. a `NodeAttestor "k8s_psat"` block.
     pub plugins: Vec<String>,
+    /// How often the bundle is published without a change, instead of 30 s.
+    pub publish_interval: Option<std::time::Duration>,
 }
 
 impl TestServer {
@@ -102,12 +104,16 @@ plugins {{
     }
 
     fn config(dir: &Path, opts: &Options) -> Config {
-        Config::parse(
+        let mut config = Config::parse(
             &Self::config_text(dir, opts),
             "test.conf",
             &RunArgs::default(),
         )
-        .unwrap()
+        .unwrap();
+        if let Some(every) = opts.publish_interval {
+            config.bundle_publish_interval = every;
+        }
+        config
     }
 
     /// The running server.

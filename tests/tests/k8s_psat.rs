@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use signet_agent::config::Config as AgentConfig;
-use signet_agent::run::{Agent, RunArgs};
+use signet_agent::run::Agent;
 use signet_common::clock::{Clock, SystemClock};
 use signet_common::id::SpiffeId;
 use signet_proto::spire::api::server::agent::v1 as agent_pb;
@@ -21,83 +21,38 @@ use signet_proto::spire::api::server::agent::v1::agent_client::AgentClient;
 use signet_proto::spire::api::server::entry::v1::BatchCreateEntryRequest;
 use signet_proto::spire::api::server::entry::v1::entry_client::EntryClient;
 use signet_proto::types;
-use signet_tests::kube::{KubeCluster, PodFixture};
-use signet_tests::{Options, TestServer, attest_with, tls_channel};
+use signet_tests::kube::{KubeCluster, PodFixture, attest_psat, psat_agent_config};
+use signet_tests::{Options, TestServer, tls_channel};
 use spiffe::WorkloadApiClient;
 use tonic::Code;
 
 const CLUSTER: &str = "c1";
 
-/// The server's `NodeAttestor "k8s_psat"` block for cluster `c1` of `kube`, allowing
-/// `<ns>:spire-agent`.
-fn psat_plugin(kube: &KubeCluster, ns: &str) -> String {
-    format!(
-        r#"NodeAttestor "k8s_psat" {{
-        plugin_data {{
-            clusters = {{
-                "{CLUSTER}" = {{
-                    service_account_allow_list = ["{ns}:spire-agent"]
-                    kube_config_file = "{}"
-                    allowed_node_label_keys = ["topology.kubernetes.io/zone"]
-                    allowed_pod_label_keys = ["app"]
-                }}
-            }}
-        }}
-    }}"#,
-        kube.info.kubeconfig.display()
-    )
-}
-
 async fn server(kube: &KubeCluster, ns: &str, server_lines: &[&str]) -> TestServer {
     TestServer::start(Options {
         server_lines: server_lines.iter().map(|l| (*l).to_owned()).collect(),
-        plugins: vec![psat_plugin(kube, ns)],
+        plugins: vec![kube.psat_server_plugin(CLUSTER, &[&format!("{ns}:spire-agent")])],
         ..Options::default()
     })
     .await
 }
 
-/// signet-agent's configuration: k8s_psat with the token at `token_path`, disk keys,
-/// bootstrap bundle from the server, the change push as the only way entries arrive.
+/// signet-agent with k8s_psat (token at `token_path`), the bootstrap bundle from the
+/// server, the change push as the only way entries arrive.
 async fn agent_config(server: &TestServer, dir: &Path, token_path: &Path) -> AgentConfig {
-    let pem = signet_common::pem::certificates(&server.roots().await);
-    std::fs::write(dir.join("bootstrap.pem"), pem).unwrap();
-    let d = dir.display();
-    let text = format!(
-        r#"
-agent {{
-    data_dir = "{d}/agent"
-    server_address = "127.0.0.1"
-    server_port = {port}
-    socket_path = "{d}/public/api.sock"
-    trust_domain = "example.org"
-    trust_bundle_path = "{d}/bootstrap.pem"
-    log_level = "DEBUG"
-    experimental {{
-        sync_interval = "1h"
-    }}
-}}
-plugins {{
-    KeyManager "disk" {{
-        plugin_data {{
-            directory = "{d}/agent/keys"
-        }}
-    }}
-    NodeAttestor "k8s_psat" {{
-        plugin_data {{
-            cluster = "{CLUSTER}"
-            token_path = "{token}"
-        }}
-    }}
-    WorkloadAttestor "unix" {{
-        plugin_data {{}}
-    }}
-}}
-"#,
-        port = server.server().tcp_addr.port(),
-        token = token_path.display(),
-    );
-    AgentConfig::parse(&text, "agent.conf", &RunArgs::default()).unwrap()
+    let bundle = dir.join("bootstrap.pem");
+    std::fs::write(
+        &bundle,
+        signet_common::pem::certificates(&server.roots().await),
+    )
+    .unwrap();
+    psat_agent_config(
+        server.server().tcp_addr.port(),
+        dir,
+        CLUSTER,
+        token_path,
+        &bundle,
+    )
 }
 
 fn proto_id(id: &SpiffeId) -> types::Spiffeid {
@@ -201,23 +156,11 @@ async fn wait_for_ids(socket: &Path, want: &[&str], within: Duration) {
     }
 }
 
-fn psat_data(token: &str) -> types::AttestationData {
-    types::AttestationData {
-        r#type: "k8s_psat".into(),
-        payload: serde_json::to_vec(&serde_json::json!({"cluster": CLUSTER, "token": token}))
-            .unwrap(),
-    }
-}
-
 async fn attest_raw(
     server: &TestServer,
     token: &str,
 ) -> Result<(signet_tests::Identity, bool), tonic::Status> {
-    let roots = server.roots().await;
-    let channel = tls_channel(server.server().tcp_addr, &roots, None)
-        .await
-        .unwrap();
-    attest_with(channel, psat_data(token)).await
+    attest_psat(server, CLUSTER, token).await
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! The bundle in a Kubernetes ConfigMap, as SPIRE's `k8s_configmap` BundlePublisher writes it
 //! (server-side apply under the field manager `spire-bundlepublisher-k8s_configmap`, creating
-//! the ConfigMap) and as its `k8sbundle` Notifier does (GET, then a strategic-merge PATCH at
+//! the ConfigMap; unlike SPIRE, a key another manager overwrote is taken back with a forced
+//! apply instead of failing on the conflict from then on) and as its `k8sbundle` Notifier does (GET, then a strategic-merge PATCH at
 //! that `resourceVersion`, retried on conflict; the ConfigMap must exist).
 
 use std::collections::BTreeMap;
@@ -115,9 +116,22 @@ impl Writer {
                     ..Default::default()
                 };
                 let params = PatchParams::apply(FIELD_MANAGER);
-                kube.call(api.patch(&t.name, &params, &Patch::Apply(&cm)))
+                match kube
+                    .call(api.patch(&t.name, &params, &Patch::Apply(&cm)))
                     .await
-                    .map_err(call_err)?;
+                {
+                    Ok(_) => {}
+                    // Someone else wrote the key (kubectl edit): the bundle is ours to keep
+                    // current, so take the field back rather than stop updating it.
+                    Err(e) if e.is_conflict() => {
+                        tracing::warn!(namespace = %t.namespace, name = %t.name, key = %t.key, error = %e, "Another field manager changed the bundle key; restoring it");
+                        let forced = PatchParams::apply(FIELD_MANAGER).force();
+                        kube.call(api.patch(&t.name, &forced, &Patch::Apply(&cm)))
+                            .await
+                            .map_err(call_err)?;
+                    }
+                    Err(e) => return Err(call_err(e)),
+                }
             }
             WriteMode::PatchExisting => {
                 let mut attempt = 0;
