@@ -19,7 +19,7 @@ use crate::attestor::workload::unix::UnixAttestor;
 use crate::client::ServerClient;
 use crate::config::Config;
 use crate::endpoints::{self, WorkloadApi};
-use crate::health::{self, Readiness};
+use crate::endpoints::health::{self, Readiness};
 use crate::manager::{Manager, ManagerConfig, Snapshot};
 use crate::retry::random_jitter;
 use crate::svid::{self, AgentIdentity};

@@ -18,7 +18,7 @@ use crate::api::bundle::BundleService;
 use crate::api::entry::EntryService;
 use crate::api::istio::IstioCaService;
 use crate::api::svid::SvidService;
-use crate::api::sync::SyncService;
+use crate::api::watch::SyncService;
 use crate::attestation::NodeAttestor;
 use crate::attestation::join_token::JoinTokenAttestor;
 use crate::ca::Ca;

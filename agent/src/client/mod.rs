@@ -39,10 +39,10 @@ use crate::svid::AgentSvid;
 use tls::{lazy_channel, tls_config};
 
 pub mod convert;
-pub mod sync;
+pub mod authorized_entries;
 mod tls;
 
-pub use sync::Known;
+pub use authorized_entries::Known;
 
 /// Deadline of every unary call (SPIRE: 30 s).
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(30);
@@ -250,7 +250,7 @@ impl ServerClient {
                 .sync_authorized_entries(ReceiverStream::new(rx))
                 .await?
                 .into_inner();
-            sync::run(tx, responses, known).await
+            authorized_entries::run(tx, responses, known).await
         };
         tokio::time::timeout(RPC_TIMEOUT, call)
             .await

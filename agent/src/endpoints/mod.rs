@@ -27,6 +27,7 @@ use tracing::Instrument;
 use crate::attestor::workload::{AttestError, Attestors, Peer};
 use crate::manager::{Identities, Snapshot};
 
+pub mod health;
 mod jwt;
 pub mod sds;
 pub mod workload;

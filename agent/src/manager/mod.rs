@@ -20,7 +20,7 @@ pub mod api;
 pub mod cache;
 pub mod jwt;
 pub mod snapshot;
-mod sync;
+mod reconcile;
 #[cfg(test)]
 mod tests;
 

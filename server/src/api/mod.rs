@@ -21,7 +21,7 @@ pub mod convert;
 pub mod entry;
 pub mod istio;
 pub mod svid;
-pub mod sync;
+pub mod watch;
 
 /// Everything the API services share.
 #[derive(Debug)]

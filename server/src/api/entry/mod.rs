@@ -27,14 +27,14 @@ use super::{ApiError, ApiState, ok_status};
 use crate::datastore::StoreError;
 
 mod filter;
-mod sync;
+mod authorized_entries;
 #[cfg(test)]
 pub(crate) mod test_support;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use filter::{bad_token, page};
-pub use sync::SYNC_PAGE_SIZE;
+pub use authorized_entries::SYNC_PAGE_SIZE;
 
 /// The entry service.
 #[derive(Debug, Clone)]
@@ -376,7 +376,7 @@ impl Entry for EntryService {
         let agent = self.state.require_agent(&req)?;
         let entries = self.state.registry.authorized_entries(&agent.id);
         let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(sync::serve(entries, req.into_inner(), tx, SYNC_PAGE_SIZE));
+        tokio::spawn(authorized_entries::serve(entries, req.into_inner(), tx, SYNC_PAGE_SIZE));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }

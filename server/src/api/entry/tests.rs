@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
-use super::sync::{check_initial, initial_pages, requested_pages, serve};
+use super::authorized_entries::{check_initial, initial_pages, requested_pages, serve};
 use super::test_support::{Harness, td};
 use crate::datastore::DataStore;
 
