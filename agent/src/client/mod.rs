@@ -38,8 +38,8 @@ use crate::manager::JwtSvid;
 use crate::svid::AgentSvid;
 use tls::{lazy_channel, tls_config};
 
-pub mod convert;
 pub mod authorized_entries;
+pub mod convert;
 mod tls;
 
 pub use authorized_entries::Known;

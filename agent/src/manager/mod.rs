@@ -19,8 +19,8 @@ use crate::svid::AgentIdentity;
 pub mod api;
 pub mod cache;
 pub mod jwt;
-pub mod snapshot;
 mod reconcile;
+pub mod snapshot;
 #[cfg(test)]
 mod tests;
 

@@ -21,6 +21,8 @@ pub mod convert;
 pub mod entry;
 pub mod istio;
 pub mod svid;
+#[cfg(test)]
+pub(crate) mod tests;
 pub mod watch;
 
 /// Everything the API services share.

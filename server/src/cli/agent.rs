@@ -318,7 +318,7 @@ pub(crate) fn print_agent(out: &mut dyn Write, a: &types::Agent) -> io::Result<(
 mod tests {
     use super::*;
     use crate::cli::AdminCommand;
-    use crate::cli::testing::parse;
+    use crate::cli::tests::parse;
 
     fn list_args(args: &[&str]) -> ListArgs {
         let mut all = vec!["agent", "list"];

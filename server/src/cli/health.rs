@@ -53,7 +53,7 @@ mod tests {
     use tokio::net::UnixListener;
     use tokio_stream::wrappers::UnixListenerStream;
 
-    use crate::cli::testing::{Captured, parse};
+    use crate::cli::tests::{Captured, parse};
 
     #[tokio::test]
     async fn reports_a_serving_server_as_healthy() {

@@ -70,7 +70,7 @@ pub(crate) async fn execute(cmd: TokenCommand, env: &mut Env<'_>) -> anyhow::Res
 mod tests {
     use super::*;
     use crate::cli::AdminCommand;
-    use crate::cli::testing::parse;
+    use crate::cli::tests::parse;
 
     fn request(args: &[&str]) -> anyhow::Result<CreateJoinTokenRequest> {
         let mut all = vec!["token", "generate"];

@@ -212,6 +212,4 @@ fn compare_entries(a: &types::Entry, b: &types::Entry) -> Ordering {
 }
 
 #[cfg(test)]
-mod rpc_tests;
-#[cfg(test)]
 mod tests;
