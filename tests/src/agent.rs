@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use crate::{Options, TestServer};
 use signet_agent::config::Config;
+use signet_agent::config::RunArgs;
 use signet_agent::manager::Snapshot;
-use signet_agent::run::{Agent, RunArgs};
+use signet_agent::run::Agent;
 use signet_common::clock::SystemClock;
 use signet_common::id::SpiffeId;
 use signet_proto::spire::api::server::agent::v1::BanAgentRequest;
