@@ -16,7 +16,8 @@ use signet_proto::spire::api::server::agent::v1::agent_client::AgentClient;
 use signet_proto::spire::api::server::bundle::v1::bundle_client::BundleClient;
 use signet_proto::types;
 use signet_server::config::Config;
-use signet_server::run::{RunArgs, Server};
+use signet_server::config::RunArgs;
+use signet_server::run::Server;
 use tempfile::TempDir;
 use tonic::transport::{Channel, Endpoint, Uri};
 

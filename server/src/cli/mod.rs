@@ -4,8 +4,6 @@
 //! (`-spiffeID` becomes `--spiffe-id`); [`compat::normalize`] also accepts SPIRE's spelling.
 //! Output matches `spire-server` 1.13, human-readable or `--output json`.
 
-use std::io::{Read, Write};
-
 use clap::{Parser, Subcommand};
 
 pub mod agent;
@@ -15,6 +13,7 @@ pub mod client;
 pub mod common;
 pub mod compat;
 pub mod entry;
+mod env;
 pub mod health;
 pub mod mint;
 mod output;
@@ -22,6 +21,7 @@ mod protojson;
 pub mod run;
 pub mod token;
 
+pub use env::Env;
 pub use output::OutputFormat;
 
 /// `signet-server`: a SPIFFE server compatible with SPIRE's API and CLI.
@@ -66,16 +66,6 @@ pub enum AdminCommand {
     /// Mints JWT-SVIDs.
     #[command(subcommand)]
     Jwt(mint::JwtCommand),
-}
-
-/// Where a command reads and writes (the process's standard streams, or buffers in tests).
-pub struct Env<'a> {
-    /// Read by `--data -` and `bundle set` without `--path`.
-    pub stdin: &'a mut dyn Read,
-    /// Results.
-    pub stdout: &'a mut dyn Write,
-    /// Per-item failures and warnings (the caller prints the final `Error: ...` line).
-    pub stderr: &'a mut dyn Write,
 }
 
 /// Runs one admin command. An `Err` is the one-line reason the command failed; the caller

@@ -3,11 +3,11 @@
 use clap::{Args, Subcommand};
 use signet_proto::spire::api::server::agent::v1::CreateJoinTokenRequest;
 
-use super::Env;
-use super::client::{Admin, RpcError};
-use super::common::{AdminArgs, parse_id_proto};
-use super::output::{OutputFormat, print_json};
-use super::protojson;
+use crate::cli::client::{Admin, RpcError};
+use crate::cli::common::{AdminArgs, parse_id_proto};
+use crate::cli::env::Env;
+use crate::cli::output::{OutputFormat, print_json};
+use crate::cli::protojson;
 
 /// `token` subcommands.
 #[derive(Debug, Subcommand)]

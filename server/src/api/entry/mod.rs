@@ -22,8 +22,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::convert::{entry_from_proto, entry_to_proto};
-use super::{ApiError, ApiState, ok_status};
+use crate::api::convert::{entry_from_proto, entry_to_proto};
+use crate::api::{ApiError, ApiState, ok_status};
 use crate::datastore::StoreError;
 
 mod authorized_entries;

@@ -22,7 +22,6 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use signet_common::bundle::Bundle;
 use signet_common::entry::RegistrationEntry;
@@ -30,14 +29,12 @@ use signet_common::id::{SpiffeId, TrustDomain};
 use signet_common::node::AttestedNode;
 use signet_common::selector::Selector;
 use sled::Tree;
-use sled::transaction::ConflictableTransactionResult;
 
-use self::entries::abort;
-use super::{DataStore, JoinToken, StoreError};
+use crate::datastore::sled::codec::{abort, backend, decode, decode_all, encode, read};
+use crate::datastore::{DataStore, JoinToken, StoreError};
 
+mod codec;
 mod entries;
-
-type TxResult<T> = ConflictableTransactionResult<T, StoreError>;
 
 /// The sled database's directory under the directory given to [`SledStore::open`].
 const DB_DIR: &str = "sled";
@@ -45,8 +42,6 @@ const DB_DIR: &str = "sled";
 const SCHEMA_KEY: &[u8] = b"schema_version";
 /// The layout described in the module docs.
 const SCHEMA_VERSION: &[u8] = b"1";
-/// Index values carry no data: the key says it all.
-const PRESENT: &[u8] = &[];
 
 /// The sled-backed `DataStore`. Cheap to share behind an `Arc`; every method is short and
 /// synchronous.
@@ -400,34 +395,6 @@ impl fmt::Debug for SledStore {
         f.debug_struct("SledStore")
             .field("dir", &self.dir)
             .finish_non_exhaustive()
-    }
-}
-
-fn encode(value: &impl Serialize) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value)
-        .map_err(|error| StoreError::Backend(format!("cannot encode: {error}")))
-}
-
-fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|error| StoreError::Corrupt(format!("{what}: {error}")))
-}
-
-fn read<T: DeserializeOwned>(tree: &Tree, key: &[u8], what: &str) -> Result<Option<T>, StoreError> {
-    let bytes = tree.get(key).map_err(backend)?;
-    bytes.map(|bytes| decode(what, &bytes)).transpose()
-}
-
-fn decode_all<T: DeserializeOwned>(tree: &Tree, what: &str) -> Result<Vec<T>, StoreError> {
-    tree.iter()
-        .values()
-        .map(|bytes| decode(what, &bytes.map_err(backend)?))
-        .collect()
-}
-
-fn backend(error: sled::Error) -> StoreError {
-    match error {
-        sled::Error::Corruption { .. } => StoreError::Corrupt(error.to_string()),
-        error => StoreError::Backend(error.to_string()),
     }
 }
 

@@ -3,6 +3,7 @@ use std::sync::Arc;
 
 use signet_common::id::{parse_id, parse_trust_domain};
 
+use super::codec::PRESENT;
 use super::entries::length_prefixed;
 use super::*;
 use crate::datastore::suite;

@@ -4,6 +4,9 @@ use signet_proto::types;
 
 use super::*;
 use crate::cli::AdminCommand;
+use crate::cli::entry::print::{
+    batch_results, batch_results_json, print_batch_results, print_entry, sort_entries,
+};
 use crate::cli::tests::parse;
 
 mod rpc;
