@@ -10,22 +10,15 @@
 
 use std::io;
 use std::os::fd::AsFd;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Duration;
 
 use futures::Stream;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{getsockopt, sockopt};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{UnixListener, UnixStream};
-use tonic::transport::server::Connected;
+use signet_common::uds::{self, UdsConn};
+use tokio::net::UnixListener;
 
 use crate::attestor::workload::Peer;
-
-/// How long to pause after a failed `accept` (for example out of file descriptors).
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 // === impl Peer ===
 
@@ -84,96 +77,17 @@ pub fn start_time(pid: i32) -> Option<u64> {
     rest.split_ascii_whitespace().nth(19)?.parse().ok()
 }
 
-// === impl PeerStream ===
+// === accepting ===
 
-/// An accepted connection on the public socket with its caller's credentials.
-#[derive(Debug)]
-pub struct PeerStream {
-    inner: UnixStream,
-    peer: Peer,
-}
-
-impl PeerStream {
-    /// Wraps an accepted stream, reading its peer's credentials.
-    pub fn new(inner: UnixStream) -> io::Result<Self> {
-        let peer = Peer::of_socket(&inner)?;
-        Ok(Self { inner, peer })
-    }
-
-    /// The caller.
-    pub fn peer(&self) -> &Peer {
-        &self.peer
-    }
-}
-
-impl Connected for PeerStream {
-    type ConnectInfo = Peer;
-
-    fn connect_info(&self) -> Peer {
-        self.peer.clone()
-    }
-}
-
-impl AsyncRead for PeerStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for PeerStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
+/// An accepted connection on the public socket with its caller's credentials (and
+/// tolerant of any `:authority`; see [`signet_common::uds`]).
+pub type PeerStream = UdsConn<Peer>;
 
 /// The accept loop: every connection on `listener` with its caller's credentials.
 /// Connections whose credentials cannot be read are dropped; accept errors are logged and
 /// retried after a short pause. The stream never ends and never yields an error.
 pub fn incoming(listener: UnixListener) -> impl Stream<Item = io::Result<PeerStream>> {
-    futures::stream::unfold(listener, |listener| async move {
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => match PeerStream::new(stream) {
-                    Ok(stream) => return Some((Ok(stream), listener)),
-                    Err(error) => {
-                        tracing::warn!(%error, "Dropping a connection without peer credentials");
-                    }
-                },
-                Err(error) => {
-                    tracing::warn!(%error, "Failed to accept a connection");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-            }
-        }
-    })
+    uds::incoming(listener, Peer::of_socket)
 }
 
 #[cfg(test)]
@@ -212,7 +126,7 @@ pub(crate) mod tests {
         let listener = UnixListener::bind(&path).unwrap();
         let mut child = spawn_connecting_child(&path);
         let (stream, _) = listener.accept().await.unwrap();
-        let peer = PeerStream::new(stream).unwrap().peer().clone();
+        let peer = Peer::of_socket(&stream).unwrap();
         assert_eq!(peer.pid, i32::try_from(child.id()).unwrap());
         assert!(child.wait().unwrap().success());
         peer

@@ -3,8 +3,7 @@
 //! stops them cleanly, on a signal or when the server refuses the agent.
 
 use std::net::SocketAddr;
-use std::os::unix::fs::FileTypeExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -102,7 +101,7 @@ impl Agent {
         ));
         manager.spawn(&mut tasks, stop.clone());
 
-        let listener = bind_socket(&config.socket_path)?;
+        let listener = endpoints::bind(&config.socket_path)?;
         let attestors = Attestors::new(vec![Arc::new(UnixAttestor::new(
             config.unix_attestor.clone(),
         ))]);
@@ -168,23 +167,4 @@ impl Agent {
         tracing::info!("Agent stopped");
         Ok(())
     }
-}
-
-/// Binds the public socket, creating its directory and replacing a stale socket file left
-/// by an earlier run (but never any other kind of file).
-fn bind_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create socket directory {}", dir.display()))?;
-    }
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        anyhow::ensure!(
-            meta.file_type().is_socket(),
-            "socket_path {} exists and is not a socket",
-            path.display()
-        );
-        std::fs::remove_file(path)
-            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
-    }
-    endpoints::bind(path).with_context(|| format!("cannot bind socket {}", path.display()))
 }

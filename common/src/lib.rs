@@ -1,5 +1,7 @@
 //! Signet's shared model. No gRPC and no I/O here: SPIFFE IDs, selectors, registration
-//! entries, the injected clock and the rotation policy as pure functions.
+//! entries, the injected clock and the rotation policy as pure functions. The one
+//! exception is [`uds`] (feature `uds`): the Unix-socket gRPC plumbing both binaries serve
+//! through.
 #![warn(missing_docs)]
 
 pub mod bundle;
@@ -16,4 +18,6 @@ pub mod selector;
 pub mod sigcheck;
 pub mod telemetry;
 pub mod tls;
+#[cfg(feature = "uds")]
+pub mod uds;
 pub mod x509;

@@ -242,13 +242,9 @@ pub async fn uds_channel(path: &Path) -> Channel {
         .unwrap()
 }
 
-/// A TLS channel to `addr` that requires the server SVID `spiffe://<td>/spire/server` under
-/// `roots`, presenting `client` if given.
-pub async fn tls_channel(
-    addr: std::net::SocketAddr,
-    roots: &[Vec<u8>],
-    client: Option<&Identity>,
-) -> Result<Channel, tonic::transport::Error> {
+/// A TLS client configuration (ALPN h2) that requires the server SVID
+/// `spiffe://<td>/spire/server` under `roots`, presenting `client` if given.
+pub fn tls_client_config(roots: &[Vec<u8>], client: Option<&Identity>) -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let server_id = parse_id(&format!("spiffe://{TRUST_DOMAIN}/spire/server")).unwrap();
     let verifier =
@@ -271,6 +267,17 @@ pub async fn tls_channel(
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
+    config
+}
+
+/// A TLS channel to `addr` that requires the server SVID `spiffe://<td>/spire/server` under
+/// `roots`, presenting `client` if given.
+pub async fn tls_channel(
+    addr: std::net::SocketAddr,
+    roots: &[Vec<u8>],
+    client: Option<&Identity>,
+) -> Result<Channel, tonic::transport::Error> {
+    let config = tls_client_config(roots, client);
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     Endpoint::try_from(format!("http://{addr}"))
         .unwrap()

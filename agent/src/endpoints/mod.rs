@@ -5,13 +5,13 @@
 //! the caller, then checks it is still the same live process. Errors become gRPC statuses in
 //! exactly one place, [`From<ApiError> for Status`](ApiError), which also logs them.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryServiceServer;
+use signet_common::uds;
 use signet_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApiServer;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
@@ -44,29 +44,15 @@ pub const SECURITY_HEADER: &str = "workload.spiffe.io";
 /// How long open streams may keep the server up after shutdown was asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Binds the public socket (0777; parent directory created if missing).
+/// Binds the public socket (0777; parent directory created if missing). Every workload,
+/// whatever its uid, must be able to connect: identity comes from attestation, never from
+/// file permissions.
 pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
-        && !parent.exists()
-    {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(e)
-                .with_context(|| format!("cannot remove stale socket {}", path.display()));
-        }
-    }
-    let listener = UnixListener::bind(path)
-        .with_context(|| format!("cannot bind workload socket {}", path.display()))?;
-    // Every workload, whatever its uid, must be able to connect: identity comes from
-    // attestation, never from file permissions.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777))
-        .with_context(|| format!("cannot set permissions on {}", path.display()))?;
-    Ok(listener)
+    let access = uds::Access {
+        socket_mode: 0o777,
+        new_parent_mode: None,
+    };
+    Ok(uds::bind(path, access)?)
 }
 
 /// Serves the Workload API on `listener` until `shutdown` turns true (and Envoy SDS with

@@ -3,12 +3,12 @@
 //! handler tells local, agent and anonymous callers apart itself (`api::ApiState::caller`).
 
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use signet_common::uds;
 use signet_proto::istio::v1::auth::istio_certificate_service_server::IstioCertificateServiceServer;
 use signet_proto::signet::sync::v1::sync_server::SyncServer;
 use signet_proto::spire::api::server::agent::v1::agent_server::AgentServer;
@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
-use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Server;
 
 use crate::api::agent::AgentService;
@@ -131,27 +131,11 @@ pub fn serve_tcp(
 /// Binds the admin socket: removes a stale socket file, creates the parent directory
 /// (0700 if it has to be made) and leaves the socket 0770 — never world-accessible.
 pub fn bind_admin_socket(path: &Path) -> anyhow::Result<UnixListener> {
-    if let Some(parent) = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty() && !p.exists())
-    {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))?;
-    }
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(e)
-                .with_context(|| format!("cannot remove stale socket {}", path.display()));
-        }
-    }
-    let listener = UnixListener::bind(path)
-        .with_context(|| format!("cannot bind admin socket {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o770))
-        .with_context(|| format!("cannot set permissions on {}", path.display()))?;
-    Ok(listener)
+    let access = uds::Access {
+        socket_mode: 0o770,
+        new_parent_mode: Some(0o700),
+    };
+    Ok(uds::bind(path, access)?)
 }
 
 /// Serves the admin API (plus gRPC health) on the Unix socket until `shutdown`.
@@ -167,9 +151,12 @@ pub fn serve_admin(
     let router = router(services).add_service(health);
     tasks.spawn(async move {
         router
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
-                let _ = shutdown.wait_for(|stop| *stop).await;
-            })
+            .serve_with_incoming_shutdown(
+                uds::incoming(listener, uds::tonic_connect_info),
+                async move {
+                    let _ = shutdown.wait_for(|stop| *stop).await;
+                },
+            )
             .await
             .context("admin API server failed")
     });

@@ -1,0 +1,380 @@
+//! Accept any HTTP/2 `:authority` on a Unix socket.
+//!
+//! gRPC clients fill `:authority` on a Unix socket as they please: grpc-go sends
+//! `localhost`, grpc C-core (Python, Ruby, C++, PHP) the percent-encoded socket path,
+//! grpc-java the raw path, others nothing or an abstract-socket name. Go's HTTP/2 server
+//! (and so spire-agent) accepts them all; the `h2` server resets any stream whose authority
+//! is not a valid URI authority, before tonic sees the request (hyperium/h2#442).
+//!
+//! [`AuthorityRewriter`] sits between the socket and `h2` on the read side only. It passes
+//! every byte through unchanged except header blocks: each HEADERS frame (with its
+//! CONTINUATION frames) is decoded with an HPACK decoder that follows the client's dynamic
+//! table, an `:authority` that `h2` would refuse is replaced by `localhost`, and the block is
+//! re-encoded with literals only, so `h2`'s decoder never needs a dynamic table that could
+//! drift from the client's. Everything else — other malformations, flow control, settings —
+//! reaches `h2` as the client sent it. TCP listeners do not use this layer.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::hpack::{self, Decoder};
+
+/// The client connection preface (RFC 9113 §3.4).
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const FRAME_HEADER_LEN: usize = 9;
+const HEADERS: u8 = 0x1;
+const CONTINUATION: u8 = 0x9;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+const PADDED: u8 = 0x8;
+const PRIORITY: u8 = 0x20;
+/// The largest frame payload written towards `h2`: the protocol minimum of
+/// SETTINGS_MAX_FRAME_SIZE, which `h2` (default 16 KiB) always accepts.
+const MAX_OUT_FRAME: usize = 16_384;
+/// SETTINGS_HEADER_TABLE_SIZE as `h2` advertises it (the protocol default; tonic and
+/// hyper never change it), the most a client's encoder may use.
+const CLIENT_TABLE_SIZE: usize = 4096;
+/// The most a header block may take, compressed or decoded (§4.1 sizes): four times
+/// hyper's SETTINGS_MAX_HEADER_LIST_SIZE, so `h2` still judges every block it would judge
+/// itself; a client past this is cut off.
+const MAX_BLOCK: usize = 64 * 1024;
+/// What replaces an `:authority` that `h2` would refuse.
+const REPLACEMENT: &[u8] = b"localhost";
+
+/// How far into the byte stream the reader is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Inside the connection preface, this many bytes seen.
+    Preface(usize),
+    /// At the start of a frame.
+    FrameHeader,
+    /// Forwarding this many more bytes of a frame that is not a header block.
+    Forward(usize),
+    /// Waiting for the whole payload of a HEADERS or CONTINUATION frame.
+    HeaderFrame {
+        kind: u8,
+        flags: u8,
+        stream: u32,
+        len: usize,
+    },
+    /// Not HTTP/2 with prior knowledge: everything passes through for `h2` to refuse.
+    Raw,
+}
+
+/// A header block being collected across HEADERS and CONTINUATION frames.
+#[derive(Debug)]
+struct PendingBlock {
+    stream: u32,
+    end_stream: bool,
+    priority: Option<[u8; 5]>,
+    fragment: Vec<u8>,
+}
+
+/// A server-side connection whose incoming header blocks carry an `:authority` that `h2`
+/// accepts. Writes go straight to the inner stream.
+#[derive(Debug)]
+pub struct AuthorityRewriter<IO> {
+    io: IO,
+    state: State,
+    /// Bytes read from `io` and not yet processed.
+    input: Vec<u8>,
+    /// Processed bytes not yet handed to the reader, from `out_pos` on.
+    output: Vec<u8>,
+    out_pos: usize,
+    decoder: Decoder,
+    block: Option<PendingBlock>,
+    eof: bool,
+}
+
+impl<IO> AuthorityRewriter<IO> {
+    /// Wraps the server side of a freshly accepted connection.
+    pub fn new(io: IO) -> Self {
+        Self {
+            io,
+            state: State::Preface(0),
+            input: Vec::new(),
+            output: Vec::new(),
+            out_pos: 0,
+            decoder: Decoder::new(CLIENT_TABLE_SIZE, MAX_BLOCK),
+            block: None,
+            eof: false,
+        }
+    }
+
+    /// The inner stream.
+    pub fn get_ref(&self) -> &IO {
+        &self.io
+    }
+
+    /// Moves as much of `input` as can be processed to `output`.
+    fn process(&mut self) -> io::Result<()> {
+        loop {
+            match self.state {
+                State::Raw => {
+                    self.output.append(&mut self.input);
+                    return Ok(());
+                }
+                State::Preface(seen) => {
+                    let want = &PREFACE[seen..];
+                    let n = want.len().min(self.input.len());
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    if self.input[..n] != want[..n] {
+                        self.state = State::Raw;
+                        continue;
+                    }
+                    self.output.extend(self.input.drain(..n));
+                    self.state = if seen + n == PREFACE.len() {
+                        State::FrameHeader
+                    } else {
+                        State::Preface(seen + n)
+                    };
+                }
+                State::FrameHeader => {
+                    let Some(head) = self.input.get(..FRAME_HEADER_LEN) else {
+                        return Ok(());
+                    };
+                    let len = usize::from(head[0]) << 16
+                        | usize::from(head[1]) << 8
+                        | usize::from(head[2]);
+                    let (kind, flags) = (head[3], head[4]);
+                    let stream =
+                        u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+                    if kind == HEADERS || kind == CONTINUATION {
+                        if len > MAX_BLOCK {
+                            return Err(violation("header frame too large"));
+                        }
+                        self.input.drain(..FRAME_HEADER_LEN);
+                        self.state = State::HeaderFrame {
+                            kind,
+                            flags,
+                            stream,
+                            len,
+                        };
+                    } else {
+                        if self.block.is_some() {
+                            return Err(violation("frame inside a header block"));
+                        }
+                        self.output.extend(self.input.drain(..FRAME_HEADER_LEN));
+                        self.state = State::Forward(len);
+                    }
+                }
+                State::Forward(0) => self.state = State::FrameHeader,
+                State::Forward(rest) => {
+                    let n = rest.min(self.input.len());
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    self.output.extend(self.input.drain(..n));
+                    self.state = State::Forward(rest - n);
+                }
+                State::HeaderFrame {
+                    kind,
+                    flags,
+                    stream,
+                    len,
+                } => {
+                    if self.input.len() < len {
+                        return Ok(());
+                    }
+                    let payload: Vec<u8> = self.input.drain(..len).collect();
+                    self.header_frame(kind, flags, stream, &payload)?;
+                    self.state = State::FrameHeader;
+                }
+            }
+        }
+    }
+
+    /// Collects one HEADERS or CONTINUATION frame; at END_HEADERS, rewrites the block.
+    fn header_frame(&mut self, kind: u8, flags: u8, stream: u32, payload: &[u8]) -> io::Result<()> {
+        if kind == HEADERS {
+            if self.block.is_some() {
+                return Err(violation("HEADERS inside a header block"));
+            }
+            let mut rest = payload;
+            let pad = if flags & PADDED != 0 {
+                let (&n, tail) = rest
+                    .split_first()
+                    .ok_or_else(|| violation("padded HEADERS without a pad length"))?;
+                rest = tail;
+                usize::from(n)
+            } else {
+                0
+            };
+            let priority = if flags & PRIORITY != 0 {
+                let (p, tail) = rest
+                    .split_first_chunk::<5>()
+                    .ok_or_else(|| violation("HEADERS too short for its priority"))?;
+                rest = tail;
+                Some(*p)
+            } else {
+                None
+            };
+            let fragment = rest
+                .get(..rest.len().checked_sub(pad).unwrap_or(usize::MAX))
+                .ok_or_else(|| violation("HEADERS padding exceeds the payload"))?;
+            self.block = Some(PendingBlock {
+                stream,
+                end_stream: flags & END_STREAM != 0,
+                priority,
+                fragment: fragment.to_vec(),
+            });
+        } else {
+            let block = self
+                .block
+                .as_mut()
+                .filter(|b| b.stream == stream)
+                .ok_or_else(|| violation("CONTINUATION without its HEADERS"))?;
+            if block.fragment.len() + payload.len() > MAX_BLOCK {
+                return Err(violation("header block too large"));
+            }
+            block.fragment.extend_from_slice(payload);
+        }
+        if flags & END_HEADERS != 0
+            && let Some(block) = self.block.take()
+        {
+            self.emit(block)?;
+        }
+        Ok(())
+    }
+
+    /// Decodes a complete block, fixes its `:authority` and writes it as HEADERS plus as
+    /// many CONTINUATION frames as its size needs.
+    fn emit(&mut self, block: PendingBlock) -> io::Result<()> {
+        let mut fields = self
+            .decoder
+            .decode(&block.fragment)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        for field in &mut fields {
+            if field.name == b":authority"
+                && http::uri::Authority::try_from(field.value.as_slice()).is_err()
+            {
+                field.value = REPLACEMENT.to_vec();
+            }
+        }
+        let mut encoded = Vec::with_capacity(block.fragment.len() + 16);
+        for field in &fields {
+            hpack::encode_literal(&mut encoded, field);
+        }
+        let priority: &[u8] = block.priority.as_ref().map_or(&[], |p| p.as_slice());
+        let first = encoded.len().min(MAX_OUT_FRAME - priority.len());
+        let mut flags = if block.end_stream { END_STREAM } else { 0 };
+        if block.priority.is_some() {
+            flags |= PRIORITY;
+        }
+        if first == encoded.len() {
+            flags |= END_HEADERS;
+        }
+        write_frame_header(
+            &mut self.output,
+            priority.len() + first,
+            HEADERS,
+            flags,
+            block.stream,
+        );
+        self.output.extend_from_slice(priority);
+        self.output.extend_from_slice(&encoded[..first]);
+        let mut rest = &encoded[first..];
+        while !rest.is_empty() {
+            let n = rest.len().min(MAX_OUT_FRAME);
+            let flags = if n == rest.len() { END_HEADERS } else { 0 };
+            write_frame_header(&mut self.output, n, CONTINUATION, flags, block.stream);
+            self.output.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+        }
+        Ok(())
+    }
+}
+
+fn write_frame_header(out: &mut Vec<u8>, len: usize, kind: u8, flags: u8, stream: u32) {
+    let len = u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes();
+    out.extend_from_slice(&len[1..]);
+    out.push(kind);
+    out.push(flags);
+    out.extend_from_slice(&stream.to_be_bytes());
+}
+
+/// A client that broke HTTP/2 framing where `h2` would end the connection too.
+fn violation(what: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
+}
+
+// === impl AsyncRead ===
+
+impl<IO: AsyncRead + Unpin> AsyncRead for AuthorityRewriter<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.out_pos < this.output.len() {
+                let n = buf.remaining().min(this.output.len() - this.out_pos);
+                buf.put_slice(&this.output[this.out_pos..this.out_pos + n]);
+                this.out_pos += n;
+                if this.out_pos == this.output.len() {
+                    this.output.clear();
+                    this.out_pos = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if this.eof {
+                return Poll::Ready(Ok(()));
+            }
+            this.process()?;
+            if !this.output.is_empty() {
+                continue;
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let mut read = ReadBuf::new(&mut chunk);
+            ready!(Pin::new(&mut this.io).poll_read(cx, &mut read))?;
+            if read.filled().is_empty() {
+                // A frame cut short stays cut short: `h2` sees the same truncation.
+                this.eof = true;
+                this.output.append(&mut this.input);
+            } else {
+                this.input.extend_from_slice(read.filled());
+            }
+        }
+    }
+}
+
+// === impl AsyncWrite ===
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for AuthorityRewriter<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests;
