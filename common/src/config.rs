@@ -1,9 +1,14 @@
-//! The pieces both binaries' HCL configuration files share: port and duration values,
-//! `plugin_data` blocks, the `health_checks {}` block, and SPIRE's `-expandEnv`.
+//! The pieces both binaries' configuration files share: reading SPIRE's syntax (HCL1 or
+//! JSON, [`hcl1`]), port and duration values, `plugin_data` blocks, the `health_checks {}`
+//! block, and SPIRE's `-expandEnv`.
 
 use std::time::Duration;
 
 use serde::Deserialize;
+
+pub mod hcl1;
+
+pub use hcl1::Raw;
 
 /// Why a configuration file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -16,12 +21,14 @@ pub enum ConfigError {
         /// Why.
         error: std::io::Error,
     },
-    /// The HCL did not parse or had unknown or mistyped keys.
-    #[error("invalid config file {path}: {error}")]
+    /// The file is not valid HCL1 / JSON, or has unknown or mistyped keys.
+    #[error("invalid config file {path}{}: {error}", at.map(|p| format!(":{p}")).unwrap_or_default())]
     Parse {
         /// The file.
         path: String,
-        /// What serde / HCL said (names the key).
+        /// Line and column, when known.
+        at: Option<hcl1::Pos>,
+        /// What is wrong (names the key).
         error: String,
     },
     /// A value was out of range or inconsistent.
@@ -43,12 +50,72 @@ pub fn read_file(path: &std::path::Path, expand: bool) -> Result<String, ConfigE
     Ok(if expand { expand_env(&text) } else { text })
 }
 
-/// Parses HCL into the file's serde shape; errors name the key and `path`.
+/// Parses a config file (SPIRE's HCL1, or JSON by extension or content) into the file's
+/// serde shape; errors name the file, line and column, and the key.
 pub fn parse_hcl<T: serde::de::DeserializeOwned>(text: &str, path: &str) -> Result<T, ConfigError> {
-    hcl::from_str(text).map_err(|e| ConfigError::Parse {
+    let body = hcl1::parse(text, hcl1::is_json(text, path)).map_err(|e| ConfigError::Parse {
         path: path.into(),
-        error: e.to_string(),
-    })
+        at: Some(e.pos),
+        error: e.message,
+    })?;
+    check_plugins(&body).map_err(|(pos, error)| ConfigError::Parse {
+        path: path.into(),
+        at: Some(pos),
+        error,
+    })?;
+    hcl1::from_body(&body).map_err(|e| de_error(path, e))
+}
+
+fn de_error(path: &str, e: hcl1::DeError) -> ConfigError {
+    ConfigError::Parse {
+        path: path.into(),
+        at: e.pos,
+        error: match e.path {
+            Some(p) if !p.is_empty() => format!("{p}: {}", e.message),
+            _ => e.message,
+        },
+    }
+}
+
+/// Refuses a plugin declared twice under `plugins` (however its blocks are nested), as
+/// SPIRE does; HCL's merging would otherwise combine the two silently.
+fn check_plugins(body: &hcl1::Body) -> Result<(), (hcl1::Pos, String)> {
+    fn walk(
+        items: &[hcl1::Item],
+        prefix: &[String],
+        seen: &mut Vec<(String, String)>,
+    ) -> Result<(), (hcl1::Pos, String)> {
+        for item in items {
+            let mut keys = prefix.to_vec();
+            keys.extend(item.keys.iter().map(|k| k.name.clone()));
+            if keys.len() >= 2 {
+                let ident = (keys[0].clone(), keys[1].clone());
+                if seen.contains(&ident) {
+                    let pos = item.keys[0].pos;
+                    return Err((
+                        pos,
+                        format!("plugin {:?}/{:?} declared more than once", ident.0, ident.1),
+                    ));
+                }
+                seen.push(ident);
+            } else if let hcl1::Value::Object(b) = &item.value.value {
+                walk(&b.items, &keys, seen)?;
+            }
+        }
+        Ok(())
+    }
+    for item in &body.items {
+        if !item.keys[0].name.eq_ignore_ascii_case("plugins") {
+            continue;
+        }
+        let prefix: Vec<String> = item.keys[1..].iter().map(|k| k.name.clone()).collect();
+        let mut seen = Vec::new();
+        match &item.value.value {
+            hcl1::Value::Object(b) if prefix.len() < 2 => walk(&b.items, &prefix, &mut seen)?,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// One `Type "name" { plugin_data {} enabled = ... }` block of `plugins {}`.
@@ -56,9 +123,55 @@ pub fn parse_hcl<T: serde::de::DeserializeOwned>(text: &str, path: &str) -> Resu
 #[serde(deny_unknown_fields)]
 pub struct PluginBlock {
     /// The plugin's own settings.
-    pub plugin_data: Option<hcl::Value>,
+    pub plugin_data: Option<Raw>,
+    /// A file holding the plugin's settings instead (HCL or JSON).
+    pub plugin_data_file: Option<std::path::PathBuf>,
     /// `false` leaves the plugin out.
     pub enabled: Option<bool>,
+    /// An external plugin binary: refused (Signet's plugins are built in).
+    pub plugin_cmd: Option<String>,
+    /// The external plugin's arguments: refused with `plugin_cmd`.
+    pub plugin_args: Option<Vec<String>>,
+    /// The external plugin's checksum: refused with `plugin_cmd`.
+    pub plugin_checksum: Option<String>,
+}
+
+impl PluginBlock {
+    /// Whether the plugin is on (`enabled` absent or true).
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.unwrap_or(true)
+    }
+
+    /// The plugin's settings from `plugin_data` or `plugin_data_file`, refusing external
+    /// plugins and both sources at once; `what` names the plugin in errors.
+    pub fn data(self, what: &str) -> Result<Option<Raw>, String> {
+        for (key, set) in [
+            ("plugin_cmd", self.plugin_cmd.is_some()),
+            ("plugin_args", self.plugin_args.is_some()),
+            ("plugin_checksum", self.plugin_checksum.is_some()),
+        ] {
+            if set {
+                return Err(format!(
+                    "{what}.{key}: external plugins are not supported; Signet's plugins are built in"
+                ));
+            }
+        }
+        match (self.plugin_data, self.plugin_data_file) {
+            (Some(_), Some(_)) => Err(format!(
+                "{what}: only one of [plugin_data, plugin_data_file] can be used"
+            )),
+            (Some(d), None) => Ok(Some(d)),
+            (None, None) => Ok(None),
+            (None, Some(file)) => {
+                let name = file.display().to_string();
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| format!("{what}.plugin_data_file: cannot read {name}: {e}"))?;
+                let body = hcl1::parse(&text, hcl1::is_json(&text, &name))
+                    .map_err(|e| format!("{what}.plugin_data_file: {name}:{e}"))?;
+                Ok(Some(Raw::from_body(body, &format!("{what}.plugin_data"))))
+            }
+        }
+    }
 }
 
 /// A port written as a number or, as SPIRE's samples do, as a string.
@@ -96,12 +209,33 @@ pub fn duration(name: &str, text: Option<&str>, default: Duration) -> Result<Dur
 /// `T::default()` when the block is absent.
 pub fn plugin_data<T: serde::de::DeserializeOwned + Default>(
     what: &str,
-    data: Option<hcl::Value>,
+    data: Option<Raw>,
 ) -> Result<T, String> {
     match data {
         None => Ok(T::default()),
-        Some(v) => hcl::from_value(v).map_err(|e| format!("{what} plugin_data: {e}")),
+        Some(raw) => raw_data(what, &raw),
     }
+}
+
+/// A plugin's `plugin_data {}` as `T`, which it must have.
+pub fn required_plugin_data<T: serde::de::DeserializeOwned>(
+    what: &str,
+    data: Option<Raw>,
+) -> Result<T, String> {
+    match data {
+        None => Err(format!("{what}: plugin_data is required")),
+        Some(raw) => raw_data(what, &raw),
+    }
+}
+
+fn raw_data<T: serde::de::DeserializeOwned>(what: &str, raw: &Raw) -> Result<T, String> {
+    raw.parse().map_err(|e: hcl1::DeError| {
+        let at = e.pos.map(|p| format!("{p}: ")).unwrap_or_default();
+        match e.path {
+            Some(p) if !p.is_empty() => format!("{at}{p}: {}", e.message),
+            _ => format!("{at}{what} plugin_data: {}", e.message),
+        }
+    })
 }
 
 /// `health_checks {}` as written.

@@ -3,6 +3,9 @@
 #   tests/interop/bin/spire-server, tests/interop/bin/spire-agent  (SPIRE, version pinned in go.mod)
 #   tests/interop/bin/spiffe-check                                 (go-spiffe checker, cmd/spiffe-check)
 #   tests/interop/bin/sds-check                                    (Envoy SDS v3 checker, cmd/sds-check)
+#   tests/interop/bin/py/                                          (venv: py-spiffe, grpcio, cryptography; pinned in
+#                                                                   py/requirements.txt; SPIRE API stubs from proto/)
+#   tests/interop/bin/node/                                        (@grpc/grpc-js, pinned in node/package-lock.json)
 #   target/debug/signet-server, target/debug/signet-agent          (cargo build --workspace --bins)
 # Idempotent: the SPIRE binaries are rebuilt only when missing or built from another version;
 # spiffe-check and sds-check are always rebuilt (seconds; Go's build cache makes it a no-op when unchanged).
@@ -11,6 +14,7 @@
 #   SKIP_CARGO_BUILD=1   do not run cargo (e.g. CI already built the workspace)
 #   SKIP_SPIRE_BUILD=1   do not build SPIRE (scenarios needing it will fail)
 #   SKIP_CHECKER_BUILD=1 do not build spiffe-check / sds-check (scenarios needing them will fail)
+#   SKIP_CLIENTS_BUILD=1 do not install the Python / Node / Java clients (scenarios needing them will fail)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -69,6 +73,56 @@ build_checker() {
     log "sds-check build took $((SECONDS - start))s"
 }
 
+# The version stamp of an install: its pins plus the files it is generated from.
+stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
+
+# Python clients: one venv with the pinned py-spiffe, grpcio (C-core), grpcio-tools and
+# cryptography, and grpcio stubs for SPIRE's server API generated from proto/.
+build_python() {
+    local venv="$bin/py" req="$here/py/requirements.txt" want
+    want="$(python3 --version 2>&1) $(stamp_of "$req" "$root"/proto/proto/spire/api/*/*.proto "$root"/proto/proto/spire/api/server/*/v1/*.proto)"
+    if [[ -f "$venv/.stamp" && "$(cat "$venv/.stamp")" == "$want" ]]; then
+        log "python clients already installed ($venv)"
+        return 0
+    fi
+    local start=$SECONDS
+    log "installing python clients into $venv ($(python3 --version 2>&1))"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-input -r "$req"
+    mkdir -p "$venv/gen"
+    (cd "$root/proto/proto" && "$venv/bin/python" -m grpc_tools.protoc -I . \
+        --python_out="$venv/gen" --grpc_python_out="$venv/gen" \
+        spire/api/types/types.proto spire/api/server/entry/v1/entry.proto \
+        spire/api/server/bundle/v1/bundle.proto workload.proto)
+    echo "$want" >"$venv/.stamp"
+    log "python clients took $((SECONDS - start))s"
+}
+
+# Node clients: @grpc/grpc-js and @grpc/proto-loader from node/package-lock.json (npm ci).
+build_node() {
+    local dir="$bin/node" want
+    want="$(node --version 2>&1) $(stamp_of "$here/node/package.json" "$here/node/package-lock.json")"
+    if [[ -f "$dir/.stamp" && "$(cat "$dir/.stamp")" == "$want" ]]; then
+        log "node clients already installed ($dir)"
+        return 0
+    fi
+    local start=$SECONDS
+    log "installing node clients into $dir (node $(node --version 2>&1))"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    cp "$here/node/package.json" "$here/node/package-lock.json" "$dir/"
+    (cd "$dir" && npm ci --no-audit --no-fund --silent)
+    echo "$want" >"$dir/.stamp"
+    log "node clients took $((SECONDS - start))s"
+}
+
+build_clients() {
+    mkdir -p "$bin"
+    build_python
+    build_node
+}
+
 build_signet() {
     log "cargo build --workspace --bins (in $root)"
     local start=$SECONDS
@@ -85,5 +139,6 @@ build_signet() {
 
 if [[ "${SKIP_SPIRE_BUILD:-}" == 1 ]]; then log "SKIP_SPIRE_BUILD=1: not building SPIRE"; else build_spire; fi
 if [[ "${SKIP_CHECKER_BUILD:-}" == 1 ]]; then log "SKIP_CHECKER_BUILD=1: not building spiffe-check / sds-check"; else build_checker; fi
+if [[ "${SKIP_CLIENTS_BUILD:-}" == 1 ]]; then log "SKIP_CLIENTS_BUILD=1: not installing client libraries"; else build_clients; fi
 if [[ "${SKIP_CARGO_BUILD:-}" == 1 ]]; then log "SKIP_CARGO_BUILD=1: not running cargo"; else build_signet; fi
 log "done"

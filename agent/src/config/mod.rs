@@ -31,7 +31,7 @@ struct FileConfig {
     plugins: BTreeMap<String, BTreeMap<String, PluginBlock>>,
     health_checks: Option<HealthBlock>,
     #[serde(default)]
-    telemetry: Option<hcl::Value>,
+    telemetry: Option<signet_common::config::Raw>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -430,7 +430,7 @@ impl Plugins {
             }
             for (name, block) in enabled {
                 let what = format!("plugins.{kind} \"{name}\"");
-                let data = block.plugin_data;
+                let data = block.data(&what)?;
                 match (kind.as_str(), name.as_str()) {
                     ("KeyManager", "disk") => {
                         let d: DiskKeysData = plugin_data(&what, data)?;

@@ -48,6 +48,7 @@ pub(super) fn validate(
     bundles: &[Arc<Bundle>],
     now: i64,
 ) -> Result<Validated, String> {
+    check_compact(token).map_err(|e| format!("unable to parse JWT token: {e}"))?;
     let header = jsonwebtoken::decode_header(token)
         .map_err(|e| format!("unable to parse JWT token: {e}"))?;
     if !ALGORITHMS.contains(&header.alg) {
@@ -97,6 +98,36 @@ pub(super) fn validate(
     Ok(Validated { spiffe_id, claims })
 }
 
+/// The compact-serialization checks SPIRE's JWT library makes first, with its texts: three
+/// parts, each unpadded base64url (Go's decoder: CR/LF ignored, the position of the first
+/// bad byte, or of a lone trailing character, reported).
+fn check_compact(token: &str) -> Result<(), String> {
+    let parts: Vec<&str> = token.split('.').collect();
+    if parts.len() != 3 {
+        return Err("go-jose/go-jose: compact JWS format must have three parts".into());
+    }
+    for part in parts {
+        let mut quantum_start = 0;
+        let mut in_quantum = 0;
+        for (i, b) in part.bytes().enumerate() {
+            match b {
+                b'\r' | b'\n' => continue,
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => {
+                    if in_quantum == 0 {
+                        quantum_start = i;
+                    }
+                    in_quantum = (in_quantum + 1) % 4;
+                }
+                _ => return Err(format!("illegal base64 data at input byte {i}")),
+            }
+        }
+        if in_quantum == 1 {
+            return Err(format!("illegal base64 data at input byte {quantum_start}"));
+        }
+    }
+    Ok(())
+}
+
 fn decoding_key(bundle: &Bundle, kid: &str) -> Result<DecodingKey, String> {
     let not_found = || {
         format!(
@@ -142,8 +173,9 @@ fn check_audience(claims: &Map<String, Value>, audience: &str) -> Result<(), Str
     if aud.iter().any(|a| a == audience) {
         Ok(())
     } else {
+        // SPIRE's order: the audience asked for, then the token's.
         Err(format!(
-            "expected audience in {aud:?} (audience={:?})",
+            "expected audience in {:?} (audience={aud:?})",
             [audience]
         ))
     }
@@ -195,4 +227,37 @@ fn proto_value(v: Value) -> prost_types::Value {
         }),
     };
     prost_types::Value { kind: Some(kind) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_audience_names_the_asked_audience_first_as_spire_does() {
+        let claims: Map<String, Value> = serde_json::from_str(r#"{"aud":["aud1"]}"#).unwrap();
+        assert_eq!(
+            check_audience(&claims, "wrong-aud").unwrap_err(),
+            r#"expected audience in ["wrong-aud"] (audience=["aud1"])"#
+        );
+        assert!(check_audience(&claims, "aud1").is_ok());
+        assert_eq!(
+            check_compact("not.a.jwt").unwrap_err(),
+            "illegal base64 data at input byte 0"
+        );
+        assert_eq!(
+            check_compact("a.b").unwrap_err(),
+            "go-jose/go-jose: compact JWS format must have three parts"
+        );
+        assert_eq!(
+            check_compact("abcd.ab!c.x").unwrap_err(),
+            "illegal base64 data at input byte 2"
+        );
+        assert!(check_compact("eyJh.e30.c2ln").is_ok());
+        let single: Map<String, Value> = serde_json::from_str(r#"{"aud":"a"}"#).unwrap();
+        assert_eq!(
+            check_audience(&single, "b").unwrap_err(),
+            r#"expected audience in ["b"] (audience=["a"])"#
+        );
+    }
 }

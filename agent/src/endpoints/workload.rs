@@ -183,7 +183,14 @@ impl WorkloadService {
         }
         let only = match req.spiffe_id.as_str() {
             "" => None,
-            id => Some(parse_id(id).map_err(|e| ApiError::InvalidArgument(e.to_string()))?),
+            // SPIRE's text: "invalid requested SPIFFE ID: <why>".
+            id => Some(parse_id(id).map_err(|e| {
+                let why = match e {
+                    signet_common::id::IdError::Invalid { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                };
+                ApiError::InvalidArgument(format!("invalid requested SPIFFE ID: {why}"))
+            })?),
         };
         let caller = self.attest(&peer).await?;
         let snap = self.synced_snapshot().await?;

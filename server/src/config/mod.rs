@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 pub use signet_common::config::{ConfigError, HealthConfig, expand_env};
-use signet_common::config::{HealthBlock, PluginBlock, PortValue, duration, plugin_data, port};
+use signet_common::config::{
+    HealthBlock, PluginBlock, PortValue, duration, plugin_data, port, required_plugin_data,
+};
 use signet_common::id::{SpiffeId, TrustDomain, parse_id, parse_trust_domain};
 use signet_common::rotation::max_svid_ttl_for_ca_ttl;
 use signet_common::telemetry::{LogFormat, parse_level};
@@ -31,7 +33,7 @@ struct FileConfig {
     plugins: BTreeMap<String, BTreeMap<String, PluginBlock>>,
     health_checks: Option<HealthBlock>,
     #[serde(default)]
-    telemetry: Option<hcl::Value>,
+    telemetry: Option<signet_common::config::Raw>,
     istio_ca: Option<istio::IstioCaBlock>,
 }
 
@@ -350,7 +352,7 @@ impl Plugins {
             }
             for (name, block) in enabled {
                 let what = format!("plugins.{kind} \"{name}\"");
-                let data = block.plugin_data;
+                let data = block.data(&what)?;
                 match (kind.as_str(), name.as_str()) {
                     ("DataStore", "sled") => {
                         let d: SledData = plugin_data(&what, data)?;
@@ -373,9 +375,7 @@ impl Plugins {
                         join_token = true;
                     }
                     ("UpstreamAuthority", "disk") => {
-                        let data = data.ok_or_else(|| format!("{what}: plugin_data with cert_file_path and key_file_path is required"))?;
-                        let d: UpstreamDiskData = hcl::from_value(data)
-                            .map_err(|e| format!("{what} plugin_data: {e}"))?;
+                        let d: UpstreamDiskData = required_plugin_data(&what, data)?;
                         upstream = Some(UpstreamDisk {
                             cert_file_path: d.cert_file_path,
                             key_file_path: d.key_file_path,

@@ -222,3 +222,59 @@ fn istio_ca_bad_values_are_refused() {
         );
     }
 }
+
+#[test]
+fn spire_one_line_syntax_parses_like_the_multi_line_form() {
+    let one_line = r#"
+server { trust_domain = "example.org" data_dir = "/tmp/x" }
+plugins {
+    NodeAttestor "join_token" { plugin_data {} }                      # nested block on one line
+    KeyManager "disk" { plugin_data { keys_path = "/opt/spire/data/keys.json" } }
+    DataStore "sled" { plugin_data { directory = "/opt/signet/data" } }
+}
+health_checks { listener_enabled = true, bind_address = "0.0.0.0" bind_port = "8080" }
+"#;
+    let multi = r#"
+server {
+    trust_domain = "example.org"
+    data_dir = "/tmp/x"
+}
+plugins {
+    NodeAttestor "join_token" {
+        plugin_data {}
+    }
+    KeyManager "disk" {
+        plugin_data {
+            keys_path = "/opt/spire/data/keys.json"
+        }
+    }
+    DataStore "sled" {
+        plugin_data {
+            directory = "/opt/signet/data"
+        }
+    }
+}
+health_checks {
+    listener_enabled = true
+    bind_address = "0.0.0.0"
+    bind_port = "8080"
+}
+"#;
+    let (a, b) = (parse(one_line).unwrap(), parse(multi).unwrap());
+    assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    assert_eq!(
+        a.key_manager,
+        KeyManagerConfig::Disk {
+            keys_path: "/opt/spire/data/keys.json".into()
+        }
+    );
+    assert_eq!(a.health.map(|h| h.bind_port), Some(8080));
+}
+
+#[test]
+fn malformed_files_name_file_line_and_column() {
+    let err = parse("server {\n  trust_domain = \"example.org\"\n  data_dir = [1 2]\n}")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("test.conf:3:17"), "{err}");
+}

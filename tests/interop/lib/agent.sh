@@ -59,3 +59,23 @@ report_mints() {
     awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^expires_at=/) e = substr($i, 12); print "  | " $1 " -> " e }' \
         "$OUT/mints-$name.txt" | head -n 40
 }
+
+# --- clients nobody here wrote (installed by build.sh) -----------------------------------------
+PYENV_PY="${PYENV_PY:-$SPIRE_BIN/py/bin/python}"
+
+# pycheck <name> <spiffe_check.py args...>: py-spiffe (grpc C-core) against $AGENT_SOCK.
+pycheck() {
+    local name="$1" sub="$2"; shift 2
+    must "$name" "$PYENV_PY" "$INTEROP_DIR/py/spiffe_check.py" "$sub" -addr "unix://$AGENT_SOCK" "$@"
+}
+
+# as_other_gid <cmd...>: runs a command with this uid but another gid and no supplementary
+# groups (a workload that matches no `unix:gid` entry); needs root (setpriv).
+as_other_gid() { setpriv --regid 54321 --clear-groups -- "$@"; }
+can_change_gid() { [[ "$(id -u)" == 0 ]] && command -v setpriv >/dev/null; }
+
+# nodecheck <name> <expected id> <audience>: @grpc/grpc-js against $AGENT_SOCK.
+nodecheck() {
+    local name="$1"; shift
+    must "$name" env NODE_PATH="$SPIRE_BIN/node/node_modules" node "$INTEROP_DIR/node/workload_check.js" "$AGENT_SOCK" "$@"
+}

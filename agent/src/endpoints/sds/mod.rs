@@ -259,7 +259,8 @@ impl SecretDiscoveryService for SdsService {
         &self,
         _req: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<DeltaStream>, Status> {
-        Err(Status::unimplemented("DeltaSecrets is not implemented"))
+        // SPIRE (grpc-go's generated stub) answers exactly this.
+        Err(Status::unimplemented("Method is not implemented"))
     }
 
     async fn stream_secrets(
