@@ -369,7 +369,7 @@ fn k8s_psat_node_attestor_with_spires_default_token_path() {
     let c = parse(&psat("cluster = \"prod\"")).unwrap();
     assert_eq!(
         c.node_attestor,
-        NodeAttestorConfig::K8sPsat(K8sPsat {
+        NodeAttestorConfig::K8sPsat(K8sPsatConfig {
             cluster: "prod".into(),
             token_path: "/var/run/secrets/tokens/spire-agent".into(),
         })

@@ -9,9 +9,7 @@ use signet_common::psat::{PSAT, Payload};
 use signet_proto::types::AttestationData;
 
 use super::NodeAttestor;
-
-/// Where the kubelet mounts the projected token in SPIRE's manifests.
-pub const DEFAULT_TOKEN_PATH: &str = "/var/run/secrets/tokens/spire-agent";
+use crate::config::K8sPsatConfig;
 
 /// The k8s_psat attestor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +18,15 @@ pub struct K8sPsat {
     pub cluster: String,
     /// The projected service account token file.
     pub token_path: PathBuf,
+}
+
+impl From<&K8sPsatConfig> for K8sPsat {
+    fn from(c: &K8sPsatConfig) -> Self {
+        Self {
+            cluster: c.cluster.clone(),
+            token_path: c.token_path.clone(),
+        }
+    }
 }
 
 impl NodeAttestor for K8sPsat {

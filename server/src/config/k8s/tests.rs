@@ -1,8 +1,7 @@
 use std::path::Path;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, RunArgs};
 use crate::publish::{BundleFormat, WriteMode};
-use crate::run::RunArgs;
 
 fn parse(plugins: &str) -> Result<Config, ConfigError> {
     let text = format!(

@@ -14,11 +14,6 @@ use signet_common::config::{
 use signet_common::id::{TrustDomain, parse_trust_domain};
 use signet_common::telemetry::{LogFormat, parse_level};
 
-use crate::attestor::node::k8s_psat::{DEFAULT_TOKEN_PATH, K8sPsat};
-use crate::attestor::workload::unix::UnixConfig;
-pub use crate::endpoints::sds::SdsConfig;
-use crate::run::RunArgs;
-
 #[cfg(test)]
 mod tests;
 
@@ -134,6 +129,64 @@ struct UnixData {
 
 // === Typed configuration ===
 
+/// `signet-agent run` flags; each overrides the matching key of the config file.
+#[derive(Debug, Clone, Default)]
+pub struct RunArgs {
+    /// `--config`.
+    pub config: PathBuf,
+    /// `--join-token`.
+    pub join_token: Option<String>,
+    /// `--server-address`.
+    pub server_address: Option<String>,
+    /// `--server-port`.
+    pub server_port: Option<u16>,
+    /// `--socket-path`.
+    pub socket_path: Option<PathBuf>,
+    /// `--trust-bundle` (PEM file).
+    pub trust_bundle: Option<PathBuf>,
+    /// `--trust-domain`.
+    pub trust_domain: Option<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--log-level`.
+    pub log_level: Option<String>,
+    /// `--expand-env`.
+    pub expand_env: bool,
+}
+
+/// `WorkloadAttestor "unix" { plugin_data { ... } }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnixConfig {
+    /// Adds `unix:path` and `unix:sha256` selectors.
+    pub discover_workload_path: bool,
+    /// Largest binary hashed for `unix:sha256` (0 = unlimited, negative = never).
+    pub workload_size_limit: i64,
+}
+
+/// The agent's `sds {}` block (SPIRE's keys and defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdsConfig {
+    /// Name of the caller's first identity.
+    pub default_svid_name: String,
+    /// Name of the own trust domain's bundle.
+    pub default_bundle_name: String,
+    /// Name of every bundle in one SPIFFE validator.
+    pub default_all_bundles_name: String,
+    /// Serve bundles as `trusted_ca` instead of the SPIFFE validator.
+    pub disable_spiffe_cert_validation: bool,
+}
+
+impl Default for SdsConfig {
+    fn default() -> Self {
+        Self {
+            default_svid_name: "default".into(),
+            default_bundle_name: "ROOTCA".into(),
+            default_all_bundles_name: "ALL".into(),
+            disable_spiffe_cert_validation: false,
+        }
+    }
+}
+
 /// Where the agent gets the bundle it checks the server against before it has its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TrustBundleSource {
@@ -153,13 +206,26 @@ pub enum WorkloadKeyType {
     EcP384,
 }
 
+/// Where the kubelet mounts the projected token in SPIRE's manifests (`k8s_psat`'s default
+/// `token_path`).
+pub const DEFAULT_PSAT_TOKEN_PATH: &str = "/var/run/secrets/tokens/spire-agent";
+
 /// How the agent proves its node to the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeAttestorConfig {
     /// `join_token`: the token from `join_token`, `join_token_file` or `--join-token`.
     JoinToken,
     /// `k8s_psat`: the pod's projected service account token.
-    K8sPsat(K8sPsat),
+    K8sPsat(K8sPsatConfig),
+}
+
+/// `NodeAttestor "k8s_psat"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct K8sPsatConfig {
+    /// The cluster name the server knows this cluster by.
+    pub cluster: String,
+    /// The projected service account token file.
+    pub token_path: PathBuf,
 }
 
 /// Where the agent keeps its own private key.
@@ -580,11 +646,11 @@ impl Plugins {
                             return Err(format!("{what}: missing required cluster block"));
                         }
                         let token_path = if d.token_path.is_empty() {
-                            DEFAULT_TOKEN_PATH.into()
+                            DEFAULT_PSAT_TOKEN_PATH.into()
                         } else {
                             d.token_path.into()
                         };
-                        node_attestor = Some(NodeAttestorConfig::K8sPsat(K8sPsat {
+                        node_attestor = Some(NodeAttestorConfig::K8sPsat(K8sPsatConfig {
                             cluster: d.cluster,
                             token_path,
                         }));

@@ -19,7 +19,8 @@ use tokio::sync::watch;
 
 use crate::attestor::node::NodeAttestor;
 use crate::attestor::node::join_token::JoinToken;
-use crate::client::{ClientError, Denial, ServerClient, ServerTrust};
+use crate::attestor::node::k8s_psat::K8sPsat;
+use crate::client::{ClientError, ClientSvid, Credentials, Denial, ServerClient, ServerTrust};
 use crate::config::{Config, NodeAttestorConfig, TrustBundleSource};
 use crate::retry::{Backoff, Jitter, sleep_until};
 
@@ -83,6 +84,20 @@ impl fmt::Debug for AgentSvid {
             .field("id", &self.id)
             .field("not_after", &self.not_after)
             .finish_non_exhaustive()
+    }
+}
+
+impl ClientSvid for AgentSvid {
+    fn spiffe_id(&self) -> &SpiffeId {
+        &self.id
+    }
+
+    fn chain(&self) -> &[Vec<u8>] {
+        &self.chain
+    }
+
+    fn private_key(&self) -> &[u8] {
+        &self.key
     }
 }
 
@@ -264,6 +279,16 @@ impl AgentIdentity {
     }
 }
 
+impl Credentials for AgentIdentity {
+    fn svid(&self) -> Arc<dyn ClientSvid> {
+        self.current()
+    }
+
+    fn bundle_roots(&self) -> Arc<Vec<Vec<u8>>> {
+        Arc::clone(&self.roots.borrow())
+    }
+}
+
 /// The configured node attestor (none for a join-token agent without a token).
 fn node_attestor(config: &Config) -> Option<Arc<dyn NodeAttestor>> {
     match &config.node_attestor {
@@ -271,7 +296,7 @@ fn node_attestor(config: &Config) -> Option<Arc<dyn NodeAttestor>> {
             .join_token
             .as_deref()
             .map(|token| Arc::new(JoinToken::new(token)) as Arc<dyn NodeAttestor>),
-        NodeAttestorConfig::K8sPsat(psat) => Some(Arc::new(psat.clone())),
+        NodeAttestorConfig::K8sPsat(psat) => Some(Arc::new(K8sPsat::from(psat))),
     }
 }
 

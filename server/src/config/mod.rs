@@ -19,7 +19,6 @@ use crate::attestation::k8s_psat::PsatCluster;
 use crate::ca::{CaConfig, CaSubject, UpstreamDisk};
 use crate::keys::KeyType;
 use crate::publish::{ConfigMapTarget, PUBLISH_EVERY};
-use crate::run::RunArgs;
 
 mod federation;
 mod istio;
@@ -157,6 +156,27 @@ struct UpstreamDiskData {
 }
 
 // === Typed configuration ===
+
+/// `signet-server run` flags; each overrides the matching key of the config file.
+#[derive(Debug, Clone, Default)]
+pub struct RunArgs {
+    /// `--config`: the HCL file.
+    pub config: PathBuf,
+    /// `--bind-address`.
+    pub bind_address: Option<String>,
+    /// `--server-port`.
+    pub server_port: Option<u16>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--log-level`.
+    pub log_level: Option<String>,
+    /// `--trust-domain`.
+    pub trust_domain: Option<String>,
+    /// `--socket-path`.
+    pub socket_path: Option<PathBuf>,
+    /// `--expand-env`: expand `$VAR` / `${VAR}` in the config file.
+    pub expand_env: bool,
+}
 
 /// Where registration data lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
