@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 pub use signet_common::config::{ConfigError, HealthConfig, expand_env};
-use signet_common::config::{HealthBlock, PluginBlock, PortValue, duration, plugin_data, port};
+use signet_common::config::{
+    GoOnlyKeys, HealthBlock, KeyCheck, PluginBlock, PortValue, Raw, TelemetryBlock, duration,
+    is_true, non_empty, plugin_data, port,
+};
 use signet_common::id::{TrustDomain, parse_trust_domain};
 use signet_common::telemetry::{LogFormat, parse_level};
 
@@ -34,8 +37,7 @@ struct FileConfig {
     #[serde(default)]
     plugins: BTreeMap<String, BTreeMap<String, PluginBlock>>,
     health_checks: Option<HealthBlock>,
-    #[serde(default)]
-    telemetry: Option<signet_common::config::Raw>,
+    telemetry: Option<TelemetryBlock>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +61,25 @@ struct AgentBlock {
     jwt_svid_cache_max_size: Option<i64>,
     sds: Option<SdsBlock>,
     experimental: Option<ExperimentalBlock>,
+    admin_socket_path: Option<PathBuf>,
+    retry_bootstrap: Option<bool>,
+    rebootstrap_mode: Option<String>,
+    rebootstrap_delay: Option<String>,
+    log_source_location: Option<bool>,
+    log_selectors: Option<Vec<String>>,
+    trust_bundle_url: Option<String>,
+    trust_bundle_unix_socket: Option<String>,
+    trust_bundle_spiffe_workload_api: Option<String>,
+    allow_unauthenticated_verifiers: Option<bool>,
+    allowed_foreign_jwt_claims: Option<Vec<String>>,
+    availability_target: Option<String>,
+    authorized_delegates: Option<Vec<String>>,
+    disable_workload_api: Option<bool>,
+    disable_sds_api: Option<bool>,
+    profiling_enabled: Option<bool>,
+    profiling_port: Option<PortValue>,
+    profiling_freq: Option<i64>,
+    profiling_names: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +95,14 @@ struct SdsBlock {
 #[serde(deny_unknown_fields)]
 struct ExperimentalBlock {
     sync_interval: Option<String>,
+    named_pipe_name: Option<String>,
+    admin_named_pipe_name: Option<String>,
+    use_sync_authorized_entries: Option<bool>,
+    require_pq_kem: Option<bool>,
+    feature_flags: Option<Vec<String>>,
+    jwt_svid_cache_hit_timeout: Option<String>,
+    ratelimit: Option<Raw>,
+    broker: Option<Raw>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -163,6 +192,12 @@ pub struct Config {
     pub unix_attestor: UnixConfig,
     /// HTTP health listener, if enabled.
     pub health: Option<HealthConfig>,
+    /// Where logs go besides stderr (`log_file`).
+    pub log_file: Option<PathBuf>,
+    /// `telemetry {}` as written (not exported yet).
+    pub telemetry: TelemetryBlock,
+    /// Keys accepted without effect, one message each (logged once at start-up).
+    pub no_effect: Vec<String>,
 }
 
 impl Config {
@@ -194,7 +229,10 @@ impl Config {
 
 fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
     let a = file.agent;
-    let _ = (a.log_file, file.telemetry);
+    let mut notes = Vec::new();
+    agent_keys(&a, &mut notes)?;
+    let telemetry = file.telemetry.unwrap_or_default();
+    telemetry.note(&mut notes);
     let td_text = args
         .trust_domain
         .clone()
@@ -256,7 +294,9 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
     };
     let sync_interval = duration(
         "agent.experimental.sync_interval",
-        a.experimental.and_then(|e| e.sync_interval).as_deref(),
+        a.experimental
+            .as_ref()
+            .and_then(|e| e.sync_interval.as_deref()),
         DEFAULT_SYNC_INTERVAL,
     )?;
     let plugins = Plugins::new(file.plugins, &data_dir)?;
@@ -292,7 +332,126 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
             .map(HealthBlock::into_config)
             .transpose()?
             .flatten(),
+        log_file: a.log_file,
+        telemetry,
+        no_effect: notes,
     })
+}
+
+/// SPIRE's agent keys that Signet accepts without effect or refuses (README: Configuration).
+fn agent_keys(a: &AgentBlock, notes: &mut Vec<String>) -> Result<(), String> {
+    let mut k = KeyCheck::new("agent", notes);
+    k.refuse(
+        "admin_socket_path",
+        a.admin_socket_path.is_some(),
+        "there is no agent admin API (Debug, Logger, Delegated Identity); remove it",
+    )?;
+    k.refuse(
+        "rebootstrap_mode",
+        a.rebootstrap_mode.as_deref().is_some_and(|m| m != "never"),
+        "the agent never re-bootstraps on its own; remove it or set it to \"never\"",
+    )?;
+    let bootstrap = "use trust_bundle_path or insecure_bootstrap";
+    k.refuse("trust_bundle_url", a.trust_bundle_url.is_some(), bootstrap)?;
+    k.refuse(
+        "trust_bundle_unix_socket",
+        a.trust_bundle_unix_socket.is_some(),
+        bootstrap,
+    )?;
+    k.refuse(
+        "trust_bundle_spiffe_workload_api",
+        a.trust_bundle_spiffe_workload_api.is_some(),
+        bootstrap,
+    )?;
+    k.refuse(
+        "allow_unauthenticated_verifiers",
+        is_true(a.allow_unauthenticated_verifiers),
+        "bundles go only to attested workloads; remove it or set it to false",
+    )?;
+    k.refuse(
+        "allowed_foreign_jwt_claims",
+        non_empty(&a.allowed_foreign_jwt_claims),
+        "remove it",
+    )?;
+    k.refuse(
+        "availability_target",
+        a.availability_target.is_some(),
+        "SVIDs rotate at half-life; remove it",
+    )?;
+    k.refuse(
+        "authorized_delegates",
+        non_empty(&a.authorized_delegates),
+        "there is no Delegated Identity API; remove it",
+    )?;
+    k.refuse(
+        "disable_workload_api",
+        is_true(a.disable_workload_api),
+        "the Workload API is always served; remove it or set it to false",
+    )?;
+    k.refuse(
+        "disable_sds_api",
+        is_true(a.disable_sds_api),
+        "SDS is always served; remove it or set it to false",
+    )?;
+    k.no_effect(
+        "retry_bootstrap",
+        &a.retry_bootstrap,
+        "bootstrap is retried until it succeeds",
+    );
+    k.no_effect(
+        "rebootstrap_delay",
+        &a.rebootstrap_delay,
+        "the agent never re-bootstraps on its own",
+    );
+    k.no_effect(
+        "log_selectors",
+        &a.log_selectors,
+        "attested selectors are logged at DEBUG",
+    );
+    k.go_only(GoOnlyKeys {
+        log_source_location: &a.log_source_location,
+        profiling_enabled: &a.profiling_enabled,
+        profiling_port: &a.profiling_port,
+        profiling_freq: &a.profiling_freq,
+        profiling_names: &a.profiling_names,
+    });
+    let Some(e) = &a.experimental else {
+        return Ok(());
+    };
+    let mut k = KeyCheck::new("agent.experimental", notes);
+    let pipe = "named pipes exist only on Windows";
+    k.no_effect("named_pipe_name", &e.named_pipe_name, pipe);
+    k.no_effect("admin_named_pipe_name", &e.admin_named_pipe_name, pipe);
+    k.no_effect(
+        "use_sync_authorized_entries",
+        &e.use_sync_authorized_entries,
+        "the agent always syncs with SyncAuthorizedEntries and the server's push",
+    );
+    k.no_effect(
+        "feature_flags",
+        &e.feature_flags,
+        "SPIRE's feature flags do not apply",
+    );
+    k.no_effect(
+        "jwt_svid_cache_hit_timeout",
+        &e.jwt_svid_cache_hit_timeout,
+        "JWT-SVID renewals use the agent's own timeout",
+    );
+    k.no_effect(
+        "ratelimit",
+        &e.ratelimit,
+        "Workload API calls are not rate-limited",
+    );
+    k.refuse(
+        "require_pq_kem",
+        is_true(e.require_pq_kem),
+        "remove it or set it to false",
+    )?;
+    k.refuse(
+        "broker",
+        e.broker.is_some(),
+        "there is no SPIFFE Broker API; remove it",
+    )
 }
 
 fn trust_bundle(
@@ -401,6 +560,11 @@ impl Plugins {
                     }
                     ("KeyManager" | "NodeAttestor" | "WorkloadAttestor", _) => {
                         return Err(format!("{what}: unknown plugin name {name:?}"));
+                    }
+                    ("SVIDStore", _) => {
+                        return Err(format!(
+                            "{what}: SVIDStore plugins are not supported by Signet"
+                        ));
                     }
                     _ => return Err(format!("plugins: unknown plugin type {kind:?}")),
                 }

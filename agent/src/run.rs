@@ -52,7 +52,14 @@ pub struct RunArgs {
 /// the agent (banned or evicted): the agent SVID is then removed.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = Config::load(&args)?;
-    telemetry::init(&config.log_level, config.log_format);
+    telemetry::init_with_file(
+        &config.log_level,
+        config.log_format,
+        config.log_file.as_deref(),
+    )?;
+    for note in &config.no_effect {
+        tracing::warn!("{note}");
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut agent = tokio::select! {
         agent = Agent::start(config, Arc::new(SystemClock)) => agent?,

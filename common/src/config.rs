@@ -32,13 +32,25 @@ pub enum ConfigError {
         error: String,
     },
     /// A value was out of range or inconsistent.
-    #[error("invalid config file {path}: {error}")]
+    #[error("invalid config file {path}{}", located(error))]
     Invalid {
         /// The file.
         path: String,
         /// What is wrong.
         error: String,
     },
+}
+
+/// `: error`, or `:LINE:COLUMN: rest` when the error starts with a position.
+fn located(error: &str) -> String {
+    let mut parts = error.splitn(3, ':');
+    let is_num =
+        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if is_num(parts.next()) && is_num(parts.next()) {
+        format!(":{error}")
+    } else {
+        format!(": {error}")
+    }
 }
 
 /// Reads a config file, expanding `$VAR` / `${VAR}` first when `expand` (`--expand-env`).
@@ -104,12 +116,12 @@ fn check_plugins(body: &hcl1::Body) -> Result<(), (hcl1::Pos, String)> {
         }
         Ok(())
     }
+    let mut seen = Vec::new();
     for item in &body.items {
         if !item.keys[0].name.eq_ignore_ascii_case("plugins") {
             continue;
         }
         let prefix: Vec<String> = item.keys[1..].iter().map(|k| k.name.clone()).collect();
-        let mut seen = Vec::new();
         match &item.value.value {
             hcl1::Value::Object(b) if prefix.len() < 2 => walk(&b.items, &prefix, &mut seen)?,
             _ => {}
@@ -174,24 +186,15 @@ impl PluginBlock {
     }
 }
 
-/// A port written as a number or, as SPIRE's samples do, as a string.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum PortValue {
-    /// `8081`
-    Number(u16),
-    /// `"8081"`
-    Text(String),
-}
+/// A port written as a number or, as SPIRE's samples do, as a string (the HCL1 reader
+/// converts; a bad value is refused at its line and column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct PortValue(pub u16);
 
-/// The port, or an error naming `name`.
-pub fn port(name: &str, p: PortValue) -> Result<u16, String> {
-    match p {
-        PortValue::Number(n) => Ok(n),
-        PortValue::Text(t) => t
-            .parse()
-            .map_err(|_| format!("{name}: {t:?} is not a port number")),
-    }
+/// The port (kept for the callers that name the key).
+pub fn port(_name: &str, p: PortValue) -> Result<u16, String> {
+    Ok(p.0)
 }
 
 /// A positive duration (`"1h"`, `"90s"`), `default` when absent, or an error naming `name`.
@@ -310,4 +313,158 @@ pub fn expand_env(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Records the keys of a section that SPIRE users have and Signet accepts: a key that only
+/// tunes SPIRE's internals is noted as having no effect (logged once at start-up and printed
+/// by `validate`); a key for a feature Signet lacks is refused unless it has its default.
+pub struct KeyCheck<'a> {
+    section: &'a str,
+    notes: &'a mut Vec<String>,
+}
+
+impl<'a> KeyCheck<'a> {
+    /// Checks keys of `section` (`server`, `agent.experimental`, ...), noting into `notes`.
+    pub fn new(section: &'a str, notes: &'a mut Vec<String>) -> Self {
+        Self { section, notes }
+    }
+
+    /// Notes `key` as accepted without effect when it is set.
+    pub fn no_effect<T>(&mut self, key: &str, value: &Option<T>, why: &str) {
+        if value.is_some() {
+            self.notes.push(format!(
+                "{}.{key} has no effect in Signet: {why}",
+                self.section
+            ));
+        }
+    }
+
+    /// Refuses `key` when `set` (it is present with a value other than SPIRE's default).
+    pub fn refuse(&self, key: &str, set: bool, why: &str) -> Result<(), String> {
+        if set {
+            return Err(format!(
+                "{}.{key} is not supported by Signet: {why}",
+                self.section
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// SPIRE's Go-only keys both binaries take: `log_source_location` and `profiling_*`.
+pub struct GoOnlyKeys<'a> {
+    /// `log_source_location`.
+    pub log_source_location: &'a Option<bool>,
+    /// `profiling_enabled`.
+    pub profiling_enabled: &'a Option<bool>,
+    /// `profiling_port`.
+    pub profiling_port: &'a Option<PortValue>,
+    /// `profiling_freq`.
+    pub profiling_freq: &'a Option<i64>,
+    /// `profiling_names`.
+    pub profiling_names: &'a Option<Vec<String>>,
+}
+
+impl KeyCheck<'_> {
+    /// Notes the Go-only keys that are set.
+    pub fn go_only(&mut self, keys: GoOnlyKeys<'_>) {
+        self.no_effect(
+            "log_source_location",
+            keys.log_source_location,
+            "log lines carry no source location",
+        );
+        let go = "Go profiling does not apply";
+        self.no_effect("profiling_enabled", keys.profiling_enabled, go);
+        self.no_effect("profiling_port", keys.profiling_port, go);
+        self.no_effect("profiling_freq", keys.profiling_freq, go);
+        self.no_effect("profiling_names", keys.profiling_names, go);
+    }
+}
+
+/// `Some(true)` as a refusal trigger.
+pub fn is_true(v: Option<bool>) -> bool {
+    v == Some(true)
+}
+
+/// A non-empty list as a refusal trigger.
+pub fn non_empty<T>(v: &Option<Vec<T>>) -> bool {
+    v.as_ref().is_some_and(|l| !l.is_empty())
+}
+
+/// `telemetry {}` as SPIRE writes it (metric sinks). Accepted so that SPIRE's files load;
+/// Signet does not export metrics yet, which [`TelemetryBlock::note`] says once.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryBlock {
+    /// `Prometheus { host, port }`.
+    #[serde(rename = "Prometheus")]
+    pub prometheus: Option<PrometheusBlock>,
+    /// `DogStatsd { address }`, repeatable.
+    #[serde(rename = "DogStatsd")]
+    pub dogstatsd: Option<Vec<SinkBlock>>,
+    /// `Statsd { address }`, repeatable.
+    #[serde(rename = "Statsd")]
+    pub statsd: Option<Vec<SinkBlock>>,
+    /// `M3 { address, env }`, repeatable.
+    #[serde(rename = "M3")]
+    pub m3: Option<Vec<SinkBlock>>,
+    /// `InMem {}`.
+    #[serde(rename = "InMem")]
+    pub inmem: Option<EmptyBlock>,
+    /// Metric name prefix.
+    #[serde(rename = "MetricPrefix")]
+    pub metric_prefix: Option<String>,
+    /// Trust-domain label on metrics.
+    #[serde(rename = "EnableTrustDomainLabel")]
+    pub enable_trust_domain_label: Option<bool>,
+    /// Host-name label on metrics.
+    #[serde(rename = "EnableHostnameLabel")]
+    pub enable_hostname_label: Option<bool>,
+    /// Metric prefixes to keep.
+    #[serde(rename = "AllowedPrefixes")]
+    pub allowed_prefixes: Option<Vec<String>>,
+    /// Metric prefixes to drop.
+    #[serde(rename = "BlockedPrefixes")]
+    pub blocked_prefixes: Option<Vec<String>>,
+    /// Labels to keep.
+    #[serde(rename = "AllowedLabels")]
+    pub allowed_labels: Option<Vec<String>>,
+    /// Labels to drop.
+    #[serde(rename = "BlockedLabels")]
+    pub blocked_labels: Option<Vec<String>>,
+}
+
+/// `Prometheus { host, port }`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusBlock {
+    /// Listen host (SPIRE's default `localhost`).
+    pub host: Option<String>,
+    /// Listen port.
+    pub port: Option<u16>,
+}
+
+/// A metrics sink (`address`, and `env` for M3).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkBlock {
+    /// Where metrics go.
+    pub address: Option<String>,
+    /// M3's environment.
+    pub env: Option<String>,
+}
+
+/// A block with no keys.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyBlock {}
+
+impl TelemetryBlock {
+    /// Notes that the block has no effect yet.
+    pub fn note(&self, notes: &mut Vec<String>) {
+        if *self != Self::default() {
+            notes
+                .push("telemetry has no effect in Signet yet: metrics are not exported".to_owned());
+        }
+    }
 }

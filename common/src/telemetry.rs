@@ -5,6 +5,7 @@
 //! `address`, `path`, `error`.
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::MakeWriterExt as _;
 
 /// Filter directives for `level`: DEBUG and TRACE apply to Signet's own crates only, as
 /// SPIRE's do; libraries (h2, rustls, sled, ...) stay at INFO.
@@ -52,6 +53,53 @@ pub fn parse_level(level: &str) -> Result<&'static str, String> {
         "error" | "fatal" | "panic" => Ok("error"),
         other => Err(format!("unknown log_level {other:?}")),
     }
+}
+
+/// Installs logging as the config says ([`init_with_file`]) and logs once each key that was
+/// accepted without effect.
+pub fn start(
+    level: &str,
+    format: LogFormat,
+    log_file: Option<&std::path::Path>,
+    no_effect: &[String],
+) -> std::io::Result<()> {
+    init_with_file(level, format, log_file)?;
+    for note in no_effect {
+        tracing::warn!("{note}");
+    }
+    Ok(())
+}
+
+/// Like [`init`], and also appends every line to `log_file` when given (SPIRE's
+/// `log_file`; created 0600 if absent).
+pub fn init_with_file(
+    level: &str,
+    format: LogFormat,
+    log_file: Option<&std::path::Path>,
+) -> std::io::Result<()> {
+    let Some(path) = log_file else {
+        init(level, format);
+        return Ok(());
+    };
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("log_file {}: {e}", path.display())))?;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directives(level)));
+    let writer = std::io::stderr.and(std::sync::Mutex::new(file));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(writer);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    Ok(())
 }
 
 /// Installs the global subscriber, writing to stderr. `RUST_LOG` overrides `level`.

@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 pub use signet_common::config::{ConfigError, HealthConfig, expand_env};
 use signet_common::config::{
-    HealthBlock, PluginBlock, PortValue, duration, plugin_data, port, required_plugin_data,
+    GoOnlyKeys, HealthBlock, KeyCheck, PluginBlock, PortValue, TelemetryBlock, duration, is_true,
+    non_empty, plugin_data, port, required_plugin_data,
 };
 use signet_common::id::{SpiffeId, TrustDomain, parse_id, parse_trust_domain};
 use signet_common::rotation::max_svid_ttl_for_ca_ttl;
@@ -18,7 +19,9 @@ use crate::ca::{CaConfig, CaSubject, UpstreamDisk};
 use crate::keys::KeyType;
 use crate::run::RunArgs;
 
+mod federation;
 mod istio;
+pub use federation::FederationBlock;
 pub use istio::IstioCaConfig;
 
 /// SPIRE's default admin socket.
@@ -33,8 +36,7 @@ struct FileConfig {
     #[serde(default)]
     plugins: BTreeMap<String, BTreeMap<String, PluginBlock>>,
     health_checks: Option<HealthBlock>,
-    #[serde(default)]
-    telemetry: Option<signet_common::config::Raw>,
+    telemetry: Option<TelemetryBlock>,
     istio_ca: Option<istio::IstioCaBlock>,
 }
 
@@ -58,6 +60,46 @@ struct ServerBlock {
     agent_ttl: Option<String>,
     jwt_issuer: Option<String>,
     admin_ids: Option<Vec<String>>,
+    federation: Option<FederationBlock>,
+    experimental: Option<ExperimentalBlock>,
+    audit_log_enabled: Option<bool>,
+    log_source_location: Option<bool>,
+    prune_attested_nodes_expired_for: Option<String>,
+    prune_tofu_nodes: Option<bool>,
+    prune_attested_nodes_batch_size: Option<i64>,
+    ratelimit: Option<RateLimitBlock>,
+    max_attested_node_info_staleness: Option<String>,
+    disable_jwt_svids: Option<bool>,
+    proxy_protocol_trusted_cidrs: Option<Vec<String>>,
+    profiling_enabled: Option<bool>,
+    profiling_port: Option<PortValue>,
+    profiling_freq: Option<i64>,
+    profiling_names: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExperimentalBlock {
+    cache_reload_interval: Option<String>,
+    full_cache_reload_interval: Option<String>,
+    events_based_cache: Option<bool>,
+    prune_events_older_than: Option<String>,
+    event_timeout: Option<String>,
+    sql_transaction_timeout: Option<String>,
+    named_pipe_name: Option<String>,
+    feature_flags: Option<Vec<String>>,
+    require_pq_kem: Option<bool>,
+    auth_opa_policy_engine: Option<signet_common::config::Raw>,
+    agent_spiffe_id_as_selector: Option<bool>,
+    wit_key_type: Option<String>,
+    wit_issuer: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimitBlock {
+    attestation: Option<bool>,
+    signing: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,6 +117,22 @@ struct CaSubjectBlock {
 #[serde(deny_unknown_fields)]
 struct SledData {
     directory: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SqlData {
+    database_type: Option<String>,
+    connection_string: Option<String>,
+    ro_connection_string: Option<String>,
+    max_open_conns: Option<i64>,
+    max_idle_conns: Option<i64>,
+    conn_max_lifetime: Option<String>,
+    disable_migration: Option<bool>,
+    root_ca_path: Option<String>,
+    client_cert_path: Option<String>,
+    client_key_path: Option<String>,
+    log_sql: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -104,6 +162,13 @@ pub enum DataStoreConfig {
     Sled {
         /// The database directory.
         directory: PathBuf,
+    },
+    /// SPIRE's SQL store (`DataStore "sql"`): read by `import spire`, not served from.
+    Sql {
+        /// `sqlite3`, `postgres` or `mysql`.
+        database_type: String,
+        /// The sqlite file or the database's connection string.
+        connection_string: String,
     },
 }
 
@@ -150,14 +215,52 @@ pub struct Config {
     pub admin_ids: Vec<SpiffeId>,
     /// The Istio CA service (`istio_ca`), if configured.
     pub istio_ca: Option<IstioCaConfig>,
+    /// Where logs go besides stderr (`log_file`).
+    pub log_file: Option<PathBuf>,
+    /// `telemetry {}` as written (not exported yet).
+    pub telemetry: TelemetryBlock,
+    /// `server.federation {}` as written (refused by [`Config::check_runnable`]).
+    pub federation: Option<FederationBlock>,
+    /// Keys accepted without effect, one message each (logged once at start-up).
+    pub no_effect: Vec<String>,
 }
 
 impl Config {
-    /// Reads `args.config`, applies the command-line overrides and checks everything.
+    /// Reads `args.config`, applies the command-line overrides and checks everything,
+    /// including that this server can run with it ([`Config::check_runnable`]).
     pub fn load(args: &RunArgs) -> Result<Self, ConfigError> {
+        let config = Self::read(args)?;
+        config.check_runnable(&args.config.display().to_string())?;
+        Ok(config)
+    }
+
+    /// Reads and checks `args.config` like [`Config::load`], but accepts what only `import
+    /// spire` can use (SPIRE's SQL store).
+    pub fn read(args: &RunArgs) -> Result<Self, ConfigError> {
         let path = args.config.display().to_string();
         let text = signet_common::config::read_file(&args.config, args.expand_env)?;
         Self::parse(&text, &path, args)
+    }
+
+    /// Refuses what parses but cannot run in Signet, with one line saying what to do.
+    pub fn check_runnable(&self, path: &str) -> Result<(), ConfigError> {
+        let invalid = |error: String| ConfigError::Invalid {
+            path: path.into(),
+            error,
+        };
+        if let DataStoreConfig::Sql { database_type, .. } = &self.datastore {
+            return Err(invalid(format!(
+                "plugins.DataStore \"sql\" (database_type {database_type:?}) is not supported by signet-server: \
+                 import its data with `signet-server import spire --config {path}`, then use DataStore \"sled\" \
+                 (the PostgreSQL store is not available yet)"
+            )));
+        }
+        if self.federation.is_some() {
+            return Err(invalid(
+                "server.federation is not supported by Signet yet: remove the block (set federated bundles with `bundle set`)".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Parses config text (`path` only names the file in errors).
@@ -173,7 +276,10 @@ impl Config {
 
 fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
     let s = file.server;
-    let _ = (s.log_file, file.telemetry);
+    let mut notes = Vec::new();
+    server_keys(&s, &mut notes)?;
+    let telemetry = file.telemetry.unwrap_or_default();
+    telemetry.note(&mut notes);
     let td_text = args
         .trust_domain
         .clone()
@@ -300,7 +406,109 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
         health,
         admin_ids,
         istio_ca,
+        log_file: s.log_file,
+        telemetry,
+        federation: s.federation,
+        no_effect: notes,
     })
+}
+
+/// SPIRE's server keys that Signet accepts without effect or refuses (README: Configuration).
+fn server_keys(s: &ServerBlock, notes: &mut Vec<String>) -> Result<(), String> {
+    let mut k = KeyCheck::new("server", notes);
+    k.refuse(
+        "audit_log_enabled",
+        is_true(s.audit_log_enabled),
+        "there is no audit log; remove it or set it to false",
+    )?;
+    let prune = "attested nodes are not pruned; remove it";
+    k.refuse(
+        "prune_attested_nodes_expired_for",
+        s.prune_attested_nodes_expired_for.is_some(),
+        prune,
+    )?;
+    k.refuse("prune_tofu_nodes", is_true(s.prune_tofu_nodes), prune)?;
+    k.refuse(
+        "prune_attested_nodes_batch_size",
+        s.prune_attested_nodes_batch_size.is_some(),
+        prune,
+    )?;
+    k.refuse(
+        "disable_jwt_svids",
+        is_true(s.disable_jwt_svids),
+        "JWT-SVIDs are always served; remove it or set it to false",
+    )?;
+    k.refuse(
+        "proxy_protocol_trusted_cidrs",
+        non_empty(&s.proxy_protocol_trusted_cidrs),
+        "the PROXY protocol is not read; remove it",
+    )?;
+    k.no_effect(
+        "ratelimit",
+        &s.ratelimit,
+        "signing and attestation are not rate-limited per client",
+    );
+    k.no_effect(
+        "max_attested_node_info_staleness",
+        &s.max_attested_node_info_staleness,
+        "agents are checked against the in-memory index, which is always current",
+    );
+    k.go_only(GoOnlyKeys {
+        log_source_location: &s.log_source_location,
+        profiling_enabled: &s.profiling_enabled,
+        profiling_port: &s.profiling_port,
+        profiling_freq: &s.profiling_freq,
+        profiling_names: &s.profiling_names,
+    });
+    if let Some(r) = &s.ratelimit {
+        let _ = (r.attestation, r.signing);
+    }
+    let Some(e) = &s.experimental else {
+        return Ok(());
+    };
+    let mut k = KeyCheck::new("server.experimental", notes);
+    let cache = "changes are pushed from the store as they happen, with no cache to reload";
+    k.no_effect("cache_reload_interval", &e.cache_reload_interval, cache);
+    k.no_effect(
+        "full_cache_reload_interval",
+        &e.full_cache_reload_interval,
+        cache,
+    );
+    k.no_effect("events_based_cache", &e.events_based_cache, cache);
+    k.no_effect("prune_events_older_than", &e.prune_events_older_than, cache);
+    k.no_effect("event_timeout", &e.event_timeout, cache);
+    k.no_effect(
+        "sql_transaction_timeout",
+        &e.sql_transaction_timeout,
+        "there is no SQL store",
+    );
+    k.no_effect(
+        "named_pipe_name",
+        &e.named_pipe_name,
+        "named pipes exist only on Windows",
+    );
+    k.no_effect(
+        "feature_flags",
+        &e.feature_flags,
+        "SPIRE's feature flags do not apply",
+    );
+    k.no_effect("wit_key_type", &e.wit_key_type, "WIT-SVIDs are not issued");
+    k.no_effect("wit_issuer", &e.wit_issuer, "WIT-SVIDs are not issued");
+    k.refuse(
+        "require_pq_kem",
+        is_true(e.require_pq_kem),
+        "remove it or set it to false",
+    )?;
+    k.refuse(
+        "auth_opa_policy_engine",
+        e.auth_opa_policy_engine.is_some(),
+        "the authorization policy is built in; remove it",
+    )?;
+    k.refuse(
+        "agent_spiffe_id_as_selector",
+        is_true(e.agent_spiffe_id_as_selector),
+        "remove it or set it to false",
+    )
 }
 
 struct Plugins {
@@ -334,6 +542,30 @@ impl Plugins {
                 let what = format!("plugins.{kind} \"{name}\"");
                 let data = block.data(&what)?;
                 match (kind.as_str(), name.as_str()) {
+                    ("DataStore", "sql") => {
+                        let d: SqlData = plugin_data(&what, data)?;
+                        let _ = (
+                            d.ro_connection_string,
+                            d.max_open_conns,
+                            d.max_idle_conns,
+                            d.conn_max_lifetime,
+                            d.disable_migration,
+                            d.root_ca_path,
+                            d.client_cert_path,
+                            d.client_key_path,
+                            d.log_sql,
+                        );
+                        let database_type = d.database_type.ok_or_else(|| {
+                            format!("{what}: plugin_data.database_type is required")
+                        })?;
+                        let connection_string = d.connection_string.ok_or_else(|| {
+                            format!("{what}: plugin_data.connection_string is required")
+                        })?;
+                        datastore = Some(DataStoreConfig::Sql {
+                            database_type,
+                            connection_string,
+                        });
+                    }
                     ("DataStore", "sled") => {
                         let d: SledData = plugin_data(&what, data)?;
                         datastore = Some(DataStoreConfig::Sled {
@@ -364,6 +596,11 @@ impl Plugins {
                     }
                     ("DataStore" | "KeyManager" | "NodeAttestor" | "UpstreamAuthority", _) => {
                         return Err(format!("{what}: unknown plugin name {name:?}"));
+                    }
+                    ("Notifier" | "BundlePublisher" | "CredentialComposer", _) => {
+                        return Err(format!(
+                            "{what}: {kind} plugins are not supported by Signet"
+                        ));
                     }
                     _ => return Err(format!("plugins: unknown plugin type {kind:?}")),
                 }

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Run(flags) => run_server(flags),
+        Command::Validate(flags) => return validate(flags),
         Command::Admin(cmd) => run_admin(cmd),
     };
     match result {
@@ -35,6 +36,21 @@ fn run_server(flags: cli::run::RunFlags) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(signet_server::run::run(flags.into()))
+}
+
+fn validate(flags: cli::run::RunFlags) -> ExitCode {
+    let (mut stdin, mut stdout, mut stderr) =
+        (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    let mut env = Env {
+        stdin: &mut stdin,
+        stdout: &mut stdout,
+        stderr: &mut stderr,
+    };
+    if cli::validate(flags, &mut env) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn run_admin(cmd: cli::AdminCommand) -> anyhow::Result<()> {

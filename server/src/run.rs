@@ -63,7 +63,14 @@ pub struct RunArgs {
 /// Loads the config, starts every endpoint and runs until SIGINT or SIGTERM.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = Config::load(&args)?;
-    telemetry::init(&config.log_level, config.log_format);
+    telemetry::init_with_file(
+        &config.log_level,
+        config.log_format,
+        config.log_file.as_deref(),
+    )?;
+    for note in &config.no_effect {
+        tracing::warn!("{note}");
+    }
     let server = Server::start(config, Arc::new(SystemClock)).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -95,6 +102,10 @@ impl Server {
             .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
         let store: Arc<dyn DataStore> = match &config.datastore {
             DataStoreConfig::Sled { directory } => Arc::new(SledStore::open(directory)?),
+            DataStoreConfig::Sql { .. } => {
+                config.check_runnable("the config file")?;
+                anyhow::bail!("DataStore \"sql\" is not supported")
+            }
         };
         let keys: Arc<dyn KeyManager> = match &config.key_manager {
             KeyManagerConfig::Disk { keys_path } => Arc::new(DiskKeyManager::open(keys_path)?),

@@ -18,6 +18,8 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Runs the agent
     Run(RunFlags),
+    /// Validates an agent configuration file
+    Validate(RunFlags),
     /// Determines agent health status
     Healthcheck(HealthcheckFlags),
     /// Talks to the Workload API on the agent's socket

@@ -91,6 +91,7 @@ fn report_parse_error(e: &clap::Error, io: &mut Io<'_>) -> u8 {
 async fn dispatch(cli: Cli, env: &Env, io: &mut Io<'_>, interrupt: impl Future<Output = ()>) -> u8 {
     match cli.command {
         Command::Run(flags) => run_agent::execute(flags, io).await,
+        Command::Validate(flags) => run_agent::validate(flags, io),
         Command::Healthcheck(flags) => healthcheck::execute(&flags, env, io).await,
         Command::Api(api) => api::execute(api, env, io, interrupt).await,
     }

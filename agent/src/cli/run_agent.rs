@@ -31,3 +31,21 @@ pub(crate) async fn execute(flags: RunFlags, io: &mut Io<'_>) -> u8 {
         }
     }
 }
+
+/// `validate`: loads and checks the config as `run` would, starting nothing; prints SPIRE's
+/// verdict line, after one `warning:` line per key that has no effect.
+pub(crate) fn validate(flags: RunFlags, io: &mut Io<'_>) -> u8 {
+    match crate::config::Config::load(&flags.into()) {
+        Ok(config) => {
+            for note in &config.no_effect {
+                let _ = writeln!(io.err, "warning: {note}");
+            }
+            let _ = writeln!(io.out, "SPIRE agent configuration file is valid.");
+            0
+        }
+        Err(e) => {
+            let _ = writeln!(io.err, "SPIRE agent configuration file is invalid: {e}");
+            1
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! The `signet-server` command line: `run`, plus the admin commands that talk to a running
 //! server over its admin Unix socket with SPIRE's server API (`entry`, `agent`, `token`,
-//! `bundle`, `x509`, `jwt`, `healthcheck`). Flags are SPIRE's, kebab-cased
+//! `bundle`, `x509`, `jwt`, `healthcheck`), and `validate`. Flags are SPIRE's, kebab-cased
 //! (`-spiffeID` becomes `--spiffe-id`); [`compat::normalize`] also accepts SPIRE's spelling.
 //! Output matches `spire-server` 1.13, human-readable or `--output json`.
 
@@ -38,6 +38,8 @@ pub struct Cli {
 pub enum Command {
     /// Runs the server.
     Run(run::RunFlags),
+    /// Validates a server configuration file.
+    Validate(run::RunFlags),
     /// A command for a running server, sent over its admin socket.
     #[command(flatten)]
     Admin(AdminCommand),
@@ -98,6 +100,28 @@ mod agent_rpc_tests;
 mod ca_rpc_tests;
 #[cfg(test)]
 pub(crate) mod testing;
+
+/// `validate`: loads and checks the config as `run` would, starting nothing; prints SPIRE's
+/// verdict line (after one `warning:` line per key that has no effect) and returns whether
+/// the file is valid.
+pub fn validate(flags: run::RunFlags, env: &mut Env<'_>) -> bool {
+    match crate::config::Config::load(&flags.into()) {
+        Ok(config) => {
+            for note in &config.no_effect {
+                let _ = writeln!(env.stderr, "warning: {note}");
+            }
+            let _ = writeln!(env.stdout, "SPIRE server configuration file is valid.");
+            true
+        }
+        Err(e) => {
+            let _ = writeln!(
+                env.stderr,
+                "SPIRE server configuration file is invalid: {e}"
+            );
+            false
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
