@@ -7,7 +7,6 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod endpoints;
-pub mod health;
 pub mod manager;
 pub mod peer;
 pub mod retry;

@@ -16,37 +16,12 @@ use tokio::task::JoinSet;
 use crate::attestor::workload::Attestors;
 use crate::attestor::workload::unix::UnixAttestor;
 use crate::client::ServerClient;
-use crate::config::Config;
+use crate::config::{Config, RunArgs};
+use crate::endpoints::health::{self, Readiness};
 use crate::endpoints::{self, WorkloadApi};
-use crate::health::{self, Readiness};
 use crate::manager::{Manager, ManagerConfig, Snapshot};
 use crate::retry::random_jitter;
 use crate::svid::{self, AgentIdentity};
-
-/// `signet-agent run` flags; each overrides the matching key of the config file.
-#[derive(Debug, Clone, Default)]
-pub struct RunArgs {
-    /// `--config`.
-    pub config: PathBuf,
-    /// `--join-token`.
-    pub join_token: Option<String>,
-    /// `--server-address`.
-    pub server_address: Option<String>,
-    /// `--server-port`.
-    pub server_port: Option<u16>,
-    /// `--socket-path`.
-    pub socket_path: Option<PathBuf>,
-    /// `--trust-bundle` (PEM file).
-    pub trust_bundle: Option<PathBuf>,
-    /// `--trust-domain`.
-    pub trust_domain: Option<String>,
-    /// `--data-dir`.
-    pub data_dir: Option<PathBuf>,
-    /// `--log-level`.
-    pub log_level: Option<String>,
-    /// `--expand-env`.
-    pub expand_env: bool,
-}
 
 /// Loads the config, attests, serves until SIGINT or SIGTERM. Fails if the server refuses
 /// the agent (banned or evicted): the agent SVID is then removed.
@@ -113,8 +88,7 @@ impl Agent {
             config.server_addr(),
             config.trust_domain.clone(),
             Arc::clone(&clock),
-            identity.subscribe(),
-            identity.roots(),
+            Arc::clone(&identity) as _,
         ));
         let manager = Manager::new(
             ManagerConfig::from_config(&config),

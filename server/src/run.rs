@@ -18,11 +18,11 @@ use crate::api::bundle::BundleService;
 use crate::api::entry::EntryService;
 use crate::api::istio::IstioCaService;
 use crate::api::svid::SvidService;
-use crate::api::sync::SyncService;
+use crate::api::watch::SyncService;
 use crate::attestation::NodeAttestor;
 use crate::attestation::join_token::JoinTokenAttestor;
 use crate::ca::Ca;
-use crate::config::{Config, DataStoreConfig, KeyManagerConfig};
+use crate::config::{Config, DataStoreConfig, KeyManagerConfig, RunArgs};
 use crate::datastore::DataStore;
 use crate::datastore::sled::SledStore;
 use crate::endpoints::tls::{ServerIdentity, SpiffeClientVerifier};
@@ -38,27 +38,6 @@ const ROTATE_EVERY: Duration = Duration::from_secs(10);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How often expired entries and join tokens are pruned (SPIRE: 5 min).
 const PRUNE_EVERY: Duration = Duration::from_secs(300);
-
-/// `signet-server run` flags; each overrides the matching key of the config file.
-#[derive(Debug, Clone, Default)]
-pub struct RunArgs {
-    /// `--config`: the HCL file.
-    pub config: PathBuf,
-    /// `--bind-address`.
-    pub bind_address: Option<String>,
-    /// `--server-port`.
-    pub server_port: Option<u16>,
-    /// `--data-dir`.
-    pub data_dir: Option<PathBuf>,
-    /// `--log-level`.
-    pub log_level: Option<String>,
-    /// `--trust-domain`.
-    pub trust_domain: Option<String>,
-    /// `--socket-path`.
-    pub socket_path: Option<PathBuf>,
-    /// `--expand-env`: expand `$VAR` / `${VAR}` in the config file.
-    pub expand_env: bool,
-}
 
 /// Loads the config, starts every endpoint and runs until SIGINT or SIGTERM.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {

@@ -11,13 +11,10 @@
     reason = "benchmark"
 )]
 
-#[path = "../tests/agent_support/mod.rs"]
-mod agent_support;
-
 use std::time::{Duration, Instant};
 
-use agent_support::{Setup, until};
 use futures::StreamExt;
+use signet_tests::agent::{Setup, until};
 
 const ROUNDS: usize = 400;
 const WARMUP: usize = 40;

@@ -1,6 +1,7 @@
 //! Test harness: in-process Signet servers in temporary directories, and gRPC channels to
 //! them that behave as real agents and administrators do (UDS for the admin API; TLS, then
-//! mTLS with the agent SVID, for the agent API).
+//! mTLS with the agent SVID, for the agent API); and, in [`agent`], in-process agents
+//! configured against such a server.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test harness")]
 
 use std::path::{Path, PathBuf};
@@ -15,9 +16,12 @@ use signet_proto::spire::api::server::agent::v1::agent_client::AgentClient;
 use signet_proto::spire::api::server::bundle::v1::bundle_client::BundleClient;
 use signet_proto::types;
 use signet_server::config::Config;
-use signet_server::run::{RunArgs, Server};
+use signet_server::config::RunArgs;
+use signet_server::run::Server;
 use tempfile::TempDir;
 use tonic::transport::{Channel, Endpoint, Uri};
+
+pub mod agent;
 
 /// The trust domain every test server uses.
 pub const TRUST_DOMAIN: &str = "example.org";

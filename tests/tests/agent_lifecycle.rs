@@ -1,17 +1,15 @@
 //! The agent against a real in-process server: join-token attestation and restart without a
 //! token, ban, and a server outage.
 
-mod agent_support;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use agent_support::{Proxy, Setup, http_get, parse, svid_id, until};
 use signet_agent::run::Agent;
 use signet_agent::svid::BANNED_LOG;
 use signet_agent::svid::storage::DATA_FILE;
 use signet_common::clock::{Clock, SystemClock};
+use signet_tests::agent::{Proxy, Setup, http_get, parse, svid_id, until};
 
 #[tokio::test]
 async fn attests_with_a_join_token_then_restarts_without_one() {

@@ -1,12 +1,10 @@
 //! The agent's sync manager against a real in-process server: SVIDs follow entries, changes
 //! are pushed (not polled), SVIDs rotate before they expire, and the paged sync protocol.
 
-mod agent_support;
-
 use std::time::{Duration, Instant};
 
-use agent_support::{Setup, proto_id, svid_id, until};
 use signet_common::clock::{Clock, SystemClock};
+use signet_tests::agent::{Setup, proto_id, svid_id, until};
 
 #[tokio::test]
 async fn svids_follow_entries_created_updated_and_deleted() {

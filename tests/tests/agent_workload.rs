@@ -1,15 +1,13 @@
 //! The whole path: server → agent (attestation, sync, minting) → Workload API socket → the
 //! real `spiffe` crate client, as a workload running as this test's uid.
 
-mod agent_support;
-
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-use agent_support::{Setup, proto_id, until};
 use signet_proto::spire::api::server::entry::v1::BatchCreateEntryRequest;
 use signet_proto::spire::api::server::entry::v1::entry_client::EntryClient;
 use signet_proto::types;
+use signet_tests::agent::{Setup, proto_id, until};
 use spiffe::WorkloadApiClient;
 use tokio_stream::StreamExt;
 

@@ -4,16 +4,14 @@
 //! the Workload API handed them.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-mod agent_support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_support::{Setup, until};
 use futures::StreamExt;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use signet_common::id::parse_id;
 use signet_common::tls::{Authorizer, SpiffeClientVerifier, SpiffeServerVerifier};
+use signet_tests::agent::{Setup, until};
 use spiffe::{JwtSource, TrustDomain, WorkloadApiClient, X509Source};
 
 fn uid() -> String {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use signet_server::config::Config;
-use signet_server::run::RunArgs;
+use signet_server::config::RunArgs;
 use yaml_rust2::{Yaml, YamlLoader};
 
 fn conf_dir() -> PathBuf {

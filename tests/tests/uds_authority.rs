@@ -4,17 +4,15 @@
 //! by a raw HTTP/2 client over the real sockets. The server's TCP (TLS) listener still
 //! refuses a malformed authority, as `h2` does.
 
-mod agent_support;
-
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_support::{Setup, until};
 use prost::Message;
 use signet_common::uds::raw_client::{RawClient, RawResponse, authority_forms};
 use signet_proto::spire::api::server::entry::v1::{CountEntriesRequest, CountEntriesResponse};
 use signet_proto::workload::{ValidateJwtsvidRequest, X509svidRequest, X509svidResponse};
+use signet_tests::agent::{Setup, until};
 use tokio::net::{TcpStream, UnixStream};
 
 const FETCH_X509: &str = "/SpiffeWorkloadAPI/FetchX509SVID";

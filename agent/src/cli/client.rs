@@ -4,7 +4,7 @@
 use std::error::Error as _;
 use std::fmt;
 use std::future::Future;
-use std::io;
+use std::io::{self, Write};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
@@ -16,7 +16,9 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Uri};
 use tonic::{Code, Request, Status};
 
-use super::addr::Endpoint;
+use crate::cli::addr::{self, Endpoint};
+use crate::cli::env::Env;
+use crate::cli::flags::SocketFlag;
 
 /// A Workload API client that adds the security header to every call.
 pub(crate) type WorkloadClient =
@@ -180,6 +182,27 @@ fn io_reason(err: &io::Error) -> String {
         }
         None => err.to_string(),
     }
+}
+
+/// The endpoint named by the flag, the environment or the default.
+pub(crate) fn endpoint(socket: &SocketFlag, env: &Env) -> Result<Endpoint, CliError> {
+    addr::resolve(
+        socket.socket_path.as_deref(),
+        env.endpoint_socket.as_deref(),
+    )
+    .map_err(CliError::new)
+}
+
+/// A failed write to stdout.
+pub(crate) fn stdout_error(e: io::Error) -> CliError {
+    CliError::new(format!("write to stdout: {e}"))
+}
+
+/// Writes `text` to `out`.
+pub(crate) fn emit(out: &mut dyn Write, text: &str) -> Result<(), CliError> {
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(stdout_error)
 }
 
 #[cfg(test)]

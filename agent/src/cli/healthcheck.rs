@@ -8,9 +8,10 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use super::client::{CliError, connect, with_timeout};
-use super::flags::HealthcheckFlags;
-use super::{Env, Io, addr};
+use crate::cli::addr;
+use crate::cli::client::{CliError, connect, with_timeout};
+use crate::cli::env::{Env, Io};
+use crate::cli::flags::HealthcheckFlags;
 
 /// SPIRE waits forever; a hung agent should not hang the probe.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);

@@ -7,6 +7,7 @@
 mod addr;
 mod api;
 mod client;
+mod env;
 mod flags;
 mod format;
 mod healthcheck;
@@ -21,26 +22,11 @@ mod tests;
 
 use std::ffi::OsString;
 use std::future::Future;
-use std::io::Write;
 
 use clap::{CommandFactory, Parser};
 
+pub use self::env::{Env, Io};
 use self::flags::{Cli, Command};
-
-/// The process environment the commands read (only `main` touches the real one).
-#[derive(Debug, Clone, Default)]
-pub struct Env {
-    /// `SPIFFE_ENDPOINT_SOCKET`, used when `--socket-path` is not given.
-    pub endpoint_socket: Option<String>,
-}
-
-/// Where a command writes.
-pub struct Io<'a> {
-    /// Standard output.
-    pub out: &'a mut dyn Write,
-    /// Standard error.
-    pub err: &'a mut dyn Write,
-}
 
 /// Parses `args` (including the program name), runs the command and returns the exit code.
 /// `api watch` stops on Ctrl-C.

@@ -1,8 +1,8 @@
 //! `signet-agent run`: the flags become [`RunArgs`] and the agent runs until signalled.
 
-use super::Io;
-use super::flags::RunFlags;
-use crate::run::RunArgs;
+use crate::cli::env::Io;
+use crate::cli::flags::RunFlags;
+use crate::config::RunArgs;
 
 impl From<RunFlags> for RunArgs {
     fn from(f: RunFlags) -> Self {

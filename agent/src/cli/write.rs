@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use super::client::CliError;
-use super::x509::{Cert, X509Context};
+use crate::cli::client::CliError;
+use crate::cli::x509::{Cert, X509Context};
 
 const PUBLIC_MODE: u32 = 0o644;
 const PRIVATE_MODE: u32 = 0o600;

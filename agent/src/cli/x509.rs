@@ -8,8 +8,8 @@ use std::time::Duration;
 use signet_proto::workload::X509svidResponse;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::client::CliError;
-use super::format::{go_duration, go_time};
+use crate::cli::client::CliError;
+use crate::cli::format::{go_duration, go_time};
 
 /// One certificate and its validity (Unix seconds).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use signet_common::id::{self, SpiffeId, TrustDomain};
 use signet_common::selector::{Selector, SelectorSet};
 use signet_proto::types;
 
-use super::ClientError;
+use crate::client::error::ClientError;
 
 fn malformed(what: impl Into<String>) -> ClientError {
     ClientError::Malformed(what.into())

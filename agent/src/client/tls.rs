@@ -15,11 +15,23 @@ use signet_common::id::{self, SpiffeId, TrustDomain};
 use signet_common::tls::{Authorizer, SpiffeServerVerifier};
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use super::{ClientError, DIAL_TIMEOUT, ServerTrust};
-use crate::svid::AgentSvid;
+use crate::client::credentials::ClientSvid;
+use crate::client::error::ClientError;
+
+/// Deadline of a TCP connect plus TLS handshake.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How the server is checked before the agent has a bundle of its own.
+#[derive(Debug, Clone)]
+pub enum ServerTrust {
+    /// Against these roots (DER).
+    Roots(Vec<Vec<u8>>),
+    /// Not at all, apart from the SPIFFE ID it presents (`insecure_bootstrap`).
+    Insecure,
+}
 
 /// A channel that connects (TCP, then TLS) on first use and again after a failure.
-pub(super) fn lazy_channel(addr: &str, tls: rustls::ClientConfig) -> Result<Channel, ClientError> {
+pub(crate) fn lazy_channel(addr: &str, tls: rustls::ClientConfig) -> Result<Channel, ClientError> {
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| ClientError::Tls(format!("bad server address {addr:?}: {e}")))?
@@ -51,10 +63,10 @@ pub(super) fn lazy_channel(addr: &str, tls: rustls::ClientConfig) -> Result<Chan
 /// The name only satisfies rustls; the SPIFFE verifiers ignore it.
 const TLS_NAME: &str = "spire-server";
 
-pub(super) fn tls_config(
+pub(crate) fn tls_config(
     trust_domain: &TrustDomain,
     trust: &ServerTrust,
-    client: Option<&AgentSvid>,
+    client: Option<&dyn ClientSvid>,
     clock: Arc<dyn Clock>,
 ) -> Result<rustls::ClientConfig, ClientError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -80,11 +92,11 @@ pub(super) fn tls_config(
     let mut config = match client {
         Some(svid) => builder
             .with_client_auth_cert(
-                svid.chain
+                svid.chain()
                     .iter()
                     .map(|d| CertificateDer::from(d.clone()))
                     .collect(),
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(svid.key.clone())),
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(svid.private_key().to_vec())),
             )
             .map_err(|e| ClientError::Tls(e.to_string()))?,
         None => builder.with_no_client_auth(),

@@ -11,8 +11,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryServiceServer;
-use signet_common::clock::Clock;
-use signet_common::selector::SelectorSet;
 use signet_common::uds;
 use signet_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApiServer;
 use tokio::net::UnixListener;
@@ -21,12 +19,13 @@ use tokio::task::JoinSet;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::transport::server::Router;
-use tonic::{Code, Request, Status};
-use tracing::Instrument;
+use tonic::{Request, Status};
 
-use crate::attestor::workload::{AttestError, Attestors, Peer};
-use crate::manager::{Identities, Snapshot};
+use crate::config::SdsConfig;
 
+mod caller;
+mod error;
+pub mod health;
 mod jwt;
 pub mod sds;
 pub mod workload;
@@ -34,27 +33,16 @@ pub mod workload;
 #[cfg(test)]
 mod tests;
 
-pub use sds::{SdsConfig, SdsService};
-pub use workload::WorkloadService;
+pub use caller::{CallerAttestor, CallerSelectors};
+pub use error::ApiError;
+pub use sds::SdsService;
+pub use workload::{WorkloadApi, WorkloadService};
 
 /// The metadata key every Workload API call must carry with the value `true`.
 pub const SECURITY_HEADER: &str = "workload.spiffe.io";
 
 /// How long open streams may keep the server up after shutdown was asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// What the public socket serves from.
-#[derive(Debug, Clone)]
-pub struct WorkloadApi {
-    /// The manager's current snapshot.
-    pub snapshot: watch::Receiver<Arc<Snapshot>>,
-    /// JWT-SVIDs and SVID demand.
-    pub identities: Arc<dyn Identities>,
-    /// Workload attestors.
-    pub attestors: Arc<Attestors>,
-    /// The clock.
-    pub clock: Arc<dyn Clock>,
-}
 
 /// Binds the public socket (0777; parent directory created if missing). Every workload,
 /// whatever its uid, must be able to connect: identity comes from attestation, never from
@@ -145,116 +133,11 @@ fn router(
         .add_service(SecretDiscoveryServiceServer::new(sds))
 }
 
-/// Attests callers of the public socket: every attestor, then a check that the caller is
-/// still the process that connected. Shared by the Workload API and SDS.
-#[derive(Debug, Clone)]
-pub struct CallerAttestor {
-    attestors: Arc<Attestors>,
-}
-
-impl CallerAttestor {
-    /// Attests with `attestors`.
-    pub fn new(attestors: Arc<Attestors>) -> Self {
-        Self { attestors }
-    }
-
-    /// The caller's selectors.
-    pub async fn attest(&self, peer: &Peer) -> Result<SelectorSet, ApiError> {
-        let selectors = self
-            .attestors
-            .attest(peer)
-            .await
-            .map_err(ApiError::Attestation)?;
-        if !peer.is_alive() {
-            return Err(ApiError::CallerGone);
-        }
-        tracing::debug!(selectors = ?selectors, "Attested workload");
-        Ok(selectors)
-    }
-}
-
-#[async_trait::async_trait]
-impl sds::CallerSelectors for CallerAttestor {
-    async fn caller_selectors(
-        &self,
-        extensions: &tonic::Extensions,
-    ) -> Result<SelectorSet, Status> {
-        let peer = extensions.get::<Peer>().ok_or(ApiError::NoPeer)?;
-        let span = tracing::info_span!("sds", pid = peer.pid, uid = peer.uid);
-        async { self.attest(peer).await.map_err(Status::from) }
-            .instrument(span)
-            .await
-    }
-}
-
 /// SPIRE's rule: exactly one `workload.spiffe.io` value, and it is `true`.
 fn check_security_header(req: Request<()>) -> Result<Request<()>, Status> {
     let mut values = req.metadata().get_all(SECURITY_HEADER).iter();
     match (values.next(), values.next()) {
         (Some(v), None) if v.as_bytes() == b"true" => Ok(req),
         _ => Err(ApiError::MissingHeader.into()),
-    }
-}
-
-/// What went wrong in a Workload API call. Converted to a `Status` in exactly one place.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    /// The `workload.spiffe.io: true` metadata is missing or wrong.
-    #[error("security header missing from request")]
-    MissingHeader,
-    /// A malformed request.
-    #[error("{0}")]
-    InvalidArgument(String),
-    /// The connection has no peer credentials.
-    #[error("could not resolve the caller's credentials")]
-    NoPeer,
-    /// Every workload attestor failed.
-    #[error("workload attestation failed")]
-    Attestation(#[source] AttestError),
-    /// The caller exited, or its PID now names another process.
-    #[error("could not verify existence of the original caller")]
-    CallerGone,
-    /// No registration entry matches the caller (or the one it asked for).
-    #[error("no identity issued")]
-    NoIdentity,
-    /// A transient failure; the client should retry.
-    #[error("{0}")]
-    Unavailable(String),
-    /// Not offered.
-    #[error("{0}")]
-    Unimplemented(String),
-}
-
-impl ApiError {
-    /// The gRPC code.
-    pub fn code(&self) -> Code {
-        match self {
-            Self::MissingHeader | Self::InvalidArgument(_) => Code::InvalidArgument,
-            Self::NoPeer | Self::CallerGone => Code::Unauthenticated,
-            Self::Attestation(_) | Self::Unavailable(_) => Code::Unavailable,
-            Self::NoIdentity => Code::PermissionDenied,
-            Self::Unimplemented(_) => Code::Unimplemented,
-        }
-    }
-
-    fn log(&self) {
-        let code = self.code();
-        match self {
-            Self::Attestation(cause) => {
-                tracing::warn!(error = %cause, ?code, "Workload attestation failed")
-            }
-            Self::NoIdentity => tracing::warn!(?code, "No identity issued"),
-            Self::MissingHeader | Self::InvalidArgument(_) | Self::Unimplemented(_) => {
-                tracing::debug!(error = %self, ?code, "Request refused")
-            }
-            _ => tracing::warn!(error = %self, ?code, "Request failed"),
-        }
-    }
-}
-
-impl From<ApiError> for Status {
-    fn from(err: ApiError) -> Self {
-        err.log();
-        Status::new(err.code(), err.to_string())
     }
 }

@@ -31,9 +31,11 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Code, Request};
 
 use super::*;
-use crate::attestor::workload::unix::{UnixAttestor, UnixConfig};
-use crate::attestor::workload::{Peer, WorkloadAttestor};
-use crate::manager::{JwtError, JwtSvid, Snapshot, WorkloadSvid};
+use crate::attestor::workload::unix::UnixAttestor;
+use crate::attestor::workload::{Attestors, Peer, WorkloadAttestor};
+use crate::client::JwtSvid;
+use crate::config::UnixConfig;
+use crate::manager::{Identities, JwtError, Snapshot, WorkloadSvid};
 
 const TD: &str = "example.org";
 const FEDERATED_TD: &str = "other.org";

@@ -26,9 +26,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, Span};
 
-use super::{ApiError, CallerAttestor, WorkloadApi, jwt};
-use crate::attestor::workload::Peer;
-use crate::manager::{Snapshot, WorkloadSvid};
+use signet_common::clock::Clock;
+
+use crate::attestor::workload::{Attestors, Peer};
+use crate::endpoints::caller::CallerAttestor;
+use crate::endpoints::error::ApiError;
+use crate::endpoints::jwt;
+use crate::manager::{Identities, Snapshot, WorkloadSvid};
 
 /// How long a stream waits for its first response before saying so in the log.
 const WAIT_LOG_AFTER: Duration = Duration::from_secs(1);
@@ -38,6 +42,19 @@ const SYNC_WAIT: Duration = Duration::from_secs(10);
 const STREAM_BUFFER: usize = 2;
 
 type Stream<T> = ReceiverStream<Result<T, Status>>;
+
+/// What the public socket serves from.
+#[derive(Debug, Clone)]
+pub struct WorkloadApi {
+    /// The manager's current snapshot.
+    pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    /// JWT-SVIDs and SVID demand.
+    pub identities: Arc<dyn Identities>,
+    /// Workload attestors.
+    pub attestors: Arc<Attestors>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+}
 
 /// The `SpiffeWorkloadAPI` service.
 #[derive(Debug, Clone)]

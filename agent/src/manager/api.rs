@@ -11,8 +11,7 @@ use signet_common::entry::RegistrationEntry;
 use signet_common::id::TrustDomain;
 use tokio_stream::StreamExt;
 
-use super::JwtSvid;
-use crate::client::{ClientError, Known, ServerClient};
+use crate::client::{ClientError, JwtSvid, Known, ServerClient};
 
 /// One result per requested SVID: its chain (leaf first) or why the server refused it.
 pub type X509Results = Vec<Result<Vec<Vec<u8>>, ClientError>>;

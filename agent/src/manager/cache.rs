@@ -15,7 +15,7 @@ use signet_common::id::TrustDomain;
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::{Snapshot, WorkloadSvid};
+use crate::manager::snapshot::{Snapshot, WorkloadSvid};
 
 /// How long after its last `want` an entry counts as in use (never evicted). Workloads
 /// holding a stream open call `want` again with each update they send.

@@ -12,7 +12,7 @@ use signet_common::clock::{from_unix_seconds, unix_seconds};
 use signet_common::id::SpiffeId;
 use signet_common::rotation::renew_at;
 
-use super::JwtSvid;
+use crate::client::JwtSvid;
 
 /// Cache key: the SPIFFE ID and the sorted, de-duplicated audience.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -11,7 +11,7 @@ use signet_common::id::TrustDomain;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use crate::client::{ClientError, Denial};
+use crate::client::{ClientError, Denial, JwtSvid};
 use crate::config::{Config, WorkloadKeyType};
 use crate::retry::{Jitter, random_jitter};
 use crate::svid::AgentIdentity;
@@ -19,23 +19,14 @@ use crate::svid::AgentIdentity;
 pub mod api;
 pub mod cache;
 pub mod jwt;
+mod reconcile;
 pub mod snapshot;
-mod sync;
 #[cfg(test)]
 mod tests;
 
 pub use api::ServerApi;
 pub use cache::IN_USE_FOR;
 pub use snapshot::{Snapshot, WorkloadSvid};
-
-/// A JWT-SVID handed to a workload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JwtSvid {
-    /// Compact JWS.
-    pub token: String,
-    /// `exp`, Unix seconds.
-    pub expires_at: i64,
-}
 
 /// Why a JWT-SVID could not be had.
 #[derive(Debug, thiserror::Error)]

@@ -15,8 +15,8 @@ use signet_proto::spire::api::server::agent::v1::agent_server::Agent;
 use signet_proto::types;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::convert::{self, agent_to_proto, proto_id};
-use super::{ApiError, ApiState};
+use crate::api::convert::{self, agent_to_proto, proto_id};
+use crate::api::{ApiError, ApiState};
 use crate::attestation::{AttestError, Attested, NodeAttestor};
 use crate::ca::{Ca, SvidKind, X509Svid, X509SvidParams};
 use crate::datastore::JoinToken;

@@ -9,7 +9,7 @@ use signet_common::selector::{MatchBehavior, Selector, SelectorSet};
 use signet_proto::types;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::ApiError;
+use crate::api::error::ApiError;
 
 /// Longest hint SPIRE accepts.
 const MAX_HINT_LEN: usize = 1024;

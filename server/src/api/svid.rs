@@ -14,8 +14,8 @@ use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
 
-use super::convert::{self, proto_id};
-use super::{AgentCaller, ApiError, ApiState, ok_status};
+use crate::api::convert::{self, proto_id};
+use crate::api::{AgentCaller, ApiError, ApiState, ok_status};
 use crate::ca::{Ca, JwtSvidParams, SvidKind, X509SvidParams};
 
 /// The SVID service.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use signet_common::clock::Clock;
 use signet_common::id::{self, TrustDomain};
 
-use super::{AttestError, Attested, NodeAttestor};
+use crate::attestation::{AttestError, Attested, NodeAttestor};
 use crate::datastore::DataStore;
 
 /// The join-token attestor.

@@ -10,11 +10,12 @@ use signet_common::clock::{from_unix_seconds, unix_seconds};
 use signet_common::rotation::BACKDATE;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 
-use super::journal::{JwtEntry, Slot, Status, X509Entry};
-use super::jwt::{JwtSigner, random_kid};
-use super::template::{self, CaTemplate, hex, key_id, parse_cert};
-use super::upstream::UpstreamSource;
-use super::{AuthorityState, CaConfig, CaError};
+use crate::ca::error::CaError;
+use crate::ca::journal::{JwtEntry, Slot, Status, X509Entry};
+use crate::ca::jwt::{JwtSigner, random_kid};
+use crate::ca::params::{AuthorityState, CaConfig};
+use crate::ca::template::{self, CaTemplate, hex, key_id, parse_cert};
+use crate::ca::upstream::UpstreamSource;
 use crate::keys::{KeyManager, ManagedKey};
 
 /// Lifetime bounds used by the rotation thresholds.

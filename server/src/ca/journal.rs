@@ -14,11 +14,9 @@
 //!
 //! Entries are oldest first; at most [`MAX_ENTRIES`] of each kind are kept.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
-use super::CaError;
+use crate::ca::error::CaError;
 use crate::datastore::StoreError;
 
 /// How many entries of each kind the journal keeps (as SPIRE does).
@@ -147,7 +145,8 @@ fn trim<T>(v: &mut Vec<T>) {
 }
 
 mod b64 {
-    use super::{Engine, STANDARD};
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -161,7 +160,8 @@ mod b64 {
 }
 
 mod b64_list {
-    use super::{Engine, STANDARD};
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub(super) fn serialize<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {

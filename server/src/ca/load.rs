@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::AuthorityState;
-use super::CaError;
-use super::authority::{self, Lifetime};
-use super::journal::{Journal, Slot, Status};
-use super::manager::{Manager, Slots, State};
+use crate::ca::authority::{self, Lifetime};
+use crate::ca::error::CaError;
+use crate::ca::journal::{Journal, Slot, Status};
+use crate::ca::manager::{Manager, Slots, State};
+use crate::ca::params::AuthorityState;
 
 impl Manager {
     /// Fills the slots from `journal`: per slot letter, only the newest entry can be loaded,

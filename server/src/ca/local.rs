@@ -4,21 +4,12 @@
 
 use signet_common::bundle::Bundle;
 
-use super::authority::Lifetime;
-use super::manager::{Manager, Slots, State};
-use super::template::{hex, key_id, parse_cert};
-use super::{AuthorityState, Ca, CaError};
-
-/// One authority kind's slots, as the local-authority API reports them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AuthorityStates {
-    /// The authority that signs.
-    pub active: Option<AuthorityState>,
-    /// The next authority, already in the bundle.
-    pub prepared: Option<AuthorityState>,
-    /// The authority the active one replaced.
-    pub old: Option<AuthorityState>,
-}
+use crate::ca::Ca;
+use crate::ca::authority::Lifetime;
+use crate::ca::error::CaError;
+use crate::ca::manager::{Manager, Slots, State};
+use crate::ca::params::{AuthorityState, AuthorityStates};
+use crate::ca::template::{hex, key_id, parse_cert};
 
 /// Which authority kind an operation is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

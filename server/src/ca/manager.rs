@@ -10,14 +10,15 @@ use signet_common::entry::valid_dns_name;
 use signet_common::id::{TrustDomain, require_member_with_path};
 use signet_common::rotation::{BACKDATE, ca_activate_at, ca_prepare_at};
 
-use super::authority::{self, JwtAuthority, Lifetime, X509Ca};
-use super::journal::{Journal, Slot, Status};
-use super::jwt::Claims;
-use super::template::{self, SvidTemplate};
-use super::upstream::UpstreamSource;
-use super::{
-    AuthorityState, CaConfig, CaError, JwtSvid, JwtSvidParams, SvidKind, X509Svid, X509SvidParams,
+use crate::ca::authority::{self, JwtAuthority, Lifetime, X509Ca};
+use crate::ca::error::CaError;
+use crate::ca::journal::{Journal, Slot, Status};
+use crate::ca::jwt::Claims;
+use crate::ca::params::{
+    AuthorityState, CaConfig, JwtSvid, JwtSvidParams, SvidKind, X509Svid, X509SvidParams,
 };
+use crate::ca::template::{self, SvidTemplate};
+use crate::ca::upstream::UpstreamSource;
 use crate::datastore::DataStore;
 use crate::keys::KeyManager;
 

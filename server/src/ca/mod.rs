@@ -2,178 +2,34 @@
 //! prepared -> active -> old on the injected clock; signs SVIDs with SPIRE's profile.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use signet_common::clock::Clock;
-use signet_common::id::{SpiffeId, TrustDomain};
+use signet_common::id::TrustDomain;
 
-use crate::datastore::{DataStore, StoreError};
-use crate::keys::{KeyError, KeyManager, KeyType};
+use crate::datastore::DataStore;
+use crate::keys::KeyManager;
 
 mod authority;
+mod error;
 mod journal;
 mod jwt;
 mod load;
 mod local;
 mod manager;
+mod params;
 mod template;
 #[cfg(test)]
 mod test_store;
 #[cfg(test)]
 mod tests;
-pub mod upstream;
+mod upstream;
 
-pub use local::AuthorityStates;
-pub use upstream::UpstreamDisk;
-
-/// Subject of the CA certificate (`ca_subject`); SPIRE's default is `C=US, O=SPIFFE`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CaSubject {
-    /// `C`
-    pub country: Vec<String>,
-    /// `O`
-    pub organization: Vec<String>,
-    /// `CN`
-    pub common_name: String,
-}
-
-impl Default for CaSubject {
-    fn default() -> Self {
-        Self {
-            country: vec!["US".into()],
-            organization: vec!["SPIFFE".into()],
-            common_name: String::new(),
-        }
-    }
-}
-
-/// What the CA needs from the configuration.
-#[derive(Debug, Clone)]
-pub struct CaConfig {
-    /// The server's trust domain.
-    pub trust_domain: TrustDomain,
-    /// `ca_key_type` (also used for the JWT key).
-    pub key_type: KeyType,
-    /// `ca_ttl`, default 24h.
-    pub ca_ttl: Duration,
-    /// `ca_subject`.
-    pub ca_subject: CaSubject,
-    /// `default_x509_svid_ttl`, default 1h.
-    pub default_x509_svid_ttl: Duration,
-    /// `default_jwt_svid_ttl`, default 5m.
-    pub default_jwt_svid_ttl: Duration,
-    /// `agent_ttl`, defaults to the X509-SVID TTL.
-    pub agent_ttl: Duration,
-    /// `jwt_issuer`: sets `iss` on JWT-SVIDs when present.
-    pub jwt_issuer: Option<String>,
-    /// `UpstreamAuthority "disk"`: the CA becomes an intermediate under it.
-    pub upstream: Option<UpstreamDisk>,
-    /// Key under which this server's journal is stored (`DataStore::ca_journal`).
-    pub journal_key: String,
-}
-
-/// Which kind of X509-SVID is being signed (decides the default TTL).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SvidKind {
-    /// A workload SVID for a registration entry (default TTL: `default_x509_svid_ttl`).
-    Workload,
-    /// An agent SVID (default TTL: `agent_ttl`).
-    Agent,
-    /// The server's own SVID (default TTL: `default_x509_svid_ttl`).
-    Server,
-}
-
-/// A public key taken from a CSR whose signature was checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CsrPublicKey {
-    /// SubjectPublicKeyInfo, DER.
-    pub spki_der: Vec<u8>,
-}
-
-/// What to put in an X509-SVID. Everything comes from the entry (or the server), never
-/// from the CSR, which contributes only its public key.
-#[derive(Debug, Clone)]
-pub struct X509SvidParams {
-    /// The SVID's only URI SAN. Must be in the trust domain with a non-empty path.
-    pub spiffe_id: SpiffeId,
-    /// The subject's public key.
-    pub public_key: CsrPublicKey,
-    /// Requested TTL; zero means the default for `kind`. Capped at the CA's NotAfter.
-    pub ttl: Duration,
-    /// DNS SANs; the first also becomes the subject CN.
-    pub dns_names: Vec<String>,
-    /// Which default TTL applies.
-    pub kind: SvidKind,
-}
-
-/// A signed X509-SVID.
-#[derive(Debug, Clone)]
-pub struct X509Svid {
-    /// Leaf first, then intermediates (the server CA when it is under an upstream); never
-    /// the root. With a self-signed CA this is the leaf alone, as in SPIRE.
-    pub chain: Vec<Vec<u8>>,
-    /// Leaf serial, lower-case hex without leading zeros.
-    pub serial: String,
-    /// Leaf NotAfter, Unix seconds.
-    pub expires_at: i64,
-}
-
-/// What to put in a JWT-SVID.
-#[derive(Debug, Clone)]
-pub struct JwtSvidParams {
-    /// `sub`.
-    pub spiffe_id: SpiffeId,
-    /// `aud`; empty strings are dropped; at least one required.
-    pub audience: Vec<String>,
-    /// Requested TTL; zero means `default_jwt_svid_ttl`. Capped at the key's NotAfter.
-    pub ttl: Duration,
-}
-
-/// A signed JWT-SVID.
-#[derive(Debug, Clone)]
-pub struct JwtSvid {
-    /// Compact JWS.
-    pub token: String,
-    /// `exp`, Unix seconds.
-    pub expires_at: i64,
-    /// `iat`, Unix seconds.
-    pub issued_at: i64,
-}
-
-/// Why the CA failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CaError {
-    /// The CSR could not be parsed or its signature does not verify.
-    #[error("malformed CSR: {0}")]
-    MalformedCsr(String),
-    /// The request itself is invalid (SPIFFE ID, audience, DNS name).
-    #[error("{0}")]
-    InvalidRequest(String),
-    /// No active authority (should not happen after `Ca::new`).
-    #[error("no active {0} authority")]
-    NotReady(&'static str),
-    /// Building or signing a certificate or token failed.
-    #[error("signing failed: {0}")]
-    Signing(String),
-    /// The upstream authority's files are unusable.
-    #[error("upstream authority: {0}")]
-    Upstream(String),
-    /// Keys.
-    #[error(transparent)]
-    Key(#[from] KeyError),
-    /// Store.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// State of one authority slot, as the local-authority view reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthorityState {
-    /// X.509: lower-case hex SKI of the CA cert; JWT: the `kid`.
-    pub authority_id: String,
-    /// NotAfter, Unix seconds.
-    pub expires_at: i64,
-}
+pub use error::CaError;
+pub use params::{
+    AuthorityState, AuthorityStates, CaConfig, CaSubject, CsrPublicKey, JwtSvid, JwtSvidParams,
+    SvidKind, UpstreamDisk, X509Svid, X509SvidParams,
+};
 
 /// The CA. Cheap to share behind an `Arc`; every method takes `&self`.
 #[derive(Debug)]

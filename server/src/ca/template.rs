@@ -15,7 +15,8 @@ use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::X509Name;
 
-use super::{CaError, CaSubject, CsrPublicKey};
+use crate::ca::error::CaError;
+use crate::ca::params::{CaSubject, CsrPublicKey};
 
 const OID_COUNTRY: &[u64] = &[2, 5, 4, 6];
 const OID_ORGANIZATION: &[u64] = &[2, 5, 4, 10];

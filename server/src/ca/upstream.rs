@@ -1,6 +1,6 @@
 //! `UpstreamAuthority "disk"`: the server CA is signed by a CA whose cert and key are files.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
@@ -12,19 +12,9 @@ use signet_common::clock::from_unix_seconds;
 use signet_common::sigcheck;
 use x509_parser::certificate::X509Certificate;
 
-use super::CaError;
-use super::template::{issuer_for, parse_cert};
-
-/// Configuration of the disk upstream authority.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamDisk {
-    /// PEM: the upstream CA certificate (then any chain up to the roots in `bundle_file_path`).
-    pub cert_file_path: PathBuf,
-    /// PEM: its private key.
-    pub key_file_path: PathBuf,
-    /// PEM: the trust roots; absent means the cert itself is the (self-signed) root.
-    pub bundle_file_path: Option<PathBuf>,
-}
+use crate::ca::error::CaError;
+use crate::ca::params::UpstreamDisk;
+use crate::ca::template::{issuer_for, parse_cert};
 
 /// The upstream files, read and checked: the key matches the cert and the cert chains to
 /// the roots.

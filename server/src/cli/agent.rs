@@ -10,11 +10,11 @@ use signet_proto::spire::api::server::agent::v1::{
 };
 use signet_proto::types;
 
-use super::Env;
-use super::client::{Admin, RpcError};
-use super::common::{AdminArgs, MatchMode, parse_id_proto, parse_selectors};
-use super::output::{OutputFormat, go_time, plural, print_json};
-use super::protojson;
+use crate::cli::client::{Admin, RpcError};
+use crate::cli::common::{AdminArgs, MatchMode, parse_id_proto, parse_selectors};
+use crate::cli::env::Env;
+use crate::cli::output::{OutputFormat, go_time, plural, print_json};
+use crate::cli::protojson;
 
 /// SPIRE's page size for `agent list`.
 const PAGE_SIZE: i32 = 1000;
@@ -318,7 +318,7 @@ pub(crate) fn print_agent(out: &mut dyn Write, a: &types::Agent) -> io::Result<(
 mod tests {
     use super::*;
     use crate::cli::AdminCommand;
-    use crate::cli::testing::parse;
+    use crate::cli::tests::parse;
 
     fn list_args(args: &[&str]) -> ListArgs {
         let mut all = vec!["agent", "list"];

@@ -12,12 +12,12 @@ use signet_proto::spire::api::server::bundle::v1::{
 };
 use signet_proto::types;
 
-use super::Env;
-use super::bundle_format;
-use super::client::{Admin, RpcError};
-use super::common::{AdminArgs, parse_td_name, read_input};
-use super::output::{OutputFormat, plural, print_json};
-use super::protojson;
+use crate::cli::bundle_format;
+use crate::cli::client::{Admin, RpcError};
+use crate::cli::common::{AdminArgs, parse_td_name, read_input};
+use crate::cli::env::Env;
+use crate::cli::output::{OutputFormat, plural, print_json};
+use crate::cli::protojson;
 
 /// `bundle` subcommands.
 #[derive(Debug, Subcommand)]

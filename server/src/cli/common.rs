@@ -8,9 +8,9 @@ use signet_common::id::{self, SpiffeId};
 use signet_common::selector::Selector;
 use signet_proto::types;
 
-use super::Env;
-use super::client::DEFAULT_SOCKET_PATH;
-use super::output::OutputFormat;
+use crate::cli::client::DEFAULT_SOCKET_PATH;
+use crate::cli::env::Env;
+use crate::cli::output::OutputFormat;
 
 /// `--socket-path`, taken by every admin command.
 #[derive(Debug, Clone, Args)]

@@ -4,9 +4,9 @@ use clap::Args;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 
-use super::Env;
-use super::client::{Admin, RpcError};
-use super::common::SocketArgs;
+use crate::cli::client::{Admin, RpcError};
+use crate::cli::common::SocketArgs;
+use crate::cli::env::Env;
 
 /// `healthcheck` flags.
 #[derive(Debug, Clone, Args)]
@@ -53,7 +53,7 @@ mod tests {
     use tokio::net::UnixListener;
     use tokio_stream::wrappers::UnixListenerStream;
 
-    use crate::cli::testing::{Captured, parse};
+    use crate::cli::tests::{Captured, parse};
 
     #[tokio::test]
     async fn reports_a_serving_server_as_healthy() {

@@ -13,11 +13,11 @@ use signet_common::clock::{Clock, SystemClock};
 use signet_proto::spire::api::server::bundle::v1::GetBundleRequest;
 use signet_proto::spire::api::server::svid::v1::{MintJwtsvidRequest, MintX509svidRequest};
 
-use super::Env;
-use super::client::{Admin, RpcError};
-use super::common::{AdminArgs, id_proto};
-use super::output::{OutputFormat, b64, pem_block, print_json, print_struct, rfc3339};
-use super::protojson;
+use crate::cli::client::{Admin, RpcError};
+use crate::cli::common::{AdminArgs, id_proto};
+use crate::cli::env::Env;
+use crate::cli::output::{OutputFormat, b64, pem_block, print_json, print_struct, rfc3339};
+use crate::cli::protojson;
 
 /// `x509` subcommands.
 #[derive(Debug, Subcommand)]

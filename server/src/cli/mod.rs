@@ -4,8 +4,6 @@
 //! (`-spiffeID` becomes `--spiffe-id`); [`compat::normalize`] also accepts SPIRE's spelling.
 //! Output matches `spire-server` 1.13, human-readable or `--output json`.
 
-use std::io::{Read, Write};
-
 use clap::{Parser, Subcommand};
 
 pub mod agent;
@@ -15,6 +13,7 @@ pub mod client;
 pub mod common;
 pub mod compat;
 pub mod entry;
+mod env;
 pub mod health;
 pub mod mint;
 mod output;
@@ -22,6 +21,7 @@ mod protojson;
 pub mod run;
 pub mod token;
 
+pub use env::Env;
 pub use output::OutputFormat;
 
 /// `signet-server`: a SPIFFE server compatible with SPIRE's API and CLI.
@@ -70,16 +70,6 @@ pub enum AdminCommand {
     Jwt(mint::JwtCommand),
 }
 
-/// Where a command reads and writes (the process's standard streams, or buffers in tests).
-pub struct Env<'a> {
-    /// Read by `--data -` and `bundle set` without `--path`.
-    pub stdin: &'a mut dyn Read,
-    /// Results.
-    pub stdout: &'a mut dyn Write,
-    /// Per-item failures and warnings (the caller prints the final `Error: ...` line).
-    pub stderr: &'a mut dyn Write,
-}
-
 /// Runs one admin command. An `Err` is the one-line reason the command failed; the caller
 /// prints it as `Error: <reason>` and exits with status 1.
 pub async fn execute(command: AdminCommand, env: &mut Env<'_>) -> anyhow::Result<()> {
@@ -93,13 +83,6 @@ pub async fn execute(command: AdminCommand, env: &mut Env<'_>) -> anyhow::Result
         AdminCommand::Jwt(cmd) => mint::execute_jwt(cmd, env).await,
     }
 }
-
-#[cfg(test)]
-mod agent_rpc_tests;
-#[cfg(test)]
-mod ca_rpc_tests;
-#[cfg(test)]
-pub(crate) mod testing;
 
 /// `validate`: loads and checks the config as `run` would, starting nothing; prints SPIRE's
 /// verdict line (after one `warning:` line per key that has no effect) and returns whether
@@ -124,67 +107,4 @@ pub fn validate(flags: run::RunFlags, env: &mut Env<'_>) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-
-    use super::testing::{Captured, parse};
-    use super::*;
-
-    #[test]
-    fn clap_definition_is_consistent() {
-        Cli::command().debug_assert();
-    }
-
-    #[tokio::test]
-    async fn missing_socket_fails_with_one_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("nope.sock");
-        let sock = sock.to_str().unwrap();
-        for args in [
-            vec!["entry", "count", "--socket-path", sock],
-            vec!["agent", "list", "--socket-path", sock],
-            vec!["bundle", "show", "--socket-path", sock],
-            vec!["token", "generate", "--socket-path", sock],
-        ] {
-            let mut io = Captured::default();
-            let err = io.run(parse(&args)).await.unwrap_err();
-            assert_eq!(
-                format!("{err:#}"),
-                format!(
-                    "connection error: cannot reach the server admin socket {sock}: No such file or directory"
-                ),
-                "{args:?}"
-            );
-            assert!(io.stdout().is_empty() && io.stderr().is_empty());
-        }
-    }
-
-    #[tokio::test]
-    async fn bad_input_is_reported_before_dialing() {
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("nope.sock");
-        let sock = sock.to_str().unwrap();
-        let cases: [(&[&str], &str); 3] = [
-            (
-                &["agent", "show", "--spiffe-id", "not-an-id"],
-                "invalid SPIFFE ID \"not-an-id\"",
-            ),
-            (
-                &["entry", "show", "--selector", "unix"],
-                "error parsing selectors: invalid selector \"unix\"",
-            ),
-            (
-                &["entry", "create", "--spiffe-id", "spiffe://td/a", "--node"],
-                "at least one selector is required",
-            ),
-        ];
-        for (args, want) in cases {
-            let mut all = args.to_vec();
-            all.extend(["--socket-path", sock]);
-            let err = Captured::default().run(parse(&all)).await.unwrap_err();
-            let line = format!("{err:#}");
-            assert!(line.starts_with(want), "{args:?}: {line}");
-            assert!(!line.contains('\n'));
-        }
-    }
-}
+pub(crate) mod tests;

@@ -10,7 +10,7 @@
 use serde_json::{Map, Value, json};
 use signet_proto::types;
 
-use super::output::b64;
+use crate::cli::output::b64;
 
 /// `SPIFFEID` or null.
 pub(crate) fn id(id: Option<&types::Spiffeid>) -> Value {

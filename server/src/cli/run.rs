@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::run::RunArgs;
+use crate::config::RunArgs;
 
 /// `run` flags; each overrides the matching key of the config file.
 #[derive(Debug, Clone, Args)]

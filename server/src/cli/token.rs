@@ -3,11 +3,11 @@
 use clap::{Args, Subcommand};
 use signet_proto::spire::api::server::agent::v1::CreateJoinTokenRequest;
 
-use super::Env;
-use super::client::{Admin, RpcError};
-use super::common::{AdminArgs, parse_id_proto};
-use super::output::{OutputFormat, print_json};
-use super::protojson;
+use crate::cli::client::{Admin, RpcError};
+use crate::cli::common::{AdminArgs, parse_id_proto};
+use crate::cli::env::Env;
+use crate::cli::output::{OutputFormat, print_json};
+use crate::cli::protojson;
 
 /// `token` subcommands.
 #[derive(Debug, Subcommand)]
@@ -70,7 +70,7 @@ pub(crate) async fn execute(cmd: TokenCommand, env: &mut Env<'_>) -> anyhow::Res
 mod tests {
     use super::*;
     use crate::cli::AdminCommand;
-    use crate::cli::testing::parse;
+    use crate::cli::tests::parse;
 
     fn request(args: &[&str]) -> anyhow::Result<CreateJoinTokenRequest> {
         let mut all = vec!["token", "generate"];

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use signet_common::config::duration;
 
 /// Istio's default token audience (`TOKEN_AUDIENCES`).
 const DEFAULT_TOKEN_AUDIENCE: &str = "istio-ca";
@@ -59,12 +60,12 @@ impl IstioCaBlock {
             .jwks_path
             .filter(|p| !p.as_os_str().is_empty())
             .ok_or("istio_ca.jwks_path is required")?;
-        let max_validity = super::duration(
+        let max_validity = duration(
             "istio_ca.max_validity",
             self.max_validity.as_deref(),
             DEFAULT_VALIDITY,
         )?;
-        let default_validity = super::duration(
+        let default_validity = duration(
             "istio_ca.default_validity",
             self.default_validity.as_deref(),
             DEFAULT_VALIDITY.min(max_validity),

@@ -13,7 +13,7 @@ use signet_common::id::{SpiffeId, TrustDomain, parse_id, parse_trust_domain};
 use signet_common::node::AttestedNode;
 use signet_common::selector::Selector;
 
-use super::{DataStore, JoinToken, StoreError};
+use crate::datastore::{DataStore, JoinToken, StoreError};
 
 /// A named conformance case.
 pub(crate) type Case = (&'static str, fn(&dyn DataStore));

@@ -27,7 +27,7 @@ use crate::api::bundle::BundleService;
 use crate::api::entry::EntryService;
 use crate::api::istio::IstioCaService;
 use crate::api::svid::SvidService;
-use crate::api::sync::SyncService;
+use crate::api::watch::SyncService;
 
 pub mod health;
 pub mod tls;

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::{KeyError, KeyManager, KeyType, ManagedKey, generate_key};
+use crate::keys::{KeyError, KeyManager, KeyType, ManagedKey, generate_key};
 
 /// Keys persisted in `keys_path`; survives restarts.
 #[derive(Debug)]

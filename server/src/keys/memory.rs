@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{KeyError, KeyManager, KeyType, ManagedKey, generate_key};
+use crate::keys::{KeyError, KeyManager, KeyType, ManagedKey, generate_key};
 
 /// Keeps keys in a map; nothing survives a restart.
 #[derive(Debug, Default)]

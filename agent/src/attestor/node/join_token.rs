@@ -4,7 +4,7 @@
 
 use signet_proto::types::AttestationData;
 
-use super::NodeAttestor;
+use crate::attestor::node::NodeAttestor;
 
 /// The join-token attestor.
 pub struct JoinToken {

@@ -11,16 +11,8 @@ use aws_lc_rs::digest::{Context, SHA256};
 use nix::unistd::{Gid, Group, Uid, User};
 use signet_common::selector::Selector;
 
-use super::{AttestError, Peer, WorkloadAttestor};
-
-/// `WorkloadAttestor "unix" { plugin_data { ... } }`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UnixConfig {
-    /// Adds `unix:path` and `unix:sha256` selectors.
-    pub discover_workload_path: bool,
-    /// Largest binary hashed for `unix:sha256` (0 = unlimited, negative = never).
-    pub workload_size_limit: i64,
-}
+use crate::attestor::workload::{AttestError, Peer, WorkloadAttestor};
+use crate::config::UnixConfig;
 
 /// The unix attestor.
 #[derive(Debug)]

@@ -6,11 +6,11 @@ use std::time::Instant;
 use signet_common::clock::{Clock as _, SystemClock};
 use signet_proto::workload::{X509svidRequest, X509svidResponse};
 
-use super::{emit, endpoint, stdout_error};
 use crate::cli::addr::Endpoint;
-use crate::cli::client::{CliError, with_timeout, workload_client};
+use crate::cli::client::{CliError, emit, endpoint, stdout_error, with_timeout, workload_client};
+use crate::cli::env::{Env, Io};
 use crate::cli::flags::{FetchX509Flags, Output};
-use crate::cli::{Env, Io, json, write, x509};
+use crate::cli::{json, write, x509};
 
 pub(super) async fn run(
     flags: &FetchX509Flags,

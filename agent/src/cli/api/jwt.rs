@@ -9,10 +9,12 @@ use signet_proto::workload::{
 };
 use tonic::Code;
 
-use super::{emit, endpoint};
-use crate::cli::client::{CliError, deadline_exceeded, timed, with_timeout, workload_client};
+use crate::cli::client::{
+    CliError, deadline_exceeded, emit, endpoint, timed, with_timeout, workload_client,
+};
+use crate::cli::env::{Env, Io};
 use crate::cli::flags::{FetchJwtFlags, Output, ValidateJwtFlags};
-use crate::cli::{Env, Io, json};
+use crate::cli::json;
 
 /// Fetches the JWT bundles (first stream message), then a JWT-SVID per identity.
 pub(super) async fn fetch(

@@ -5,12 +5,9 @@ pub(super) mod jwt;
 mod watch;
 
 use std::future::Future;
-use std::io::{self, Write};
 
-use super::addr::{self, Endpoint};
-use super::client::CliError;
-use super::flags::{ApiCommand, FetchKind, SocketFlag, ValidateCommand};
-use super::{Env, Io};
+use crate::cli::env::{Env, Io};
+use crate::cli::flags::{ApiCommand, FetchKind, ValidateCommand};
 
 /// Runs an `api` command: 0 on success, else its error as one line on stderr and 1.
 pub(crate) async fn execute(
@@ -35,25 +32,4 @@ pub(crate) async fn execute(
             1
         }
     }
-}
-
-/// The endpoint named by the flag, the environment or the default.
-fn endpoint(socket: &SocketFlag, env: &Env) -> Result<Endpoint, CliError> {
-    addr::resolve(
-        socket.socket_path.as_deref(),
-        env.endpoint_socket.as_deref(),
-    )
-    .map_err(CliError::new)
-}
-
-/// A failed write to stdout.
-fn stdout_error(e: io::Error) -> CliError {
-    CliError::new(format!("write to stdout: {e}"))
-}
-
-/// Writes `text` to `out`.
-fn emit(out: &mut dyn Write, text: &str) -> Result<(), CliError> {
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(stdout_error)
 }

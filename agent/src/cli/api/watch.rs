@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use signet_proto::workload::X509svidRequest;
 use tonic::Code;
 
-use super::{endpoint, stdout_error};
 use crate::cli::addr::Endpoint;
-use crate::cli::client::{CliError, workload_client};
+use crate::cli::client::{CliError, endpoint, stdout_error, workload_client};
+use crate::cli::env::{Env, Io};
 use crate::cli::flags::WatchFlags;
-use crate::cli::{Env, Io, x509};
+use crate::cli::x509;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 

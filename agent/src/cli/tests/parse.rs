@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::cli::flags::{ApiCommand, Cli, Command, FetchKind, Output, ValidateCommand};
 use crate::cli::{Env, Io, parse};
-use crate::run::RunArgs;
+use crate::config::RunArgs;
 
 fn cli(args: &[&str]) -> Cli {
     let args = std::iter::once("signet-agent").chain(args.iter().copied());

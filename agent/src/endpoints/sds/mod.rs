@@ -21,22 +21,16 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::config::SdsConfig;
+use crate::endpoints::caller::CallerSelectors;
 use crate::manager::{Identities, Snapshot};
 
 mod resources;
 
-pub use resources::{Entitlement, SECRET_TYPE_URL, SdsConfig, pack, resolve};
+pub use resources::{Entitlement, SECRET_TYPE_URL, pack, resolve};
 
 /// How long a caller waits for its SVIDs to be minted before the request fails.
 const SVID_WAIT: Duration = Duration::from_secs(30);
-
-/// Attests the caller of a request (the same attestation the Workload API uses).
-#[async_trait::async_trait]
-pub trait CallerSelectors: Send + Sync + Debug {
-    /// The caller's selectors, or the status to fail with.
-    async fn caller_selectors(&self, extensions: &tonic::Extensions)
-    -> Result<SelectorSet, Status>;
-}
 
 /// The SDS service.
 #[derive(Debug, Clone)]

@@ -15,6 +15,7 @@ use prost::Message;
 use signet_common::bundle::{Bundle, x509_authorities_pem};
 use signet_common::id::TrustDomain;
 
+use crate::config::SdsConfig;
 use crate::manager::WorkloadSvid;
 
 /// Envoy's type URL for `Secret`.
@@ -23,30 +24,6 @@ pub const SECRET_TYPE_URL: &str =
 const SPIFFE_VALIDATOR: &str = "envoy.tls.cert_validator.spiffe";
 const SPIFFE_VALIDATOR_TYPE_URL: &str =
     "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.SPIFFECertValidatorConfig";
-
-/// The agent's `sds {}` block (SPIRE's keys and defaults).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SdsConfig {
-    /// Name of the caller's first identity.
-    pub default_svid_name: String,
-    /// Name of the own trust domain's bundle.
-    pub default_bundle_name: String,
-    /// Name of every bundle in one SPIFFE validator.
-    pub default_all_bundles_name: String,
-    /// Serve bundles as `trusted_ca` instead of the SPIFFE validator.
-    pub disable_spiffe_cert_validation: bool,
-}
-
-impl Default for SdsConfig {
-    fn default() -> Self {
-        Self {
-            default_svid_name: "default".into(),
-            default_bundle_name: "ROOTCA".into(),
-            default_all_bundles_name: "ALL".into(),
-            disable_spiffe_cert_validation: false,
-        }
-    }
-}
 
 /// What a caller may be served.
 #[derive(Debug, Clone)]

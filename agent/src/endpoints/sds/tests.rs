@@ -23,7 +23,8 @@ use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use tonic::transport::{Channel, Endpoint, Server, Uri};
 
 use super::*;
-use crate::manager::{JwtError, JwtSvid, WorkloadSvid};
+use crate::client::JwtSvid;
+use crate::manager::{JwtError, WorkloadSvid};
 
 // === fixtures ===
 

@@ -12,7 +12,7 @@ use signet_proto::spire::api::server::entry::v1::BatchCreateEntryRequest;
 use signet_proto::types;
 use tonic::Code;
 
-use crate::api::entry::test_support::{Harness, ca_cert_der, public_key_der, td};
+use crate::api::tests::{Harness, ca_cert_der, public_key_der, td};
 use crate::datastore::DataStore;
 
 fn proto_bundle(td: &str, roots: &[&[u8]]) -> types::Bundle {

@@ -16,8 +16,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
-use super::sync::{check_initial, initial_pages, requested_pages, serve};
-use super::test_support::{Harness, td};
+use super::authorized_entries::{check_initial, initial_pages, requested_pages, serve};
+use crate::api::tests::{Harness, td};
 use crate::datastore::DataStore;
 
 fn sid(path: &str) -> Option<types::Spiffeid> {

@@ -13,7 +13,7 @@ use tonic::metadata::MetadataMap;
 use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509Certificate};
 
 use super::*;
-use crate::api::entry::test_support::api_state;
+use crate::api::tests::api_state;
 
 const NOW: i64 = 1_700_000_000;
 const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";

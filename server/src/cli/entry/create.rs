@@ -4,10 +4,11 @@ use clap::Args;
 use signet_proto::spire::api::server::entry::v1::BatchCreateEntryRequest;
 use signet_proto::types;
 
-use super::{batch_results, data, print_batch_results};
-use crate::cli::Env;
 use crate::cli::client::{Admin, RpcError};
 use crate::cli::common::{AdminArgs, parse_id_proto, parse_selectors, parse_td_name, read_input};
+use crate::cli::entry::data;
+use crate::cli::entry::print::{batch_results, print_batch_results};
+use crate::cli::env::Env;
 use crate::cli::output::OutputFormat;
 
 /// `entry create` flags.

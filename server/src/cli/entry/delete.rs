@@ -6,10 +6,10 @@ use signet_proto::spire::api::server::entry::v1::{
     BatchDeleteEntryRequest, batch_delete_entry_response,
 };
 
-use super::data;
-use crate::cli::Env;
 use crate::cli::client::{Admin, RpcError};
 use crate::cli::common::{AdminArgs, read_input};
+use crate::cli::entry::data;
+use crate::cli::env::Env;
 use crate::cli::output::{OutputFormat, code_name, print_json};
 use crate::cli::protojson;
 

@@ -9,10 +9,10 @@ use signet_proto::spire::api::server::entry::v1::{
 };
 use signet_proto::types;
 
-use super::{print_entry, sort_entries};
-use crate::cli::Env;
 use crate::cli::client::{Admin, RpcError};
 use crate::cli::common::{AdminArgs, MatchMode, parse_id_proto, parse_selectors, parse_td_name};
+use crate::cli::entry::print::{print_entry, sort_entries};
+use crate::cli::env::Env;
 use crate::cli::output::{OutputFormat, plural, print_json};
 use crate::cli::protojson;
 

@@ -5,7 +5,8 @@ use signet_common::entry::RegistrationEntry;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::{Transactional, Tree};
 
-use super::{PRESENT, SledStore, TxResult, backend, decode, encode};
+use crate::datastore::sled::SledStore;
+use crate::datastore::sled::codec::{PRESENT, TxResult, abort, backend, decode, encode};
 use crate::datastore::{DataStore, StoreError};
 
 impl SledStore {
@@ -167,8 +168,4 @@ fn similarity_key(entry: &RegistrationEntry) -> Vec<u8> {
         key.extend(length_prefixed(&selector.to_string()));
     }
     key
-}
-
-pub(super) fn abort<T>(error: StoreError) -> TxResult<T> {
-    Err(ConflictableTransactionError::Abort(error))
 }

@@ -2,8 +2,8 @@
 
 use signet_proto::types;
 
-use super::testing::fake_agent::FakeAgentServer;
-use super::testing::{Captured, parse};
+use super::fake_agent::FakeAgentServer;
+use super::{Captured, parse};
 
 const AGENT_1: &str = "spiffe://domain.test/spire/agent/join_token/t1";
 

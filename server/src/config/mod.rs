@@ -17,7 +17,6 @@ use signet_common::telemetry::{LogFormat, parse_level};
 
 use crate::ca::{CaConfig, CaSubject, UpstreamDisk};
 use crate::keys::KeyType;
-use crate::run::RunArgs;
 
 mod federation;
 mod istio;
@@ -154,6 +153,27 @@ struct UpstreamDiskData {
 }
 
 // === Typed configuration ===
+
+/// `signet-server run` flags; each overrides the matching key of the config file.
+#[derive(Debug, Clone, Default)]
+pub struct RunArgs {
+    /// `--config`: the HCL file.
+    pub config: PathBuf,
+    /// `--bind-address`.
+    pub bind_address: Option<String>,
+    /// `--server-port`.
+    pub server_port: Option<u16>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--log-level`.
+    pub log_level: Option<String>,
+    /// `--trust-domain`.
+    pub trust_domain: Option<String>,
+    /// `--socket-path`.
+    pub socket_path: Option<PathBuf>,
+    /// `--expand-env`: expand `$VAR` / `${VAR}` in the config file.
+    pub expand_env: bool,
+}
 
 /// Where registration data lives.
 #[derive(Debug, Clone, PartialEq, Eq)]

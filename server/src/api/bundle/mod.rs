@@ -22,9 +22,9 @@ use signet_proto::spire::api::server::bundle::v1::{
 use signet_proto::types;
 use tonic::{Request, Response, Status};
 
-use super::convert::{bundle_from_proto, bundle_to_proto};
-use super::entry::{bad_token, page, with_context};
-use super::{ApiError, ApiState, ok_status};
+use crate::api::convert::{bundle_from_proto, bundle_to_proto};
+use crate::api::entry::{bad_token, page, with_context};
+use crate::api::{ApiError, ApiState, ok_status};
 use crate::datastore::StoreError;
 
 #[cfg(test)]

@@ -17,7 +17,8 @@ use signet_proto::spire::api::server::entry::v1::{
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt};
 
-use super::{ClientError, convert};
+use crate::client::convert;
+use crate::client::error::ClientError;
 
 /// Entries per `{ids}` request (SPIRE's page size).
 pub const PAGE_SIZE: usize = 500;

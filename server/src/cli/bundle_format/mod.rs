@@ -18,7 +18,7 @@ use x509_parser::oid_registry::{
 use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo, X509Certificate};
 use x509_parser::public_key::PublicKey;
 
-use super::output::pem_block;
+use crate::cli::output::pem_block;
 
 /// The bundle's X.509 roots, one PEM `CERTIFICATE` block each.
 pub(crate) fn to_pem(bundle: &types::Bundle) -> anyhow::Result<String> {

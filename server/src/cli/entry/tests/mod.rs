@@ -1,8 +1,15 @@
+//! The `entry` commands: flag parsing here, RPCs against the fake Entry service in `rpc`.
+
 use signet_proto::types;
 
 use super::*;
 use crate::cli::AdminCommand;
-use crate::cli::testing::parse;
+use crate::cli::entry::print::{
+    batch_results, batch_results_json, print_batch_results, print_entry, sort_entries,
+};
+use crate::cli::tests::parse;
+
+mod rpc;
 
 fn create_args(args: &[&str]) -> CreateArgs {
     let mut all = vec!["entry", "create"];

@@ -1,20 +1,15 @@
-//! Shared by the `agent_*` tests: a real in-process server, an agent configured against it
-//! in a temp dir, and admin calls to create, update and delete entries.
-#![allow(
-    dead_code,
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "test support shared by several test binaries"
-)]
+//! For the `agent_*` tests and the propagation benchmark: a real in-process server, an agent
+//! configured against it in a temp dir, and admin calls to create, update and delete entries.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::{Options, TestServer};
 use signet_agent::config::Config;
+use signet_agent::config::RunArgs;
 use signet_agent::manager::Snapshot;
-use signet_agent::run::{Agent, RunArgs};
+use signet_agent::run::Agent;
 use signet_common::clock::SystemClock;
 use signet_common::id::SpiffeId;
 use signet_proto::spire::api::server::agent::v1::BanAgentRequest;
@@ -24,7 +19,6 @@ use signet_proto::spire::api::server::entry::v1::{
     BatchCreateEntryRequest, BatchDeleteEntryRequest, BatchUpdateEntryRequest,
 };
 use signet_proto::types;
-use signet_tests::{Options, TestServer};
 use tempfile::TempDir;
 use tokio::sync::watch;
 

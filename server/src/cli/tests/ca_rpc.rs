@@ -4,9 +4,9 @@ use std::os::unix::fs::PermissionsExt as _;
 
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-use super::output::pem_block;
-use super::testing::fake_ca::{FakeCaServer, TD};
-use super::testing::{Captured, parse};
+use super::fake_ca::{FakeCaServer, TD};
+use super::{Captured, parse};
+use crate::cli::output::pem_block;
 
 async fn run(server: &FakeCaServer, args: &[&str], stdin: &str) -> (anyhow::Result<()>, Captured) {
     let mut all = args.to_vec();

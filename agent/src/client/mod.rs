@@ -9,7 +9,6 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use prost::Message;
 use signet_common::bundle::Bundle;
 use signet_common::clock::Clock;
 use signet_common::entry::RegistrationEntry;
@@ -26,128 +25,35 @@ use signet_proto::spire::api::server::svid::v1::svid_client::SvidClient;
 use signet_proto::spire::api::server::svid::v1::{
     BatchNewX509svidRequest, NewJwtsvidRequest, NewX509svidParams,
 };
-use signet_proto::types;
-use signet_proto::types::permission_denied_details::Reason;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 
 use crate::attestor::node::NodeAttestor;
-use crate::manager::JwtSvid;
-use crate::svid::AgentSvid;
-use tls::{lazy_channel, tls_config};
+use crate::client::tls::{lazy_channel, tls_config};
 
+pub mod authorized_entries;
 pub mod convert;
-pub mod sync;
+mod credentials;
+mod error;
 mod tls;
 
-pub use sync::Known;
+pub use authorized_entries::Known;
+pub use credentials::{ClientSvid, Credentials};
+pub use error::{ClientError, Denial};
+pub use tls::ServerTrust;
 
 /// Deadline of every unary call (SPIRE: 30 s).
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(30);
-/// Deadline of a TCP connect plus TLS handshake.
-pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Why a call to the server failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The server answered with an error (or could not be reached: `Unavailable`).
-    #[error("{}: {}", .0.code(), .0.message())]
-    Status(tonic::Status),
-    /// The server's answer did not make sense.
-    #[error("malformed answer from the server: {0}")]
-    Malformed(String),
-    /// The TLS configuration could not be built (bad bundle or SVID).
-    #[error("TLS configuration failed: {0}")]
-    Tls(String),
-    /// The call did not finish in time.
-    #[error("the server did not answer within {0:?}")]
-    Timeout(Duration),
-}
-
-/// Why the server refused this agent (SPIRE's `PermissionDeniedDetails.Reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Denial {
-    /// The agent was banned.
-    Banned,
-    /// The server has no record of the agent (evicted).
-    NotAttested,
-    /// The agent SVID expired.
-    Expired,
-    /// The SVID presented is no longer the agent's current one.
-    NotActive,
-    /// The agent must attest again.
-    MustReattest,
-}
-
-/// `google.rpc.Status`, as carried in `grpc-status-details-bin`.
-#[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-    #[prost(message, repeated, tag = "3")]
-    details: Vec<prost_types::Any>,
-}
-
-impl ClientError {
-    /// If the server refused this agent itself (not one request), why.
-    pub fn denial(&self) -> Option<Denial> {
-        let Self::Status(status) = self else {
-            return None;
-        };
-        if status.code() != Code::PermissionDenied {
-            return None;
-        }
-        let reason = RpcStatus::decode(status.details())
-            .ok()
-            .into_iter()
-            .flat_map(|s| s.details)
-            .filter(|any| {
-                any.type_url
-                    .ends_with("spire.api.types.PermissionDeniedDetails")
-            })
-            .find_map(|any| types::PermissionDeniedDetails::decode(any.value.as_slice()).ok())
-            .and_then(|d| Reason::try_from(d.reason).ok());
-        match reason {
-            Some(Reason::AgentBanned) => Some(Denial::Banned),
-            Some(Reason::AgentNotAttested) => Some(Denial::NotAttested),
-            Some(Reason::AgentExpired) => Some(Denial::Expired),
-            Some(Reason::AgentNotActive) => Some(Denial::NotActive),
-            Some(Reason::AgentMustReattest) => Some(Denial::MustReattest),
-            Some(Reason::Unknown) | None => status
-                .message()
-                .to_ascii_lowercase()
-                .contains("banned")
-                .then_some(Denial::Banned),
-        }
-    }
-
-    /// Whether the server could not be reached (or did not answer in time).
-    pub fn is_unavailable(&self) -> bool {
-        match self {
-            Self::Status(s) => matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded),
-            Self::Timeout(_) => true,
-            Self::Malformed(_) | Self::Tls(_) => false,
-        }
-    }
-}
-
-impl From<tonic::Status> for ClientError {
-    fn from(s: tonic::Status) -> Self {
-        Self::Status(s)
-    }
-}
-
-/// How the server is checked before the agent has a bundle of its own.
-#[derive(Debug, Clone)]
-pub enum ServerTrust {
-    /// Against these roots (DER).
-    Roots(Vec<Vec<u8>>),
-    /// Not at all, apart from the SPIFFE ID it presents (`insecure_bootstrap`).
-    Insecure,
+/// A JWT-SVID as the server issued it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtSvid {
+    /// Compact JWS.
+    pub token: String,
+    /// `exp`, Unix seconds.
+    pub expires_at: i64,
 }
 
 /// What node attestation returns.
@@ -167,33 +73,30 @@ pub struct ServerClient {
     addr: String,
     trust_domain: TrustDomain,
     clock: Arc<dyn Clock>,
-    identity: watch::Receiver<Arc<AgentSvid>>,
-    roots: watch::Receiver<Arc<Vec<Vec<u8>>>>,
+    credentials: Arc<dyn Credentials>,
     cached: Mutex<Option<Cached>>,
 }
 
 #[derive(Debug)]
 struct Cached {
-    identity: Arc<AgentSvid>,
+    svid: Arc<dyn ClientSvid>,
     roots: Arc<Vec<Vec<u8>>>,
     channel: Channel,
 }
 
 impl ServerClient {
-    /// A client presenting the SVID `identity` holds, trusting the roots `roots` holds.
+    /// A client presenting the SVID `credentials` holds, trusting the roots it holds.
     pub fn new(
         addr: String,
         trust_domain: TrustDomain,
         clock: Arc<dyn Clock>,
-        identity: watch::Receiver<Arc<AgentSvid>>,
-        roots: watch::Receiver<Arc<Vec<Vec<u8>>>>,
+        credentials: Arc<dyn Credentials>,
     ) -> Self {
         Self {
             addr,
             trust_domain,
             clock,
-            identity,
-            roots,
+            credentials,
             cached: Mutex::new(None),
         }
     }
@@ -225,7 +128,7 @@ impl ServerClient {
 
     /// `RenewAgent`: a new agent SVID for the key behind `csr`.
     pub async fn renew_agent(&self, csr: Vec<u8>) -> Result<Vec<Vec<u8>>, ClientError> {
-        let current = self.identity.borrow().id.clone();
+        let current = self.credentials.svid().spiffe_id().clone();
         let req = agent_pb::RenewAgentRequest {
             params: Some(agent_pb::AgentX509svidParams { csr }),
         };
@@ -250,7 +153,7 @@ impl ServerClient {
                 .sync_authorized_entries(ReceiverStream::new(rx))
                 .await?
                 .into_inner();
-            sync::run(tx, responses, known).await
+            authorized_entries::run(tx, responses, known).await
         };
         tokio::time::timeout(RPC_TIMEOUT, call)
             .await
@@ -342,11 +245,11 @@ impl ServerClient {
 
     /// The channel for the current SVID and bundle, rebuilt when either changed.
     fn channel(&self) -> Result<Channel, ClientError> {
-        let identity = Arc::clone(&self.identity.borrow());
-        let roots = Arc::clone(&self.roots.borrow());
+        let svid = self.credentials.svid();
+        let roots = self.credentials.bundle_roots();
         let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(c) = cached.as_ref()
-            && Arc::ptr_eq(&c.identity, &identity)
+            && Arc::ptr_eq(&c.svid, &svid)
             && Arc::ptr_eq(&c.roots, &roots)
         {
             return Ok(c.channel.clone());
@@ -354,12 +257,12 @@ impl ServerClient {
         let tls = tls_config(
             &self.trust_domain,
             &ServerTrust::Roots(roots.to_vec()),
-            Some(&identity),
+            Some(svid.as_ref()),
             Arc::clone(&self.clock),
         )?;
         let channel = lazy_channel(&self.addr, tls)?;
         *cached = Some(Cached {
-            identity,
+            svid,
             roots,
             channel: channel.clone(),
         });
@@ -418,64 +321,5 @@ async fn deadline<T>(
     match tokio::time::timeout(RPC_TIMEOUT, call).await {
         Ok(result) => result.map_err(Into::into),
         Err(_) => Err(ClientError::Timeout(RPC_TIMEOUT)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn denied(reason: Reason, message: &str) -> ClientError {
-        let details = types::PermissionDeniedDetails {
-            reason: reason as i32,
-        };
-        let rpc = RpcStatus {
-            code: Code::PermissionDenied as i32,
-            message: message.into(),
-            details: vec![prost_types::Any {
-                type_url: "type.googleapis.com/spire.api.types.PermissionDeniedDetails".into(),
-                value: details.encode_to_vec(),
-            }],
-        };
-        ClientError::Status(tonic::Status::with_details(
-            Code::PermissionDenied,
-            message,
-            rpc.encode_to_vec().into(),
-        ))
-    }
-
-    #[test]
-    fn denial_reasons_are_read_from_the_status_details() {
-        assert_eq!(
-            denied(Reason::AgentBanned, "x").denial(),
-            Some(Denial::Banned)
-        );
-        assert_eq!(
-            denied(Reason::AgentNotAttested, "x").denial(),
-            Some(Denial::NotAttested)
-        );
-        assert_eq!(
-            denied(Reason::AgentExpired, "x").denial(),
-            Some(Denial::Expired)
-        );
-    }
-
-    #[test]
-    fn a_banned_message_without_details_is_a_ban() {
-        let e = ClientError::Status(tonic::Status::permission_denied(
-            "agent spiffe://example.org/spire/agent/x is banned or no longer attested",
-        ));
-        assert_eq!(e.denial(), Some(Denial::Banned));
-        let e = ClientError::Status(tonic::Status::permission_denied(
-            "entry not found or not authorized",
-        ));
-        assert_eq!(
-            e.denial(),
-            None,
-            "refusing one request is not refusing the agent"
-        );
-        let e = ClientError::Status(tonic::Status::unavailable("banned"));
-        assert_eq!(e.denial(), None);
-        assert!(e.is_unavailable());
     }
 }

@@ -1,4 +1,4 @@
-//! Test doubles and a harness for the entry and bundle services: an in-memory `DataStore`,
+//! The API services' shared test harness: an in-memory `DataStore`,
 //! an in-memory `KeyManager` with real keys, and both services served over a Unix socket in
 //! a temp dir (so the caller is `Local`).
 

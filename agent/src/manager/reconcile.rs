@@ -17,10 +17,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_stream::StreamExt;
 
-use super::cache::{Held, Plan};
-use super::{Manager, WorkloadSvid};
 use crate::client::ClientError;
 use crate::config::WorkloadKeyType;
+use crate::manager::Manager;
+use crate::manager::cache::{Held, Plan};
+use crate::manager::snapshot::WorkloadSvid;
 use crate::retry::{Backoff, sleep_until};
 use crate::svid::csr_for;
 

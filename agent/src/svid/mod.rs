@@ -16,7 +16,7 @@ use signet_common::x509::cert_info;
 use tokio::sync::watch;
 
 use crate::attestor::node::join_token::JoinToken;
-use crate::client::{ClientError, Denial, ServerClient, ServerTrust};
+use crate::client::{ClientError, ClientSvid, Credentials, Denial, ServerClient, ServerTrust};
 use crate::config::{Config, TrustBundleSource};
 use crate::retry::{Backoff, Jitter, sleep_until};
 
@@ -77,6 +77,20 @@ impl fmt::Debug for AgentSvid {
             .field("id", &self.id)
             .field("not_after", &self.not_after)
             .finish_non_exhaustive()
+    }
+}
+
+impl ClientSvid for AgentSvid {
+    fn spiffe_id(&self) -> &SpiffeId {
+        &self.id
+    }
+
+    fn chain(&self) -> &[Vec<u8>] {
+        &self.chain
+    }
+
+    fn private_key(&self) -> &[u8] {
+        &self.key
     }
 }
 
@@ -204,6 +218,16 @@ impl AgentIdentity {
             tracing::error!(%error, "Cannot remove the agent SVID");
         }
         true
+    }
+}
+
+impl Credentials for AgentIdentity {
+    fn svid(&self) -> Arc<dyn ClientSvid> {
+        self.current()
+    }
+
+    fn bundle_roots(&self) -> Arc<Vec<Vec<u8>>> {
+        Arc::clone(&self.roots.borrow())
     }
 }
 

@@ -14,10 +14,6 @@ use signet_common::config::{
 use signet_common::id::{TrustDomain, parse_trust_domain};
 use signet_common::telemetry::{LogFormat, parse_level};
 
-use crate::attestor::workload::unix::UnixConfig;
-pub use crate::endpoints::sds::SdsConfig;
-use crate::run::RunArgs;
-
 #[cfg(test)]
 mod tests;
 
@@ -123,6 +119,64 @@ struct UnixData {
 }
 
 // === Typed configuration ===
+
+/// `signet-agent run` flags; each overrides the matching key of the config file.
+#[derive(Debug, Clone, Default)]
+pub struct RunArgs {
+    /// `--config`.
+    pub config: PathBuf,
+    /// `--join-token`.
+    pub join_token: Option<String>,
+    /// `--server-address`.
+    pub server_address: Option<String>,
+    /// `--server-port`.
+    pub server_port: Option<u16>,
+    /// `--socket-path`.
+    pub socket_path: Option<PathBuf>,
+    /// `--trust-bundle` (PEM file).
+    pub trust_bundle: Option<PathBuf>,
+    /// `--trust-domain`.
+    pub trust_domain: Option<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--log-level`.
+    pub log_level: Option<String>,
+    /// `--expand-env`.
+    pub expand_env: bool,
+}
+
+/// `WorkloadAttestor "unix" { plugin_data { ... } }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnixConfig {
+    /// Adds `unix:path` and `unix:sha256` selectors.
+    pub discover_workload_path: bool,
+    /// Largest binary hashed for `unix:sha256` (0 = unlimited, negative = never).
+    pub workload_size_limit: i64,
+}
+
+/// The agent's `sds {}` block (SPIRE's keys and defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdsConfig {
+    /// Name of the caller's first identity.
+    pub default_svid_name: String,
+    /// Name of the own trust domain's bundle.
+    pub default_bundle_name: String,
+    /// Name of every bundle in one SPIFFE validator.
+    pub default_all_bundles_name: String,
+    /// Serve bundles as `trusted_ca` instead of the SPIFFE validator.
+    pub disable_spiffe_cert_validation: bool,
+}
+
+impl Default for SdsConfig {
+    fn default() -> Self {
+        Self {
+            default_svid_name: "default".into(),
+            default_bundle_name: "ROOTCA".into(),
+            default_all_bundles_name: "ALL".into(),
+            disable_spiffe_cert_validation: false,
+        }
+    }
+}
 
 /// Where the agent gets the bundle it checks the server against before it has its own.
 #[derive(Debug, Clone, PartialEq, Eq)]

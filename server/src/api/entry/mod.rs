@@ -22,19 +22,17 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::convert::{entry_from_proto, entry_to_proto};
-use super::{ApiError, ApiState, ok_status};
+use crate::api::convert::{entry_from_proto, entry_to_proto};
+use crate::api::{ApiError, ApiState, ok_status};
 use crate::datastore::StoreError;
 
+mod authorized_entries;
 mod filter;
-mod sync;
-#[cfg(test)]
-pub(crate) mod test_support;
 #[cfg(test)]
 mod tests;
 
+pub use authorized_entries::SYNC_PAGE_SIZE;
 pub(crate) use filter::{bad_token, page};
-pub use sync::SYNC_PAGE_SIZE;
 
 /// The entry service.
 #[derive(Debug, Clone)]
@@ -376,7 +374,12 @@ impl Entry for EntryService {
         let agent = self.state.require_agent(&req)?;
         let entries = self.state.registry.authorized_entries(&agent.id);
         let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(sync::serve(entries, req.into_inner(), tx, SYNC_PAGE_SIZE));
+        tokio::spawn(authorized_entries::serve(
+            entries,
+            req.into_inner(),
+            tx,
+            SYNC_PAGE_SIZE,
+        ));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }

@@ -22,7 +22,6 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use signet_common::bundle::Bundle;
 use signet_common::entry::RegistrationEntry;
@@ -30,14 +29,12 @@ use signet_common::id::{SpiffeId, TrustDomain};
 use signet_common::node::AttestedNode;
 use signet_common::selector::Selector;
 use sled::Tree;
-use sled::transaction::ConflictableTransactionResult;
 
-use self::entries::abort;
-use super::{DataStore, JoinToken, StoreError};
+use crate::datastore::sled::codec::{abort, backend, decode, decode_all, encode, read};
+use crate::datastore::{DataStore, JoinToken, StoreError};
 
+mod codec;
 mod entries;
-
-type TxResult<T> = ConflictableTransactionResult<T, StoreError>;
 
 /// The sled database's directory under the directory given to [`SledStore::open`].
 const DB_DIR: &str = "sled";
@@ -45,8 +42,6 @@ const DB_DIR: &str = "sled";
 const SCHEMA_KEY: &[u8] = b"schema_version";
 /// The layout described in the module docs.
 const SCHEMA_VERSION: &[u8] = b"1";
-/// Index values carry no data: the key says it all.
-const PRESENT: &[u8] = &[];
 
 /// The sled-backed `DataStore`. Cheap to share behind an `Arc`; every method is short and
 /// synchronous.
@@ -403,34 +398,6 @@ impl fmt::Debug for SledStore {
     }
 }
 
-fn encode(value: &impl Serialize) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value)
-        .map_err(|error| StoreError::Backend(format!("cannot encode: {error}")))
-}
-
-fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|error| StoreError::Corrupt(format!("{what}: {error}")))
-}
-
-fn read<T: DeserializeOwned>(tree: &Tree, key: &[u8], what: &str) -> Result<Option<T>, StoreError> {
-    let bytes = tree.get(key).map_err(backend)?;
-    bytes.map(|bytes| decode(what, &bytes)).transpose()
-}
-
-fn decode_all<T: DeserializeOwned>(tree: &Tree, what: &str) -> Result<Vec<T>, StoreError> {
-    tree.iter()
-        .values()
-        .map(|bytes| decode(what, &bytes.map_err(backend)?))
-        .collect()
-}
-
-fn backend(error: sled::Error) -> StoreError {
-    match error {
-        sled::Error::Corruption { .. } => StoreError::Corrupt(error.to_string()),
-        error => StoreError::Backend(error.to_string()),
-    }
-}
-
 /// Opens the sled database. sled releases its directory lock only once its background
 /// flusher lets go of a dropped handle, so a store reopened straight after being dropped (an
 /// in-process restart) may briefly find the lock held: retry for a few seconds before
@@ -452,244 +419,4 @@ fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::any::Any;
-    use std::sync::Arc;
-
-    use signet_common::id::{parse_id, parse_trust_domain};
-
-    use super::entries::length_prefixed;
-    use super::*;
-    use crate::datastore::suite;
-
-    fn fresh() -> (Arc<dyn DataStore>, Box<dyn Any>) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
-        (Arc::new(store), Box::new(dir))
-    }
-
-    fn sample_entry() -> RegistrationEntry {
-        RegistrationEntry {
-            id: "e1".into(),
-            spiffe_id: parse_id("spiffe://example.org/web").unwrap(),
-            parent_id: parse_id("spiffe://example.org/spire/agent/x/1").unwrap(),
-            selectors: ["unix:uid:1000".parse().unwrap()].into_iter().collect(),
-            x509_svid_ttl: 0,
-            jwt_svid_ttl: 0,
-            dns_names: vec![],
-            federates_with: vec![],
-            admin: false,
-            downstream: false,
-            hint: String::new(),
-            expires_at: 0,
-            revision_number: 0,
-            created_at: 1,
-            store_svid: false,
-        }
-    }
-
-    #[test]
-    fn sled_store_passes_the_conformance_suite() {
-        suite::run_all(&fresh);
-    }
-
-    #[test]
-    fn acknowledged_writes_survive_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let td = parse_trust_domain("example.org").unwrap();
-        let e = sample_entry();
-        {
-            let store = SledStore::open(dir.path()).unwrap();
-            store.create_entry(e.clone()).unwrap();
-            store
-                .create_join_token(JoinToken {
-                    token: "t1".into(),
-                    expires_at: 9,
-                })
-                .unwrap();
-            store.create_bundle(Bundle::new(td.clone())).unwrap();
-            store.set_ca_journal("server", b"journal").unwrap();
-        }
-        let store = SledStore::open(dir.path()).unwrap();
-        assert_eq!(store.entry("e1").unwrap(), Some(e.clone()));
-        assert_eq!(
-            store.entries_by_parent(&e.parent_id).unwrap(),
-            vec![e.clone()]
-        );
-        assert_eq!(
-            store
-                .entries_by_selector(&"unix:uid:1000".parse().unwrap())
-                .unwrap(),
-            vec![e.clone()]
-        );
-        assert!(matches!(
-            store.create_entry(RegistrationEntry {
-                id: "e2".into(),
-                ..e
-            }),
-            Err(StoreError::SimilarEntry(_))
-        ));
-        assert!(store.take_join_token("t1").unwrap().is_some());
-        assert_eq!(store.bundle(&td).unwrap(), Some(Bundle::new(td)));
-        assert_eq!(
-            store.ca_journal("server").unwrap(),
-            Some(b"journal".to_vec())
-        );
-    }
-
-    /// Tells `writer_killed_after_acknowledgement` where to write (and that it is wanted).
-    const KILL_TEST_DIR: &str = "SIGNET_SLED_KILL_TEST_DIR";
-
-    #[test]
-    #[ignore = "child process of acknowledged_writes_survive_kill_9"]
-    fn writer_killed_after_acknowledgement() {
-        let Ok(dir) = std::env::var(KILL_TEST_DIR) else {
-            return;
-        };
-        let dir = std::path::PathBuf::from(dir);
-        let store = SledStore::open(&dir).unwrap();
-        store.create_entry(sample_entry()).unwrap();
-        store
-            .create_join_token(JoinToken {
-                token: "t1".into(),
-                expires_at: 9,
-            })
-            .unwrap();
-        store.set_ca_journal("server", b"journal").unwrap();
-        std::fs::write(dir.join("acknowledged"), b"").unwrap();
-        std::thread::sleep(std::time::Duration::from_secs(120));
-    }
-
-    #[test]
-    fn acknowledged_writes_survive_kill_9() {
-        struct KillOnDrop(std::process::Child);
-        impl Drop for KillOnDrop {
-            fn drop(&mut self) {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-            }
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let name = "datastore::sled::tests::writer_killed_after_acknowledgement";
-        let mut writer = KillOnDrop(
-            std::process::Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", name, "--ignored"])
-                .env(KILL_TEST_DIR, dir.path())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while !dir.path().join("acknowledged").exists() {
-            assert!(
-                writer.0.try_wait().unwrap().is_none(),
-                "writer exited early"
-            );
-            assert!(
-                std::time::Instant::now() < deadline,
-                "writer never acknowledged"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        drop(writer); // SIGKILL, then reap
-        let store = SledStore::open(dir.path()).unwrap();
-        let e = sample_entry();
-        assert_eq!(store.entry("e1").unwrap(), Some(e.clone()));
-        assert_eq!(store.entries_by_spiffe_id(&e.spiffe_id).unwrap(), vec![e]);
-        assert!(store.take_join_token("t1").unwrap().is_some());
-        assert_eq!(
-            store.ca_journal("server").unwrap(),
-            Some(b"journal".to_vec())
-        );
-    }
-
-    #[test]
-    fn open_creates_missing_directories() {
-        let dir = tempfile::tempdir().unwrap();
-        let nested = dir.path().join("a/b/c");
-        SledStore::open(&nested).unwrap();
-        assert!(nested.join(DB_DIR).is_dir());
-    }
-
-    #[test]
-    fn open_refuses_an_unknown_schema_version() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let store = SledStore::open(dir.path()).unwrap();
-            store.db.insert(SCHEMA_KEY, b"99".as_slice()).unwrap();
-            store.flush().unwrap();
-        }
-        assert!(matches!(
-            SledStore::open(dir.path()),
-            Err(StoreError::Corrupt(_))
-        ));
-    }
-
-    #[test]
-    fn stored_garbage_reads_as_corrupt_instead_of_panicking() {
-        let (dir, e) = (tempfile::tempdir().unwrap(), sample_entry());
-        let store = SledStore::open(dir.path()).unwrap();
-        store.create_entry(e.clone()).unwrap();
-        store.entries.insert("e1", b"{not json".as_slice()).unwrap();
-        store
-            .nodes
-            .insert(e.spiffe_id.to_string().as_bytes(), b"\xff".as_slice())
-            .unwrap();
-        store
-            .bundles
-            .insert("example.org", b"[]".as_slice())
-            .unwrap();
-        store
-            .by_selector
-            .insert(
-                length_prefixed("a:1")
-                    .into_iter()
-                    .chain([0xff])
-                    .collect::<Vec<u8>>(),
-                PRESENT,
-            )
-            .unwrap();
-        let corrupt = |r: Result<_, StoreError>| matches!(r, Err(StoreError::Corrupt(_)));
-        assert!(corrupt(store.entry("e1").map(drop)));
-        assert!(corrupt(store.list_entries().map(drop)));
-        assert!(corrupt(store.entries_by_parent(&e.parent_id).map(drop)));
-        assert!(corrupt(
-            store.entries_by_selector(&"a:1".parse().unwrap()).map(drop)
-        ));
-        assert!(corrupt(store.update_entry(e.clone()).map(drop)));
-        assert!(corrupt(store.node(&e.spiffe_id).map(drop)));
-        assert!(corrupt(store.list_bundles().map(drop)));
-        let td = parse_trust_domain("example.org").unwrap();
-        assert!(corrupt(
-            store.update_bundle_with(&td, &mut |_| true).map(drop)
-        ));
-    }
-
-    #[test]
-    fn shared_store_hands_a_join_token_to_exactly_one_of_eight_threads() {
-        let (store, _dir) = fresh();
-        store
-            .create_join_token(JoinToken {
-                token: "race".into(),
-                expires_at: 9,
-            })
-            .unwrap();
-        let barrier = Arc::new(std::sync::Barrier::new(8));
-        let racers: Vec<_> = (0..8)
-            .map(|_| {
-                let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    store.take_join_token("race").unwrap().is_some()
-                })
-            })
-            .collect();
-        let winners = racers
-            .into_iter()
-            .map(|r| r.join().unwrap())
-            .filter(|won| *won)
-            .count();
-        assert_eq!(winners, 1);
-    }
-}
+mod tests;

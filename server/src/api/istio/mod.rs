@@ -19,7 +19,7 @@ use signet_proto::istio::v1::auth::istio_certificate_service_server::IstioCertif
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
-use super::{ApiError, ApiState};
+use crate::api::{ApiError, ApiState};
 use crate::ca::{Ca, SvidKind, X509SvidParams};
 use crate::config::IstioCaConfig;
 

@@ -1,7 +1,7 @@
 //! The `entry` commands over a real gRPC channel, against the in-memory fake.
 
-use crate::cli::testing::fake_entry::FakeEntryServer;
-use crate::cli::testing::{Captured, parse};
+use crate::cli::tests::fake_entry::FakeEntryServer;
+use crate::cli::tests::{Captured, parse};
 
 async fn run(server: &FakeEntryServer, args: &[&str]) -> (anyhow::Result<()>, Captured) {
     run_with_stdin(server, args, "").await

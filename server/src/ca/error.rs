@@ -1,0 +1,30 @@
+//! Why the CA failed.
+
+use crate::datastore::StoreError;
+use crate::keys::KeyError;
+
+/// Why the CA failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    /// The CSR could not be parsed or its signature does not verify.
+    #[error("malformed CSR: {0}")]
+    MalformedCsr(String),
+    /// The request itself is invalid (SPIFFE ID, audience, DNS name).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// No active authority (should not happen after `Ca::new`).
+    #[error("no active {0} authority")]
+    NotReady(&'static str),
+    /// Building or signing a certificate or token failed.
+    #[error("signing failed: {0}")]
+    Signing(String),
+    /// The upstream authority's files are unusable.
+    #[error("upstream authority: {0}")]
+    Upstream(String),
+    /// Keys.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
