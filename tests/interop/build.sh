@@ -8,6 +8,8 @@
 #   tests/interop/bin/py/                                          (venv: py-spiffe, grpcio, cryptography; pinned in
 #                                                                   py/requirements.txt; SPIRE API stubs from proto/)
 #   tests/interop/bin/node/                                        (@grpc/grpc-js, pinned in node/package-lock.json)
+#   tests/interop/bin/java/                                        (java-spiffe + grpc-netty-linux checker, pinned in
+#                                                                   java/pom.xml; built with Maven from Maven Central)
 #   target/debug/signet-server, target/debug/signet-agent          (cargo build --workspace --bins)
 # Idempotent: the SPIRE, kube-apiserver and kine binaries are rebuilt only when missing or built
 # from another version (read back from the binary with `go version -m`);
@@ -157,10 +159,33 @@ build_node() {
     log "node clients took $((SECONDS - start))s"
 }
 
+# Java clients: java-spiffe-core + grpc-netty-linux (grpc-java) and java/src, built with Maven
+# into bin/java (build/spiffe-check.jar, lib/ = its runtime classpath). Maven's output goes to
+# bin/java-build.log and is shown only if the build fails.
+build_java() {
+    local dir="$bin/java" log="$bin/java-build.log" want
+    want="$(java -version 2>&1 | head -n1) $(mvn -v 2>/dev/null | head -n1 | tr -cd '[:alnum:] .-') $(stamp_of "$here/java/pom.xml" $(find "$here/java/src" -type f | sort))"
+    if [[ -f "$dir/.stamp" && "$(cat "$dir/.stamp")" == "$want" ]]; then
+        log "java clients already built ($dir)"
+        return 0
+    fi
+    local start=$SECONDS
+    log "building java clients into $dir ($(java -version 2>&1 | head -n1))"
+    rm -rf "$dir"
+    if ! (cd "$here/java" && mvn -B -q -Dstyle.color=never -Dout="$dir" package) >"$log" 2>&1; then
+        tail -n 60 "$log" >&2
+        log "java clients: mvn package failed (full log: $log)"
+        return 1
+    fi
+    echo "$want" >"$dir/.stamp"
+    log "java clients took $((SECONDS - start))s"
+}
+
 build_clients() {
     mkdir -p "$bin"
     build_python
     build_node
+    build_java
 }
 
 build_signet() {

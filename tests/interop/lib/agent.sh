@@ -74,6 +74,15 @@ pycheck() {
 as_other_gid() { setpriv --regid 54321 --clear-groups -- "$@"; }
 can_change_gid() { [[ "$(id -u)" == 0 ]] && command -v setpriv >/dev/null; }
 
+# javacheck <name> <SpiffeCheck args...>: java-spiffe (grpc-java, grpc-netty-linux) against
+# $AGENT_SOCK; the jar and its classpath are built by build.sh into bin/java.
+JAVA_CHECK_DIR="${JAVA_CHECK_DIR:-$SPIRE_BIN/java}"
+javacheck() {
+    local name="$1" sub="$2"; shift 2
+    must "$name" java -cp "$JAVA_CHECK_DIR/build/spiffe-check.jar:$JAVA_CHECK_DIR/lib/*" \
+        dev.signet.interop.SpiffeCheck "$sub" -addr "unix://$AGENT_SOCK" "$@"
+}
+
 # nodecheck <name> <expected id> <audience>: @grpc/grpc-js against $AGENT_SOCK.
 nodecheck() {
     local name="$1"; shift
