@@ -350,7 +350,7 @@ async fn tokens_the_api_server_does_not_vouch_for_are_refused_in_spires_words_le
         "agent-gone",
     ));
     let server = server(kube, ns, &[]).await;
-    let prefix = "failed to attest: nodeattestor(k8s_psat): ";
+    let prefix = "nodeattestor(k8s_psat): ";
     let review = format!(
         "{prefix}unable to validate token with TokenReview API for cluster \"{CLUSTER}\": token review API response contains an error: "
     );

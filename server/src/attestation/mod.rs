@@ -33,14 +33,16 @@ pub enum Refusal {
     Internal,
 }
 
-/// Why attestation failed. Every message starts like SPIRE's ("failed to attest: ...").
+/// Why attestation failed, in SPIRE's words ("failed to attest: ..." from the server itself,
+/// "nodeattestor(<name>): ..." from a plugin).
 #[derive(Debug, thiserror::Error)]
 pub enum AttestError {
     /// The evidence is unusable (unknown, used or expired token, bad payload).
     #[error("failed to attest: {0}")]
     Invalid(String),
-    /// A plugin refused the agent; SPIRE prefixes the plugin's message with its name.
-    #[error("failed to attest: nodeattestor({plugin}): {message}")]
+    /// A plugin refused the agent; SPIRE passes the plugin's message on as it is, prefixed
+    /// with the plugin's name only (no "failed to attest").
+    #[error("nodeattestor({plugin}): {message}")]
     Plugin {
         /// The plugin's name.
         plugin: &'static str,

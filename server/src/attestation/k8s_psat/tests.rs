@@ -47,7 +47,7 @@ async fn malformed_payloads_are_invalid_arguments_in_spires_words() {
         let (code, msg) = refusal(&a, payload).await;
         assert_eq!(code, Refusal::InvalidArgument, "{msg}");
         assert!(
-            msg.starts_with(&format!("failed to attest: nodeattestor(k8s_psat): {want}")),
+            msg.starts_with(&format!("nodeattestor(k8s_psat): {want}")),
             "{msg}"
         );
     }
@@ -69,7 +69,7 @@ async fn an_unreachable_api_server_is_an_internal_error_naming_it() {
     let (code, msg) = refusal(&a, br#"{"cluster":"c1","token":"t"}"#).await;
     assert_eq!(code, Refusal::Internal);
     assert!(
-        msg.starts_with("failed to attest: nodeattestor(k8s_psat): unable to validate token with TokenReview API for cluster \"c1\": unable to query token review API: "),
+        msg.starts_with("nodeattestor(k8s_psat): unable to validate token with TokenReview API for cluster \"c1\": unable to query token review API: "),
         "{msg}"
     );
     assert!(msg.contains(&server), "{msg}");
