@@ -171,6 +171,30 @@ pub fn to_jwks(bundle: &Bundle) -> String {
     to_json(&set)
 }
 
+/// The whole bundle as a plain RFC 7517 JWK Set: every X.509 root as a key with its
+/// certificate in `x5c`, every JWT key with its `kid`, no `use` and no SPIFFE members (SPIRE's
+/// `jwks` bundle format, as its bundle publishers write it).
+pub fn to_full_jwks(bundle: &Bundle) -> String {
+    let mut keys = Vec::new();
+    for a in &bundle.x509_authorities {
+        match x509_key_params(&a.der) {
+            Ok(key) => keys.push(Jwk {
+                use_: None,
+                key,
+                kid: None,
+                x5c: Some(vec![STANDARD.encode(&a.der)]),
+            }),
+            Err(error) => tracing::warn!(%error, "Leaving an X.509 authority out of the bundle"),
+        }
+    }
+    keys.extend(jwt_jwks(bundle, None));
+    to_json(&JwkSet {
+        keys: Some(keys),
+        spiffe_sequence: None,
+        spiffe_refresh_hint: None,
+    })
+}
+
 /// Parses a SPIFFE bundle document for `trust_domain`. Entries with an unknown `use` are
 /// ignored; an `x509-svid` entry must carry exactly one certificate whose key matches the
 /// JWK members; a `jwt-svid` entry must have a `kid`. JWT keys get `expires_at` 0 (the

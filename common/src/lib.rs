@@ -13,6 +13,7 @@ pub mod id;
 mod jwk;
 pub mod node;
 pub mod pem;
+pub mod psat;
 pub mod rotation;
 pub mod selector;
 pub mod sigcheck;

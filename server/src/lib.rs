@@ -11,6 +11,8 @@ pub mod config;
 pub mod datastore;
 pub mod endpoints;
 pub mod events;
+pub mod k8s;
 pub mod keys;
+pub mod publish;
 pub mod registry;
 pub mod run;

@@ -21,6 +21,7 @@ use crate::api::svid::SvidService;
 use crate::api::watch::SyncService;
 use crate::attestation::NodeAttestor;
 use crate::attestation::join_token::JoinTokenAttestor;
+use crate::attestation::k8s_psat::K8sPsatAttestor;
 use crate::ca::Ca;
 use crate::config::{Config, DataStoreConfig, KeyManagerConfig, RunArgs};
 use crate::datastore::DataStore;
@@ -113,6 +114,12 @@ impl Server {
                 Arc::clone(&clock),
             )));
         }
+        if let Some(clusters) = &config.k8s_psat {
+            attestors.push(Arc::new(K8sPsatAttestor::new(
+                config.trust_domain.clone(),
+                clusters.clone(),
+            )));
+        }
         let (shutdown, stop) = watch::channel(false);
         let services = Services {
             agent: Arc::new(AgentService::new(Arc::clone(&state), attestors)),
@@ -168,6 +175,15 @@ impl Server {
             Arc::clone(&registry),
             identity,
             Arc::clone(&clock),
+            stop.clone(),
+        );
+        crate::publish::spawn(
+            &mut tasks,
+            config.bundle_publishers.clone(),
+            Arc::clone(&store),
+            config.trust_domain.clone(),
+            registry.subscribe_bundles(),
+            config.bundle_publish_interval,
             stop.clone(),
         );
         spawn_pruner(&mut tasks, Arc::clone(&state), stop);

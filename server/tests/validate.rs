@@ -85,7 +85,7 @@ fn unknown_and_refused_keys_are_named() {
         ),
         (
             r#"NodeAttestor "join_token" { plugin_data {} }"#,
-            r#"Notifier "k8sbundle" { plugin_data {} }"#,
+            r#"Notifier "gcs_bundle" { plugin_data {} }"#,
             "Notifier plugins are not supported",
         ),
     ] {

@@ -3,19 +3,23 @@
 #   tests/interop/bin/spire-server, tests/interop/bin/spire-agent  (SPIRE, version pinned in go.mod)
 #   tests/interop/bin/spiffe-check                                 (go-spiffe checker, cmd/spiffe-check)
 #   tests/interop/bin/sds-check                                    (Envoy SDS v3 checker, cmd/sds-check)
+#   tests/interop/bin/kube-apiserver                               (k8s.io/kubernetes, version pinned in kube/go.mod)
+#   tests/interop/bin/kine                                         (github.com/k3s-io/kine on SQLite, version below)
 #   tests/interop/bin/py/                                          (venv: py-spiffe, grpcio, cryptography; pinned in
 #                                                                   py/requirements.txt; SPIRE API stubs from proto/)
 #   tests/interop/bin/node/                                        (@grpc/grpc-js, pinned in node/package-lock.json)
 #   tests/interop/bin/java/                                        (java-spiffe + grpc-netty-linux checker, pinned in
 #                                                                   java/pom.xml; built with Maven from Maven Central)
 #   target/debug/signet-server, target/debug/signet-agent          (cargo build --workspace --bins)
-# Idempotent: the SPIRE binaries are rebuilt only when missing or built from another version;
+# Idempotent: the SPIRE, kube-apiserver and kine binaries are rebuilt only when missing or built
+# from another version (read back from the binary with `go version -m`);
 # spiffe-check and sds-check are always rebuilt (seconds; Go's build cache makes it a no-op when unchanged).
 #
 # Environment:
 #   SKIP_CARGO_BUILD=1   do not run cargo (e.g. CI already built the workspace)
 #   SKIP_SPIRE_BUILD=1   do not build SPIRE (scenarios needing it will fail)
 #   SKIP_CHECKER_BUILD=1 do not build spiffe-check / sds-check (scenarios needing them will fail)
+#   SKIP_KUBE_BUILD=1    do not build kube-apiserver / kine (the Kubernetes tests will fail)
 #   SKIP_CLIENTS_BUILD=1 do not install the Python / Node / Java clients (scenarios needing them will fail)
 set -euo pipefail
 
@@ -32,10 +36,46 @@ spire_version="$(cd "$here" && go list -m -f '{{.Version}}' "$spire_mod")"
 # SPIRE prints this from `--version`; release builds stamp the tag without the leading v.
 ldflags="-X ${spire_mod}/pkg/common/version.gittag=${spire_version#v}"
 
-# Reports the version of $spire_mod a binary was built from ("" if none / not a Go binary).
+# Reports the version of module $2 (default $spire_mod) binary $1 was built from ("" if none /
+# not a Go binary).
 built_version() {
     [[ -x "$1" ]] || return 0
-    go version -m "$1" 2>/dev/null | awk -v m="$spire_mod" '($1 == "mod" || $1 == "dep") && $2 == m { print $3 }'
+    go version -m "$1" 2>/dev/null | awk -v m="${2:-$spire_mod}" '($1 == "mod" || $1 == "dep") && $2 == m { print $3 }'
+}
+
+kube_mod="k8s.io/kubernetes"
+kine_mod="github.com/k3s-io/kine"
+kine_version="v0.17.5"
+
+# kube-apiserver cannot be `go install`ed (k8s.io/kubernetes replaces its staging modules with
+# local paths); kube/go.mod requires it and maps each staging module to its published version.
+build_kube() {
+    local kube_version have start
+    kube_version="$(cd "$here/kube" && go list -m -f '{{.Version}}' "$kube_mod")"
+    have="$(built_version "$bin/kube-apiserver" "$kube_mod")"
+    if [[ "$have" == "$kube_version" ]]; then
+        log "kube-apiserver $kube_version already built ($bin/kube-apiserver)"
+    else
+        mkdir -p "$bin"
+        log "building kube-apiserver $kube_version into $bin (go $(go env GOVERSION); ~10-25 min cold)"
+        start=$SECONDS
+        local minor="${kube_version#v1.}"
+        minor="${minor%%.*}"
+        (cd "$here/kube" && go build -mod=readonly \
+            -ldflags "-X k8s.io/component-base/version.gitVersion=$kube_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
+            -o "$bin/kube-apiserver" "$kube_mod/cmd/kube-apiserver")
+        log "kube-apiserver build took $((SECONDS - start))s"
+    fi
+    have="$(built_version "$bin/kine" "$kine_mod")"
+    if [[ "$have" == "$kine_version" ]]; then
+        log "kine $kine_version already built ($bin/kine)"
+    else
+        mkdir -p "$bin"
+        log "building kine $kine_version into $bin (~3-5 min cold)"
+        start=$SECONDS
+        (cd "$here/kube" && GOBIN="$bin" go install "$kine_mod@$kine_version")
+        log "kine build took $((SECONDS - start))s"
+    fi
 }
 
 build_spire() {
@@ -163,6 +203,7 @@ build_signet() {
 }
 
 if [[ "${SKIP_SPIRE_BUILD:-}" == 1 ]]; then log "SKIP_SPIRE_BUILD=1: not building SPIRE"; else build_spire; fi
+if [[ "${SKIP_KUBE_BUILD:-}" == 1 ]]; then log "SKIP_KUBE_BUILD=1: not building kube-apiserver / kine"; else build_kube; fi
 if [[ "${SKIP_CHECKER_BUILD:-}" == 1 ]]; then log "SKIP_CHECKER_BUILD=1: not building spiffe-check / sds-check"; else build_checker; fi
 if [[ "${SKIP_CLIENTS_BUILD:-}" == 1 ]]; then log "SKIP_CLIENTS_BUILD=1: not installing client libraries"; else build_clients; fi
 if [[ "${SKIP_CARGO_BUILD:-}" == 1 ]]; then log "SKIP_CARGO_BUILD=1: not running cargo"; else build_signet; fi

@@ -22,6 +22,7 @@ use tempfile::TempDir;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 pub mod agent;
+pub mod kube;
 
 /// The trust domain every test server uses.
 pub const TRUST_DOMAIN: &str = "example.org";
@@ -43,6 +44,10 @@ pub struct Options {
     pub server_lines: Vec<String>,
     /// Extra top-level blocks, e.g. a `health_checks { ... }` block.
     pub blocks: Vec<String>,
+    /// Extra plugin blocks inside `plugins {}`, e.g. a `NodeAttestor "k8s_psat"` block.
+    pub plugins: Vec<String>,
+    /// How often the bundle is published without a change, instead of 30 s.
+    pub publish_interval: Option<std::time::Duration>,
 }
 
 impl TestServer {
@@ -91,21 +96,27 @@ plugins {{
     NodeAttestor "join_token" {{
         plugin_data {{}}
     }}
+    {}
 }}
 {}
 "#,
             opts.server_lines.join("\n    "),
+            opts.plugins.join("\n    "),
             opts.blocks.join("\n")
         )
     }
 
     fn config(dir: &Path, opts: &Options) -> Config {
-        Config::parse(
+        let mut config = Config::parse(
             &Self::config_text(dir, opts),
             "test.conf",
             &RunArgs::default(),
         )
-        .unwrap()
+        .unwrap();
+        if let Some(every) = opts.publish_interval {
+            config.bundle_publish_interval = every;
+        }
+        config
     }
 
     /// The running server.
@@ -193,14 +204,26 @@ pub fn key_and_csr(uri: Option<&str>) -> (rcgen::KeyPair, Vec<u8>) {
 
 /// Runs AttestAgent with a join token.
 pub async fn attest(channel: Channel, token: &str) -> Result<Identity, tonic::Status> {
+    let data = types::AttestationData {
+        r#type: "join_token".into(),
+        payload: token.as_bytes().to_vec(),
+    };
+    attest_with(channel, data)
+        .await
+        .map(|(identity, _)| identity)
+}
+
+/// Runs AttestAgent (one request, no challenge) with `data`; the identity and whether the
+/// server says the agent may attest again.
+pub async fn attest_with(
+    channel: Channel,
+    data: types::AttestationData,
+) -> Result<(Identity, bool), tonic::Status> {
     let (key, csr) = key_and_csr(None);
     let req = agent_pb::AttestAgentRequest {
         step: Some(agent_pb::attest_agent_request::Step::Params(
             agent_pb::attest_agent_request::Params {
-                data: Some(types::AttestationData {
-                    r#type: "join_token".into(),
-                    payload: token.as_bytes().to_vec(),
-                }),
+                data: Some(data),
                 params: Some(agent_pb::AgentX509svidParams { csr }),
             },
         )),
@@ -218,11 +241,12 @@ pub async fn attest(channel: Channel, token: &str) -> Result<Identity, tonic::St
     };
     let svid = result.svid.unwrap();
     let id = svid.id.unwrap();
-    Ok(Identity {
+    let identity = Identity {
         id: parse_id(&format!("spiffe://{}{}", id.trust_domain, id.path)).unwrap(),
         chain: svid.cert_chain,
         key: key.serialize_der(),
-    })
+    };
+    Ok((identity, result.reattestable))
 }
 
 /// A plaintext HTTP/2 channel over a Unix socket.

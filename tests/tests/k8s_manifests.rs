@@ -47,6 +47,10 @@ fn server_manifest_is_a_statefulset_whose_config_the_server_accepts() {
     for k in [
         "Namespace",
         "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
         "ConfigMap",
         "Service",
         "StatefulSet",
@@ -64,6 +68,36 @@ fn server_manifest_is_a_statefulset_whose_config_the_server_accepts() {
     .unwrap();
     assert_eq!(config.bind_port, 8081);
     assert_eq!(config.trust_domain.as_str(), "example.org");
+    assert!(
+        !config.join_token,
+        "agents attest with k8s_psat, not join tokens"
+    );
+    let psat = config.k8s_psat.as_ref().expect("k8s_psat is configured");
+    let cluster = &psat["demo-cluster"];
+    assert_eq!(cluster.audience, ["spire-server"]);
+    assert_eq!(cluster.kube_config_file, None, "in-cluster credentials");
+    assert!(
+        cluster
+            .service_account_allow_list
+            .contains("signet:signet-agent")
+    );
+    let publisher = &config.bundle_publishers[0];
+    assert_eq!(
+        (
+            publisher.plugin,
+            publisher.namespace.as_str(),
+            publisher.name.as_str(),
+            publisher.key.as_str(),
+            publisher.format
+        ),
+        (
+            "k8s_configmap",
+            "signet",
+            "signet-bundle",
+            "bundle.crt",
+            signet_server::publish::BundleFormat::Pem
+        )
+    );
     let sts = docs
         .iter()
         .find(|d| d["kind"].as_str() == Some("StatefulSet"))
@@ -72,6 +106,147 @@ fn server_manifest_is_a_statefulset_whose_config_the_server_accepts() {
         sts["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"]
             .as_str(),
         Some("/ready")
+    );
+}
+
+/// The rules of `kind`/`name` as (api group, resource, verb) triples.
+fn rules(docs: &[Yaml], kind: &str, name: &str) -> Vec<(String, String, String)> {
+    let role = docs
+        .iter()
+        .find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("{kind} {name}"));
+    let mut out = vec![];
+    for rule in role["rules"].as_vec().unwrap() {
+        let strs = |k: &str| -> Vec<String> {
+            rule[k]
+                .as_vec()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect()
+        };
+        for g in strs("apiGroups") {
+            for r in strs("resources") {
+                for v in strs("verbs") {
+                    out.push((g.clone(), r.clone(), v));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn binds(docs: &[Yaml], kind: &str, role: &str, sa: (&str, &str)) -> bool {
+    docs.iter().any(|d| {
+        d["kind"].as_str() == Some(kind)
+            && d["roleRef"]["name"].as_str() == Some(role)
+            && d["subjects"].as_vec().unwrap().iter().any(|s| {
+                s["kind"].as_str() == Some("ServiceAccount")
+                    && s["name"].as_str() == Some(sa.1)
+                    && s["namespace"].as_str() == Some(sa.0)
+            })
+    })
+}
+
+#[test]
+fn server_rbac_covers_token_review_pods_nodes_and_the_bundle_configmap() {
+    let docs = load("k8s/server.yaml");
+    let cluster = rules(&docs, "ClusterRole", "signet-server");
+    for want in [
+        ("authentication.k8s.io", "tokenreviews", "create"),
+        ("", "pods", "get"),
+        ("", "nodes", "get"),
+    ] {
+        let want = (want.0.to_owned(), want.1.to_owned(), want.2.to_owned());
+        assert!(cluster.contains(&want), "{want:?} missing from {cluster:?}");
+    }
+    let ns = rules(&docs, "Role", "signet-server-bundle");
+    for verb in ["get", "patch", "create"] {
+        let want = (String::new(), "configmaps".to_owned(), verb.to_owned());
+        assert!(ns.contains(&want), "{want:?} missing from {ns:?}");
+    }
+    let sa = ("signet", "signet-server");
+    assert!(binds(&docs, "ClusterRoleBinding", "signet-server", sa));
+    assert!(binds(&docs, "RoleBinding", "signet-server-bundle", sa));
+}
+
+#[test]
+fn agent_manifest_attests_with_the_projected_token_the_server_accepts() {
+    let agent_docs = load("k8s/agent.yaml");
+    let server_docs = load("k8s/server.yaml");
+    let agent = signet_agent::config::Config::parse(
+        config_map_entry(&agent_docs, "agent.conf"),
+        "k8s/agent.yaml",
+        &Default::default(),
+    )
+    .unwrap();
+    let server = Config::parse(
+        config_map_entry(&server_docs, "server.conf"),
+        "k8s/server.yaml",
+        &RunArgs::default(),
+    )
+    .unwrap();
+    let signet_agent::config::NodeAttestorConfig::K8sPsat(psat) = &agent.node_attestor else {
+        panic!("the agent attests with k8s_psat");
+    };
+    let ds = agent_docs
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("DaemonSet"))
+        .unwrap();
+    let pod = &ds["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let volumes = pod["volumes"].as_vec().unwrap();
+    let mount = |volume: &str| {
+        container["volumeMounts"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"].as_str() == Some(volume))
+            .and_then(|m| m["mountPath"].as_str())
+            .unwrap_or_else(|| panic!("volume {volume} is mounted"))
+            .to_owned()
+    };
+    // The projected token: where the agent reads it, for the audience the server checks.
+    let projected = volumes
+        .iter()
+        .find(|v| !v["projected"].is_badvalue())
+        .expect("a projected token volume");
+    let token = &projected["projected"]["sources"][0]["serviceAccountToken"];
+    let token_file = PathBuf::from(mount(projected["name"].as_str().unwrap()))
+        .join(token["path"].as_str().unwrap());
+    assert_eq!(psat.token_path, token_file);
+    let cluster = &server.k8s_psat.as_ref().unwrap()[&psat.cluster];
+    assert!(
+        cluster
+            .audience
+            .iter()
+            .any(|a| Some(a.as_str()) == token["audience"].as_str())
+    );
+    let account = format!(
+        "{}:{}",
+        ds["metadata"]["namespace"].as_str().unwrap(),
+        pod["serviceAccountName"].as_str().unwrap()
+    );
+    assert!(
+        cluster.service_account_allow_list.contains(&account),
+        "{account}"
+    );
+    // No join-token Secret any more.
+    assert!(
+        volumes.iter().all(|v| v["secret"].is_badvalue()),
+        "{volumes:?}"
+    );
+    assert!(!kinds(&agent_docs).iter().any(|k| k == "Secret"));
+    // The bootstrap bundle is the ConfigMap the server publishes.
+    let publisher = &server.bundle_publishers[0];
+    let bundle = volumes
+        .iter()
+        .find(|v| v["configMap"]["name"].as_str() == Some(publisher.name.as_str()))
+        .expect("the published bundle ConfigMap is mounted");
+    let bundle_file = PathBuf::from(mount(bundle["name"].as_str().unwrap())).join(&publisher.key);
+    assert_eq!(
+        agent.trust_bundle,
+        signet_agent::config::TrustBundleSource::Path(bundle_file)
     );
 }
 

@@ -23,6 +23,9 @@ pub enum ClientError {
     /// The call did not finish in time.
     #[error("the server did not answer within {0:?}")]
     Timeout(Duration),
+    /// The node attestor could not gather its evidence (e.g. an unreadable token file).
+    #[error("{0}")]
+    Attestor(String),
 }
 
 /// Why the server refused this agent (SPIRE's `PermissionDeniedDetails.Reason`).
@@ -89,7 +92,7 @@ impl ClientError {
         match self {
             Self::Status(s) => matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded),
             Self::Timeout(_) => true,
-            Self::Malformed(_) | Self::Tls(_) => false,
+            Self::Malformed(_) | Self::Tls(_) | Self::Attestor(_) => false,
         }
     }
 }

@@ -65,6 +65,8 @@ pub struct Attested {
     pub chain: Vec<Vec<u8>>,
     /// The trust domain bundle, fetched over the same connection.
     pub bundle: Bundle,
+    /// Whether the server lets the agent attest again (instead of renewing).
+    pub reattestable: bool,
 }
 
 /// The mTLS client used once the agent has an SVID.
@@ -118,12 +120,18 @@ impl ServerClient {
     ) -> Result<Attested, ClientError> {
         let tls = tls_config(trust_domain, trust, None, clock)?;
         let channel = lazy_channel(addr, tls)?;
-        let (id, chain) = deadline(attest_agent(channel.clone(), attestor, csr)).await?;
+        let (id, chain, reattestable) =
+            deadline(attest_agent(channel.clone(), attestor, csr)).await?;
         let bundle = deadline(BundleClient::new(channel).get_bundle(GetBundleRequest::default()))
             .await?
             .into_inner();
         let bundle = convert::bundle(bundle, trust_domain)?;
-        Ok(Attested { id, chain, bundle })
+        Ok(Attested {
+            id,
+            chain,
+            bundle,
+            reattestable,
+        })
     }
 
     /// `RenewAgent`: a new agent SVID for the key behind `csr`.
@@ -274,13 +282,13 @@ async fn attest_agent(
     channel: Channel,
     attestor: &dyn NodeAttestor,
     csr: Vec<u8>,
-) -> Result<(SpiffeId, Vec<Vec<u8>>), ClientError> {
+) -> Result<(SpiffeId, Vec<Vec<u8>>, bool), ClientError> {
     use agent_pb::attest_agent_request::{Params, Step as ReqStep};
     use agent_pb::attest_agent_response::Step as RespStep;
     let (tx, rx) = mpsc::channel(2);
     let first = agent_pb::AttestAgentRequest {
         step: Some(ReqStep::Params(Params {
-            data: Some(attestor.attestation_data()),
+            data: Some(attestor.attestation_data().map_err(ClientError::Attestor)?),
             params: Some(agent_pb::AgentX509svidParams { csr }),
         })),
     };
@@ -308,7 +316,10 @@ async fn attest_agent(
                     .await
                     .map_err(|_| ClientError::Malformed("attestation stream closed".into()))?;
             }
-            Some(RespStep::Result(result)) => return convert::x509_svid(result.svid, None),
+            Some(RespStep::Result(result)) => {
+                let (id, chain) = convert::x509_svid(result.svid, None)?;
+                return Ok((id, chain, result.reattestable));
+            }
             None => return Err(ClientError::Malformed("empty attestation response".into())),
         }
     }

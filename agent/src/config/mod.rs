@@ -113,6 +113,15 @@ struct EmptyData {}
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct PsatData {
+    #[serde(default)]
+    cluster: String,
+    #[serde(default)]
+    token_path: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct UnixData {
     discover_workload_path: Option<bool>,
     workload_size_limit: Option<i64>,
@@ -197,6 +206,28 @@ pub enum WorkloadKeyType {
     EcP384,
 }
 
+/// Where the kubelet mounts the projected token in SPIRE's manifests (`k8s_psat`'s default
+/// `token_path`).
+pub const DEFAULT_PSAT_TOKEN_PATH: &str = "/var/run/secrets/tokens/spire-agent";
+
+/// How the agent proves its node to the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeAttestorConfig {
+    /// `join_token`: the token from `join_token`, `join_token_file` or `--join-token`.
+    JoinToken,
+    /// `k8s_psat`: the pod's projected service account token.
+    K8sPsat(K8sPsatConfig),
+}
+
+/// `NodeAttestor "k8s_psat"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct K8sPsatConfig {
+    /// The cluster name the server knows this cluster by.
+    pub cluster: String,
+    /// The projected service account token file.
+    pub token_path: PathBuf,
+}
+
 /// Where the agent keeps its own private key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyManagerConfig {
@@ -230,6 +261,8 @@ pub struct Config {
     pub trust_bundle: TrustBundleSource,
     /// The join token for the first node attestation (`join_token` or `join_token_file`).
     pub join_token: Option<String>,
+    /// The node attestor.
+    pub node_attestor: NodeAttestorConfig,
     /// Key type of workload SVIDs.
     pub workload_key_type: WorkloadKeyType,
     /// Soft bound on cached X509-SVIDs (in-use entries are never evicted).
@@ -368,6 +401,7 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
         log_format,
         trust_bundle,
         join_token,
+        node_attestor: plugins.node_attestor,
         workload_key_type,
         x509_svid_cache_max_size: cache_size(
             "agent.x509_svid_cache_max_size",
@@ -568,6 +602,7 @@ fn sds(s: SdsBlock) -> SdsConfig {
 
 struct Plugins {
     key_manager: KeyManagerConfig,
+    node_attestor: NodeAttestorConfig,
     unix: UnixConfig,
 }
 
@@ -577,7 +612,7 @@ impl Plugins {
         data_dir: &Path,
     ) -> Result<Self, String> {
         let mut key_manager = None;
-        let mut node_attestor = false;
+        let mut node_attestor = None;
         let mut unix = None;
         for (kind, named) in plugins {
             let enabled: Vec<_> = named
@@ -603,7 +638,22 @@ impl Plugins {
                     }
                     ("NodeAttestor", "join_token") => {
                         let _: EmptyData = plugin_data(&what, data)?;
-                        node_attestor = true;
+                        node_attestor = Some(NodeAttestorConfig::JoinToken);
+                    }
+                    ("NodeAttestor", "k8s_psat") => {
+                        let d: PsatData = plugin_data(&what, data)?;
+                        if d.cluster.is_empty() {
+                            return Err(format!("{what}: missing required cluster block"));
+                        }
+                        let token_path = if d.token_path.is_empty() {
+                            DEFAULT_PSAT_TOKEN_PATH.into()
+                        } else {
+                            d.token_path.into()
+                        };
+                        node_attestor = Some(NodeAttestorConfig::K8sPsat(K8sPsatConfig {
+                            cluster: d.cluster,
+                            token_path,
+                        }));
                     }
                     ("WorkloadAttestor", "unix") => {
                         let d: UnixData = plugin_data(&what, data)?;
@@ -624,10 +674,11 @@ impl Plugins {
                 }
             }
         }
-        if !node_attestor {
-            return Err("plugins: a NodeAttestor is required (NodeAttestor \"join_token\")".into());
-        }
+        let node_attestor = node_attestor.ok_or(
+            "plugins: a NodeAttestor is required (NodeAttestor \"join_token\" or \"k8s_psat\")",
+        )?;
         Ok(Self {
+            node_attestor,
             key_manager: key_manager
                 .ok_or("plugins: a KeyManager is required (KeyManager \"disk\" or \"memory\")")?,
             unix: unix

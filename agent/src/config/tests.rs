@@ -357,3 +357,36 @@ fn expands_environment_variables() {
         format!("a={home} b={home} c=$ d")
     );
 }
+
+#[test]
+fn k8s_psat_node_attestor_with_spires_default_token_path() {
+    let psat = |data: &str| {
+        MINIMAL.replace(
+            "NodeAttestor \"join_token\" {\n        plugin_data {}",
+            &format!("NodeAttestor \"k8s_psat\" {{\n        plugin_data {{\n{data}\n}}"),
+        )
+    };
+    let c = parse(&psat("cluster = \"prod\"")).unwrap();
+    assert_eq!(
+        c.node_attestor,
+        NodeAttestorConfig::K8sPsat(K8sPsatConfig {
+            cluster: "prod".into(),
+            token_path: "/var/run/secrets/tokens/spire-agent".into(),
+        })
+    );
+    let c = parse(&psat("cluster = \"prod\"\ntoken_path = \"/t/token\"")).unwrap();
+    let NodeAttestorConfig::K8sPsat(p) = c.node_attestor else {
+        panic!("not k8s_psat")
+    };
+    assert_eq!(p.token_path, PathBuf::from("/t/token"));
+    let err = parse(&psat("token_path = \"/t\"")).unwrap_err().to_string();
+    assert!(err.contains("missing required cluster block"), "{err}");
+    let err = parse(&psat("cluster = \"c\"\nbogus = 1"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bogus"), "{err}");
+    assert_eq!(
+        parse(MINIMAL).unwrap().node_attestor,
+        NodeAttestorConfig::JoinToken
+    );
+}

@@ -1,7 +1,9 @@
 //! The agent's own X509-SVID (SPIRE `pkg/agent/svid`): loaded from `data_dir` on start, or
-//! obtained by node attestation; renewed with `RenewAgent` at its jittered half life (a
-//! join-token agent cannot attest again), the old one staying in use until the new one is
-//! stored; and removed, stopping the agent, when the server says the agent is banned or gone.
+//! obtained by node attestation; replaced at its jittered half life, the old one staying in
+//! use until the new one is stored: by attesting again when the server allows it (`k8s_psat`,
+//! with a freshly read token), else with `RenewAgent` (a join-token agent cannot attest
+//! again); and removed, stopping the agent, when the server says the agent is banned or gone
+//! (a re-attestable agent that was evicted or expired attests again instead).
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,9 +17,11 @@ use signet_common::rotation::renew_at;
 use signet_common::x509::cert_info;
 use tokio::sync::watch;
 
+use crate::attestor::node::NodeAttestor;
 use crate::attestor::node::join_token::JoinToken;
+use crate::attestor::node::k8s_psat::K8sPsat;
 use crate::client::{ClientError, ClientSvid, Credentials, Denial, ServerClient, ServerTrust};
-use crate::config::{Config, TrustBundleSource};
+use crate::config::{Config, NodeAttestorConfig, TrustBundleSource};
 use crate::retry::{Backoff, Jitter, sleep_until};
 
 pub mod storage;
@@ -45,6 +49,8 @@ pub struct AgentSvid {
     pub not_before: i64,
     /// Leaf NotAfter, Unix seconds.
     pub not_after: i64,
+    /// Whether the server lets this agent attest again (it then does so instead of renewing).
+    pub reattestable: bool,
 }
 
 impl AgentSvid {
@@ -67,6 +73,7 @@ impl AgentSvid {
             key_slot,
             not_before: info.not_before,
             not_after: info.not_after,
+            reattestable: false,
         })
     }
 }
@@ -103,6 +110,17 @@ pub struct AgentIdentity {
     roots: watch::Sender<Arc<Vec<Vec<u8>>>>,
     storage: Storage,
     stopped: watch::Sender<Option<String>>,
+    attestation: Attestation,
+    reattest_now: tokio::sync::Notify,
+}
+
+/// How the agent attests: the configured node attestor and where the server is.
+#[derive(Debug, Clone)]
+struct Attestation {
+    /// `None`: a join-token agent without a token (fine while its stored SVID lasts).
+    attestor: Option<Arc<dyn NodeAttestor>>,
+    addr: String,
+    trust_domain: id::TrustDomain,
 }
 
 impl AgentIdentity {
@@ -112,13 +130,19 @@ impl AgentIdentity {
     pub async fn load_or_attest(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let storage = Storage::new(&config.data_dir, &config.key_manager);
         let td = &config.trust_domain;
+        let attestation = Attestation {
+            attestor: node_attestor(config),
+            addr: config.server_addr(),
+            trust_domain: td.clone(),
+        };
         let now = clock.unix_now();
         let loaded = match storage.load() {
             Ok(stored) => stored.and_then(|s| {
                 let key = s.key?;
-                let svid = AgentSvid::new(s.chain, key, s.key_slot, td)
+                let mut svid = AgentSvid::new(s.chain, key, s.key_slot, td)
                     .map_err(|error| tracing::warn!(%error, "Ignoring the stored SVID"))
                     .ok()?;
+                svid.reattestable = s.reattestable;
                 let usable = svid.not_after > now && !s.bundle.is_empty();
                 usable.then_some((svid, s.bundle))
             }),
@@ -129,23 +153,43 @@ impl AgentIdentity {
         };
         if let Some((svid, bundle)) = loaded {
             tracing::info!(agent_id = %svid.id, expires_at = svid.not_after, "SVID loaded");
-            return Ok(Self::with(svid, bundle, storage));
+            return Ok(Self::with(svid, bundle, storage, attestation));
         }
         tracing::info!("SVID is not found. Starting node attestation");
-        let (svid, bundle) = attest(config, clock).await?;
+        anyhow::ensure!(
+            attestation.attestor.is_some(),
+            "node attestation needs a join token (agent.join_token or --join-token)"
+        );
+        let trust = bootstrap_trust(&config.trust_bundle)?;
+        let (svid, bundle) = attest(&attestation, &trust, KeySlot::A, clock)
+            .await
+            .context("failed to attest")?;
         storage
-            .store(&svid.chain, &svid.key, svid.key_slot, &bundle)
+            .store(
+                &svid.chain,
+                &svid.key,
+                svid.key_slot,
+                &bundle,
+                svid.reattestable,
+            )
             .context("cannot store the agent SVID")?;
         tracing::info!(agent_id = %svid.id, expires_at = svid.not_after, "Node attestation was successful");
-        Ok(Self::with(svid, bundle, storage))
+        Ok(Self::with(svid, bundle, storage, attestation))
     }
 
-    fn with(svid: AgentSvid, roots: Vec<Vec<u8>>, storage: Storage) -> Self {
+    fn with(
+        svid: AgentSvid,
+        roots: Vec<Vec<u8>>,
+        storage: Storage,
+        attestation: Attestation,
+    ) -> Self {
         Self {
             svid: watch::Sender::new(Arc::new(svid)),
             roots: watch::Sender::new(Arc::new(roots)),
             storage,
             stopped: watch::Sender::new(None),
+            attestation,
+            reattest_now: tokio::sync::Notify::new(),
         }
     }
 
@@ -171,8 +215,13 @@ impl AgentIdentity {
 
     /// Stores a renewed SVID, then starts presenting it.
     pub fn replace(&self, svid: AgentSvid) -> Result<(), StorageError> {
-        self.storage
-            .store(&svid.chain, &svid.key, svid.key_slot, &self.roots.borrow())?;
+        self.storage.store(
+            &svid.chain,
+            &svid.key,
+            svid.key_slot,
+            &self.roots.borrow(),
+            svid.reattestable,
+        )?;
         self.svid.send_replace(Arc::new(svid));
         Ok(())
     }
@@ -184,7 +233,7 @@ impl AgentIdentity {
         }
         let svid = self.current();
         self.storage
-            .store_bundle(&svid.chain, svid.key_slot, &roots)?;
+            .store_bundle(&svid.chain, svid.key_slot, &roots, svid.reattestable)?;
         self.roots.send_replace(Arc::new(roots));
         Ok(true)
     }
@@ -192,6 +241,15 @@ impl AgentIdentity {
     /// If `err` says the server refused this agent for good, removes the SVID, tells
     /// everyone to stop and returns true. Logs the ban line exactly once.
     pub fn refused(&self, err: &ClientError) -> bool {
+        let again = matches!(
+            err.denial(),
+            Some(Denial::NotAttested | Denial::Expired | Denial::MustReattest)
+        );
+        if again && self.current().reattestable {
+            tracing::warn!(error = %err, "The server no longer accepts the agent SVID; attesting again");
+            self.reattest_now.notify_one();
+            return false;
+        }
         let reason = match err.denial() {
             None | Some(Denial::NotActive) => return false,
             Some(Denial::Banned) => "agent is banned",
@@ -231,16 +289,20 @@ impl Credentials for AgentIdentity {
     }
 }
 
-/// Node attestation with the configured join token.
-async fn attest(
-    config: &Config,
-    clock: Arc<dyn Clock>,
-) -> anyhow::Result<(AgentSvid, Vec<Vec<u8>>)> {
-    let token = config
-        .join_token
-        .as_deref()
-        .context("node attestation needs a join token (agent.join_token or --join-token)")?;
-    let trust = match &config.trust_bundle {
+/// The configured node attestor (none for a join-token agent without a token).
+fn node_attestor(config: &Config) -> Option<Arc<dyn NodeAttestor>> {
+    match &config.node_attestor {
+        NodeAttestorConfig::JoinToken => config
+            .join_token
+            .as_deref()
+            .map(|token| Arc::new(JoinToken::new(token)) as Arc<dyn NodeAttestor>),
+        NodeAttestorConfig::K8sPsat(psat) => Some(Arc::new(K8sPsat::from(psat))),
+    }
+}
+
+/// How the server is checked on first contact.
+fn bootstrap_trust(source: &TrustBundleSource) -> anyhow::Result<ServerTrust> {
+    Ok(match source {
         TrustBundleSource::Path(path) => {
             let pem = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read trust_bundle_path {}", path.display()))?;
@@ -257,33 +319,43 @@ async fn attest(
             tracing::warn!("Insecure bootstrap: the server is not verified on first contact");
             ServerTrust::Insecure
         }
-    };
-    let (key, csr) = new_key_and_csr().context("cannot create the agent key")?;
-    let attested = ServerClient::attest(
-        &config.server_addr(),
-        &config.trust_domain,
-        &trust,
-        clock,
-        &JoinToken::new(token),
-        csr,
-    )
-    .await
-    .context("failed to attest")?;
-    let svid = AgentSvid::new(attested.chain, key, KeySlot::A, &config.trust_domain)
-        .map_err(|e| anyhow::anyhow!("server returned an unusable agent SVID: {e}"))?;
-    anyhow::ensure!(
-        svid.id == attested.id,
-        "server returned an SVID for {} but named {}",
-        svid.id,
-        attested.id
-    );
+    })
+}
+
+/// Node attestation: a new key in `slot`, the attestor's evidence, the server's SVID and
+/// bundle roots.
+async fn attest(
+    a: &Attestation,
+    trust: &ServerTrust,
+    slot: KeySlot,
+    clock: Arc<dyn Clock>,
+) -> Result<(AgentSvid, Vec<Vec<u8>>), Renewal> {
+    let (key, csr) = new_key_and_csr()
+        .map_err(|e| Renewal::Other(format!("cannot create the agent key: {e}")))?;
+    let attestor = a
+        .attestor
+        .as_deref()
+        .ok_or_else(|| Renewal::Other("no node attestor to attest with".into()))?;
+    let attested =
+        ServerClient::attest(&a.addr, &a.trust_domain, trust, clock, attestor, csr).await?;
+    let mut svid = AgentSvid::new(attested.chain, key, slot, &a.trust_domain)
+        .map_err(|e| Renewal::Other(format!("server returned an unusable agent SVID: {e}")))?;
+    svid.reattestable = attested.reattestable;
+    if svid.id != attested.id {
+        return Err(Renewal::Other(format!(
+            "server returned an SVID for {} but named {}",
+            svid.id, attested.id
+        )));
+    }
     let roots: Vec<_> = attested
         .bundle
         .x509_authorities
         .into_iter()
         .map(|a| a.der)
         .collect();
-    anyhow::ensure!(!roots.is_empty(), "server returned an empty bundle");
+    if roots.is_empty() {
+        return Err(Renewal::Other("server returned an empty bundle".into()));
+    }
     Ok((svid, roots))
 }
 
@@ -318,11 +390,17 @@ pub async fn rotate(
         let at = renew_at(start, from_unix_seconds(svid.not_after), jitter());
         tokio::select! {
             () = sleep_until(&clock, at, CHECK_EVERY) => {}
+            () = identity.reattest_now.notified() => {}
             _ = stop.wait_for(|s| *s) => return Ok(()),
         }
         let mut backoff = Backoff::default();
         loop {
-            match renew(&identity, &client).await {
+            let result = if identity.current().reattestable {
+                reattest(&identity, &clock).await
+            } else {
+                renew(&identity, &client).await
+            };
+            match result {
                 Ok(()) => break,
                 Err(Renewal::Client(e)) if identity.refused(&e) => return Ok(()),
                 Err(error) => {
@@ -346,12 +424,42 @@ enum Renewal {
     Other(String),
 }
 
+/// A new SVID by attesting again (the token is read again), checking the server against the
+/// current bundle.
+async fn reattest(identity: &AgentIdentity, clock: &Arc<dyn Clock>) -> Result<(), Renewal> {
+    let current = identity.current();
+    let trust = ServerTrust::Roots(identity.roots.borrow().to_vec());
+    let (svid, roots) = attest(
+        &identity.attestation,
+        &trust,
+        current.key_slot.other(),
+        Arc::clone(clock),
+    )
+    .await?;
+    if svid.id != current.id {
+        return Err(Renewal::Other(format!(
+            "attesting again gave the SVID of {}, not {}",
+            svid.id, current.id
+        )));
+    }
+    let expires_at = svid.not_after;
+    identity
+        .update_roots(roots)
+        .map_err(|e| Renewal::Other(e.to_string()))?;
+    identity
+        .replace(svid)
+        .map_err(|e| Renewal::Other(e.to_string()))?;
+    tracing::info!(agent_id = %current.id, expires_at, "Attested again: new agent SVID");
+    Ok(())
+}
+
 async fn renew(identity: &AgentIdentity, client: &ServerClient) -> Result<(), Renewal> {
     let current = identity.current();
     let (key, csr) = new_key_and_csr().map_err(|e| Renewal::Other(e.to_string()))?;
     let chain = client.renew_agent(csr).await?;
-    let svid = AgentSvid::new(chain, key, current.key_slot.other(), client.trust_domain())
+    let mut svid = AgentSvid::new(chain, key, current.key_slot.other(), client.trust_domain())
         .map_err(Renewal::Other)?;
+    svid.reattestable = current.reattestable;
     if svid.id != current.id {
         return Err(Renewal::Other(format!(
             "renewed SVID is for {}, not {}",

@@ -55,6 +55,8 @@ pub struct Stored {
     pub key_slot: KeySlot,
     /// The trust bundle's X.509 roots, DER.
     pub bundle: Vec<Vec<u8>>,
+    /// Whether the server lets the agent attest again.
+    pub reattestable: bool,
 }
 
 /// One of the two key slots.
@@ -93,6 +95,7 @@ struct DataFile {
     /// DER roots, base64.
     bundle: Vec<String>,
     /// Join-token agents cannot attest again.
+    #[serde(default)]
     reattestable: bool,
     /// Which key slot holds the SVID's key.
     key_id: KeySlot,
@@ -149,6 +152,7 @@ impl Storage {
             key,
             key_slot: file.key_id,
             bundle,
+            reattestable: file.reattestable,
         }))
     }
 
@@ -160,9 +164,10 @@ impl Storage {
         key: &[u8],
         slot: KeySlot,
         bundle: &[Vec<u8>],
+        reattestable: bool,
     ) -> Result<(), StorageError> {
         self.write_key(slot, key)?;
-        self.write_data(chain, slot, bundle)
+        self.write_data(chain, slot, bundle, reattestable)
     }
 
     /// Rewrites the data file with a new bundle (same SVID and key slot).
@@ -171,8 +176,9 @@ impl Storage {
         chain: &[Vec<u8>],
         slot: KeySlot,
         bundle: &[Vec<u8>],
+        reattestable: bool,
     ) -> Result<(), StorageError> {
-        self.write_data(chain, slot, bundle)
+        self.write_data(chain, slot, bundle, reattestable)
     }
 
     /// Removes the SVID and both keys (after a ban).
@@ -195,11 +201,12 @@ impl Storage {
         chain: &[Vec<u8>],
         slot: KeySlot,
         bundle: &[Vec<u8>],
+        reattestable: bool,
     ) -> Result<(), StorageError> {
         let file = DataFile {
             svid: chain.iter().map(|c| STANDARD.encode(c)).collect(),
             bundle: bundle.iter().map(|c| STANDARD.encode(c)).collect(),
-            reattestable: false,
+            reattestable,
             key_id: slot,
         };
         let json =
@@ -320,9 +327,11 @@ mod tests {
             &key,
             KeySlot::B,
             std::slice::from_ref(&root),
+            true,
         )
         .unwrap();
         let back = Storage::new(dir.path(), &km).load().unwrap().unwrap();
+        assert!(back.reattestable);
         assert_eq!(back.chain, vec![leaf.clone()]);
         assert_eq!(back.key.as_deref(), Some(key.as_slice()));
         assert_eq!((back.key_slot, back.bundle), (KeySlot::B, vec![root]));
@@ -344,7 +353,8 @@ mod tests {
         let s = Storage::new(dir.path(), &KeyManagerConfig::Memory);
         let (leaf, _) = cert_and_key();
         let (_, other_key) = cert_and_key();
-        s.store(&[leaf], &other_key, KeySlot::A, &[]).unwrap();
+        s.store(&[leaf], &other_key, KeySlot::A, &[], false)
+            .unwrap();
         assert_eq!(s.load().unwrap().unwrap().key, None);
     }
 
@@ -353,7 +363,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (leaf, key) = cert_and_key();
         Storage::new(dir.path(), &KeyManagerConfig::Memory)
-            .store(&[leaf], &key, KeySlot::A, &[])
+            .store(&[leaf], &key, KeySlot::A, &[], false)
             .unwrap();
         let again = Storage::new(dir.path(), &KeyManagerConfig::Memory);
         let back = again.load().unwrap().unwrap();

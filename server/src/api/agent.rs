@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::convert::{self, agent_to_proto, proto_id};
 use crate::api::{ApiError, ApiState};
-use crate::attestation::{AttestError, Attested, NodeAttestor};
+use crate::attestation::{AttestError, Attested, NodeAttestor, Refusal};
 use crate::ca::{Ca, SvidKind, X509Svid, X509SvidParams};
 use crate::datastore::JoinToken;
 
@@ -81,8 +81,17 @@ impl AgentService {
                 data.r#type
             ))
         })?;
-        let attested = attestor.attest(&data.payload).map_err(|e| match e {
+        let attested = attestor.attest(&data.payload).await.map_err(|e| match e {
             AttestError::Invalid(_) => ApiError::InvalidArgument(e.to_string()),
+            AttestError::Plugin { code, .. } => {
+                let msg = e.to_string();
+                match code {
+                    Refusal::InvalidArgument => ApiError::InvalidArgument(msg),
+                    Refusal::PermissionDenied => ApiError::PermissionDenied(msg),
+                    Refusal::FailedPrecondition => ApiError::FailedPrecondition(msg),
+                    Refusal::Internal => ApiError::Internal(msg),
+                }
+            }
             AttestError::Store(s) => ApiError::from(s),
         })?;
         let svid = self.admit(&attested, &data.r#type, public_key)?;
@@ -342,6 +351,14 @@ impl Agent for AgentService {
         req: Request<pb::RenewAgentRequest>,
     ) -> Result<Response<pb::RenewAgentResponse>, Status> {
         let caller = self.state.require_agent(&req)?;
+        // An agent that can attest again gets its new SVID that way (SPIRE).
+        if caller.node.can_reattest {
+            return Err(ApiError::AgentDenied(
+                "agent must reattest instead of renew".into(),
+                types::permission_denied_details::Reason::AgentMustReattest,
+            )
+            .into());
+        }
         let csr = req.into_inner().params.map(|p| p.csr).unwrap_or_default();
         if csr.is_empty() {
             return Err(ApiError::InvalidArgument("params: missing CSR".into()).into());

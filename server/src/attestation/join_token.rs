@@ -33,12 +33,13 @@ impl JoinTokenAttestor {
     }
 }
 
+#[tonic::async_trait]
 impl NodeAttestor for JoinTokenAttestor {
     fn name(&self) -> &'static str {
         "join_token"
     }
 
-    fn attest(&self, payload: &[u8]) -> Result<Attested, AttestError> {
+    async fn attest(&self, payload: &[u8]) -> Result<Attested, AttestError> {
         let token = std::str::from_utf8(payload)
             .map_err(|_| AttestError::Invalid("join token is not valid UTF-8".into()))?;
         if token.is_empty() {

@@ -15,11 +15,14 @@ use signet_common::id::{SpiffeId, TrustDomain, parse_id, parse_trust_domain};
 use signet_common::rotation::max_svid_ttl_for_ca_ttl;
 use signet_common::telemetry::{LogFormat, parse_level};
 
+use crate::attestation::k8s_psat::PsatCluster;
 use crate::ca::{CaConfig, CaSubject, UpstreamDisk};
 use crate::keys::KeyType;
+use crate::publish::{ConfigMapTarget, PUBLISH_EVERY};
 
 mod federation;
 mod istio;
+mod k8s;
 pub use federation::FederationBlock;
 pub use istio::IstioCaConfig;
 
@@ -229,6 +232,13 @@ pub struct Config {
     pub key_manager: KeyManagerConfig,
     /// Whether the `join_token` node attestor is configured.
     pub join_token: bool,
+    /// The `k8s_psat` node attestor's clusters, if it is configured.
+    pub k8s_psat: Option<BTreeMap<String, PsatCluster>>,
+    /// ConfigMaps that hold the bundle (`BundlePublisher "k8s_configmap"`,
+    /// `Notifier "k8sbundle"`).
+    pub bundle_publishers: Vec<ConfigMapTarget>,
+    /// How often the bundle is published without a change (30 s; not in the file).
+    pub bundle_publish_interval: std::time::Duration,
     /// HTTP health listener, if enabled.
     pub health: Option<HealthConfig>,
     /// SPIFFE IDs that get admin rights over TCP.
@@ -423,6 +433,9 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
         datastore: plugins.datastore,
         key_manager: plugins.key_manager,
         join_token: plugins.join_token,
+        k8s_psat: plugins.k8s_psat,
+        bundle_publishers: plugins.bundle_publishers,
+        bundle_publish_interval: PUBLISH_EVERY,
         health,
         admin_ids,
         istio_ca,
@@ -535,6 +548,8 @@ struct Plugins {
     datastore: DataStoreConfig,
     key_manager: KeyManagerConfig,
     join_token: bool,
+    k8s_psat: Option<BTreeMap<String, PsatCluster>>,
+    bundle_publishers: Vec<ConfigMapTarget>,
     upstream: Option<UpstreamDisk>,
 }
 
@@ -546,6 +561,8 @@ impl Plugins {
         let mut datastore = None;
         let mut key_manager = None;
         let mut join_token = false;
+        let mut k8s_psat = None;
+        let mut bundle_publishers = Vec::new();
         let mut upstream = None;
         for (kind, named) in plugins {
             let enabled: Vec<_> = named
@@ -606,6 +623,18 @@ impl Plugins {
                         let _: EmptyData = plugin_data(&what, data)?;
                         join_token = true;
                     }
+                    ("NodeAttestor", "k8s_psat") => {
+                        let d: k8s::PsatData = plugin_data(&what, data)?;
+                        k8s_psat = Some(d.build(&what)?);
+                    }
+                    ("BundlePublisher", "k8s_configmap") => {
+                        let d: k8s::ConfigMapPublisherData = plugin_data(&what, data)?;
+                        bundle_publishers.extend(d.build(&what)?);
+                    }
+                    ("Notifier", "k8sbundle") => {
+                        let d: k8s::K8sBundleData = plugin_data(&what, data)?;
+                        bundle_publishers.extend(d.build(&what)?);
+                    }
                     ("UpstreamAuthority", "disk") => {
                         let d: UpstreamDiskData = required_plugin_data(&what, data)?;
                         upstream = Some(UpstreamDisk {
@@ -631,6 +660,8 @@ impl Plugins {
             key_manager: key_manager
                 .ok_or("plugins: a KeyManager is required (KeyManager \"disk\" or \"memory\")")?,
             join_token,
+            k8s_psat,
+            bundle_publishers,
             upstream,
         })
     }

@@ -31,11 +31,11 @@ impl NodeAttestor for JoinToken {
         "join_token"
     }
 
-    fn attestation_data(&self) -> AttestationData {
-        AttestationData {
+    fn attestation_data(&self) -> Result<AttestationData, String> {
+        Ok(AttestationData {
             r#type: self.name().into(),
             payload: self.token.as_bytes().to_vec(),
-        }
+        })
     }
 
     fn answer(&self, _challenge: &[u8]) -> Result<Vec<u8>, String> {
@@ -50,7 +50,7 @@ mod tests {
     #[test]
     fn payload_is_the_raw_token_and_it_is_not_logged() {
         let a = JoinToken::new("secret-token");
-        let data = a.attestation_data();
+        let data = a.attestation_data().unwrap();
         assert_eq!(data.r#type, "join_token");
         assert_eq!(data.payload, b"secret-token");
         assert!(!format!("{a:?}").contains("secret"));
