@@ -44,15 +44,17 @@ reap() {
         pids="$(pgrep -g "$pgid" 2>/dev/null || true)"
         if [[ -f "$workdir/pids" ]]; then
             local p
+            # (if, not &&: under set -e a loop whose last test failed would end run.sh)
             while read -r p; do
-                kill -0 "$p" 2>/dev/null && pids+=" $p"
+                if kill -0 "$p" 2>/dev/null; then pids+=" $p"; fi
             done <"$workdir/pids"
         fi
-        [[ -z "${pids// /}" ]] && return 0
+        [[ -n "${pids// /}" ]] || return 0
         # shellcheck disable=SC2086
         kill -"$sig" $pids 2>/dev/null || true
-        [[ $sig == TERM ]] && sleep 2
+        if [[ $sig == TERM ]]; then sleep 2; fi
     done
+    return 0
 }
 
 on_signal() {
