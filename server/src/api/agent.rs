@@ -424,21 +424,13 @@ impl Agent for AgentService {
             self.state
                 .registry
                 .create_entry(signet_common::entry::RegistrationEntry {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    spiffe_id: agent_id,
-                    parent_id: token_agent,
-                    selectors: [selector].into_iter().collect(),
-                    x509_svid_ttl: 0,
-                    jwt_svid_ttl: 0,
-                    dns_names: vec![],
-                    federates_with: vec![],
-                    admin: false,
-                    downstream: false,
-                    hint: String::new(),
-                    expires_at: 0,
-                    revision_number: 0,
                     created_at: self.state.clock.unix_now(),
-                    store_svid: false,
+                    ..signet_common::entry::RegistrationEntry::new(
+                        uuid::Uuid::new_v4().to_string(),
+                        agent_id,
+                        token_agent,
+                        [selector].into_iter().collect(),
+                    )
                 })
                 .map_err(ApiError::from)?;
         }
