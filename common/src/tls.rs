@@ -1,7 +1,18 @@
-//! rustls verifiers that authenticate peers by SPIFFE ID against a fixed bundle, instead of
-//! by DNS name: what agents use towards the server, and what workloads use towards each
-//! other. (The server's own client verifier follows its live bundle; see the server.)
+//! The one family of rustls verifiers, authenticating peers by SPIFFE ID against trust
+//! bundles instead of by DNS name. One type per role:
+//!
+//! - [`ServerSvidVerifier`]: a client checking a server's X509-SVID (agents towards the
+//!   server, workloads towards each other); [`ServerSvidVerifier::insecure_bootstrap`] checks
+//!   the ID alone, for an agent's first contact without a bundle.
+//! - [`ClientSvidVerifier`]: a server checking a client's X509-SVID, required or
+//!   [optional](ClientSvidVerifier::optional).
+//!
+//! Both take their anchors from a [`TrustSource`]: a fixed [`TrustAnchors`] (one bundle, or
+//! one per trust domain picked by the peer's ID, as Envoy's SPIFFE validator does), or one
+//! that follows a live bundle (the server's agent endpoint). Which peers are accepted is an
+//! [`Authorizer`]. rustls judges validity on the injected clock ([`ClockTime`]).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -13,7 +24,7 @@ use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, Error, RootCertStore, SignatureScheme};
 
 use crate::clock::Clock;
-use crate::id::SpiffeId;
+use crate::id::{SpiffeId, TrustDomain};
 use crate::x509::spiffe_id_of_cert;
 
 /// rustls' time source backed by the injected clock, so certificate validity is judged on
@@ -32,30 +43,51 @@ impl rustls::time_provider::TimeProvider for ClockTime {
     }
 }
 
+// === impl Authorizer ===
+
 /// Which SPIFFE IDs a verifier accepts.
 #[derive(Clone)]
-pub struct Authorizer(Arc<dyn Fn(&SpiffeId) -> bool + Send + Sync>);
+pub struct Authorizer {
+    accepts: Arc<dyn Fn(&SpiffeId) -> bool + Send + Sync>,
+    /// What an accepted ID is, for the refusal (`spiffe://td/spire/server`, `authorized`).
+    expected: String,
+}
 
 impl Authorizer {
     /// Accepts exactly `id`.
     pub fn exact(id: SpiffeId) -> Self {
-        Self(Arc::new(move |peer| *peer == id))
+        let expected = id.to_string();
+        Self {
+            accepts: Arc::new(move |peer| *peer == id),
+            expected,
+        }
+    }
+
+    /// Accepts the members of `trust_domain`, and the IDs in `also`.
+    pub fn member_of(trust_domain: TrustDomain, also: Vec<SpiffeId>) -> Self {
+        let expected = format!("in trust domain {trust_domain}");
+        Self {
+            accepts: Arc::new(move |peer| peer.is_member_of(&trust_domain) || also.contains(peer)),
+            expected,
+        }
     }
 
     /// Accepts any ID for which `f` is true.
     pub fn new(f: impl Fn(&SpiffeId) -> bool + Send + Sync + 'static) -> Self {
-        Self(Arc::new(f))
+        Self {
+            accepts: Arc::new(f),
+            expected: "authorized".into(),
+        }
     }
 
     fn check(&self, end_entity: &CertificateDer<'_>) -> Result<SpiffeId, Error> {
-        let id = spiffe_id_of_cert(end_entity.as_ref()).ok_or_else(|| {
-            Error::General("peer certificate has no single valid SPIFFE ID".into())
-        })?;
-        if (self.0)(&id) {
+        let id = peer_id(end_entity)?;
+        if (self.accepts)(&id) {
             Ok(id)
         } else {
             Err(Error::General(format!(
-                "peer SPIFFE ID {id} is not authorized"
+                "peer SPIFFE ID {id} is not {}",
+                self.expected
             )))
         }
     }
@@ -63,45 +95,146 @@ impl Authorizer {
 
 impl fmt::Debug for Authorizer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Authorizer")
+        f.debug_tuple("Authorizer").field(&self.expected).finish()
     }
 }
 
-fn roots_from(der_roots: &[Vec<u8>]) -> Result<Arc<RootCertStore>, Error> {
-    let mut roots = RootCertStore::empty();
-    for der in der_roots {
-        roots
-            .add(CertificateDer::from(der.clone()))
-            .map_err(|e| Error::General(format!("bad trust anchor: {e}")))?;
-    }
-    Ok(Arc::new(roots))
+fn peer_id(end_entity: &CertificateDer<'_>) -> Result<SpiffeId, Error> {
+    spiffe_id_of_cert(end_entity.as_ref())
+        .ok_or_else(|| Error::General("peer certificate has no single valid SPIFFE ID".into()))
 }
 
-/// Verifies a server's X509-SVID chain against a bundle and its SPIFFE ID against an
-/// [`Authorizer`]; the TLS server name is ignored.
-#[derive(Debug)]
-pub struct SpiffeServerVerifier {
+// === impl TrustAnchors ===
+
+/// The roots of one bundle, ready for both verifier roles.
+#[derive(Debug, Clone)]
+struct Anchor {
     roots: Arc<RootCertStore>,
+    clients: Arc<dyn ClientCertVerifier>,
+}
+
+impl Anchor {
+    fn new(der_roots: &[Vec<u8>], provider: &Arc<CryptoProvider>) -> Result<Self, Error> {
+        let mut roots = RootCertStore::empty();
+        for der in der_roots {
+            roots
+                .add(CertificateDer::from(der.clone()))
+                .map_err(|e| Error::General(format!("bad trust anchor: {e}")))?;
+        }
+        let roots = Arc::new(roots);
+        let clients =
+            WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), Arc::clone(provider))
+                .build()
+                .map_err(|e| Error::General(e.to_string()))?;
+        Ok(Self { roots, clients })
+    }
+}
+
+/// Trust anchors: the roots of one bundle, or of one bundle per trust domain (federation),
+/// where the peer's trust domain picks the bundle.
+#[derive(Debug, Clone)]
+pub struct TrustAnchors(Anchors);
+
+#[derive(Debug, Clone)]
+enum Anchors {
+    One(Anchor),
+    PerTrustDomain(BTreeMap<String, Anchor>),
+}
+
+impl TrustAnchors {
+    /// The roots (DER) of one bundle, whatever trust domain the peer is in.
+    pub fn bundle(der_roots: &[Vec<u8>], provider: &Arc<CryptoProvider>) -> Result<Self, Error> {
+        Ok(Self(Anchors::One(Anchor::new(der_roots, provider)?)))
+    }
+
+    /// One bundle's roots (DER) per trust domain name; a peer outside them is refused.
+    pub fn per_trust_domain<'a>(
+        bundles: impl IntoIterator<Item = (&'a String, &'a Vec<Vec<u8>>)>,
+        provider: &Arc<CryptoProvider>,
+    ) -> Result<Self, Error> {
+        let anchors = bundles
+            .into_iter()
+            .map(|(td, roots)| Ok((td.clone(), Anchor::new(roots, provider)?)))
+            .collect::<Result<_, Error>>()?;
+        Ok(Self(Anchors::PerTrustDomain(anchors)))
+    }
+
+    fn for_peer(&self, end_entity: &CertificateDer<'_>) -> Result<&Anchor, Error> {
+        match &self.0 {
+            Anchors::One(anchor) => Ok(anchor),
+            Anchors::PerTrustDomain(by_td) => {
+                let id = peer_id(end_entity)?;
+                by_td.get(id.trust_domain_name()).ok_or_else(|| {
+                    Error::General(format!(
+                        "no bundle for trust domain {}",
+                        id.trust_domain_name()
+                    ))
+                })
+            }
+        }
+    }
+}
+
+/// Where a verifier takes its anchors from at each handshake.
+pub trait TrustSource: Send + Sync + fmt::Debug {
+    /// The anchors to verify against now.
+    fn anchors(&self) -> Result<Arc<TrustAnchors>, Error>;
+}
+
+impl TrustSource for Arc<TrustAnchors> {
+    fn anchors(&self) -> Result<Arc<TrustAnchors>, Error> {
+        Ok(Arc::clone(self))
+    }
+}
+
+// === impl ServerSvidVerifier ===
+
+/// A client's check of a server: its X509-SVID chains to the anchors and its SPIFFE ID is one
+/// the [`Authorizer`] accepts; the TLS server name is ignored.
+#[derive(Debug)]
+pub struct ServerSvidVerifier {
+    /// `None`: `insecure_bootstrap`, the chain is not checked.
+    trust: Option<Arc<dyn TrustSource>>,
     authorizer: Authorizer,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl SpiffeServerVerifier {
-    /// A verifier trusting `der_roots`.
+impl ServerSvidVerifier {
+    /// A verifier trusting the roots (DER) of one bundle.
     pub fn new(
         der_roots: &[Vec<u8>],
         authorizer: Authorizer,
-        provider: &CryptoProvider,
+        provider: &Arc<CryptoProvider>,
     ) -> Result<Self, Error> {
-        Ok(Self {
-            roots: roots_from(der_roots)?,
+        let anchors = TrustAnchors::bundle(der_roots, provider)?;
+        Ok(Self::with_trust(Arc::new(anchors), authorizer, provider))
+    }
+
+    /// A verifier taking its anchors from `trust`.
+    pub fn with_trust(
+        trust: impl TrustSource + 'static,
+        authorizer: Authorizer,
+        provider: &CryptoProvider,
+    ) -> Self {
+        Self {
+            trust: Some(Arc::new(trust)),
             authorizer,
             algorithms: provider.signature_verification_algorithms,
-        })
+        }
+    }
+
+    /// `insecure_bootstrap` (SPIRE's agent option): the chain is not validated, but the server
+    /// must still present an ID the authorizer accepts and prove it holds the key.
+    pub fn insecure_bootstrap(authorizer: Authorizer, provider: &CryptoProvider) -> Self {
+        Self {
+            trust: None,
+            authorizer,
+            algorithms: provider.signature_verification_algorithms,
+        }
     }
 }
 
-impl ServerCertVerifier for SpiffeServerVerifier {
+impl ServerCertVerifier for ServerSvidVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -110,14 +243,17 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         _ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.algorithms.all,
-        )?;
+        if let Some(trust) = &self.trust {
+            let anchors = trust.anchors()?;
+            let cert = ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                &anchors.for_peer(end_entity)?.roots,
+                intermediates,
+                now,
+                self.algorithms.all,
+            )?;
+        }
         self.authorizer.check(end_entity)?;
         Ok(ServerCertVerified::assertion())
     }
@@ -145,29 +281,62 @@ impl ServerCertVerifier for SpiffeServerVerifier {
     }
 }
 
-/// Requires a client X509-SVID chaining to a bundle, with a SPIFFE ID the [`Authorizer`]
-/// accepts.
+// === impl ClientSvidVerifier ===
+
+/// A server's check of a client: its X509-SVID chains to the anchors (as a client
+/// certificate) and its SPIFFE ID is one the [`Authorizer`] accepts.
 #[derive(Debug)]
-pub struct SpiffeClientVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
+pub struct ClientSvidVerifier {
+    trust: Arc<dyn TrustSource>,
     authorizer: Authorizer,
+    algorithms: WebPkiSupportedAlgorithms,
+    mandatory: bool,
 }
 
-impl SpiffeClientVerifier {
-    /// A verifier trusting `der_roots`.
+impl ClientSvidVerifier {
+    /// A verifier trusting the roots (DER) of one bundle; a client certificate is required.
     pub fn new(
         der_roots: &[Vec<u8>],
         authorizer: Authorizer,
-        provider: Arc<CryptoProvider>,
+        provider: &Arc<CryptoProvider>,
     ) -> Result<Self, Error> {
-        let inner = WebPkiClientVerifier::builder_with_provider(roots_from(der_roots)?, provider)
-            .build()
-            .map_err(|e| Error::General(e.to_string()))?;
-        Ok(Self { inner, authorizer })
+        let anchors = TrustAnchors::bundle(der_roots, provider)?;
+        Ok(Self::with_trust(Arc::new(anchors), authorizer, provider))
+    }
+
+    /// A verifier taking its anchors from `trust`; a client certificate is required.
+    pub fn with_trust(
+        trust: impl TrustSource + 'static,
+        authorizer: Authorizer,
+        provider: &CryptoProvider,
+    ) -> Self {
+        Self {
+            trust: Arc::new(trust),
+            authorizer,
+            algorithms: provider.signature_verification_algorithms,
+            mandatory: true,
+        }
+    }
+
+    /// The same verifier, with a client certificate requested but not required (a
+    /// certificate that is presented is still checked).
+    pub fn optional(self) -> Self {
+        Self {
+            mandatory: false,
+            ..self
+        }
     }
 }
 
-impl ClientCertVerifier for SpiffeClientVerifier {
+impl ClientCertVerifier for ClientSvidVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
+    }
+
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
         &[]
     }
@@ -178,7 +347,10 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        self.inner
+        let anchors = self.trust.anchors()?;
+        anchors
+            .for_peer(end_entity)?
+            .clients
             .verify_client_cert(end_entity, intermediates, now)?;
         self.authorizer.check(end_entity)?;
         Ok(ClientCertVerified::assertion())
@@ -190,7 +362,7 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -199,10 +371,118 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rcgen::{CertificateParams, IsCa, Issuer, KeyPair, SanType};
+
+    use super::*;
+    use crate::id::{parse_id, parse_trust_domain};
+
+    /// A CA and a leaf for `id` it signed, both DER.
+    fn ca_and_leaf(id: &str) -> (Vec<u8>, Vec<u8>) {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::default();
+        ca.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let mut leaf = CertificateParams::default();
+        leaf.subject_alt_names = vec![SanType::URI(id.try_into().unwrap())];
+        let leaf_cert = leaf
+            .signed_by(&KeyPair::generate().unwrap(), &issuer)
+            .unwrap();
+        (ca_cert.der().to_vec(), leaf_cert.der().to_vec())
+    }
+
+    fn provider() -> Arc<CryptoProvider> {
+        Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    }
+
+    fn verify(v: &ServerSvidVerifier, leaf: &[u8]) -> Result<ServerCertVerified, Error> {
+        let name = ServerName::try_from("ignored").unwrap();
+        let now = UnixTime::since_unix_epoch(
+            std::time::SystemTime::UNIX_EPOCH.elapsed().unwrap() + Duration::from_secs(60),
+        );
+        v.verify_server_cert(&CertificateDer::from(leaf.to_vec()), &[], &name, &[], now)
+    }
+
+    #[test]
+    fn a_server_svid_must_chain_to_the_bundle_and_carry_the_expected_id() {
+        let (ca, leaf) = ca_and_leaf("spiffe://example.org/spire/server");
+        let (other_ca, _) = ca_and_leaf("spiffe://example.org/x");
+        let server = || Authorizer::exact(parse_id("spiffe://example.org/spire/server").unwrap());
+        let p = provider();
+        assert!(
+            verify(
+                &ServerSvidVerifier::new(std::slice::from_ref(&ca), server(), &p).unwrap(),
+                &leaf
+            )
+            .is_ok()
+        );
+        assert!(
+            verify(
+                &ServerSvidVerifier::new(&[other_ca], server(), &p).unwrap(),
+                &leaf
+            )
+            .is_err()
+        );
+        let someone_else = Authorizer::exact(parse_id("spiffe://example.org/other").unwrap());
+        let err = verify(
+            &ServerSvidVerifier::new(&[ca], someone_else, &p).unwrap(),
+            &leaf,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("is not spiffe://example.org/other"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn insecure_bootstrap_skips_the_chain_but_not_the_id() {
+        let (_, leaf) = ca_and_leaf("spiffe://example.org/spire/server");
+        let p = provider();
+        let server = Authorizer::exact(parse_id("spiffe://example.org/spire/server").unwrap());
+        assert!(verify(&ServerSvidVerifier::insecure_bootstrap(server, &p), &leaf).is_ok());
+        let other = Authorizer::exact(parse_id("spiffe://example.org/other").unwrap());
+        assert!(verify(&ServerSvidVerifier::insecure_bootstrap(other, &p), &leaf).is_err());
+    }
+
+    #[test]
+    fn per_trust_domain_anchors_refuse_a_trust_domain_they_lack() {
+        let (ca, leaf) = ca_and_leaf("spiffe://example.org/w");
+        let (_, foreign_leaf) = ca_and_leaf("spiffe://partner.org/w");
+        let p = provider();
+        let bundles = BTreeMap::from([("example.org".to_owned(), vec![ca])]);
+        let anchors = Arc::new(TrustAnchors::per_trust_domain(&bundles, &p).unwrap());
+        let any = Authorizer::member_of(parse_trust_domain("example.org").unwrap(), vec![]);
+        let v = ServerSvidVerifier::with_trust(anchors, any, &p);
+        assert!(verify(&v, &leaf).is_ok());
+        let err = verify(&v, &foreign_leaf).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no bundle for trust domain partner.org"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_optional_client_verifier_still_offers_client_auth() {
+        let (ca, _) = ca_and_leaf("spiffe://example.org/w");
+        let any = Authorizer::new(|_| true);
+        let v = ClientSvidVerifier::new(&[ca], any, &provider()).unwrap();
+        assert!(v.client_auth_mandatory());
+        let v = v.optional();
+        assert!(v.offer_client_auth() && !v.client_auth_mandatory());
     }
 }

@@ -26,7 +26,7 @@ use crate::ca::Ca;
 use crate::config::{Config, DataStoreConfig, KeyManagerConfig, RunArgs};
 use crate::datastore::DataStore;
 use crate::datastore::sled::SledStore;
-use crate::endpoints::tls::{ServerIdentity, SpiffeClientVerifier};
+use crate::endpoints::tls::{self, ServerIdentity};
 use crate::endpoints::{self, Services};
 use crate::keys::KeyManager;
 use crate::keys::disk::DiskKeyManager;
@@ -142,7 +142,7 @@ impl Server {
             Arc::clone(&clock),
             server_dns_names,
         )?);
-        let verifier = Arc::new(SpiffeClientVerifier::new(
+        let verifier = Arc::new(tls::client_verifier(
             config.trust_domain.clone(),
             config.admin_ids.clone(),
             Arc::clone(&store),

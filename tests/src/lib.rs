@@ -10,7 +10,7 @@ use std::sync::Arc;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use signet_common::clock::{Clock, SystemClock};
 use signet_common::id::{SpiffeId, parse_id};
-use signet_common::tls::{Authorizer, SpiffeServerVerifier};
+use signet_common::tls::{Authorizer, ServerSvidVerifier};
 use signet_proto::spire::api::server::agent::v1 as agent_pb;
 use signet_proto::spire::api::server::agent::v1::agent_client::AgentClient;
 use signet_proto::spire::api::server::bundle::v1::bundle_client::BundleClient;
@@ -271,8 +271,7 @@ pub async fn uds_channel(path: &Path) -> Channel {
 pub fn tls_client_config(roots: &[Vec<u8>], client: Option<&Identity>) -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let server_id = parse_id(&format!("spiffe://{TRUST_DOMAIN}/spire/server")).unwrap();
-    let verifier =
-        SpiffeServerVerifier::new(roots, Authorizer::exact(server_id), &provider).unwrap();
+    let verifier = ServerSvidVerifier::new(roots, Authorizer::exact(server_id), &provider).unwrap();
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .unwrap()

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use signet_common::id::parse_id;
-use signet_common::tls::{Authorizer, SpiffeClientVerifier, SpiffeServerVerifier};
+use signet_common::tls::{Authorizer, ClientSvidVerifier, ServerSvidVerifier};
 use signet_tests::agent::{Setup, until};
 use spiffe::{JwtSource, TrustDomain, WorkloadApiClient, X509Source};
 
@@ -250,7 +250,7 @@ async fn two_workloads_complete_rustls_mtls_with_svids_from_the_workload_api() {
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_client_cert_verifier(Arc::new(
-            SpiffeClientVerifier::new(&roots, expect_frontend, provider.clone()).unwrap(),
+            ClientSvidVerifier::new(&roots, expect_frontend, &provider).unwrap(),
         ))
         .with_single_cert(chain(backend), key(backend))
         .unwrap();
@@ -260,7 +260,7 @@ async fn two_workloads_complete_rustls_mtls_with_svids_from_the_workload_api() {
         .unwrap()
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(
-            SpiffeServerVerifier::new(&roots, expect_backend, &provider).unwrap(),
+            ServerSvidVerifier::new(&roots, expect_backend, &provider).unwrap(),
         ))
         .with_client_auth_cert(chain(frontend), key(frontend))
         .unwrap();

@@ -6,13 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use signet_common::clock::Clock;
-use signet_common::id::{self, SpiffeId, TrustDomain};
-use signet_common::tls::{Authorizer, SpiffeServerVerifier};
+use signet_common::id::{self, TrustDomain};
+use signet_common::tls::{Authorizer, ServerSvidVerifier};
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::client::credentials::ClientSvid;
@@ -71,16 +68,11 @@ pub(crate) fn tls_config(
 ) -> Result<rustls::ClientConfig, ClientError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let server = Authorizer::exact(id::server_id(trust_domain));
-    let verifier: Arc<dyn ServerCertVerifier> = match trust {
-        ServerTrust::Roots(roots) => Arc::new(
-            SpiffeServerVerifier::new(roots, server, &provider)
-                .map_err(|e| ClientError::Tls(e.to_string()))?,
-        ),
-        ServerTrust::Insecure => Arc::new(InsecureVerifier {
-            server_id: id::server_id(trust_domain),
-            algorithms: provider.signature_verification_algorithms,
-        }),
-    };
+    let verifier = Arc::new(match trust {
+        ServerTrust::Roots(roots) => ServerSvidVerifier::new(roots, server, &provider)
+            .map_err(|e| ClientError::Tls(e.to_string()))?,
+        ServerTrust::Insecure => ServerSvidVerifier::insecure_bootstrap(server, &provider),
+    });
     let builder = rustls::ClientConfig::builder_with_details(
         Arc::clone(&provider),
         Arc::new(signet_common::tls::ClockTime(clock)),
@@ -103,53 +95,4 @@ pub(crate) fn tls_config(
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
-}
-
-/// `insecure_bootstrap`: no chain validation, but the server must still present the server
-/// SPIFFE ID and prove it holds the key.
-#[derive(Debug)]
-struct InsecureVerifier {
-    server_id: SpiffeId,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for InsecureVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match signet_common::x509::spiffe_id_of_cert(end_entity.as_ref()) {
-            Some(id) if id == self.server_id => Ok(ServerCertVerified::assertion()),
-            _ => Err(rustls::Error::General(format!(
-                "server did not present {}",
-                self.server_id
-            ))),
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }

@@ -7,22 +7,18 @@ use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use rustls::client::danger::HandshakeSignatureValid;
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{
-    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
-};
 use signet_common::clock::Clock;
 use signet_common::id::{self, SpiffeId, TrustDomain};
+use signet_common::tls::{Authorizer, ClientSvidVerifier, TrustAnchors, TrustSource};
 use tokio::sync::watch;
 
 use crate::ca::{Ca, CsrPublicKey, SvidKind, X509SvidParams};
 use crate::datastore::DataStore;
-use signet_common::x509::spiffe_id_of_cert;
 
 /// The one crypto provider (aws-lc-rs).
 pub fn provider() -> Arc<CryptoProvider> {
@@ -133,132 +129,82 @@ fn mint_server_svid(ca: &Ca, dns_names: &[String]) -> anyhow::Result<(Arc<Certif
     Ok((Arc::new(certified), svid.expires_at))
 }
 
-/// Verifies optional client SVIDs against the current trust bundle.
-pub struct SpiffeClientVerifier {
+/// The trust domain's bundle as the store holds it now: re-read (and the anchors rebuilt)
+/// whenever `bundles` ticks, so a rotated or tainted CA is trusted or refused at once.
+pub struct CurrentBundle {
     trust_domain: TrustDomain,
-    admin_ids: Vec<SpiffeId>,
     store: Arc<dyn DataStore>,
     bundles: watch::Receiver<u64>,
-    algorithms: WebPkiSupportedAlgorithms,
-    cache: RwLock<Option<(u64, Arc<dyn ClientCertVerifier>)>>,
+    cache: RwLock<Option<(u64, Arc<TrustAnchors>)>>,
 }
 
-impl fmt::Debug for SpiffeClientVerifier {
+impl fmt::Debug for CurrentBundle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SpiffeClientVerifier")
+        f.debug_struct("CurrentBundle")
             .field("trust_domain", &self.trust_domain)
             .finish_non_exhaustive()
     }
 }
 
-impl SpiffeClientVerifier {
-    /// A verifier that re-reads the bundle whenever `bundles` ticks.
+impl CurrentBundle {
+    /// `trust_domain`'s bundle in `store`, re-read whenever `bundles` ticks.
     pub fn new(
         trust_domain: TrustDomain,
-        admin_ids: Vec<SpiffeId>,
         store: Arc<dyn DataStore>,
         bundles: watch::Receiver<u64>,
     ) -> Self {
         Self {
             trust_domain,
-            admin_ids,
             store,
             bundles,
-            algorithms: provider().signature_verification_algorithms,
             cache: RwLock::new(None),
         }
     }
+}
 
-    fn inner(&self) -> Result<Arc<dyn ClientCertVerifier>, rustls::Error> {
+impl TrustSource for CurrentBundle {
+    fn anchors(&self) -> Result<Arc<TrustAnchors>, rustls::Error> {
         let rev = *self.bundles.borrow();
-        if let Some((cached, v)) = self
+        if let Some((cached, anchors)) = self
             .cache
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
             && *cached == rev
         {
-            return Ok(Arc::clone(v));
+            return Ok(Arc::clone(anchors));
         }
         let bundle = self
             .store
             .bundle(&self.trust_domain)
             .map_err(|e| rustls::Error::General(format!("cannot read trust bundle: {e}")))?
             .ok_or_else(|| rustls::Error::General("no trust bundle".into()))?;
-        let mut roots = RootCertStore::empty();
-        for a in &bundle.x509_authorities {
-            roots
-                .add(CertificateDer::from(a.der.clone()))
-                .map_err(|e| rustls::Error::General(e.to_string()))?;
-        }
-        let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| rustls::Error::General(e.to_string()))?;
-        *self.cache.write().unwrap_or_else(PoisonError::into_inner) = Some((rev, Arc::clone(&v)));
-        Ok(v)
+        let roots: Vec<Vec<u8>> = bundle.x509_authorities.into_iter().map(|a| a.der).collect();
+        let anchors = Arc::new(TrustAnchors::bundle(&roots, &provider())?);
+        *self.cache.write().unwrap_or_else(PoisonError::into_inner) =
+            Some((rev, Arc::clone(&anchors)));
+        Ok(anchors)
     }
 }
 
-impl ClientCertVerifier for SpiffeClientVerifier {
-    fn offer_client_auth(&self) -> bool {
-        true
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        false
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        self.inner()?
-            .verify_client_cert(end_entity, intermediates, now)?;
-        let id = spiffe_id_of_cert(end_entity.as_ref())
-            .ok_or_else(|| rustls::Error::General("client certificate has no SPIFFE ID".into()))?;
-        if !id.is_member_of(&self.trust_domain) && !self.admin_ids.contains(&id) {
-            return Err(rustls::Error::General(format!(
-                "client SPIFFE ID {id} is not in trust domain {}",
-                self.trust_domain
-            )));
-        }
-        Ok(ClientCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
+/// The agent endpoint's client verifier: client SVIDs are optional (agents attest without
+/// one) and, when presented, must chain to the current bundle and carry an ID in the trust
+/// domain or in `admin_ids`.
+pub fn client_verifier(
+    trust_domain: TrustDomain,
+    admin_ids: Vec<SpiffeId>,
+    store: Arc<dyn DataStore>,
+    bundles: watch::Receiver<u64>,
+) -> ClientSvidVerifier {
+    let authorizer = Authorizer::member_of(trust_domain.clone(), admin_ids);
+    let trust = CurrentBundle::new(trust_domain, store, bundles);
+    ClientSvidVerifier::with_trust(trust, authorizer, &provider()).optional()
 }
 
 /// The TLS configuration of the TCP endpoint.
 pub fn server_config(
     identity: Arc<ServerIdentity>,
-    verifier: Arc<SpiffeClientVerifier>,
+    verifier: Arc<ClientSvidVerifier>,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<ServerConfig> {
     let mut config = ServerConfig::builder_with_details(provider(), Arc::new(ClockTime(clock)))

@@ -483,11 +483,8 @@ mod proxies {
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
-    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-    use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-    use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
-    use signet_common::tls::{Authorizer, SpiffeClientVerifier, SpiffeServerVerifier};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use signet_common::tls::{Authorizer, ClientSvidVerifier, ServerSvidVerifier, TrustAnchors};
 
     use super::*;
 
@@ -552,123 +549,9 @@ mod proxies {
         Arc::new(rustls::crypto::aws_lc_rs::default_provider())
     }
 
-    fn peer_td(cert: &CertificateDer<'_>) -> Result<String, rustls::Error> {
-        signet_common::x509::spiffe_id_of_cert(cert.as_ref())
-            .map(|id| id.trust_domain_name().to_owned())
-            .ok_or_else(|| rustls::Error::General("no SPIFFE ID".into()))
-    }
-
-    /// Envoy's SPIFFE validator: pick the peer's trust domain's bundle, verify against it.
-    #[derive(Debug)]
-    struct Validator {
-        servers: BTreeMap<String, SpiffeServerVerifier>,
-        clients: BTreeMap<String, Arc<SpiffeClientVerifier>>,
-        algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
-    }
-
-    impl Validator {
-        fn new(trust: &BTreeMap<String, Vec<Vec<u8>>>) -> Self {
-            let p = provider();
-            let any = || Authorizer::new(|_| true);
-            Self {
-                servers: trust
-                    .iter()
-                    .map(|(td, roots)| {
-                        (
-                            td.clone(),
-                            SpiffeServerVerifier::new(roots, any(), &p).unwrap(),
-                        )
-                    })
-                    .collect(),
-                clients: trust
-                    .iter()
-                    .map(|(td, roots)| {
-                        (
-                            td.clone(),
-                            Arc::new(SpiffeClientVerifier::new(roots, any(), p.clone()).unwrap()),
-                        )
-                    })
-                    .collect(),
-                algorithms: p.signature_verification_algorithms,
-            }
-        }
-
-        fn untrusted(td: &str) -> rustls::Error {
-            rustls::Error::General(format!("trust domain {td} is not in the SPIFFE validator"))
-        }
-    }
-
-    impl ServerCertVerifier for Validator {
-        fn verify_server_cert(
-            &self,
-            ee: &CertificateDer<'_>,
-            i: &[CertificateDer<'_>],
-            n: &ServerName<'_>,
-            o: &[u8],
-            now: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            let td = peer_td(ee)?;
-            self.servers
-                .get(&td)
-                .ok_or_else(|| Self::untrusted(&td))?
-                .verify_server_cert(ee, i, n, o, now)
-        }
-        fn verify_tls12_signature(
-            &self,
-            m: &[u8],
-            c: &CertificateDer<'_>,
-            d: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(m, c, d, &self.algorithms)
-        }
-        fn verify_tls13_signature(
-            &self,
-            m: &[u8],
-            c: &CertificateDer<'_>,
-            d: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(m, c, d, &self.algorithms)
-        }
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.algorithms.supported_schemes()
-        }
-    }
-
-    impl ClientCertVerifier for Validator {
-        fn root_hint_subjects(&self) -> &[DistinguishedName] {
-            &[]
-        }
-        fn verify_client_cert(
-            &self,
-            ee: &CertificateDer<'_>,
-            i: &[CertificateDer<'_>],
-            now: UnixTime,
-        ) -> Result<ClientCertVerified, rustls::Error> {
-            let td = peer_td(ee)?;
-            self.clients
-                .get(&td)
-                .ok_or_else(|| Self::untrusted(&td))?
-                .verify_client_cert(ee, i, now)
-        }
-        fn verify_tls12_signature(
-            &self,
-            m: &[u8],
-            c: &CertificateDer<'_>,
-            d: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(m, c, d, &self.algorithms)
-        }
-        fn verify_tls13_signature(
-            &self,
-            m: &[u8],
-            c: &CertificateDer<'_>,
-            d: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(m, c, d, &self.algorithms)
-        }
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.algorithms.supported_schemes()
-        }
+    /// Envoy's SPIFFE validator: the peer's trust domain picks the bundle to verify against.
+    fn validator(trust: &BTreeMap<String, Vec<Vec<u8>>>) -> Arc<TrustAnchors> {
+        Arc::new(TrustAnchors::per_trust_domain(trust, &provider()).unwrap())
     }
 
     /// Runs a handshake between `server` and `client` proxies; returns the peer SPIFFE IDs
@@ -677,14 +560,22 @@ mod proxies {
         let sc = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .unwrap()
-            .with_client_cert_verifier(Arc::new(Validator::new(&server.trust)))
+            .with_client_cert_verifier(Arc::new(ClientSvidVerifier::with_trust(
+                validator(&server.trust),
+                Authorizer::new(|_| true),
+                &provider(),
+            )))
             .with_single_cert(server.chain.clone(), server.key.clone_key())
             .unwrap();
         let cc = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .unwrap()
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Validator::new(&client.trust)))
+            .with_custom_certificate_verifier(Arc::new(ServerSvidVerifier::with_trust(
+                validator(&client.trust),
+                Authorizer::new(|_| true),
+                &provider(),
+            )))
             .with_client_auth_cert(client.chain.clone(), client.key.clone_key())
             .unwrap();
         let (a, b) = tokio::io::duplex(64 * 1024);
