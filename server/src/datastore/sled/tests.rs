@@ -238,3 +238,18 @@ fn shared_store_hands_a_join_token_to_exactly_one_of_eight_threads() {
         .count();
     assert_eq!(winners, 1);
 }
+
+#[test]
+fn opening_waits_for_a_lock_that_is_released_shortly_after() {
+    // A restarted server in the same process (or one whose predecessor is still exiting)
+    // finds sled's directory lock held for a moment: opening waits instead of failing.
+    let dir = tempfile::tempdir().unwrap();
+    let held = sled::open(dir.path().join(DB_DIR)).unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        drop(held);
+    });
+    let reopened = SledStore::open(dir.path());
+    release.join().unwrap();
+    assert!(reopened.is_ok(), "{:?}", reopened.err());
+}
