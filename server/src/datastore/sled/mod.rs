@@ -407,15 +407,20 @@ fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
     loop {
         match sled::open(path) {
             Ok(db) => return Ok(db),
-            Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 50 =>
-            {
+            Err(sled::Error::Io(e)) if lock_held(&e) && attempts < 50 => {
                 attempts += 1;
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
             Err(e) => return Err(backend(e)),
         }
     }
+}
+
+/// Whether opening failed because another handle holds the directory lock. sled reports it
+/// as an `Other` error wrapping the `WouldBlock` of `flock`, so the kind alone does not say.
+fn lock_held(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock
+        || e.to_string().starts_with("could not acquire lock on ")
 }
 
 #[cfg(test)]
