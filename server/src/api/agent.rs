@@ -16,7 +16,7 @@ use signet_proto::types;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::{ApiError, ApiState};
-use crate::attestation::{AttestError, Attested, NodeAttestor, Refusal};
+use crate::attestation::{Attested, NodeAttestor};
 use crate::ca::{Ca, SvidKind, X509Svid, X509SvidParams};
 use crate::datastore::JoinToken;
 use signet_proto::convert::{self, agent_to_proto};
@@ -47,53 +47,42 @@ impl AgentService {
             .message()
             .await
             .map_err(|s| {
-                ApiError::InvalidArgument(format!("failed to receive request: {}", s.message()))
+                ApiError::BadRequest(format!("failed to receive request: {}", s.message()))
             })?
-            .ok_or_else(|| ApiError::InvalidArgument("malformed param: no request".into()))?;
+            .ok_or_else(|| ApiError::BadRequest("malformed param: no request".into()))?;
         let Some(pb::attest_agent_request::Step::Params(params)) = first.step else {
-            return Err(ApiError::InvalidArgument(
+            return Err(ApiError::BadRequest(
                 "malformed param: the first message must carry params".into(),
             ));
         };
         let data = params.data.ok_or_else(|| {
-            ApiError::InvalidArgument("malformed param: missing attestation data".into())
+            ApiError::BadRequest("malformed param: missing attestation data".into())
         })?;
         let csr = params.params.map(|p| p.csr).unwrap_or_default();
         if data.r#type.is_empty() {
-            return Err(ApiError::InvalidArgument(
+            return Err(ApiError::BadRequest(
                 "malformed param: missing attestation type".into(),
             ));
         }
         if data.payload.is_empty() {
-            return Err(ApiError::InvalidArgument(
+            return Err(ApiError::BadRequest(
                 "malformed param: missing attestation payload".into(),
             ));
         }
         if csr.is_empty() {
-            return Err(ApiError::InvalidArgument(
-                "malformed param: missing CSR".into(),
-            ));
+            return Err(ApiError::BadRequest("malformed param: missing CSR".into()));
         }
         let public_key = Ca::verify_csr(&csr)?;
         let attestor = self.attestors.get(data.r#type.as_str()).ok_or_else(|| {
-            ApiError::FailedPrecondition(format!(
+            ApiError::WrongState(format!(
                 "failed to attest: could not find node attestor type {:?}",
                 data.r#type
             ))
         })?;
-        let attested = attestor.attest(&data.payload).await.map_err(|e| match e {
-            AttestError::Invalid(_) => ApiError::InvalidArgument(e.to_string()),
-            AttestError::Plugin { code, .. } => {
-                let msg = e.to_string();
-                match code {
-                    Refusal::InvalidArgument => ApiError::InvalidArgument(msg),
-                    Refusal::PermissionDenied => ApiError::PermissionDenied(msg),
-                    Refusal::FailedPrecondition => ApiError::FailedPrecondition(msg),
-                    Refusal::Internal => ApiError::Internal(msg),
-                }
-            }
-            AttestError::Store(s) => ApiError::from(s),
-        })?;
+        let attested = attestor
+            .attest(&data.payload)
+            .await
+            .map_err(ApiError::from)?;
         let svid = self.admit(&attested, &data.r#type, public_key)?;
         tracing::info!(agent_id = %attested.agent_id, serial = %svid.serial, "Agent attestation request completed");
         Ok(pb::AttestAgentResponse {
@@ -113,14 +102,14 @@ impl AgentService {
         key: crate::ca::CsrPublicKey,
     ) -> Result<X509Svid, ApiError> {
         if a.agent_id == id::server_id(&self.state.trust_domain) {
-            return Err(ApiError::InvalidArgument(
+            return Err(ApiError::BadRequest(
                 "failed to attest: agent ID may not be the server ID".into(),
             ));
         }
         let store = self.state.registry.store();
         let existing = store.node(&a.agent_id)?;
         if existing.as_ref().is_some_and(AttestedNode::is_banned) {
-            return Err(ApiError::PermissionDenied(
+            return Err(ApiError::Forbidden(
                 "failed to attest: agent is banned".into(),
             ));
         }
@@ -174,7 +163,7 @@ impl AgentService {
             .then(|| {
                 humantime::parse_rfc3339_weak(&f.by_expires_before)
                     .map(signet_common::clock::unix_seconds)
-                    .map_err(|e| ApiError::InvalidArgument(format!("by_expires_before: {e}")))
+                    .map_err(|e| ApiError::BadRequest(format!("by_expires_before: {e}")))
             })
             .transpose()?;
         nodes.retain(|n| {
@@ -236,7 +225,7 @@ impl Agent for AgentService {
         self.state.require_admin(&req)?;
         let req = req.into_inner();
         if req.page_size < 0 {
-            return Err(ApiError::InvalidArgument("page_size must not be negative".into()).into());
+            return Err(ApiError::BadRequest("page_size must not be negative".into()).into());
         }
         let nodes = self.filtered_agents(req.filter.as_ref())?;
         let start = if req.page_token.is_empty() {
@@ -280,7 +269,7 @@ impl Agent for AgentService {
             .store()
             .node(&id)
             .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::NotFound("agent not found".into()))?;
+            .ok_or_else(|| ApiError::Missing("agent not found".into()))?;
         Ok(Response::new(agent_to_proto(
             &node,
             req.output_mask.as_ref(),
@@ -295,7 +284,7 @@ impl Agent for AgentService {
         let id = Self::agent_id(req.into_inner().id.as_ref())?;
         self.state.registry.delete_node(&id).map_err(|e| match e {
             crate::datastore::StoreError::NotFound(_) => {
-                ApiError::NotFound("agent not found".into())
+                ApiError::Missing("agent not found".into())
             }
             other => other.into(),
         })?;
@@ -330,7 +319,7 @@ impl Agent for AgentService {
             .store()
             .node(&id)
             .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::NotFound("agent not found".into()))?;
+            .ok_or_else(|| ApiError::Missing("agent not found".into()))?;
         node.serial.clear();
         node.new_serial.clear();
         self.state.registry.put_node(node).map_err(ApiError::from)?;
@@ -353,7 +342,7 @@ impl Agent for AgentService {
         let caller = self.state.require_agent(&req)?;
         // An agent that can attest again gets its new SVID that way (SPIRE).
         if caller.node.can_reattest {
-            return Err(ApiError::AgentDenied(
+            return Err(ApiError::AgentRefused(
                 "agent must reattest instead of renew".into(),
                 types::permission_denied_details::Reason::AgentMustReattest,
             )
@@ -361,7 +350,7 @@ impl Agent for AgentService {
         }
         let csr = req.into_inner().params.map(|p| p.csr).unwrap_or_default();
         if csr.is_empty() {
-            return Err(ApiError::InvalidArgument("params: missing CSR".into()).into());
+            return Err(ApiError::BadRequest("params: missing CSR".into()).into());
         }
         let key = Ca::verify_csr(&csr).map_err(ApiError::from)?;
         let svid = self.sign_agent(&caller.id, key)?;
@@ -382,14 +371,13 @@ impl Agent for AgentService {
         self.state.require_admin(&req)?;
         let req = req.into_inner();
         if !self.state.join_token_enabled {
-            return Err(ApiError::FailedPrecondition(
-                "join_token node attestor is not configured".into(),
-            )
-            .into());
+            return Err(
+                ApiError::WrongState("join_token node attestor is not configured".into()).into(),
+            );
         }
         if req.ttl < 1 {
             return Err(
-                ApiError::InvalidArgument("ttl is required, you must provide one".into()).into(),
+                ApiError::BadRequest("ttl is required, you must provide one".into()).into(),
             );
         }
         let token = if req.token.is_empty() {
@@ -398,14 +386,14 @@ impl Agent for AgentService {
             req.token
         };
         let token_agent = id::agent_id(&self.state.trust_domain, "join_token", &token)
-            .map_err(|e| ApiError::InvalidArgument(format!("token: {e}")))?;
+            .map_err(|e| ApiError::BadRequest(format!("token: {e}")))?;
         let vanity = req
             .agent_id
             .as_ref()
             .map(|a| {
                 let aid = convert::spiffe_id("agent_id", Some(a))?;
                 id::require_member_with_path(&aid, &self.state.trust_domain)
-                    .map_err(|e| ApiError::InvalidArgument(format!("agent_id: {e}")))?;
+                    .map_err(|e| ApiError::BadRequest(format!("agent_id: {e}")))?;
                 Ok::<_, ApiError>(aid)
             })
             .transpose()?;
@@ -419,8 +407,8 @@ impl Agent for AgentService {
             })
             .map_err(ApiError::from)?;
         if let Some(agent_id) = vanity {
-            let selector = Selector::new("spiffe_id", token_agent.to_string())
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            let selector =
+                Selector::new("spiffe_id", token_agent.to_string()).map_err(ApiError::from)?;
             self.state
                 .registry
                 .create_entry(signet_common::entry::RegistrationEntry {
@@ -447,10 +435,9 @@ impl Agent for AgentService {
         let caller = self.state.require_agent(&req)?;
         let version = req.into_inner().agent_version;
         if version.len() > 255 {
-            return Err(ApiError::InvalidArgument(
-                "agent_version: longer than 255 characters".into(),
-            )
-            .into());
+            return Err(
+                ApiError::BadRequest("agent_version: longer than 255 characters".into()).into(),
+            );
         }
         let mut node = caller.node;
         node.agent_version = version;

@@ -3,60 +3,132 @@
 
 use prost::Message;
 use signet_common::id::IdError;
+use signet_common::selector::SelectorError;
+use signet_proto::convert::ConvertError;
 use signet_proto::types::permission_denied_details::Reason;
 use tonic::{Code, Status};
 
+use crate::api::istio::token::TokenError;
+use crate::attestation::{AttestError, Refusal};
 use crate::ca::CaError;
 use crate::datastore::StoreError;
 
-/// What went wrong in a handler. Converted to a `Status` in exactly one place.
+/// What went wrong in a handler, by cause: a bad request, a refusal, or a failure of a
+/// lower layer carried with its source. Converted to a `Status` in exactly one place (the
+/// code picked by [`ApiError::code`], the message its `Display`, as SPIRE words it).
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// Malformed request.
+    /// The request is malformed (a missing or bad field, filter, CSR or page token).
     #[error("{0}")]
-    InvalidArgument(String),
-    /// Missing record; the inner error is not exposed.
+    BadRequest(String),
+    /// A message field did not convert to the model.
+    #[error(transparent)]
+    Convert(#[from] ConvertError),
+    /// A SPIFFE ID or trust domain in the request is invalid.
+    #[error(transparent)]
+    Id(#[from] IdError),
+    /// A record the request names does not exist; the inner error is not exposed.
     #[error("{0}")]
-    NotFound(String),
-    /// Duplicate.
+    Missing(String),
+    /// The record the request would create exists.
     #[error("{0}")]
-    AlreadyExists(String),
-    /// Not allowed.
+    Duplicate(String),
+    /// The caller may not do this.
     #[error("{0}")]
-    PermissionDenied(String),
-    /// Not allowed, with SPIRE's machine-readable reason for agents.
+    Forbidden(String),
+    /// The agent itself is refused, with SPIRE's machine-readable reason.
     #[error("{0}")]
-    AgentDenied(String, Reason),
+    AgentRefused(String, Reason),
     /// The request is valid but the server's state refuses it.
     #[error("{0}")]
-    FailedPrecondition(String),
-    /// The server's own fault.
+    WrongState(String),
+    /// The method or mode is not supported.
     #[error("{0}")]
-    Internal(String),
-    /// Not built.
+    Unsupported(String),
+    /// The caller's credentials are missing or unusable.
     #[error("{0}")]
-    Unimplemented(String),
-    /// The caller's credentials are missing or invalid.
-    #[error("{0}")]
-    Unauthenticated(String),
+    NoCredentials(String),
+    /// A bearer token (Istio) did not verify.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// Node attestation refused the agent or failed (code by the attestor's refusal).
+    #[error(transparent)]
+    Attestation(AttestError),
+    /// The store refused the change or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The CA refused the request or failed.
+    #[error(transparent)]
+    Ca(#[from] CaError),
+    /// The server's own trust bundle has no X.509 authority to hand out.
+    #[error("trust bundle has no X.509 authorities")]
+    NoX509Authorities,
+    /// A value the server built itself was refused (a broken invariant).
+    #[error(transparent)]
+    Invariant(#[from] SelectorError),
+    /// The server is stopping; the client should retry (against another server).
+    #[error("server is shutting down")]
+    ShuttingDown,
+    /// `context: source`, with the source's code.
+    #[error("{context}: {source}")]
+    Context {
+        /// What was being done (SPIRE's message).
+        context: String,
+        /// Why it failed.
+        #[source]
+        source: Box<ApiError>,
+    },
 }
 
 impl ApiError {
     pub(crate) fn agent_denied(msg: impl Into<String>, reason: Reason) -> Self {
-        Self::AgentDenied(msg.into(), reason)
+        Self::AgentRefused(msg.into(), reason)
+    }
+
+    /// The same error, its message prefixed with `context: ` (SPIRE's `MakeErr(msg, err)`).
+    pub(crate) fn context(self, context: impl Into<String>) -> Self {
+        Self::Context {
+            context: context.into(),
+            source: Box::new(self),
+        }
     }
 
     /// The gRPC code.
     pub fn code(&self) -> Code {
         match self {
-            Self::InvalidArgument(_) => Code::InvalidArgument,
-            Self::NotFound(_) => Code::NotFound,
-            Self::AlreadyExists(_) => Code::AlreadyExists,
-            Self::PermissionDenied(_) | Self::AgentDenied(..) => Code::PermissionDenied,
-            Self::FailedPrecondition(_) => Code::FailedPrecondition,
-            Self::Internal(_) => Code::Internal,
-            Self::Unimplemented(_) => Code::Unimplemented,
-            Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::BadRequest(_) | Self::Convert(_) | Self::Id(_) => Code::InvalidArgument,
+            Self::Missing(_) => Code::NotFound,
+            Self::Duplicate(_) => Code::AlreadyExists,
+            Self::Forbidden(_) | Self::AgentRefused(..) => Code::PermissionDenied,
+            Self::WrongState(_) => Code::FailedPrecondition,
+            Self::Unsupported(_) => Code::Unimplemented,
+            Self::NoCredentials(_) | Self::Token(_) => Code::Unauthenticated,
+            Self::Attestation(e) => match e {
+                AttestError::Invalid(_) => Code::InvalidArgument,
+                AttestError::Plugin { code, .. } => match code {
+                    Refusal::InvalidArgument => Code::InvalidArgument,
+                    Refusal::PermissionDenied => Code::PermissionDenied,
+                    Refusal::FailedPrecondition => Code::FailedPrecondition,
+                    Refusal::Internal => Code::Internal,
+                },
+                AttestError::Store(s) => store_code(s),
+            },
+            Self::Store(e) => store_code(e),
+            Self::Ca(CaError::MalformedCsr(_) | CaError::InvalidRequest(_)) => {
+                Code::InvalidArgument
+            }
+            Self::Ca(_) | Self::NoX509Authorities | Self::Invariant(_) => Code::Internal,
+            Self::ShuttingDown => Code::Unavailable,
+            Self::Context { source, .. } => source.code(),
+        }
+    }
+
+    /// SPIRE's reason when the agent itself is refused (through any context).
+    fn agent_reason(&self) -> Option<Reason> {
+        match self {
+            Self::AgentRefused(_, reason) => Some(*reason),
+            Self::Context { source, .. } => source.agent_reason(),
+            _ => None,
         }
     }
 
@@ -67,6 +139,22 @@ impl ApiError {
             code: self.code() as i32,
             message: self.to_string(),
         }
+    }
+}
+
+impl From<AttestError> for ApiError {
+    fn from(e: AttestError) -> Self {
+        Self::Attestation(e)
+    }
+}
+
+/// The code of a store error: a missing or duplicate record is the caller's; anything else
+/// is the server's own fault.
+fn store_code(e: &StoreError) -> Code {
+    match e {
+        StoreError::NotFound(_) => Code::NotFound,
+        StoreError::AlreadyExists(_) | StoreError::SimilarEntry(_) => Code::AlreadyExists,
+        _ => Code::Internal,
     }
 }
 
@@ -104,8 +192,9 @@ impl From<ApiError> for Status {
     fn from(err: ApiError) -> Self {
         log(&err);
         let code = err.code();
-        match err {
-            ApiError::AgentDenied(msg, reason) => {
+        let msg = err.to_string();
+        match err.agent_reason() {
+            Some(reason) => {
                 let details = signet_proto::types::PermissionDeniedDetails {
                     reason: reason as i32,
                 };
@@ -120,57 +209,19 @@ impl From<ApiError> for Status {
                 };
                 Status::with_details(code, msg, rpc.encode_to_vec().into())
             }
-            other => Status::new(code, other.to_string()),
+            None => Status::new(code, msg),
         }
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(what) => Self::NotFound(format!("{what} not found")),
-            StoreError::AlreadyExists(what) => Self::AlreadyExists(what),
-            StoreError::SimilarEntry(_) => {
-                Self::AlreadyExists("similar entry already exists".into())
-            }
-            other => Self::Internal(other.to_string()),
-        }
-    }
-}
-
-impl From<CaError> for ApiError {
-    fn from(e: CaError) -> Self {
-        match e {
-            CaError::MalformedCsr(_) | CaError::InvalidRequest(_) => {
-                Self::InvalidArgument(e.to_string())
-            }
-            other => Self::Internal(other.to_string()),
-        }
-    }
-}
-
-impl From<signet_proto::convert::ConvertError> for ApiError {
-    fn from(e: signet_proto::convert::ConvertError) -> Self {
-        Self::InvalidArgument(e.to_string())
-    }
-}
-
-impl From<IdError> for ApiError {
-    fn from(e: IdError) -> Self {
-        Self::InvalidArgument(e.to_string())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use signet_proto::convert::ConvertError;
-
     use super::*;
 
     #[test]
     fn a_conversion_error_is_an_invalid_argument_with_its_text() {
         let err = ApiError::from(ConvertError::new("spiffe_id", "SPIFFE ID is required"));
-        assert!(matches!(err, ApiError::InvalidArgument(_)), "{err:?}");
+        assert!(matches!(err, ApiError::Convert(_)), "{err:?}");
         let status = Status::from(err);
         assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(status.message(), "spiffe_id: SPIFFE ID is required");

@@ -86,10 +86,10 @@ impl ApiState {
         match &caller {
             Caller::Local => Ok(caller),
             Caller::Svid(id) if self.is_admin(id)? => Ok(caller),
-            Caller::Svid(id) => Err(ApiError::PermissionDenied(format!(
+            Caller::Svid(id) => Err(ApiError::Forbidden(format!(
                 "caller {id} is not authorized for this method"
             ))),
-            Caller::Anonymous => Err(ApiError::PermissionDenied(
+            Caller::Anonymous => Err(ApiError::Forbidden(
                 "an admin SVID is required for this method".into(),
             )),
         }
@@ -120,7 +120,7 @@ impl ApiState {
             ApiError::agent_denied("no client certificate", Reason::AgentNotAttested)
         })?;
         let info = signet_common::x509::cert_info(leaf.as_ref()).ok_or_else(|| {
-            ApiError::InvalidArgument("client certificate has no valid SPIFFE ID".into())
+            ApiError::BadRequest("client certificate has no valid SPIFFE ID".into())
         })?;
         if info.not_after < self.clock.unix_now() {
             return Err(ApiError::agent_denied(

@@ -36,18 +36,16 @@ impl SvidService {
         p: &pb::NewX509svidParams,
     ) -> Result<types::X509svid, ApiError> {
         if p.entry_id.is_empty() {
-            return Err(ApiError::InvalidArgument("entry_id: missing".into()));
+            return Err(ApiError::BadRequest("entry_id: missing".into()));
         }
         if p.csr.is_empty() {
-            return Err(ApiError::InvalidArgument("csr: missing".into()));
+            return Err(ApiError::BadRequest("csr: missing".into()));
         }
         let entry = self
             .state
             .registry
             .authorized_entry(&agent.id, &p.entry_id)
-            .ok_or_else(|| {
-                ApiError::PermissionDenied("entry not found or not authorized".into())
-            })?;
+            .ok_or_else(|| ApiError::Forbidden("entry not found or not authorized".into()))?;
         let public_key = Ca::verify_csr(&p.csr)?;
         let svid = self.state.ca.sign_x509_svid(X509SvidParams {
             spiffe_id: entry.spiffe_id.clone(),
@@ -74,7 +72,7 @@ impl SvidService {
     ) -> Result<types::Jwtsvid, ApiError> {
         let audience: Vec<String> = audience.into_iter().filter(|a| !a.is_empty()).collect();
         if audience.is_empty() {
-            return Err(ApiError::InvalidArgument(
+            return Err(ApiError::BadRequest(
                 "audience: at least one audience is required".into(),
             ));
         }
@@ -94,17 +92,15 @@ impl SvidService {
 
     fn mint_x509(&self, req: &pb::MintX509svidRequest) -> Result<types::X509svid, ApiError> {
         if req.csr.is_empty() {
-            return Err(ApiError::InvalidArgument("csr: missing".into()));
+            return Err(ApiError::BadRequest("csr: missing".into()));
         }
         if req.ttl < 0 {
-            return Err(ApiError::InvalidArgument(
-                "ttl: must not be negative".into(),
-            ));
+            return Err(ApiError::BadRequest("ttl: must not be negative".into()));
         }
         let public_key = Ca::verify_csr(&req.csr)?;
         let (spiffe_id, dns_names) = csr_names(&req.csr)?;
         id::require_member_with_path(&spiffe_id, &self.state.trust_domain)
-            .map_err(|e| ApiError::InvalidArgument(format!("CSR URI SAN: {e}")))?;
+            .map_err(|e| ApiError::BadRequest(format!("CSR URI SAN: {e}")))?;
         let svid = self.state.ca.sign_x509_svid(X509SvidParams {
             spiffe_id: spiffe_id.clone(),
             public_key,
@@ -130,7 +126,7 @@ fn secs(ttl: i32) -> Duration {
 /// agents' CSRs contribute nothing but their key).
 fn csr_names(der: &[u8]) -> Result<(SpiffeId, Vec<String>), ApiError> {
     let (_, csr) = X509CertificationRequest::from_der(der)
-        .map_err(|e| ApiError::InvalidArgument(format!("malformed CSR: {e}")))?;
+        .map_err(|e| ApiError::BadRequest(format!("malformed CSR: {e}")))?;
     let mut uris = vec![];
     let mut dns = vec![];
     for ext in csr.requested_extensions().into_iter().flatten() {
@@ -145,18 +141,17 @@ fn csr_names(der: &[u8]) -> Result<(SpiffeId, Vec<String>), ApiError> {
         }
     }
     let [uri] = uris.as_slice() else {
-        return Err(ApiError::InvalidArgument(format!(
+        return Err(ApiError::BadRequest(format!(
             "CSR must have exactly one URI SAN, it has {}",
             uris.len()
         )));
     };
-    let id =
-        id::parse_id(uri).map_err(|e| ApiError::InvalidArgument(format!("CSR URI SAN: {e}")))?;
+    let id = id::parse_id(uri).map_err(|e| ApiError::BadRequest(format!("CSR URI SAN: {e}")))?;
     if let Some(bad) = dns
         .iter()
         .find(|d| !signet_common::entry::valid_dns_name(d))
     {
-        return Err(ApiError::InvalidArgument(format!(
+        return Err(ApiError::BadRequest(format!(
             "CSR DNS SAN {bad:?} is not a valid DNS name"
         )));
     }
@@ -182,9 +177,9 @@ impl Svid for SvidService {
         let req = req.into_inner();
         let id = convert::spiffe_id("id", req.id.as_ref()).map_err(ApiError::from)?;
         id::require_member_with_path(&id, &self.state.trust_domain)
-            .map_err(|e| ApiError::InvalidArgument(format!("id: {e}")))?;
+            .map_err(|e| ApiError::BadRequest(format!("id: {e}")))?;
         if req.ttl < 0 {
-            return Err(ApiError::InvalidArgument("ttl: must not be negative".into()).into());
+            return Err(ApiError::BadRequest("ttl: must not be negative".into()).into());
         }
         let svid = self.jwt(&id, req.audience, secs(req.ttl), "")?;
         Ok(Response::new(pb::MintJwtsvidResponse { svid: Some(svid) }))
@@ -194,7 +189,7 @@ impl Svid for SvidService {
         &self,
         _req: Request<pb::MintWitsvidRequest>,
     ) -> Result<Response<pb::MintWitsvidResponse>, Status> {
-        Err(ApiError::Unimplemented("WIT-SVIDs are not supported".into()).into())
+        Err(ApiError::Unsupported("WIT-SVIDs are not supported".into()).into())
     }
 
     async fn batch_new_x509svid(
@@ -227,15 +222,13 @@ impl Svid for SvidService {
         let agent = self.state.require_agent(&req)?;
         let req = req.into_inner();
         if req.entry_id.is_empty() {
-            return Err(ApiError::InvalidArgument("entry_id: missing".into()).into());
+            return Err(ApiError::BadRequest("entry_id: missing".into()).into());
         }
         let entry = self
             .state
             .registry
             .authorized_entry(&agent.id, &req.entry_id)
-            .ok_or_else(|| {
-                ApiError::PermissionDenied("entry not found or not authorized".into())
-            })?;
+            .ok_or_else(|| ApiError::Forbidden("entry not found or not authorized".into()))?;
         let svid = self.jwt(
             &entry.spiffe_id,
             req.audience,
@@ -249,13 +242,13 @@ impl Svid for SvidService {
         &self,
         _req: Request<pb::BatchNewWitsvidRequest>,
     ) -> Result<Response<pb::BatchNewWitsvidResponse>, Status> {
-        Err(ApiError::Unimplemented("WIT-SVIDs are not supported".into()).into())
+        Err(ApiError::Unsupported("WIT-SVIDs are not supported".into()).into())
     }
 
     async fn new_downstream_x509ca(
         &self,
         _req: Request<pb::NewDownstreamX509caRequest>,
     ) -> Result<Response<pb::NewDownstreamX509caResponse>, Status> {
-        Err(ApiError::Unimplemented("downstream CAs are not supported".into()).into())
+        Err(ApiError::Unsupported("downstream CAs are not supported".into()).into())
     }
 }

@@ -57,14 +57,14 @@ impl Sync for SyncService {
                     changed = bundles.changed() => if changed.is_err() { return },
                     () = tx.closed() => return,
                     () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
-                        let _ = tx.send(Err(Status::unavailable("server is shutting down"))).await;
+                        let _ = tx.send(Err(ApiError::ShuttingDown.into())).await;
                         return;
                     }
                 }
                 match state.registry.store().node(&agent.id) {
                     Ok(Some(node)) if !node.is_banned() => {}
                     Ok(_) => {
-                        let err = ApiError::PermissionDenied(format!(
+                        let err = ApiError::Forbidden(format!(
                             "agent {} is banned or no longer attested",
                             agent.id
                         ));

@@ -58,7 +58,7 @@ impl Write {
             Self::Update => "updating",
             Self::Set => "setting",
         };
-        ApiError::InvalidArgument(format!(
+        ApiError::BadRequest(format!(
             "{verb} a federated bundle for the server's own trust domain is not allowed"
         ))
     }
@@ -93,7 +93,7 @@ impl BundleService {
     /// Parses a trust domain argument and refuses the server's own.
     fn federated_td(&self, name: &str, own_refused: ApiError) -> Result<TrustDomain, ApiError> {
         let td = id::parse_trust_domain(name).map_err(|e| {
-            ApiError::InvalidArgument(format!("trust domain argument is not valid: {e}"))
+            ApiError::BadRequest(format!("trust domain argument is not valid: {e}"))
         })?;
         if td == *self.own() {
             return Err(own_refused);
@@ -105,7 +105,7 @@ impl BundleService {
     fn require_admin_or_agent<T>(&self, req: &Request<T>) -> Result<(), ApiError> {
         match self.state.require_admin(req) {
             Ok(_) => Ok(()),
-            Err(ApiError::PermissionDenied(_)) => self.state.require_agent(req).map(|_| ()),
+            Err(ApiError::Forbidden(_)) => self.state.require_agent(req).map(|_| ()),
             Err(e) => Err(e),
         }
     }
@@ -123,7 +123,7 @@ impl BundleService {
         match write {
             Write::Create => match store.create_bundle(bundle) {
                 Err(StoreError::AlreadyExists(_)) => {
-                    Err(ApiError::AlreadyExists("bundle already exists".into()))
+                    Err(ApiError::Duplicate("bundle already exists".into()))
                 }
                 other => other.map_err(|e| with_context("unable to create bundle", e.into())),
             },
@@ -131,7 +131,7 @@ impl BundleService {
                 .set_bundle(bundle)
                 .map_err(|e| with_context("failed to set bundle", e.into())),
             Write::Update => {
-                let not_found = || ApiError::NotFound("bundle not found".into());
+                let not_found = || ApiError::Missing("bundle not found".into());
                 let mut stored = store.bundle(&td)?.ok_or_else(not_found)?;
                 if masked(mask, |m| m.x509_authorities) {
                     stored.x509_authorities = bundle.x509_authorities;
@@ -177,14 +177,14 @@ impl BundleService {
     fn delete_one(&self, name: &str, mode: Mode) -> Result<(), ApiError> {
         let td = self.federated_td(
             name,
-            ApiError::InvalidArgument(
+            ApiError::BadRequest(
                 "removing the bundle for the server trust domain is not allowed".into(),
             ),
         )?;
         let registry = &self.state.registry;
         let store = registry.store();
         if store.bundle(&td)?.is_none() {
-            return Err(ApiError::NotFound("bundle not found".into()));
+            return Err(ApiError::Missing("bundle not found".into()));
         }
         let ctx = |e: StoreError| with_context("failed to delete federated bundle", e.into());
         let name = td.to_string();
@@ -197,7 +197,7 @@ impl BundleService {
         if !federated.is_empty() {
             match mode {
                 Mode::Restrict => {
-                    return Err(ApiError::FailedPrecondition(format!(
+                    return Err(ApiError::WrongState(format!(
                         "failed to delete federated bundle: cannot delete bundle; federated with \
                          {} registration entries",
                         federated.len()
@@ -226,7 +226,7 @@ impl BundleService {
         }
         match store.delete_bundle(&td) {
             Ok(_) => Ok(()),
-            Err(StoreError::NotFound(_)) => Err(ApiError::NotFound("bundle not found".into())),
+            Err(StoreError::NotFound(_)) => Err(ApiError::Missing("bundle not found".into())),
             Err(e) => Err(ctx(e)),
         }
     }
@@ -259,7 +259,7 @@ impl Bundle for BundleService {
             .store()
             .bundle(self.own())
             .map_err(|e| with_context("failed to fetch bundle", e.into()))?
-            .ok_or_else(|| ApiError::NotFound("bundle not found".into()))?;
+            .ok_or_else(|| ApiError::Missing("bundle not found".into()))?;
         Ok(Response::new(bundle_to_proto(
             &bundle,
             req.get_ref().output_mask.as_ref(),
@@ -273,7 +273,7 @@ impl Bundle for BundleService {
         self.state.require_admin(&req)?;
         let req = req.into_inner();
         if req.x509_authorities.is_empty() && req.jwt_authorities.is_empty() {
-            return Err(ApiError::InvalidArgument("no authorities to append".into()).into());
+            return Err(ApiError::BadRequest("no authorities to append".into()).into());
         }
         let only = |x509, jwt| types::Bundle {
             trust_domain: self.own().to_string(),
@@ -313,14 +313,14 @@ impl Bundle for BundleService {
         &self,
         _req: Request<PublishJwtAuthorityRequest>,
     ) -> Result<Response<PublishJwtAuthorityResponse>, Status> {
-        Err(ApiError::Unimplemented("downstream servers are not supported".into()).into())
+        Err(ApiError::Unsupported("downstream servers are not supported".into()).into())
     }
 
     async fn publish_wit_authority(
         &self,
         _req: Request<PublishWitAuthorityRequest>,
     ) -> Result<Response<PublishWitAuthorityResponse>, Status> {
-        Err(ApiError::Unimplemented("WIT-SVID functionality is not yet implemented".into()).into())
+        Err(ApiError::Unsupported("WIT-SVID functionality is not yet implemented".into()).into())
     }
 
     async fn list_federated_bundles(
@@ -365,7 +365,7 @@ impl Bundle for BundleService {
         let req = req.into_inner();
         let td = self.federated_td(
             &req.trust_domain,
-            ApiError::InvalidArgument(
+            ApiError::BadRequest(
                 "getting a federated bundle for the server's own trust domain is not allowed"
                     .into(),
             ),
@@ -376,7 +376,7 @@ impl Bundle for BundleService {
             .store()
             .bundle(&td)
             .map_err(|e| with_context("failed to fetch bundle", e.into()))?
-            .ok_or_else(|| ApiError::NotFound("bundle not found".into()))?;
+            .ok_or_else(|| ApiError::Missing("bundle not found".into()))?;
         Ok(Response::new(bundle_to_proto(
             &bundle,
             req.output_mask.as_ref(),
@@ -456,7 +456,7 @@ impl Bundle for BundleService {
         self.state.require_admin(&req)?;
         let req = req.into_inner();
         let mode = Mode::try_from(req.mode).map_err(|_| {
-            ApiError::InvalidArgument(format!(
+            ApiError::BadRequest(format!(
                 "failed to parse deletion mode: unhandled delete mode {:?}",
                 req.mode
             ))

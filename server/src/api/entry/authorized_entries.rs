@@ -30,12 +30,12 @@ type Reply = Result<SyncAuthorizedEntriesResponse, Status>;
 /// Checks the first request of a sync stream.
 pub(super) fn check_initial(req: &SyncAuthorizedEntriesRequest) -> Result<(), ApiError> {
     if !req.ids.is_empty() {
-        return Err(ApiError::InvalidArgument(
+        return Err(ApiError::BadRequest(
             "specifying IDs on initial request is not supported".into(),
         ));
     }
     if req.output_mask.as_ref().is_some_and(|m| !m.revision_number) {
-        return Err(ApiError::InvalidArgument(
+        return Err(ApiError::BadRequest(
             "revision number cannot be masked".into(),
         ));
     }

@@ -78,7 +78,7 @@ impl EntryFilter {
 
     fn parse(td: &TrustDomain, f: Fields<'_>) -> Result<Self, ApiError> {
         let bad = |what: &str, e: &dyn std::fmt::Display| {
-            ApiError::InvalidArgument(format!("malformed {what} filter: {e}"))
+            ApiError::BadRequest(format!("malformed {what} filter: {e}"))
         };
         let parent_id = f
             .parent_id
@@ -208,7 +208,7 @@ pub(super) fn check_entry_token(page_size: i32, token: &str) -> Result<(), ApiEr
 
 /// InvalidArgument for an unusable page token.
 pub(crate) fn bad_token(token: &str) -> ApiError {
-    ApiError::InvalidArgument(format!("could not parse token {token:?}"))
+    ApiError::BadRequest(format!("could not parse token {token:?}"))
 }
 
 /// One page of `items` (sorted by `key`): at most `page_size` of those after `token` (from

@@ -67,18 +67,7 @@ impl From<StoreError> for CreateError {
 
 /// The same error with `prefix: ` in front of its message (SPIRE's `MakeErr(msg, err)`).
 pub(crate) fn with_context(prefix: &str, err: ApiError) -> ApiError {
-    let msg = |m: String| format!("{prefix}: {m}");
-    match err {
-        ApiError::InvalidArgument(m) => ApiError::InvalidArgument(msg(m)),
-        ApiError::NotFound(m) => ApiError::NotFound(msg(m)),
-        ApiError::AlreadyExists(m) => ApiError::AlreadyExists(msg(m)),
-        ApiError::PermissionDenied(m) => ApiError::PermissionDenied(msg(m)),
-        ApiError::AgentDenied(m, r) => ApiError::AgentDenied(msg(m), r),
-        ApiError::FailedPrecondition(m) => ApiError::FailedPrecondition(msg(m)),
-        ApiError::Internal(m) => ApiError::Internal(msg(m)),
-        ApiError::Unimplemented(m) => ApiError::Unimplemented(msg(m)),
-        ApiError::Unauthenticated(m) => ApiError::Unauthenticated(msg(m)),
-    }
+    err.context(prefix)
 }
 
 // === impl EntryService ===
@@ -116,14 +105,14 @@ impl EntryService {
     ) -> Result<RegistrationEntry, ApiError> {
         let ctx = |e| with_context("failed to update entry", e);
         if proto.id.is_empty() {
-            return Err(ctx(ApiError::InvalidArgument("missing entry ID".into())));
+            return Err(ctx(ApiError::BadRequest("missing entry ID".into())));
         }
         let stored = self
             .state
             .registry
             .store()
             .entry(&proto.id)?
-            .ok_or_else(|| ctx(ApiError::NotFound("entry not found".into())))?;
+            .ok_or_else(|| ctx(ApiError::Missing("entry not found".into())))?;
         let merged = merge_entry(entry_to_proto(&stored, None), proto, mask);
         let mut entry = validated_entry(&merged, &self.state.trust_domain)
             .map_err(|e| with_context("failed to convert entry", e.into()))?;
@@ -142,11 +131,11 @@ impl EntryService {
 
     fn delete(&self, id: &str) -> Result<(), ApiError> {
         if id.is_empty() {
-            return Err(ApiError::InvalidArgument("missing entry ID".into()));
+            return Err(ApiError::BadRequest("missing entry ID".into()));
         }
         match self.state.registry.delete_entry(id) {
             Ok(_) => Ok(()),
-            Err(StoreError::NotFound(_)) => Err(ApiError::NotFound("entry not found".into())),
+            Err(StoreError::NotFound(_)) => Err(ApiError::Missing("entry not found".into())),
             Err(e) => Err(with_context("failed to delete entry", e.into())),
         }
     }
@@ -158,7 +147,7 @@ impl EntryService {
         for name in federates_with {
             let td = id::parse_trust_domain(name)?;
             if store.bundle(&td)?.is_none() {
-                return Err(ApiError::InvalidArgument(format!(
+                return Err(ApiError::BadRequest(format!(
                     "unable to find federated bundle {:?}",
                     td.id_string()
                 )));
@@ -259,7 +248,7 @@ impl Entry for EntryService {
         self.state.require_admin(&req)?;
         let req = req.into_inner();
         if req.id.is_empty() {
-            return Err(ApiError::InvalidArgument("missing ID".into()).into());
+            return Err(ApiError::BadRequest("missing ID".into()).into());
         }
         let entry = self
             .state
@@ -267,7 +256,7 @@ impl Entry for EntryService {
             .store()
             .entry(&req.id)
             .map_err(|e| with_context("failed to fetch entry", e.into()))?
-            .ok_or_else(|| ApiError::NotFound("entry not found".into()))?;
+            .ok_or_else(|| ApiError::Missing("entry not found".into()))?;
         Ok(Response::new(entry_to_proto(
             &entry,
             req.output_mask.as_ref(),
@@ -291,8 +280,7 @@ impl Entry for EntryService {
                 },
                 Err(CreateError::Similar(existing)) => batch_create_entry_response::Result {
                     status: Some(
-                        ApiError::AlreadyExists("similar entry already exists".into())
-                            .to_item_status(),
+                        ApiError::Duplicate("similar entry already exists".into()).to_item_status(),
                     ),
                     entry: Some(entry_to_proto(&existing, mask)),
                 },

@@ -64,7 +64,7 @@ impl IstioCaService {
         let account = self
             .tokens
             .verify(token, self.state.clock.unix_now())
-            .map_err(|e| ApiError::Unauthenticated(e.to_string()))?;
+            .map_err(ApiError::from)?;
         let spiffe_id = self.spiffe_id(&account)?;
         let ttl = self.ttl(req.validity_duration)?;
         let public_key = Ca::verify_csr(&csr_der(&req.csr)?)?;
@@ -93,9 +93,8 @@ impl IstioCaService {
     /// `validity_duration` seconds: 0 means the default; capped at `max_validity` (the
     /// CA further caps at its own expiry).
     fn ttl(&self, validity_secs: i64) -> Result<Duration, ApiError> {
-        let secs = u64::try_from(validity_secs).map_err(|_| {
-            ApiError::InvalidArgument("validity_duration: must not be negative".into())
-        })?;
+        let secs = u64::try_from(validity_secs)
+            .map_err(|_| ApiError::BadRequest("validity_duration: must not be negative".into()))?;
         Ok(match secs {
             0 => self.default_validity,
             s => Duration::from_secs(s).min(self.max_validity),
@@ -110,7 +109,7 @@ impl IstioCaService {
             .store()
             .bundle(&self.state.trust_domain)?
             .filter(|b| !b.x509_authorities.is_empty())
-            .ok_or_else(|| ApiError::Internal("trust bundle has no X.509 authorities".into()))?;
+            .ok_or(ApiError::NoX509Authorities)?;
         Ok(x509_authorities_pem(&bundle))
     }
 }
@@ -130,17 +129,17 @@ impl IstioCertificateService for IstioCaService {
 fn bearer_token(metadata: &MetadataMap) -> Result<&str, ApiError> {
     let value = metadata
         .get("authorization")
-        .ok_or_else(|| ApiError::Unauthenticated("no authorization header".into()))?;
+        .ok_or_else(|| ApiError::NoCredentials("no authorization header".into()))?;
     let value = value
         .to_str()
-        .map_err(|_| ApiError::Unauthenticated("authorization header is not valid text".into()))?;
+        .map_err(|_| ApiError::NoCredentials("authorization header is not valid text".into()))?;
     let token = value
         .split_once(' ')
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
         .filter(|token| !token.is_empty())
         .ok_or_else(|| {
-            ApiError::Unauthenticated("authorization header is not \"Bearer <token>\"".into())
+            ApiError::NoCredentials("authorization header is not \"Bearer <token>\"".into())
         })?;
     Ok(token)
 }
@@ -148,11 +147,10 @@ fn bearer_token(metadata: &MetadataMap) -> Result<&str, ApiError> {
 /// The DER of the one `CERTIFICATE REQUEST` block in `csr`.
 fn csr_der(csr: &str) -> Result<Vec<u8>, ApiError> {
     if csr.trim().is_empty() {
-        return Err(ApiError::InvalidArgument("csr: missing".into()));
+        return Err(ApiError::BadRequest("csr: missing".into()));
     }
-    let der = CertificateSigningRequestDer::from_pem_slice(csr.as_bytes()).map_err(|e| {
-        ApiError::InvalidArgument(format!("csr: not a PEM certificate request: {e}"))
-    })?;
+    let der = CertificateSigningRequestDer::from_pem_slice(csr.as_bytes())
+        .map_err(|e| ApiError::BadRequest(format!("csr: not a PEM certificate request: {e}")))?;
     Ok(der.as_ref().to_vec())
 }
 

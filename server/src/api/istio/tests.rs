@@ -485,7 +485,7 @@ fn refuses_a_malformed_csr() {
 
 #[test]
 fn status_code_is_unauthenticated() {
-    let status = Status::from(ApiError::Unauthenticated("token has expired".into()));
+    let status = Status::from(ApiError::NoCredentials("token has expired".into()));
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(status.message(), "token has expired");
 }
