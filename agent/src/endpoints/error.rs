@@ -26,6 +26,12 @@ pub enum ApiError {
     /// No registration entry matches the caller (or the one it asked for).
     #[error("no identity issued")]
     NoIdentity,
+    /// The agent is stopping; the client should retry against the next one.
+    #[error("agent is shutting down")]
+    ShuttingDown,
+    /// The caller's SVIDs were not minted in time; the client should retry.
+    #[error("timed out waiting for SVIDs to be minted")]
+    SvidsNotReady,
     /// A transient failure; the client should retry.
     #[error("{0}")]
     Unavailable(String),
@@ -40,7 +46,10 @@ impl ApiError {
         match self {
             Self::MissingHeader | Self::InvalidArgument(_) => Code::InvalidArgument,
             Self::NoPeer | Self::CallerGone => Code::Unauthenticated,
-            Self::Attestation(_) | Self::Unavailable(_) => Code::Unavailable,
+            Self::Attestation(_)
+            | Self::ShuttingDown
+            | Self::SvidsNotReady
+            | Self::Unavailable(_) => Code::Unavailable,
             Self::NoIdentity => Code::PermissionDenied,
             Self::Unimplemented(_) => Code::Unimplemented,
         }

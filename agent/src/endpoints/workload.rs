@@ -339,7 +339,7 @@ async fn call<T>(
 }
 
 fn shutting_down() -> ApiError {
-    ApiError::Unavailable("agent is shutting down".into())
+    ApiError::ShuttingDown
 }
 
 fn log_waiting_for_sync() {

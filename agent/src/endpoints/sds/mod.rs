@@ -23,6 +23,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::config::SdsConfig;
 use crate::endpoints::caller::CallerSelectors;
+use crate::endpoints::error::ApiError;
 use crate::manager::{Identities, Snapshot};
 
 mod resources;
@@ -78,7 +79,7 @@ impl SdsService {
         &self,
         rx: &mut watch::Receiver<Arc<Snapshot>>,
         selectors: &SelectorSet,
-    ) -> Result<Entitlement, Status> {
+    ) -> Result<Entitlement, ApiError> {
         let wait = async {
             loop {
                 let snap = Arc::clone(&rx.borrow_and_update());
@@ -89,13 +90,13 @@ impl SdsService {
                     }
                 }
                 if rx.changed().await.is_err() {
-                    return Err(Status::unavailable("agent is shutting down"));
+                    return Err(ApiError::ShuttingDown);
                 }
             }
         };
         tokio::time::timeout(SVID_WAIT, wait)
             .await
-            .map_err(|_| Status::unavailable("timed out waiting for SVIDs to be minted"))?
+            .map_err(|_| ApiError::SvidsNotReady)?
     }
 
     fn spiffe_validation(&self, node: Option<&Node>) -> bool {
@@ -203,8 +204,8 @@ impl SdsService {
                     &self.config,
                     self.spiffe_validation(st.node.as_ref()),
                 )
-                .map_err(Status::invalid_argument),
-                Err(s) => Err(s),
+                .map_err(ApiError::InvalidArgument),
+                Err(e) => Err(e),
             };
             match result {
                 Ok(secrets) => {
@@ -218,9 +219,8 @@ impl SdsService {
                         return;
                     }
                 }
-                Err(status) => {
-                    tracing::warn!(error = %status.message(), "SDS request refused");
-                    let _ = tx.send(Err(status)).await;
+                Err(err) => {
+                    let _ = tx.send(Err(err.into())).await;
                     return;
                 }
             }
@@ -260,7 +260,7 @@ impl SecretDiscoveryService for SdsService {
         _req: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<DeltaStream>, Status> {
         // SPIRE (grpc-go's generated stub) answers exactly this.
-        Err(Status::unimplemented("Method is not implemented"))
+        Err(ApiError::Unimplemented("Method is not implemented".into()).into())
     }
 
     async fn stream_secrets(
@@ -287,7 +287,7 @@ impl SecretDiscoveryService for SdsService {
             &self.config,
             self.spiffe_validation(req.node.as_ref()),
         )
-        .map_err(Status::invalid_argument)?;
+        .map_err(ApiError::InvalidArgument)?;
         Ok(Response::new(DiscoveryResponse {
             type_url: SECRET_TYPE_URL.into(),
             resources: pack(&secrets),
