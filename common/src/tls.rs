@@ -187,6 +187,13 @@ impl TrustSource for Arc<TrustAnchors> {
     }
 }
 
+/// A shared source (`Arc<CurrentBundle>` on the server) is a source.
+impl<T: TrustSource> TrustSource for Arc<T> {
+    fn anchors(&self) -> Result<Arc<TrustAnchors>, Error> {
+        T::anchors(self)
+    }
+}
+
 // === impl ServerSvidVerifier ===
 
 /// A client's check of a server: its X509-SVID chains to the anchors and its SPIFFE ID is one

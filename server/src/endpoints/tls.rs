@@ -129,13 +129,12 @@ fn mint_server_svid(ca: &Ca, dns_names: &[String]) -> anyhow::Result<(Arc<Certif
     Ok((Arc::new(certified), svid.expires_at))
 }
 
-/// The trust domain's bundle as the store holds it now: re-read (and the anchors rebuilt)
-/// whenever `bundles` ticks, so a rotated or tainted CA is trusted or refused at once.
+/// The trust domain's bundle as the store holds it, kept current by a background task that
+/// reloads it whenever the bundle changes (a handshake never waits on the store), so a
+/// rotated or tainted CA is trusted or refused at once.
 pub struct CurrentBundle {
     trust_domain: TrustDomain,
-    store: Arc<dyn DataStore>,
-    bundles: watch::Receiver<u64>,
-    cache: RwLock<Option<(u64, Arc<TrustAnchors>)>>,
+    current: RwLock<Option<Arc<TrustAnchors>>>,
 }
 
 impl fmt::Debug for CurrentBundle {
@@ -147,58 +146,62 @@ impl fmt::Debug for CurrentBundle {
 }
 
 impl CurrentBundle {
-    /// `trust_domain`'s bundle in `store`, re-read whenever `bundles` ticks.
-    pub fn new(
+    /// Loads the trust bundle now, then reloads it whenever `bundles` ticks, for as long as
+    /// the source is in use.
+    pub async fn start(
         trust_domain: TrustDomain,
         store: Arc<dyn DataStore>,
-        bundles: watch::Receiver<u64>,
-    ) -> Self {
-        Self {
+        mut bundles: watch::Receiver<u64>,
+    ) -> Result<Arc<Self>, rustls::Error> {
+        let current = Arc::new(Self {
             trust_domain,
-            store,
-            bundles,
-            cache: RwLock::new(None),
-        }
+            current: RwLock::new(None),
+        });
+        bundles.borrow_and_update();
+        current.reload(store.as_ref()).await?;
+        let weak = Arc::downgrade(&current);
+        tokio::spawn(async move {
+            while bundles.changed().await.is_ok() {
+                let Some(current) = weak.upgrade() else {
+                    return;
+                };
+                if let Err(error) = current.reload(store.as_ref()).await {
+                    tracing::warn!(%error, "Keeping the previous trust bundle for client certificates");
+                }
+            }
+        });
+        Ok(current)
+    }
+
+    async fn reload(&self, store: &dyn DataStore) -> Result<(), rustls::Error> {
+        let bundle = store
+            .bundle(&self.trust_domain)
+            .await
+            .map_err(|e| rustls::Error::General(format!("cannot read trust bundle: {e}")))?
+            .ok_or_else(|| rustls::Error::General("no trust bundle".into()))?;
+        let roots: Vec<Vec<u8>> = bundle.x509_authorities.into_iter().map(|a| a.der).collect();
+        let anchors = Arc::new(TrustAnchors::bundle(&roots, &provider())?);
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(anchors);
+        Ok(())
     }
 }
 
 impl TrustSource for CurrentBundle {
     fn anchors(&self) -> Result<Arc<TrustAnchors>, rustls::Error> {
-        let rev = *self.bundles.borrow();
-        if let Some((cached, anchors)) = self
-            .cache
+        self.current
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            && *cached == rev
-        {
-            return Ok(Arc::clone(anchors));
-        }
-        let bundle = self
-            .store
-            .bundle(&self.trust_domain)
-            .map_err(|e| rustls::Error::General(format!("cannot read trust bundle: {e}")))?
-            .ok_or_else(|| rustls::Error::General("no trust bundle".into()))?;
-        let roots: Vec<Vec<u8>> = bundle.x509_authorities.into_iter().map(|a| a.der).collect();
-        let anchors = Arc::new(TrustAnchors::bundle(&roots, &provider())?);
-        *self.cache.write().unwrap_or_else(PoisonError::into_inner) =
-            Some((rev, Arc::clone(&anchors)));
-        Ok(anchors)
+            .clone()
+            .ok_or_else(|| rustls::Error::General("no trust bundle".into()))
     }
 }
 
 /// The agent endpoint's client verifier: client SVIDs are optional (agents attest without
 /// one) and, when presented, must chain to the current bundle and carry an ID in the trust
 /// domain or in `admin_ids`.
-pub fn client_verifier(
-    trust_domain: TrustDomain,
-    admin_ids: Vec<SpiffeId>,
-    store: Arc<dyn DataStore>,
-    bundles: watch::Receiver<u64>,
-) -> ClientSvidVerifier {
-    let authorizer = Authorizer::member_of(trust_domain.clone(), admin_ids);
-    let trust = CurrentBundle::new(trust_domain, store, bundles);
-    ClientSvidVerifier::with_trust(trust, authorizer, &provider()).optional()
+pub fn client_verifier(bundle: Arc<CurrentBundle>, admin_ids: Vec<SpiffeId>) -> ClientSvidVerifier {
+    let authorizer = Authorizer::member_of(bundle.trust_domain.clone(), admin_ids);
+    ClientSvidVerifier::with_trust(bundle, authorizer, &provider()).optional()
 }
 
 /// The TLS configuration of the TCP endpoint.
