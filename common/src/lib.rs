@@ -9,6 +9,8 @@ pub mod clock;
 pub mod config;
 pub mod entry;
 pub mod fs;
+#[cfg(feature = "health")]
+pub mod health;
 pub mod id;
 mod jwk;
 pub mod node;

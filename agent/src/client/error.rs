@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use prost::Message;
-use signet_proto::types;
 use signet_proto::types::permission_denied_details::Reason;
 use tonic::Code;
 
@@ -46,17 +44,6 @@ pub enum Denial {
     MustReattest,
 }
 
-/// `google.rpc.Status`, as carried in `grpc-status-details-bin`.
-#[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-    #[prost(message, repeated, tag = "3")]
-    details: Vec<prost_types::Any>,
-}
-
 impl ClientError {
     /// If the server refused this agent itself (not one request), why.
     pub fn denial(&self) -> Option<Denial> {
@@ -66,16 +53,7 @@ impl ClientError {
         if status.code() != Code::PermissionDenied {
             return None;
         }
-        let reason = RpcStatus::decode(status.details())
-            .ok()
-            .into_iter()
-            .flat_map(|s| s.details)
-            .filter(|any| {
-                any.type_url
-                    .ends_with("spire.api.types.PermissionDeniedDetails")
-            })
-            .find_map(|any| types::PermissionDeniedDetails::decode(any.value.as_slice()).ok())
-            .and_then(|d| Reason::try_from(d.reason).ok());
+        let reason = signet_proto::convert::denial_reason(status.details());
         match reason {
             Some(Reason::AgentBanned) => Some(Denial::Banned),
             Some(Reason::AgentNotAttested) => Some(Denial::NotAttested),
@@ -111,21 +89,12 @@ mod tests {
     use super::*;
 
     fn denied(reason: Reason, message: &str) -> ClientError {
-        let details = types::PermissionDeniedDetails {
-            reason: reason as i32,
-        };
-        let rpc = RpcStatus {
-            code: Code::PermissionDenied as i32,
-            message: message.into(),
-            details: vec![prost_types::Any {
-                type_url: "type.googleapis.com/spire.api.types.PermissionDeniedDetails".into(),
-                value: details.encode_to_vec(),
-            }],
-        };
+        let details =
+            signet_proto::convert::denial_details(Code::PermissionDenied as i32, message, reason);
         ClientError::Status(tonic::Status::with_details(
             Code::PermissionDenied,
             message,
-            rpc.encode_to_vec().into(),
+            details.into(),
         ))
     }
 

@@ -290,18 +290,12 @@ pub struct Config {
 impl Config {
     /// Reads `args.config`, applies the command-line overrides and checks everything.
     pub fn load(args: &RunArgs) -> Result<Self, ConfigError> {
-        let path = args.config.display().to_string();
-        let text = signet_common::config::read_file(&args.config, args.expand_env)?;
-        Self::parse(&text, &path, args)
+        signet_common::config::load_with(&args.config, args.expand_env, |file| build(file, args))
     }
 
     /// Parses config text (`path` only names the file in errors).
     pub fn parse(text: &str, path: &str, args: &RunArgs) -> Result<Self, ConfigError> {
-        let file: FileConfig = signet_common::config::parse_hcl(text, path)?;
-        build(file, args).map_err(|error| ConfigError::Invalid {
-            path: path.into(),
-            error,
-        })
+        signet_common::config::parse_with(text, path, |file| build(file, args))
     }
 
     /// `server_address:server_port`, as dialed.

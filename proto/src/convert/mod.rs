@@ -8,12 +8,14 @@ mod agent;
 mod bundle;
 mod entry;
 mod id;
+mod status;
 mod svid;
 
 pub use agent::agent_to_proto;
 pub use bundle::bundle_to_proto;
 pub use entry::{entry_to_proto, validated_entry};
 pub use id::{match_behavior, selectors, spiffe_id};
+pub use status::{denial_details, denial_reason};
 pub use svid::x509_svid;
 
 /// A message field that does not hold what it must. Its text, `<field>: <reason>`, is what

@@ -1,10 +1,9 @@
 //! What goes wrong in a handler, and the one place it becomes a `tonic::Status` (logged there,
 //! like SPIRE's `MakeErr`).
 
-use prost::Message;
 use signet_common::id::IdError;
 use signet_common::selector::SelectorError;
-use signet_proto::convert::ConvertError;
+use signet_proto::convert::{ConvertError, denial_details};
 use signet_proto::types::permission_denied_details::Reason;
 use tonic::{Code, Status};
 
@@ -176,18 +175,6 @@ fn log(err: &ApiError) {
     }
 }
 
-/// `google.rpc.Status`, to carry `PermissionDeniedDetails` as grpc-go's `status.WithDetails`
-/// does (SPIRE agents read the reason from it).
-#[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-    #[prost(message, repeated, tag = "3")]
-    details: Vec<prost_types::Any>,
-}
-
 impl From<ApiError> for Status {
     fn from(err: ApiError) -> Self {
         log(&err);
@@ -195,19 +182,8 @@ impl From<ApiError> for Status {
         let msg = err.to_string();
         match err.agent_reason() {
             Some(reason) => {
-                let details = signet_proto::types::PermissionDeniedDetails {
-                    reason: reason as i32,
-                };
-                let any = prost_types::Any {
-                    type_url: "type.googleapis.com/spire.api.types.PermissionDeniedDetails".into(),
-                    value: details.encode_to_vec(),
-                };
-                let rpc = RpcStatus {
-                    code: code as i32,
-                    message: msg.clone(),
-                    details: vec![any],
-                };
-                Status::with_details(code, msg, rpc.encode_to_vec().into())
+                let details = denial_details(code as i32, &msg, reason);
+                Status::with_details(code, msg, details.into())
             }
             None => Status::new(code, msg),
         }

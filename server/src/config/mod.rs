@@ -270,9 +270,7 @@ impl Config {
     /// Reads and checks `args.config` like [`Config::load`], but accepts what only `import
     /// spire` can use (SPIRE's SQL store).
     pub fn read(args: &RunArgs) -> Result<Self, ConfigError> {
-        let path = args.config.display().to_string();
-        let text = signet_common::config::read_file(&args.config, args.expand_env)?;
-        Self::parse(&text, &path, args)
+        signet_common::config::load_with(&args.config, args.expand_env, |file| build(file, args))
     }
 
     /// Refuses what parses but cannot run in Signet, with one line saying what to do.
@@ -298,12 +296,7 @@ impl Config {
 
     /// Parses config text (`path` only names the file in errors).
     pub fn parse(text: &str, path: &str, args: &RunArgs) -> Result<Self, ConfigError> {
-        let file: FileConfig = signet_common::config::parse_hcl(text, path)?;
-        let invalid = |error: String| ConfigError::Invalid {
-            path: path.into(),
-            error,
-        };
-        build(file, args).map_err(invalid)
+        signet_common::config::parse_with(text, path, |file| build(file, args))
     }
 }
 

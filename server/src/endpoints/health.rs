@@ -4,9 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::get;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -18,38 +16,14 @@ pub async fn serve(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     config: &HealthConfig,
     state: Arc<ApiState>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<std::net::SocketAddr> {
-    let listener = tokio::net::TcpListener::bind((config.bind_address.as_str(), config.bind_port))
-        .await
-        .with_context(|| {
-            format!(
-                "cannot bind health listener {}:{}",
-                config.bind_address, config.bind_port
-            )
-        })?;
-    let addr = listener.local_addr()?;
-    let ready_state = Arc::clone(&state);
-    let app = Router::new()
-        .route(
-            &config.live_path,
-            get(|| async { (StatusCode::OK, "{\"live\":true}") }),
-        )
-        .route(
-            &config.ready_path,
-            get(move || {
-                let state = Arc::clone(&ready_state);
-                async move { readiness(&state).await }
-            }),
-        );
-    tasks.spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.wait_for(|stop| *stop).await;
-            })
-            .await
-            .context("health listener failed")
-    });
+    let ready = move || {
+        let state = Arc::clone(&state);
+        async move { readiness(&state).await }
+    };
+    let (addr, serve) = signet_common::health::bind(config, ready, shutdown).await?;
+    tasks.spawn(async move { serve.await.context("health listener failed") });
     Ok(addr)
 }
 

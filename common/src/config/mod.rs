@@ -78,6 +78,30 @@ pub fn parse_hcl<T: serde::de::DeserializeOwned>(text: &str, path: &str) -> Resu
     hcl1::from_body(&body).map_err(|e| de_error(path, e))
 }
 
+/// Reads, parses and builds a config file: [`read_file`], then [`parse_with`].
+pub fn load_with<F: serde::de::DeserializeOwned, C>(
+    path: &std::path::Path,
+    expand: bool,
+    build: impl FnOnce(F) -> Result<C, String>,
+) -> Result<C, ConfigError> {
+    let text = read_file(path, expand)?;
+    parse_with(&text, &path.display().to_string(), build)
+}
+
+/// Parses config text into the file's serde shape and builds the typed configuration from
+/// it; a value `build` refuses is reported against the file (`path` only names it).
+pub fn parse_with<F: serde::de::DeserializeOwned, C>(
+    text: &str,
+    path: &str,
+    build: impl FnOnce(F) -> Result<C, String>,
+) -> Result<C, ConfigError> {
+    let file = parse_hcl(text, path)?;
+    build(file).map_err(|error| ConfigError::Invalid {
+        path: path.into(),
+        error,
+    })
+}
+
 fn de_error(path: &str, e: hcl1::DeError) -> ConfigError {
     ConfigError::Parse {
         path: path.into(),
