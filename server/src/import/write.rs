@@ -72,7 +72,7 @@ impl Target {
     }
 
     /// What the target already holds, or `None` if it is empty.
-    pub(super) fn existing(&self) -> Result<Option<String>, ImportError> {
+    pub(super) async fn existing(&self) -> Result<Option<String>, ImportError> {
         let read = |e: StoreError| {
             ImportError::target(
                 format!("the Signet store {}", self.spec.store_dir.display()),
@@ -80,21 +80,22 @@ impl Target {
             )
         };
         let mut held = Vec::new();
-        let n = self.store.list_entries().map_err(read)?.len();
+        let n = self.store.list_entries().await.map_err(read)?.len();
         if n > 0 {
             held.push(format!("{n} registration entries"));
         }
-        let n = self.store.list_nodes().map_err(read)?.len();
+        let n = self.store.list_nodes().await.map_err(read)?.len();
         if n > 0 {
             held.push(format!("{n} agents"));
         }
-        let n = self.store.list_bundles().map_err(read)?.len();
+        let n = self.store.list_bundles().await.map_err(read)?.len();
         if n > 0 {
             held.push(format!("{n} bundles"));
         }
         if self
             .store
             .ca_journal(&self.spec.journal_key)
+            .await
             .map_err(read)?
             .is_some()
         {
@@ -124,7 +125,7 @@ impl Target {
     /// Writes the plan. With `force`, records with the same key (entry ID, agent ID, trust
     /// domain, token, key ID) are replaced, and an existing entry that the imported one
     /// duplicates (same SPIFFE ID, parent and selectors) is deleted first.
-    pub(super) fn write(&self, plan: Plan, force: bool) -> Result<(), ImportError> {
+    pub(super) async fn write(&self, plan: Plan, force: bool) -> Result<(), ImportError> {
         if let Some(km) = &self.keys {
             km.put_keys(plan.keys).map_err(|e| {
                 ImportError::write(format!("the key file {}", self.spec.keys_path.display()), e)
@@ -132,10 +133,12 @@ impl Target {
         }
         let s = &self.store;
         s.set_ca_journal(&self.spec.journal_key, &plan.journal.bytes)
+            .await
             .map_err(|e| ImportError::write("the CA journal", e))?;
         for b in std::iter::once(plan.bundle).chain(plan.federated) {
             let td = b.trust_domain.to_string();
             s.set_bundle(b)
+                .await
                 .map_err(|e| ImportError::write(format!("bundle {td}"), e))?;
         }
         for e in plan.entries {
@@ -143,18 +146,22 @@ impl Target {
             let what = || format!("registration entry {id}");
             if force
                 && s.entry(&e.id)
+                    .await
                     .map_err(|err| ImportError::write(what(), err))?
                     .is_some()
             {
                 s.delete_entry(&e.id)
+                    .await
                     .map_err(|err| ImportError::write(what(), err))?;
             }
-            match s.create_entry(e.clone()) {
+            match s.create_entry(e.clone()).await {
                 Ok(_) => {}
                 Err(StoreError::SimilarEntry(other)) if force => {
                     s.delete_entry(&other.id)
+                        .await
                         .map_err(|err| ImportError::write(what(), err))?;
                     s.create_entry(e)
+                        .await
                         .map_err(|err| ImportError::write(what(), err))?;
                 }
                 Err(err) => return Err(ImportError::write(what(), err)),
@@ -162,10 +169,12 @@ impl Target {
         }
         for n in plan.nodes {
             let what = format!("agent {}", n.spiffe_id);
-            s.put_node(n).map_err(|e| ImportError::write(what, e))?;
+            s.put_node(n)
+                .await
+                .map_err(|e| ImportError::write(what, e))?;
         }
         for t in plan.join_tokens {
-            match s.create_join_token(t) {
+            match s.create_join_token(t).await {
                 Ok(()) => {}
                 Err(StoreError::AlreadyExists(_)) if force => {}
                 Err(e) => return Err(ImportError::write("a join token", e)),
