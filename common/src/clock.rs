@@ -2,6 +2,7 @@
 //! rotation and expiry logic can be tested with [`FakeClock`] instead of sleeps.
 
 use std::fmt::Debug;
+#[cfg(any(test, feature = "test-util"))]
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -42,12 +43,14 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that only moves when told to. For tests.
+/// A clock that only moves when told to. For tests (feature `test-util`).
+#[cfg(any(test, feature = "test-util"))]
 #[derive(Debug)]
 pub struct FakeClock {
     now: Mutex<SystemTime>,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl FakeClock {
     /// A fake clock standing at `start`.
     pub fn new(start: SystemTime) -> Self {
@@ -79,6 +82,7 @@ impl FakeClock {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl Clock for FakeClock {
     fn now(&self) -> SystemTime {
         *self

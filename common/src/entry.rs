@@ -44,6 +44,34 @@ pub struct RegistrationEntry {
 }
 
 impl RegistrationEntry {
+    /// An entry giving `spiffe_id` to workloads under `parent_id` with all of `selectors`;
+    /// every other field takes its default (server TTLs, no DNS names, no federation, not
+    /// admin or downstream, never expiring, revision 0, created at 0).
+    pub fn new(
+        id: impl Into<String>,
+        spiffe_id: SpiffeId,
+        parent_id: SpiffeId,
+        selectors: SelectorSet,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            spiffe_id,
+            parent_id,
+            selectors,
+            x509_svid_ttl: 0,
+            jwt_svid_ttl: 0,
+            dns_names: Vec::new(),
+            federates_with: Vec::new(),
+            admin: false,
+            downstream: false,
+            hint: String::new(),
+            expires_at: 0,
+            revision_number: 0,
+            created_at: 0,
+            store_svid: false,
+        }
+    }
+
     /// Whether this entry applies to a workload with `selectors`.
     pub fn matches(&self, selectors: &SelectorSet) -> bool {
         self.selectors.is_subset_of(selectors)
@@ -91,23 +119,12 @@ mod tests {
     use crate::id::parse_id;
 
     fn entry(sels: &[&str]) -> RegistrationEntry {
-        RegistrationEntry {
-            id: "e1".into(),
-            spiffe_id: parse_id("spiffe://example.org/w").unwrap(),
-            parent_id: parse_id("spiffe://example.org/spire/agent/x/y").unwrap(),
-            selectors: sels.iter().map(|s| s.parse().unwrap()).collect(),
-            x509_svid_ttl: 0,
-            jwt_svid_ttl: 0,
-            dns_names: vec![],
-            federates_with: vec![],
-            admin: false,
-            downstream: false,
-            hint: String::new(),
-            expires_at: 0,
-            revision_number: 0,
-            created_at: 0,
-            store_svid: false,
-        }
+        RegistrationEntry::new(
+            "e1",
+            parse_id("spiffe://example.org/w").unwrap(),
+            parse_id("spiffe://example.org/spire/agent/x/y").unwrap(),
+            sels.iter().map(|s| s.parse().unwrap()).collect(),
+        )
     }
 
     #[test]

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(flags) => run_server(flags),
         Command::Validate(flags) => return validate(flags),
+        Command::Import(cmd) => import(cmd),
         Command::Admin(cmd) => run_admin(cmd),
     };
     match result {
@@ -51,6 +52,17 @@ fn validate(flags: cli::run::RunFlags) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+fn import(cmd: cli::import::ImportCommand) -> anyhow::Result<()> {
+    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    let (mut stdin, mut stdout, mut stderr) = (stdin.lock(), stdout.lock(), stderr.lock());
+    let mut env = Env {
+        stdin: &mut stdin,
+        stdout: &mut stdout,
+        stderr: &mut stderr,
+    };
+    cli::import::execute(cmd, &mut env)
 }
 
 fn run_admin(cmd: cli::AdminCommand) -> anyhow::Result<()> {

@@ -17,7 +17,6 @@ use signet_proto::spire::api::server::entry::v1::{
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt};
 
-use crate::client::convert;
 use crate::client::error::ClientError;
 
 /// Entries per `{ids}` request (SPIRE's page size).
@@ -107,13 +106,13 @@ fn convert_all(
 ) -> Vec<Arc<RegistrationEntry>> {
     entries
         .iter()
-        .filter_map(|p| match convert::entry(p) {
+        .filter_map(|p| match RegistrationEntry::try_from(p) {
             Ok(e) => Some(match known.get(&e.id) {
                 Some(k) if **k == e => Arc::clone(k),
                 _ => Arc::new(e),
             }),
             Err(error) => {
-                tracing::warn!(%error, "Ignoring a malformed entry from the server");
+                tracing::warn!(%error, entry_id = %p.id, "Ignoring a malformed entry from the server");
                 None
             }
         })

@@ -17,6 +17,9 @@ pub enum ClientError {
     /// The server's answer did not make sense.
     #[error("malformed answer from the server: {0}")]
     Malformed(String),
+    /// A message from the server did not convert to the model.
+    #[error("malformed answer from the server: {0}")]
+    Convert(#[from] signet_proto::convert::ConvertError),
     /// The TLS configuration could not be built (bad bundle or SVID).
     #[error("TLS configuration failed: {0}")]
     Tls(String),
@@ -92,7 +95,7 @@ impl ClientError {
         match self {
             Self::Status(s) => matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded),
             Self::Timeout(_) => true,
-            Self::Malformed(_) | Self::Tls(_) | Self::Attestor(_) => false,
+            Self::Malformed(_) | Self::Convert(_) | Self::Tls(_) | Self::Attestor(_) => false,
         }
     }
 }

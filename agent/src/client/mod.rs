@@ -13,6 +13,7 @@ use signet_common::bundle::Bundle;
 use signet_common::clock::Clock;
 use signet_common::entry::RegistrationEntry;
 use signet_common::id::{SpiffeId, TrustDomain};
+use signet_proto::convert;
 use signet_proto::signet::sync::v1::sync_client::SyncClient;
 use signet_proto::signet::sync::v1::{WatchEvent, WatchRequest};
 use signet_proto::spire::api::server::agent::v1 as agent_pb;
@@ -34,7 +35,6 @@ use crate::attestor::node::NodeAttestor;
 use crate::client::tls::{lazy_channel, tls_config};
 
 pub mod authorized_entries;
-pub mod convert;
 mod credentials;
 mod error;
 mod tls;
@@ -125,7 +125,7 @@ impl ServerClient {
         let bundle = deadline(BundleClient::new(channel).get_bundle(GetBundleRequest::default()))
             .await?
             .into_inner();
-        let bundle = convert::bundle(bundle, trust_domain)?;
+        let bundle = bundle_for(&bundle, trust_domain)?;
         Ok(Attested {
             id,
             chain,
@@ -173,7 +173,7 @@ impl ServerClient {
         let resp =
             deadline(BundleClient::new(self.channel()?).get_bundle(GetBundleRequest::default()))
                 .await?;
-        convert::bundle(resp.into_inner(), &self.trust_domain)
+        bundle_for(&resp.into_inner(), &self.trust_domain)
     }
 
     /// `GetFederatedBundle` for `td`.
@@ -183,7 +183,7 @@ impl ServerClient {
             output_mask: None,
         };
         let resp = deadline(BundleClient::new(self.channel()?).get_federated_bundle(req)).await?;
-        convert::bundle(resp.into_inner(), td)
+        bundle_for(&resp.into_inner(), td)
     }
 
     /// `BatchNewX509SVID`: one result per `(entry ID, CSR)`, in order.
@@ -215,7 +215,7 @@ impl ServerClient {
                     Code::from_i32(s.code),
                     s.message,
                 ))),
-                _ => convert::x509_svid(r.svid, None).map(|(_, chain)| chain),
+                _ => Ok(convert::x509_svid(r.svid, None)?.1),
             })
             .collect())
     }
@@ -333,4 +333,19 @@ async fn deadline<T>(
         Ok(result) => result.map_err(Into::into),
         Err(_) => Err(ClientError::Timeout(RPC_TIMEOUT)),
     }
+}
+
+/// A bundle as the server sent it; it must be for `expected`.
+fn bundle_for(
+    b: &signet_proto::types::Bundle,
+    expected: &TrustDomain,
+) -> Result<Bundle, ClientError> {
+    let bundle = Bundle::try_from(b)?;
+    if bundle.trust_domain != *expected {
+        return Err(ClientError::Malformed(format!(
+            "bundle for {} where {expected} was asked for",
+            bundle.trust_domain
+        )));
+    }
+    Ok(bundle)
 }

@@ -126,23 +126,12 @@ fn my_uid() -> u32 {
 }
 
 fn entry(id: &str, path: &str, selectors: &[String]) -> RegistrationEntry {
-    RegistrationEntry {
-        id: id.into(),
-        spiffe_id: parse_id(&format!("spiffe://{TD}{path}")).unwrap(),
-        parent_id: parse_id(&format!("spiffe://{TD}/spire/agent/join_token/x")).unwrap(),
-        selectors: selectors.iter().map(|s| s.parse().unwrap()).collect(),
-        x509_svid_ttl: 0,
-        jwt_svid_ttl: 0,
-        dns_names: vec![],
-        federates_with: vec![],
-        admin: false,
-        downstream: false,
-        hint: String::new(),
-        expires_at: 0,
-        revision_number: 0,
-        created_at: 0,
-        store_svid: false,
-    }
+    RegistrationEntry::new(
+        id,
+        parse_id(&format!("spiffe://{TD}{path}")).unwrap(),
+        parse_id(&format!("spiffe://{TD}/spire/agent/join_token/x")).unwrap(),
+        selectors.iter().map(|s| s.parse().unwrap()).collect(),
+    )
 }
 
 /// Entries for this process: `/first` (with a hint and federated with `other.org`) and

@@ -240,21 +240,14 @@ fn td() -> TrustDomain {
 
 fn entry(id: &str, revision: i64) -> RegistrationEntry {
     RegistrationEntry {
-        id: id.into(),
-        spiffe_id: parse_id(&format!("spiffe://example.org/w/{id}")).unwrap(),
-        parent_id: parse_id("spiffe://example.org/spire/agent/join_token/t").unwrap(),
-        selectors: ["unix:uid:1000".parse().unwrap()].into_iter().collect(),
-        x509_svid_ttl: 0,
-        jwt_svid_ttl: 0,
-        dns_names: vec![],
-        federates_with: vec![],
-        admin: false,
-        downstream: false,
-        hint: String::new(),
-        expires_at: 0,
         revision_number: revision,
         created_at: 1,
-        store_svid: false,
+        ..RegistrationEntry::new(
+            id,
+            parse_id(&format!("spiffe://example.org/w/{id}")).unwrap(),
+            parse_id("spiffe://example.org/spire/agent/join_token/t").unwrap(),
+            ["unix:uid:1000".parse().unwrap()].into_iter().collect(),
+        )
     }
 }
 

@@ -15,11 +15,11 @@ use signet_proto::spire::api::server::agent::v1::agent_server::Agent;
 use signet_proto::types;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::api::convert::{self, agent_to_proto, proto_id};
 use crate::api::{ApiError, ApiState};
 use crate::attestation::{AttestError, Attested, NodeAttestor, Refusal};
 use crate::ca::{Ca, SvidKind, X509Svid, X509SvidParams};
 use crate::datastore::JoinToken;
+use signet_proto::convert::{self, agent_to_proto};
 
 type AttestStream = Pin<Box<dyn Stream<Item = Result<pb::AttestAgentResponse, Status>> + Send>>;
 
@@ -191,14 +191,14 @@ impl AgentService {
     }
 
     fn agent_id(id: Option<&types::Spiffeid>) -> Result<SpiffeId, ApiError> {
-        convert::spiffe_id("id", id)
+        Ok(convert::spiffe_id("id", id)?)
     }
 }
 
 fn x509_svid(id: &SpiffeId, svid: &X509Svid) -> types::X509svid {
     types::X509svid {
         cert_chain: svid.chain.clone(),
-        id: Some(proto_id(id)),
+        id: Some(types::Spiffeid::from(id)),
         expires_at: svid.expires_at,
         hint: String::new(),
     }
@@ -424,21 +424,13 @@ impl Agent for AgentService {
             self.state
                 .registry
                 .create_entry(signet_common::entry::RegistrationEntry {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    spiffe_id: agent_id,
-                    parent_id: token_agent,
-                    selectors: [selector].into_iter().collect(),
-                    x509_svid_ttl: 0,
-                    jwt_svid_ttl: 0,
-                    dns_names: vec![],
-                    federates_with: vec![],
-                    admin: false,
-                    downstream: false,
-                    hint: String::new(),
-                    expires_at: 0,
-                    revision_number: 0,
                     created_at: self.state.clock.unix_now(),
-                    store_svid: false,
+                    ..signet_common::entry::RegistrationEntry::new(
+                        uuid::Uuid::new_v4().to_string(),
+                        agent_id,
+                        token_agent,
+                        [selector].into_iter().collect(),
+                    )
                 })
                 .map_err(ApiError::from)?;
         }

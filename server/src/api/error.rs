@@ -149,8 +149,30 @@ impl From<CaError> for ApiError {
     }
 }
 
+impl From<signet_proto::convert::ConvertError> for ApiError {
+    fn from(e: signet_proto::convert::ConvertError) -> Self {
+        Self::InvalidArgument(e.to_string())
+    }
+}
+
 impl From<IdError> for ApiError {
     fn from(e: IdError) -> Self {
         Self::InvalidArgument(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use signet_proto::convert::ConvertError;
+
+    use super::*;
+
+    #[test]
+    fn a_conversion_error_is_an_invalid_argument_with_its_text() {
+        let err = ApiError::from(ConvertError::new("spiffe_id", "SPIFFE ID is required"));
+        assert!(matches!(err, ApiError::InvalidArgument(_)), "{err:?}");
+        let status = Status::from(err);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), "spiffe_id: SPIFFE ID is required");
     }
 }

@@ -15,7 +15,6 @@ use crate::registry::Registry;
 
 pub mod agent;
 pub mod bundle;
-pub mod convert;
 pub mod entry;
 mod error;
 pub mod istio;
@@ -74,7 +73,7 @@ impl ApiState {
         };
         match certs
             .first()
-            .and_then(|leaf| convert::spiffe_id_of_cert(leaf.as_ref()))
+            .and_then(|leaf| signet_common::x509::spiffe_id_of_cert(leaf.as_ref()))
         {
             Some(id) => Caller::Svid(id),
             None => Caller::Anonymous,
@@ -120,7 +119,7 @@ impl ApiState {
         let leaf = certs.first().ok_or_else(|| {
             ApiError::agent_denied("no client certificate", Reason::AgentNotAttested)
         })?;
-        let info = convert::cert_info(leaf.as_ref()).ok_or_else(|| {
+        let info = signet_common::x509::cert_info(leaf.as_ref()).ok_or_else(|| {
             ApiError::InvalidArgument("client certificate has no valid SPIFFE ID".into())
         })?;
         if info.not_after < self.clock.unix_now() {

@@ -14,9 +14,9 @@ use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
 
-use crate::api::convert::{self, proto_id};
 use crate::api::{AgentCaller, ApiError, ApiState, ok_status};
 use crate::ca::{Ca, JwtSvidParams, SvidKind, X509SvidParams};
+use signet_proto::convert;
 
 /// The SVID service.
 #[derive(Debug)]
@@ -59,7 +59,7 @@ impl SvidService {
         tracing::debug!(agent_id = %agent.id, entry_id = %entry.id, spiffe_id = %entry.spiffe_id, serial = %svid.serial, "Signed X509 SVID");
         Ok(types::X509svid {
             cert_chain: svid.chain,
-            id: Some(proto_id(&entry.spiffe_id)),
+            id: Some(types::Spiffeid::from(&entry.spiffe_id)),
             expires_at: svid.expires_at,
             hint: entry.hint.clone(),
         })
@@ -85,7 +85,7 @@ impl SvidService {
         })?;
         Ok(types::Jwtsvid {
             token: svid.token,
-            id: Some(proto_id(spiffe_id)),
+            id: Some(types::Spiffeid::from(spiffe_id)),
             expires_at: svid.expires_at,
             issued_at: svid.issued_at,
             hint: hint.to_owned(),
@@ -115,7 +115,7 @@ impl SvidService {
         tracing::info!(spiffe_id = %spiffe_id, serial = %svid.serial, "Minted X509 SVID");
         Ok(types::X509svid {
             cert_chain: svid.chain,
-            id: Some(proto_id(&spiffe_id)),
+            id: Some(types::Spiffeid::from(&spiffe_id)),
             expires_at: svid.expires_at,
             hint: String::new(),
         })
@@ -180,7 +180,7 @@ impl Svid for SvidService {
     ) -> Result<Response<pb::MintJwtsvidResponse>, Status> {
         self.state.require_admin(&req)?;
         let req = req.into_inner();
-        let id = convert::spiffe_id("id", req.id.as_ref())?;
+        let id = convert::spiffe_id("id", req.id.as_ref()).map_err(ApiError::from)?;
         id::require_member_with_path(&id, &self.state.trust_domain)
             .map_err(|e| ApiError::InvalidArgument(format!("id: {e}")))?;
         if req.ttl < 0 {

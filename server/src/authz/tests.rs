@@ -14,23 +14,7 @@ fn sels(items: &[&str]) -> SelectorSet {
 }
 
 fn entry(eid: &str, spiffe: &str, parent: &str, selectors: &[&str]) -> RegistrationEntry {
-    RegistrationEntry {
-        id: eid.into(),
-        spiffe_id: id(spiffe),
-        parent_id: id(parent),
-        selectors: sels(selectors),
-        x509_svid_ttl: 0,
-        jwt_svid_ttl: 0,
-        dns_names: vec![],
-        federates_with: vec![],
-        admin: false,
-        downstream: false,
-        hint: String::new(),
-        expires_at: 0,
-        revision_number: 0,
-        created_at: 0,
-        store_svid: false,
-    }
+    RegistrationEntry::new(eid, id(spiffe), id(parent), sels(selectors))
 }
 
 fn ids(v: Vec<Arc<RegistrationEntry>>) -> Vec<String> {

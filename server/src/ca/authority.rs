@@ -7,6 +7,7 @@ use rcgen::{Issuer, KeyPair, PublicKeyData};
 use rustls_pki_types::PrivatePkcs8KeyDer;
 use signet_common::bundle::{JwtKey, X509Authority};
 use signet_common::clock::{from_unix_seconds, unix_seconds};
+use signet_common::id::TrustDomain;
 use signet_common::rotation::BACKDATE;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 
@@ -133,7 +134,7 @@ pub(super) fn jwt_key_id(slot: Slot) -> String {
     format!("JWT-Signer-{}", slot.letter())
 }
 
-fn key_pair(key: &ManagedKey) -> Result<KeyPair, String> {
+pub(super) fn key_pair(key: &ManagedKey) -> Result<KeyPair, String> {
     KeyPair::from_pkcs8_der_and_sign_algo(
         &PrivatePkcs8KeyDer::from(key.pkcs8.as_slice()),
         key.key_type.signature_algorithm(),
@@ -194,8 +195,14 @@ pub(super) fn mint_x509(
         issued_at: unix_seconds(now),
         not_after: unix_seconds(not_after),
     };
-    let ca = x509_from_entry(config, upstream.is_some(), &entry, &managed, now)
-        .map_err(CaError::Signing)?;
+    let ca = x509_from_entry(
+        &config.trust_domain,
+        upstream.is_some(),
+        &entry,
+        &managed,
+        now,
+    )
+    .map_err(CaError::Signing)?;
     Ok((ca, entry))
 }
 
@@ -203,7 +210,7 @@ pub(super) fn mint_x509(
 /// certificate, that it is unexpired, for this trust domain, and of the configured kind
 /// (self-signed or under an upstream).
 pub(super) fn x509_from_entry(
-    config: &CaConfig,
+    trust_domain: &TrustDomain,
     with_upstream: bool,
     e: &X509Entry,
     key: &ManagedKey,
@@ -222,7 +229,7 @@ pub(super) fn x509_from_entry(
     if self_signed == with_upstream {
         return Err("the certificate's issuer does not match the upstream configuration".into());
     }
-    let td_id = config.trust_domain.id_string();
+    let td_id = trust_domain.id_string();
     let has_td_san = cert
         .extensions()
         .iter()

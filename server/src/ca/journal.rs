@@ -24,8 +24,10 @@ pub(super) const MAX_ENTRIES: usize = 10;
 
 /// Which of the two key slots an authority uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) enum Slot {
+pub enum Slot {
+    /// Slot A (keys `x509-CA-A`, `JWT-Signer-A`).
     A,
+    /// Slot B.
     B,
 }
 
@@ -48,9 +50,12 @@ impl Slot {
 /// Where an authority is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub(super) enum Status {
+pub enum Status {
+    /// Minted and published in the bundle; signs nothing yet.
     Prepared,
+    /// Signs.
     Active,
+    /// Was active; kept for the record.
     Old,
 }
 

@@ -31,7 +31,13 @@ impl Manager {
             };
             let first = !std::mem::replace(&mut seen[slot_index(e.slot)], true);
             if first && e.status != Status::Old {
-                match authority::x509_from_entry(&self.config, with_upstream, &e, &key, now) {
+                match authority::x509_from_entry(
+                    &self.config.trust_domain,
+                    with_upstream,
+                    &e,
+                    &key,
+                    now,
+                ) {
                     Ok(ca) => place(&mut st.x509, &mut e.status, ca),
                     Err(error) => {
                         tracing::warn!(authority_id = %e.authority_id, %error, "Dropping unusable X.509 CA");

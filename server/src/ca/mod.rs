@@ -12,6 +12,7 @@ use crate::keys::KeyManager;
 
 mod authority;
 mod error;
+mod import;
 mod journal;
 mod jwt;
 mod load;
@@ -26,6 +27,8 @@ mod tests;
 mod upstream;
 
 pub use error::CaError;
+pub use import::{ImportedJournal, ImportedJwt, ImportedX509, authority_id_of_key, import_journal};
+pub use journal::{Slot, Status as AuthorityStatus};
 pub use params::{
     AuthorityState, AuthorityStates, CaConfig, CaSubject, CsrPublicKey, JwtSvid, JwtSvidParams,
     SvidKind, UpstreamDisk, X509Svid, X509SvidParams,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use signet_common::id::{self, SpiffeId};
+use signet_common::id;
 use signet_common::selector::Selector;
 use signet_proto::types;
 
@@ -86,15 +86,7 @@ pub fn parse_selectors(flags: &[String]) -> anyhow::Result<Vec<types::Selector>>
 
 /// Parses a SPIFFE ID strictly and splits it into the API's `SPIFFEID`.
 pub fn parse_id_proto(s: &str) -> anyhow::Result<types::Spiffeid> {
-    Ok(id_proto(&id::parse_id(s)?))
-}
-
-/// The API's `SPIFFEID` for `id`.
-pub fn id_proto(id: &SpiffeId) -> types::Spiffeid {
-    types::Spiffeid {
-        trust_domain: id.trust_domain_name().to_owned(),
-        path: id.path().to_owned(),
-    }
+    Ok((&id::parse_id(s)?).into())
 }
 
 /// `spiffe://<td><path>`, or the empty string for a missing ID.

@@ -14,7 +14,7 @@ use signet_proto::spire::api::server::bundle::v1::GetBundleRequest;
 use signet_proto::spire::api::server::svid::v1::{MintJwtsvidRequest, MintX509svidRequest};
 
 use crate::cli::client::{Admin, RpcError};
-use crate::cli::common::{AdminArgs, id_proto};
+use crate::cli::common::AdminArgs;
 use crate::cli::env::Env;
 use crate::cli::output::{OutputFormat, b64, pem_block, print_json, print_struct, rfc3339};
 use crate::cli::protojson;
@@ -220,7 +220,7 @@ pub(crate) async fn execute_jwt(cmd: JwtCommand, env: &mut Env<'_>) -> anyhow::R
         .svid()
         .await?
         .mint_jwtsvid(MintJwtsvidRequest {
-            id: Some(id_proto(&id)),
+            id: Some((&id).into()),
             audience: args.audience.clone(),
             ttl,
         })

@@ -15,6 +15,7 @@ pub mod compat;
 pub mod entry;
 mod env;
 pub mod health;
+pub mod import;
 pub mod mint;
 mod output;
 mod protojson;
@@ -40,6 +41,9 @@ pub enum Command {
     Run(run::RunFlags),
     /// Validates a server configuration file.
     Validate(run::RunFlags),
+    /// Imports another server's data (entries, agents, bundles, CA keys) into Signet's store.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
     /// A command for a running server, sent over its admin socket.
     #[command(flatten)]
     Admin(AdminCommand),

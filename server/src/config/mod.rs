@@ -29,6 +29,9 @@ pub use istio::IstioCaConfig;
 /// SPIRE's default admin socket.
 pub const DEFAULT_SOCKET_PATH: &str = "/tmp/spire-server/private/api.sock";
 
+/// Key under which the server's CA journal is stored (`CaConfig::journal_key`).
+pub const JOURNAL_KEY: &str = "server";
+
 // === File shape (serde) ===
 
 #[derive(Debug, Deserialize)]
@@ -424,7 +427,7 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
             agent_ttl,
             jwt_issuer: s.jwt_issuer.filter(|i| !i.is_empty()),
             upstream: plugins.upstream,
-            journal_key: "server".into(),
+            journal_key: JOURNAL_KEY.into(),
         },
         trust_domain,
         data_dir,

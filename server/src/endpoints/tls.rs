@@ -20,9 +20,9 @@ use signet_common::clock::Clock;
 use signet_common::id::{self, SpiffeId, TrustDomain};
 use tokio::sync::watch;
 
-use crate::api::convert::spiffe_id_of_cert;
 use crate::ca::{Ca, CsrPublicKey, SvidKind, X509SvidParams};
 use crate::datastore::DataStore;
+use signet_common::x509::spiffe_id_of_cert;
 
 /// The one crypto provider (aws-lc-rs).
 pub fn provider() -> Arc<CryptoProvider> {

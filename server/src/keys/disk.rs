@@ -49,6 +49,52 @@ impl DiskKeyManager {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// IDs of the keys held, sorted.
+    pub fn key_ids(&self) -> Vec<String> {
+        let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut ids: Vec<_> = keys.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Stores `keys` (replacing any with the same IDs, keeping the others) in one atomic
+    /// write: either all of them are durable when this returns or none is.
+    pub fn put_keys(&self, new: Vec<ManagedKey>) -> Result<(), KeyError> {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut next = keys.clone();
+        for k in new {
+            next.insert(k.id.clone(), Arc::new(k));
+        }
+        write_atomically(&self.path, &encode(&next)?)?;
+        *keys = next;
+        Ok(())
+    }
+}
+
+/// Decodes a key file in this format (SPIRE's disk KeyManager writes the same one), key by
+/// key: keys Signet cannot use (RSA, other curves) come back as `Err` with their ID, so a
+/// caller can tell which of them it needs.
+pub fn decode_each(bytes: &[u8]) -> Result<Vec<Result<ManagedKey, String>>, KeyError> {
+    let file: KeyFile = serde_json::from_slice(bytes)
+        .map_err(|e| KeyError::Storage(format!("key file is not valid JSON: {e}")))?;
+    Ok(file
+        .keys
+        .into_iter()
+        .map(|(id, b64)| {
+            let Ok(pkcs8) = STANDARD.decode(b64.as_bytes()) else {
+                return Err(id);
+            };
+            match KeyType::of_pkcs8(&pkcs8) {
+                Some(key_type) => Ok(ManagedKey {
+                    id,
+                    key_type,
+                    pkcs8,
+                }),
+                None => Err(id),
+            }
+        })
+        .collect())
 }
 
 impl KeyManager for DiskKeyManager {
@@ -74,24 +120,13 @@ impl KeyManager for DiskKeyManager {
 }
 
 fn decode(bytes: &[u8]) -> Result<HashMap<String, Arc<ManagedKey>>, KeyError> {
-    let file: KeyFile = serde_json::from_slice(bytes)
-        .map_err(|e| KeyError::Storage(format!("key file is not valid JSON: {e}")))?;
-    let mut keys = HashMap::with_capacity(file.keys.len());
-    for (id, b64) in file.keys {
-        let pkcs8 = STANDARD
-            .decode(b64.as_bytes())
-            .map_err(|_| KeyError::Corrupt(id.clone()))?;
-        let key_type = KeyType::of_pkcs8(&pkcs8).ok_or_else(|| KeyError::Corrupt(id.clone()))?;
-        keys.insert(
-            id.clone(),
-            Arc::new(ManagedKey {
-                id,
-                key_type,
-                pkcs8,
-            }),
-        );
-    }
-    Ok(keys)
+    decode_each(bytes)?
+        .into_iter()
+        .map(|k| {
+            k.map(|k| (k.id.clone(), Arc::new(k)))
+                .map_err(KeyError::Corrupt)
+        })
+        .collect()
 }
 
 fn encode(keys: &HashMap<String, Arc<ManagedKey>>) -> Result<Vec<u8>, KeyError> {

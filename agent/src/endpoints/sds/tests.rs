@@ -89,21 +89,13 @@ impl Ca {
 
 fn entry(id: &str, spiffe: &str, federates_with: &[&str]) -> Arc<RegistrationEntry> {
     Arc::new(RegistrationEntry {
-        id: id.into(),
-        spiffe_id: parse_id(spiffe).unwrap(),
-        parent_id: parse_id("spiffe://example.org/spire/agent/x").unwrap(),
-        selectors: ["test:caller".parse().unwrap()].into_iter().collect(),
-        x509_svid_ttl: 0,
-        jwt_svid_ttl: 0,
-        dns_names: vec![],
         federates_with: federates_with.iter().map(|s| (*s).to_owned()).collect(),
-        admin: false,
-        downstream: false,
-        hint: String::new(),
-        expires_at: 0,
-        revision_number: 0,
-        created_at: 0,
-        store_svid: false,
+        ..RegistrationEntry::new(
+            id,
+            parse_id(spiffe).unwrap(),
+            parse_id("spiffe://example.org/spire/agent/x").unwrap(),
+            ["test:caller".parse().unwrap()].into_iter().collect(),
+        )
     })
 }
 

@@ -22,10 +22,10 @@ use signet_proto::spire::api::server::bundle::v1::{
 use signet_proto::types;
 use tonic::{Request, Response, Status};
 
-use crate::api::convert::{bundle_from_proto, bundle_to_proto};
 use crate::api::entry::{bad_token, page, with_context};
 use crate::api::{ApiError, ApiState, ok_status};
 use crate::datastore::StoreError;
+use signet_proto::convert::bundle_to_proto;
 
 #[cfg(test)]
 mod tests;
@@ -71,7 +71,7 @@ fn masked(mask: Option<&types::BundleMask>, pick: fn(&types::BundleMask) -> bool
 
 /// Parses a bundle from the API. As in SPIRE, callers cannot set the `tainted` flags.
 fn parse_bundle(b: &types::Bundle) -> Result<StoredBundle, ApiError> {
-    let mut bundle = bundle_from_proto(b)?;
+    let mut bundle = StoredBundle::try_from(b)?;
     bundle
         .x509_authorities
         .iter_mut()

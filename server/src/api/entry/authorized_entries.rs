@@ -20,7 +20,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Code, Status};
 
 use crate::api::ApiError;
-use crate::api::convert::entry_to_proto;
+use signet_proto::convert::entry_to_proto;
 
 /// Entries per response, as in SPIRE (`defaultEntryPageSize`).
 pub const SYNC_PAGE_SIZE: usize = 500;

@@ -9,8 +9,8 @@ use signet_proto::spire::api::server::entry::v1::{count_entries_request, list_en
 use signet_proto::types;
 
 use crate::api::ApiError;
-use crate::api::convert;
 use crate::datastore::DataStore;
+use signet_proto::convert;
 
 /// A parsed filter; every present criterion must hold (AND).
 #[derive(Debug, Default)]

@@ -22,9 +22,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::api::convert::{entry_from_proto, entry_to_proto};
 use crate::api::{ApiError, ApiState, ok_status};
 use crate::datastore::StoreError;
+use signet_proto::convert::{entry_to_proto, validated_entry};
 
 mod authorized_entries;
 mod filter;
@@ -85,8 +85,8 @@ pub(crate) fn with_context(prefix: &str, err: ApiError) -> ApiError {
 
 impl EntryService {
     fn create(&self, proto: &types::Entry) -> Result<RegistrationEntry, CreateError> {
-        let mut entry = entry_from_proto(proto, &self.state.trust_domain)
-            .map_err(|e| with_context("failed to convert entry", e))?;
+        let mut entry = validated_entry(proto, &self.state.trust_domain)
+            .map_err(|e| with_context("failed to convert entry", e.into()))?;
         let store = self.state.registry.store();
         if let Some(existing) = store
             .entries_by_spiffe_id(&entry.spiffe_id)?
@@ -125,8 +125,8 @@ impl EntryService {
             .entry(&proto.id)?
             .ok_or_else(|| ctx(ApiError::NotFound("entry not found".into())))?;
         let merged = merge_entry(entry_to_proto(&stored, None), proto, mask);
-        let mut entry = entry_from_proto(&merged, &self.state.trust_domain)
-            .map_err(|e| with_context("failed to convert entry", e))?;
+        let mut entry = validated_entry(&merged, &self.state.trust_domain)
+            .map_err(|e| with_context("failed to convert entry", e.into()))?;
         if mask.is_none_or(|m| m.federates_with) {
             self.require_federated_bundles(&entry.federates_with)
                 .map_err(ctx)?;

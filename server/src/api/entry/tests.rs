@@ -610,7 +610,7 @@ async fn agent_only_methods_refuse_local_callers() {
 fn stored(n: usize) -> Vec<Arc<RegistrationEntry>> {
     (0..n)
         .map(|i| {
-            let mut e = super::super::convert::entry_from_proto(
+            let mut e = signet_proto::convert::validated_entry(
                 &entry(&format!("/w{i}"), AGENT, &["unix:uid:1"]),
                 &td(),
             )

@@ -9,8 +9,6 @@ use serde_json::Value;
 use signet_common::id;
 use signet_proto::types;
 
-use crate::cli::common::id_proto;
-
 /// `{"entries": [...]}` (SPIRE's `common.RegistrationEntries`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -99,8 +97,8 @@ fn to_proto(e: DataEntry) -> anyhow::Result<types::Entry> {
         .collect::<anyhow::Result<_>>()?;
     Ok(types::Entry {
         id: e.entry_id,
-        spiffe_id: Some(id_proto(&spiffe_id)),
-        parent_id: Some(id_proto(&parent_id)),
+        spiffe_id: Some((&spiffe_id).into()),
+        parent_id: Some((&parent_id).into()),
         selectors: e
             .selectors
             .into_iter()

@@ -1,0 +1,392 @@
+//! What is read from SPIRE's SQL datastore, the same way from every backend: each backend
+//! runs the same queries (timestamps turned into Unix seconds in its SQL dialect, booleans
+//! into 0/1) and hands back rows of plain values. Tables and columns are those of SPIRE's
+//! schema version 23 (`pkg/server/datastore/sqlstore/models.go`, gorm's snake-cased names).
+
+use crate::import::error::ImportError;
+
+/// The schema version this importer reads (SPIRE 1.8.0 to 1.13.x).
+pub(super) const SCHEMA_VERSION: i64 = 23;
+
+/// One column value.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Value {
+    Null,
+    Int(i64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+/// How a backend spells what differs between SQL dialects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// Unix seconds of a timestamp column (NULL stays NULL).
+    fn epoch(self, col: &str) -> String {
+        match self {
+            Self::Sqlite => format!("CAST(strftime('%s', {col}) AS BIGINT)"),
+            Self::Postgres => format!("CAST(FLOOR(EXTRACT(EPOCH FROM {col})) AS BIGINT)"),
+        }
+    }
+
+    /// Whether a table exists.
+    fn has_table(self, table: &str) -> String {
+        match self {
+            Self::Sqlite => {
+                format!("SELECT name FROM sqlite_master WHERE type = 'table' AND name = '{table}'")
+            }
+            Self::Postgres => format!(
+                "SELECT CAST(table_name AS TEXT) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = '{table}'"
+            ),
+        }
+    }
+}
+
+/// 0/1 of a boolean column (NULL is 0).
+fn flag(col: &str) -> String {
+    format!("CAST(CASE WHEN {col} THEN 1 ELSE 0 END AS BIGINT)")
+}
+
+/// A text column, NULL read as "".
+fn text(col: &str) -> String {
+    format!("COALESCE({col}, '')")
+}
+
+/// An integer column, NULL read as 0.
+fn int(col: &str) -> String {
+    format!("CAST(COALESCE({col}, 0) AS BIGINT)")
+}
+
+/// A SPIRE datastore opened for reading.
+pub(super) trait Source {
+    /// Its dialect.
+    fn dialect(&self) -> Dialect;
+    /// Names it in messages (the file, or the database without credentials).
+    fn describe(&self) -> String;
+    /// Runs a query; every row as values in column order.
+    fn query(&mut self, sql: &str) -> Result<Vec<Vec<Value>>, String>;
+}
+
+/// `registered_entries` row.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct EntryRow {
+    pub(super) pk: i64,
+    pub(super) created_at: i64,
+    pub(super) entry_id: String,
+    pub(super) spiffe_id: String,
+    pub(super) parent_id: String,
+    pub(super) ttl: i64,
+    pub(super) admin: bool,
+    pub(super) downstream: bool,
+    pub(super) expiry: i64,
+    pub(super) revision_number: i64,
+    pub(super) store_svid: bool,
+    pub(super) hint: String,
+    pub(super) jwt_svid_ttl: i64,
+}
+
+/// `attested_node_entries` row.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct NodeRow {
+    pub(super) spiffe_id: String,
+    pub(super) data_type: String,
+    pub(super) serial_number: String,
+    pub(super) expires_at: i64,
+    pub(super) new_serial_number: String,
+    pub(super) new_expires_at: Option<i64>,
+    pub(super) can_reattest: bool,
+}
+
+/// `federated_trust_domains` row (reported, not imported).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct FederationRow {
+    pub(super) trust_domain: String,
+    pub(super) bundle_endpoint_url: String,
+}
+
+/// `ca_journals` row.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct JournalRow {
+    pub(super) data: Vec<u8>,
+    pub(super) active_x509_authority_id: String,
+    pub(super) active_jwt_authority_id: String,
+}
+
+/// Everything read from the datastore.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct SpireRows {
+    /// `bundles`: (primary key, trust domain ID, protobuf `common.Bundle`).
+    pub(super) bundles: Vec<(i64, String, Vec<u8>)>,
+    pub(super) entries: Vec<EntryRow>,
+    /// `selectors`: (entry primary key, type, value), in insertion order.
+    pub(super) selectors: Vec<(i64, String, String)>,
+    /// `dns_names`: (entry primary key, value), in insertion order.
+    pub(super) dns_names: Vec<(i64, String)>,
+    /// `federated_registration_entries`: (bundle primary key, entry primary key).
+    pub(super) federates_with: Vec<(i64, i64)>,
+    pub(super) nodes: Vec<NodeRow>,
+    /// `node_resolver_map_entries`: (SPIFFE ID, type, value).
+    pub(super) node_selectors: Vec<(String, String, String)>,
+    /// `join_tokens`: (token, expiry in Unix seconds).
+    pub(super) join_tokens: Vec<(String, i64)>,
+    pub(super) federations: Vec<FederationRow>,
+    pub(super) journals: Vec<JournalRow>,
+}
+
+/// Checks the schema version, then reads every table the import needs.
+pub(super) fn read_all(src: &mut dyn Source) -> Result<SpireRows, ImportError> {
+    let what = src.describe();
+    let d = src.dialect();
+    let fail = |error: String| ImportError::Source {
+        what: what.clone(),
+        error,
+    };
+    if src
+        .query(&d.has_table("migrations"))
+        .map_err(fail)?
+        .is_empty()
+    {
+        return Err(fail(
+            "not a SPIRE datastore (it has no migrations table)".into(),
+        ));
+    }
+    let migration = src
+        .query(&format!(
+            "SELECT {}, {} FROM migrations ORDER BY id DESC LIMIT 1",
+            int("version"),
+            text("code_version")
+        ))
+        .map_err(fail)?;
+    let Some(row) = migration.into_iter().next() else {
+        return Err(fail(
+            "its migrations table is empty (SPIRE never finished setting it up)".into(),
+        ));
+    };
+    let mut r = Row::new(row, "migrations");
+    let (found, code_version) = (r.int()?, r.text()?);
+    if found != SCHEMA_VERSION {
+        return Err(ImportError::SchemaVersion {
+            what,
+            found,
+            code_version,
+            expected: SCHEMA_VERSION,
+        });
+    }
+    let mut rows = SpireRows::default();
+    let mut q = |sql: String, table: &'static str| -> Result<Vec<Row>, ImportError> {
+        let out = src.query(&sql).map_err(|e| ImportError::Source {
+            what: what.clone(),
+            error: format!("reading {table}: {e}"),
+        })?;
+        Ok(out.into_iter().map(|v| Row::new(v, table)).collect())
+    };
+    for mut r in q(
+        format!(
+            "SELECT {}, trust_domain, data FROM bundles ORDER BY id",
+            int("id")
+        ),
+        "bundles",
+    )? {
+        rows.bundles.push((r.int()?, r.text()?, r.blob()?));
+    }
+    for mut r in q(
+        format!(
+            "SELECT {}, {}, entry_id, spiffe_id, parent_id, {}, {}, {}, {}, {}, {}, {}, {} \
+             FROM registered_entries ORDER BY id",
+            int("id"),
+            d.epoch("created_at"),
+            int("ttl"),
+            flag("admin"),
+            flag("downstream"),
+            int("expiry"),
+            int("revision_number"),
+            flag("store_svid"),
+            text("hint"),
+            int("jwt_svid_ttl"),
+        ),
+        "registered_entries",
+    )? {
+        rows.entries.push(EntryRow {
+            pk: r.int()?,
+            created_at: r.int_or_null()?.unwrap_or(0),
+            entry_id: r.text()?,
+            spiffe_id: r.text()?,
+            parent_id: r.text()?,
+            ttl: r.int()?,
+            admin: r.flag()?,
+            downstream: r.flag()?,
+            expiry: r.int()?,
+            revision_number: r.int()?,
+            store_svid: r.flag()?,
+            hint: r.text()?,
+            jwt_svid_ttl: r.int()?,
+        });
+    }
+    for mut r in q(
+        format!(
+            "SELECT {}, type, value FROM selectors ORDER BY id",
+            int("registered_entry_id")
+        ),
+        "selectors",
+    )? {
+        rows.selectors.push((r.int()?, r.text()?, r.text()?));
+    }
+    for mut r in q(
+        format!(
+            "SELECT {}, value FROM dns_names ORDER BY id",
+            int("registered_entry_id")
+        ),
+        "dns_names",
+    )? {
+        rows.dns_names.push((r.int()?, r.text()?));
+    }
+    for mut r in q(
+        format!(
+            "SELECT {}, {} FROM federated_registration_entries ORDER BY bundle_id, registered_entry_id",
+            int("bundle_id"),
+            int("registered_entry_id")
+        ),
+        "federated_registration_entries",
+    )? {
+        rows.federates_with.push((r.int()?, r.int()?));
+    }
+    for mut r in q(
+        format!(
+            "SELECT spiffe_id, {}, {}, {}, {}, {}, {} FROM attested_node_entries ORDER BY id",
+            text("data_type"),
+            text("serial_number"),
+            d.epoch("expires_at"),
+            text("new_serial_number"),
+            d.epoch("new_expires_at"),
+            flag("can_reattest"),
+        ),
+        "attested_node_entries",
+    )? {
+        rows.nodes.push(NodeRow {
+            spiffe_id: r.text()?,
+            data_type: r.text()?,
+            serial_number: r.text()?,
+            expires_at: r.int_or_null()?.unwrap_or(0),
+            new_serial_number: r.text()?,
+            new_expires_at: r.int_or_null()?,
+            can_reattest: r.flag()?,
+        });
+    }
+    for mut r in q(
+        "SELECT spiffe_id, type, value FROM node_resolver_map_entries ORDER BY id".into(),
+        "node_resolver_map_entries",
+    )? {
+        rows.node_selectors.push((r.text()?, r.text()?, r.text()?));
+    }
+    for mut r in q(
+        format!(
+            "SELECT token, {} FROM join_tokens ORDER BY id",
+            int("expiry")
+        ),
+        "join_tokens",
+    )? {
+        rows.join_tokens.push((r.text()?, r.int()?));
+    }
+    for mut r in q(
+        format!(
+            "SELECT trust_domain, {} FROM federated_trust_domains ORDER BY id",
+            text("bundle_endpoint_url")
+        ),
+        "federated_trust_domains",
+    )? {
+        rows.federations.push(FederationRow {
+            trust_domain: r.text()?,
+            bundle_endpoint_url: r.text()?,
+        });
+    }
+    for mut r in q(
+        format!(
+            "SELECT data, {}, {} FROM ca_journals ORDER BY id",
+            text("active_x509_authority_id"),
+            text("active_jwt_authority_id")
+        ),
+        "ca_journals",
+    )? {
+        rows.journals.push(JournalRow {
+            data: r.blob()?,
+            active_x509_authority_id: r.text()?,
+            active_jwt_authority_id: r.text()?,
+        });
+    }
+    Ok(rows)
+}
+
+/// Reads a row's values in order, with the table named in errors.
+struct Row {
+    values: std::vec::IntoIter<Value>,
+    table: &'static str,
+}
+
+impl Row {
+    fn new(values: Vec<Value>, table: &'static str) -> Self {
+        Self {
+            values: values.into_iter(),
+            table,
+        }
+    }
+
+    fn next(&mut self, want: &str) -> Result<Value, ImportError> {
+        self.values
+            .next()
+            .ok_or_else(|| ImportError::data(self.table, format!("a row lacks its {want} column")))
+    }
+
+    fn bad(&self, want: &str, got: &Value) -> ImportError {
+        let kind = match got {
+            Value::Null => "NULL",
+            Value::Int(_) => "an integer",
+            Value::Text(_) => "text",
+            Value::Blob(_) => "a blob",
+        };
+        ImportError::data(self.table, format!("expected {want}, found {kind}"))
+    }
+
+    fn int_or_null(&mut self) -> Result<Option<i64>, ImportError> {
+        match self.next("integer")? {
+            Value::Null => Ok(None),
+            Value::Int(i) => Ok(Some(i)),
+            other => Err(self.bad("an integer", &other)),
+        }
+    }
+
+    fn int(&mut self) -> Result<i64, ImportError> {
+        match self.next("integer")? {
+            Value::Int(i) => Ok(i),
+            other => Err(self.bad("an integer", &other)),
+        }
+    }
+
+    fn flag(&mut self) -> Result<bool, ImportError> {
+        Ok(self.int()? != 0)
+    }
+
+    fn text(&mut self) -> Result<String, ImportError> {
+        match self.next("text")? {
+            Value::Text(s) => Ok(s),
+            Value::Blob(b) => String::from_utf8(b).map_err(|_| {
+                ImportError::data(self.table, "a text column holds bytes that are not UTF-8")
+            }),
+            Value::Null => Ok(String::new()),
+            other => Err(self.bad("text", &other)),
+        }
+    }
+
+    fn blob(&mut self) -> Result<Vec<u8>, ImportError> {
+        match self.next("blob")? {
+            Value::Blob(b) => Ok(b),
+            Value::Text(s) => Ok(s.into_bytes()),
+            Value::Null => Ok(Vec::new()),
+            other => Err(self.bad("a blob", &other)),
+        }
+    }
+}

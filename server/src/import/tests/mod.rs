@@ -1,0 +1,389 @@
+//! `import spire` on a SPIRE sqlite datastore built from SPIRE's schema (fixture), read into
+//! a real sled store and key file, then resumed by Signet's CA.
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use signet_common::clock::{Clock, SystemClock};
+use signet_common::id::{parse_id, parse_trust_domain};
+use signet_common::selector::Selector;
+
+use super::convert::decimal_to_hex;
+use super::{ImportArgs, ImportError, import_spire};
+use crate::ca::{Ca, CaConfig, CaSubject, JwtSvidParams};
+use crate::datastore::DataStore;
+use crate::datastore::sled::SledStore;
+use crate::keys::disk::DiskKeyManager;
+use crate::keys::{KeyManager, KeyType};
+
+mod fixture;
+
+use fixture::{AGENT_SERIAL_HEX, CREATED_UNIX, SpireFixture};
+
+fn now() -> SystemTime {
+    SystemClock.now()
+}
+
+fn args(fx: &SpireFixture) -> ImportArgs {
+    ImportArgs {
+        config: fx.conf.clone(),
+        target_config: None,
+        force: false,
+        expand_env: false,
+    }
+}
+
+fn ca_config() -> CaConfig {
+    CaConfig {
+        trust_domain: parse_trust_domain("example.org").unwrap(),
+        key_type: KeyType::EcP256,
+        ca_ttl: Duration::from_secs(24 * 3600),
+        ca_subject: CaSubject::default(),
+        default_x509_svid_ttl: Duration::from_secs(3600),
+        default_jwt_svid_ttl: Duration::from_secs(300),
+        agent_ttl: Duration::from_secs(3600),
+        jwt_issuer: None,
+        upstream: None,
+        journal_key: crate::config::JOURNAL_KEY.into(),
+    }
+}
+
+#[test]
+fn imports_every_record_and_the_ca_resumes_spires_authorities() {
+    let fx = SpireFixture::new();
+    let keys_before = std::fs::read(&fx.keys_path).unwrap();
+    let db_before = std::fs::read(&fx.db).unwrap();
+    let report = import_spire(&args(&fx), now()).unwrap();
+    assert_eq!(
+        (
+            report.entries,
+            report.agents,
+            report.banned_agents,
+            report.join_tokens
+        ),
+        (3, 2, 1, 1)
+    );
+    assert_eq!((report.x509_roots, report.jwt_keys), (1, 1));
+    assert_eq!(report.federated_bundles, vec!["other.org".to_owned()]);
+    assert_eq!(report.x509_authority, (fx.ca_ski_hex.clone(), 1));
+    assert_eq!(report.jwt_authority, (fx.jwt_kid.clone(), 1));
+    assert_eq!(report.keys, (fx.keys_path.clone(), true));
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(report.warnings[0].contains("other.org at https://other.org:8443"));
+    let text = report.to_string();
+    assert!(text.contains("Registration entries: 3\n") && text.contains("Agents: 2 (1 banned)\n"));
+    assert_eq!(
+        std::fs::read(&fx.keys_path).unwrap(),
+        keys_before,
+        "SPIRE's keys.json is used as is"
+    );
+    assert_eq!(
+        std::fs::read(&fx.db).unwrap(),
+        db_before,
+        "SPIRE's datastore is not changed"
+    );
+
+    let store = Arc::new(SledStore::open(&fx.store_dir()).unwrap());
+    let full = store.entry("entry-full").unwrap().unwrap();
+    assert_eq!(
+        full.spiffe_id,
+        parse_id("spiffe://example.org/web").unwrap()
+    );
+    assert_eq!(
+        full.parent_id,
+        parse_id("spiffe://example.org/spire/agent/join_token/tok-1").unwrap()
+    );
+    let sels: Vec<String> = full.selectors.iter().map(|s| s.to_string()).collect();
+    assert_eq!(sels, ["unix:gid:0", "unix:uid:1000"]);
+    assert_eq!(full.dns_names, ["web.example.org", "alt.example.org"]);
+    assert_eq!((full.x509_svid_ttl, full.jwt_svid_ttl), (600, 120));
+    assert!(full.admin && full.downstream && full.store_svid);
+    assert_eq!(full.hint, "web-hint");
+    assert_eq!(full.expires_at, 4_102_444_800);
+    assert_eq!(full.revision_number, 4);
+    assert_eq!(full.created_at, CREATED_UNIX);
+    assert!(full.federates_with.is_empty());
+    let fed = store.entry("entry-fed").unwrap().unwrap();
+    assert_eq!(fed.federates_with, ["other.org"]);
+    assert_eq!(fed.revision_number, 1);
+    let node_alias = store.entry("entry-node").unwrap().unwrap();
+    assert_eq!(
+        node_alias.parent_id,
+        parse_id("spiffe://example.org/spire/server").unwrap()
+    );
+    assert_eq!(store.list_entries().unwrap().len(), 3);
+
+    let agent = store
+        .node(&parse_id("spiffe://example.org/spire/agent/join_token/tok-1").unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(agent.attestation_type, "join_token");
+    assert_eq!(agent.serial, AGENT_SERIAL_HEX);
+    assert_eq!(agent.new_serial, "ff");
+    assert_eq!(
+        (agent.expires_at, agent.new_expires_at),
+        (1_796_119_200, 1_796_124_600)
+    );
+    assert!(!agent.can_reattest);
+    assert_eq!(
+        agent.selectors,
+        [Selector::new("join_token", "tok-1").unwrap()]
+    );
+    let banned = store
+        .node(&parse_id("spiffe://example.org/spire/agent/x509pop/banned").unwrap())
+        .unwrap()
+        .unwrap();
+    assert!(banned.is_banned() && banned.can_reattest && banned.new_expires_at == 0);
+
+    let token = store.take_join_token("tok-2").unwrap().unwrap();
+    assert_eq!(token.expires_at, 4_102_444_800);
+
+    let own = store
+        .bundle(&parse_trust_domain("example.org").unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(own.x509_authorities.len(), 1);
+    assert_eq!(own.x509_authorities[0].der, fx.ca_der);
+    assert_eq!(own.jwt_authorities[0].key_id, fx.jwt_kid);
+    assert_eq!(own.jwt_authorities[0].public_key, fx.jwt_spki);
+    assert_eq!(own.sequence_number, 3);
+    let other = store
+        .bundle(&parse_trust_domain("other.org").unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(other.x509_authorities[0].der, fx.federated_der);
+    assert_eq!((other.refresh_hint, other.sequence_number), (300, 7));
+
+    // Signet's CA started on the result signs with SPIRE's CA and JWT key.
+    let keys: Arc<dyn KeyManager> = Arc::new(DiskKeyManager::open(&fx.keys_path).unwrap());
+    let ca = Ca::new(ca_config(), Arc::new(SystemClock), keys, store.clone()).unwrap();
+    assert_eq!(
+        ca.active_x509_authority().unwrap().authority_id,
+        fx.ca_ski_hex
+    );
+    assert_eq!(ca.active_x509_ca_der().unwrap(), fx.ca_der);
+    let jwt = ca
+        .sign_jwt_svid(JwtSvidParams {
+            spiffe_id: parse_id("spiffe://example.org/web").unwrap(),
+            audience: vec!["aud".into()],
+            ttl: Duration::ZERO,
+        })
+        .unwrap();
+    let header = jsonwebtoken::decode_header(&jwt.token).unwrap();
+    assert_eq!(header.kid.as_deref(), Some(fx.jwt_kid.as_str()));
+    let after = store
+        .bundle(&parse_trust_domain("example.org").unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.x509_authorities.len(), 1, "no new CA was minted");
+}
+
+#[test]
+fn a_separate_target_gets_the_keys_written_private() {
+    let fx = SpireFixture::new();
+    let target_dir = fx.root().join("signet");
+    let conf = fx.root().join("signet.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"server {{
+    trust_domain = "example.org"
+    data_dir = "{d}"
+}}
+plugins {{
+    DataStore "sled" {{ plugin_data {{}} }}
+    KeyManager "disk" {{ plugin_data {{ keys_path = "{d}/keys.json" }} }}
+    NodeAttestor "join_token" {{ plugin_data {{}} }}
+}}
+"#,
+            d = target_dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(&target_dir).unwrap();
+    let mut a = args(&fx);
+    a.target_config = Some(conf.clone());
+    let report = import_spire(&a, now()).unwrap();
+    let keys_path = target_dir.join("keys.json");
+    assert_eq!(report.keys, (keys_path.clone(), false));
+    assert_eq!(report.store_dir, target_dir.join("datastore"));
+    let mode = std::fs::metadata(&keys_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let km = DiskKeyManager::open(&keys_path).unwrap();
+    assert_eq!(km.key_ids(), ["JWT-Signer-A", "x509-CA-A"]);
+    assert!(!fx.store_dir().exists(), "the default target is untouched");
+
+    // A second import finds the target non-empty (store and key file) and changes nothing.
+    let err = import_spire(&a, now()).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ImportError::NotEmpty(_)));
+    assert!(
+        msg.contains("already holds 3 registration entries, 2 agents, 2 bundles, a CA journal")
+            && msg.contains("already holds keys (JWT-Signer-A, x509-CA-A)")
+            && msg.ends_with("nothing was imported (pass --force to import over it)"),
+        "{msg}"
+    );
+    // A target of another trust domain is refused.
+    let text = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(&conf, text.replace("\"example.org\"", "\"other.org\"")).unwrap();
+    let msg = import_spire(&a, now()).unwrap_err().to_string();
+    assert!(
+        msg.contains("trust domain other.org is not SPIRE's example.org"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_non_empty_target_is_refused_unless_forced() {
+    let fx = SpireFixture::new();
+    import_spire(&args(&fx), now()).unwrap();
+    {
+        let store = SledStore::open(&fx.store_dir()).unwrap();
+        let mut e = store.entry("entry-full").unwrap().unwrap();
+        e.hint = "changed in Signet".into();
+        store.update_entry(e).unwrap();
+    }
+    let err = import_spire(&args(&fx), now()).unwrap_err();
+    assert!(matches!(err, ImportError::NotEmpty(_)), "{err}");
+    {
+        let store = SledStore::open(&fx.store_dir()).unwrap();
+        let e = store.entry("entry-full").unwrap().unwrap();
+        assert_eq!(
+            (e.hint.as_str(), e.revision_number),
+            ("changed in Signet", 5)
+        );
+    }
+    let mut a = args(&fx);
+    a.force = true;
+    let report = import_spire(&a, now()).unwrap();
+    assert_eq!(report.entries, 3);
+    let store = SledStore::open(&fx.store_dir()).unwrap();
+    let e = store.entry("entry-full").unwrap().unwrap();
+    assert_eq!((e.hint.as_str(), e.revision_number), ("web-hint", 4));
+    assert_eq!(store.list_entries().unwrap().len(), 3);
+}
+
+#[test]
+fn another_schema_version_is_refused_and_nothing_is_written() {
+    let fx = SpireFixture::new();
+    fx.sql("UPDATE migrations SET version = 24, code_version = '1.14.0'");
+    let err = import_spire(&args(&fx), now()).unwrap_err();
+    assert!(matches!(err, ImportError::SchemaVersion { found: 24, .. }));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("has schema version 24 (SPIRE 1.14.0): only schema version 23 (SPIRE 1.8 to 1.13) can be imported"),
+        "{msg}"
+    );
+    assert!(!msg.contains('\n'));
+    assert!(!fx.store_dir().exists(), "nothing written");
+
+    fx.sql("DROP TABLE migrations");
+    let msg = import_spire(&args(&fx), now()).unwrap_err().to_string();
+    assert!(
+        msg.contains("not a SPIRE datastore (it has no migrations table)"),
+        "{msg}"
+    );
+    assert!(!fx.store_dir().exists());
+}
+
+#[test]
+fn a_missing_or_foreign_key_file_is_refused_and_nothing_is_written() {
+    let fx = SpireFixture::new();
+    let keys = std::fs::read(&fx.keys_path).unwrap();
+    std::fs::remove_file(&fx.keys_path).unwrap();
+    let err = import_spire(&args(&fx), now()).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ImportError::Keys { .. }));
+    assert!(
+        msg.starts_with(&format!(
+            "SPIRE key file {}: no such file",
+            fx.keys_path.display()
+        )),
+        "{msg}"
+    );
+    assert!(!fx.store_dir().exists(), "nothing written");
+
+    // Keys of another server: no journal names them.
+    let other = serde_json::json!({"keys": {"x509-CA-A": base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        rcgen::KeyPair::generate().unwrap().serialize_der())}});
+    std::fs::write(&fx.keys_path, other.to_string()).unwrap();
+    let msg = import_spire(&args(&fx), now()).unwrap_err().to_string();
+    assert!(
+        msg.contains("none of its keys is the active X.509 CA of any of the 1 CA journal(s)"),
+        "{msg}"
+    );
+    assert!(!fx.store_dir().exists());
+
+    // The JWT key missing from an otherwise right file.
+    let mut v: serde_json::Value = serde_json::from_slice(&keys).unwrap();
+    v["keys"].as_object_mut().unwrap().remove("JWT-Signer-A");
+    std::fs::write(&fx.keys_path, v.to_string()).unwrap();
+    let msg = import_spire(&args(&fx), now()).unwrap_err().to_string();
+    assert!(msg.contains("key JWT-Signer-A is missing"), "{msg}");
+    assert!(!fx.store_dir().exists());
+}
+
+#[test]
+fn config_problems_are_one_line_each() {
+    let fx = SpireFixture::new();
+    let text = std::fs::read_to_string(&fx.conf).unwrap();
+    let cases = [
+        (
+            text.replace("\"sqlite3\"", "\"mysql\""),
+            "database_type \"mysql\" cannot be imported (sqlite3 or postgres)",
+        ),
+        (
+            text.replace("KeyManager \"disk\"", "KeyManager \"memory\""),
+            "SPIRE kept its CA keys in memory",
+        ),
+        (
+            text.replace(
+                "trust_domain = \"example.org\"",
+                "trust_domain = \"third.org\"",
+            ),
+            "no bundle for the server's trust domain third.org",
+        ),
+    ];
+    for (conf, want) in cases {
+        std::fs::write(&fx.conf, conf).unwrap();
+        let msg = import_spire(&args(&fx), now()).unwrap_err().to_string();
+        assert!(msg.contains(want) && !msg.contains('\n'), "{msg}");
+        assert!(!fx.store_dir().exists());
+    }
+    std::fs::write(
+        &fx.conf,
+        text.replace(&fx.db.display().to_string(), "/nonexistent/db.sqlite3"),
+    )
+    .unwrap();
+    let msg = import_spire(&args(&fx), now()).unwrap_err().to_string();
+    assert_eq!(msg, "SPIRE datastore /nonexistent/db.sqlite3: no such file");
+}
+
+#[test]
+fn an_expired_active_ca_is_refused() {
+    let fx = SpireFixture::new();
+    let later = now() + Duration::from_secs(30 * 24 * 3600);
+    let msg = import_spire(&args(&fx), later).unwrap_err().to_string();
+    assert!(msg.contains("the certificate has expired"), "{msg}");
+    assert!(!fx.store_dir().exists());
+}
+
+#[test]
+fn decimal_serials_become_signets_hex() {
+    assert_eq!(decimal_to_hex("").unwrap(), "");
+    assert_eq!(decimal_to_hex("0").unwrap(), "0");
+    assert_eq!(decimal_to_hex("255").unwrap(), "ff");
+    assert_eq!(decimal_to_hex("256").unwrap(), "100");
+    assert_eq!(
+        decimal_to_hex("340282366920938463463374607431768211455").unwrap(),
+        "ffffffffffffffffffffffffffffffff"
+    );
+    assert_eq!(
+        decimal_to_hex("123456789012345678901234567890").unwrap(),
+        format!("{:x}", 123_456_789_012_345_678_901_234_567_890_u128)
+    );
+    assert!(decimal_to_hex("12a").is_err());
+    assert!(decimal_to_hex("-1").is_err());
+}

@@ -1,0 +1,183 @@
+//! The target: Signet's store and key file. Checked for emptiness before anything is
+//! written, then written in an order that never leaves a journal naming missing keys:
+//! keys, CA journal, bundles, entries, agents, join tokens.
+
+use std::path::{Path, PathBuf};
+
+use signet_common::bundle::Bundle;
+use signet_common::entry::RegistrationEntry;
+use signet_common::node::AttestedNode;
+
+use crate::ca::ImportedJournal;
+use crate::datastore::sled::SledStore;
+use crate::datastore::{DataStore, JoinToken, StoreError};
+use crate::import::error::ImportError;
+use crate::keys::ManagedKey;
+use crate::keys::disk::DiskKeyManager;
+
+/// Where the import writes.
+#[derive(Debug, Clone)]
+pub struct TargetSpec {
+    /// The sled store's directory (`DataStore "sled"` `directory`).
+    pub store_dir: PathBuf,
+    /// Signet's disk KeyManager file. When it is SPIRE's own keys.json, Signet uses that
+    /// file in place and nothing is written to it.
+    pub keys_path: PathBuf,
+    /// `CaConfig::journal_key`.
+    pub journal_key: String,
+}
+
+/// Everything to write, converted and checked.
+#[derive(Debug)]
+pub(super) struct Plan {
+    pub(super) keys: Vec<ManagedKey>,
+    pub(super) journal: ImportedJournal,
+    pub(super) bundle: Bundle,
+    pub(super) federated: Vec<Bundle>,
+    pub(super) entries: Vec<RegistrationEntry>,
+    pub(super) nodes: Vec<AttestedNode>,
+    pub(super) join_tokens: Vec<JoinToken>,
+}
+
+/// The opened target.
+pub(super) struct Target {
+    spec: TargetSpec,
+    store: SledStore,
+    /// `None` when the target key file is SPIRE's (used in place).
+    keys: Option<DiskKeyManager>,
+}
+
+impl Target {
+    /// Opens the store and, unless it is SPIRE's own file, the key file.
+    pub(super) fn open(spec: TargetSpec, spire_keys: &Path) -> Result<Self, ImportError> {
+        let store = SledStore::open(&spec.store_dir).map_err(|e| {
+            ImportError::target(
+                format!("the Signet store {}", spec.store_dir.display()),
+                format!("{e} (is signet-server running on it?)"),
+            )
+        })?;
+        let keys = if same_file(&spec.keys_path, spire_keys) {
+            None
+        } else {
+            Some(DiskKeyManager::open(&spec.keys_path).map_err(|e| {
+                ImportError::target(format!("the key file {}", spec.keys_path.display()), e)
+            })?)
+        };
+        Ok(Self { spec, store, keys })
+    }
+
+    /// Whether the target keys are SPIRE's file, used in place.
+    pub(super) fn keys_in_place(&self) -> bool {
+        self.keys.is_none()
+    }
+
+    /// What the target already holds, or `None` if it is empty.
+    pub(super) fn existing(&self) -> Result<Option<String>, ImportError> {
+        let read = |e: StoreError| {
+            ImportError::target(
+                format!("the Signet store {}", self.spec.store_dir.display()),
+                e,
+            )
+        };
+        let mut held = Vec::new();
+        let n = self.store.list_entries().map_err(read)?.len();
+        if n > 0 {
+            held.push(format!("{n} registration entries"));
+        }
+        let n = self.store.list_nodes().map_err(read)?.len();
+        if n > 0 {
+            held.push(format!("{n} agents"));
+        }
+        let n = self.store.list_bundles().map_err(read)?.len();
+        if n > 0 {
+            held.push(format!("{n} bundles"));
+        }
+        if self
+            .store
+            .ca_journal(&self.spec.journal_key)
+            .map_err(read)?
+            .is_some()
+        {
+            held.push("a CA journal".into());
+        }
+        let mut parts = Vec::new();
+        if !held.is_empty() {
+            parts.push(format!(
+                "the Signet store {} already holds {}",
+                self.spec.store_dir.display(),
+                held.join(", ")
+            ));
+        }
+        if let Some(km) = &self.keys {
+            let ids = km.key_ids();
+            if !ids.is_empty() {
+                parts.push(format!(
+                    "the key file {} already holds keys ({})",
+                    self.spec.keys_path.display(),
+                    ids.join(", ")
+                ));
+            }
+        }
+        Ok((!parts.is_empty()).then(|| parts.join("; ")))
+    }
+
+    /// Writes the plan. With `force`, records with the same key (entry ID, agent ID, trust
+    /// domain, token, key ID) are replaced, and an existing entry that the imported one
+    /// duplicates (same SPIFFE ID, parent and selectors) is deleted first.
+    pub(super) fn write(&self, plan: Plan, force: bool) -> Result<(), ImportError> {
+        if let Some(km) = &self.keys {
+            km.put_keys(plan.keys).map_err(|e| {
+                ImportError::write(format!("the key file {}", self.spec.keys_path.display()), e)
+            })?;
+        }
+        let s = &self.store;
+        s.set_ca_journal(&self.spec.journal_key, &plan.journal.bytes)
+            .map_err(|e| ImportError::write("the CA journal", e))?;
+        for b in std::iter::once(plan.bundle).chain(plan.federated) {
+            let td = b.trust_domain.to_string();
+            s.set_bundle(b)
+                .map_err(|e| ImportError::write(format!("bundle {td}"), e))?;
+        }
+        for e in plan.entries {
+            let id = e.id.clone();
+            let what = || format!("registration entry {id}");
+            if force
+                && s.entry(&e.id)
+                    .map_err(|err| ImportError::write(what(), err))?
+                    .is_some()
+            {
+                s.delete_entry(&e.id)
+                    .map_err(|err| ImportError::write(what(), err))?;
+            }
+            match s.create_entry(e.clone()) {
+                Ok(_) => {}
+                Err(StoreError::SimilarEntry(other)) if force => {
+                    s.delete_entry(&other.id)
+                        .map_err(|err| ImportError::write(what(), err))?;
+                    s.create_entry(e)
+                        .map_err(|err| ImportError::write(what(), err))?;
+                }
+                Err(err) => return Err(ImportError::write(what(), err)),
+            }
+        }
+        for n in plan.nodes {
+            let what = format!("agent {}", n.spiffe_id);
+            s.put_node(n).map_err(|e| ImportError::write(what, e))?;
+        }
+        for t in plan.join_tokens {
+            match s.create_join_token(t) {
+                Ok(()) => {}
+                Err(StoreError::AlreadyExists(_)) if force => {}
+                Err(e) => return Err(ImportError::write("a join token", e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
