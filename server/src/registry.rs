@@ -3,6 +3,8 @@
 
 use std::sync::{Arc, PoisonError, RwLock};
 
+use tokio::sync::Mutex;
+
 use signet_common::entry::RegistrationEntry;
 use signet_common::id::{SpiffeId, TrustDomain};
 use signet_common::node::AttestedNode;
@@ -17,17 +19,21 @@ use crate::events::Events;
 pub struct Registry {
     store: Arc<dyn DataStore>,
     index: RwLock<AuthzIndex>,
+    /// Held across a write's store call and index update, so that writes reach the index
+    /// in the order the store committed them (the index lock itself is never held across
+    /// an await).
+    writer: Mutex<()>,
     events: Events,
 }
 
 impl Registry {
     /// Builds the index from the store (the only full read).
-    pub fn load(store: Arc<dyn DataStore>, td: &TrustDomain) -> Result<Self, StoreError> {
+    pub async fn load(store: Arc<dyn DataStore>, td: &TrustDomain) -> Result<Self, StoreError> {
         let mut index = AuthzIndex::new(td);
-        for entry in store.list_entries()? {
+        for entry in store.list_entries().await? {
             index.upsert_entry(entry);
         }
-        for node in store.list_nodes()? {
+        for node in store.list_nodes().await? {
             index.set_node_selectors(
                 node.spiffe_id.clone(),
                 node.selectors.iter().cloned().collect(),
@@ -36,6 +42,7 @@ impl Registry {
         Ok(Self {
             store,
             index: RwLock::new(index),
+            writer: Mutex::new(()),
             events: Events::new(),
         })
     }
@@ -46,9 +53,13 @@ impl Registry {
     }
 
     /// Creates an entry and pushes the change.
-    pub fn create_entry(&self, entry: RegistrationEntry) -> Result<RegistrationEntry, StoreError> {
+    pub async fn create_entry(
+        &self,
+        entry: RegistrationEntry,
+    ) -> Result<RegistrationEntry, StoreError> {
+        let _writer = self.writer.lock().await;
+        let created = self.store.create_entry(entry).await?;
         let mut index = self.write();
-        let created = self.store.create_entry(entry)?;
         index.upsert_entry(created.clone());
         self.events
             .entries_changed(&index.agents_affected_by(&created));
@@ -56,13 +67,17 @@ impl Registry {
     }
 
     /// Updates an entry and pushes the change to the agents that had it and that have it.
-    pub fn update_entry(&self, entry: RegistrationEntry) -> Result<RegistrationEntry, StoreError> {
+    pub async fn update_entry(
+        &self,
+        entry: RegistrationEntry,
+    ) -> Result<RegistrationEntry, StoreError> {
+        let _writer = self.writer.lock().await;
+        let updated = self.store.update_entry(entry).await?;
         let mut index = self.write();
         let before = index
-            .entry(&entry.id)
+            .entry(&updated.id)
             .map(|e| index.agents_affected_by(e))
             .unwrap_or_default();
-        let updated = self.store.update_entry(entry)?;
         index.upsert_entry(updated.clone());
         let after = index.agents_affected_by(&updated);
         self.events
@@ -71,22 +86,24 @@ impl Registry {
     }
 
     /// Deletes an entry and pushes the change.
-    pub fn delete_entry(&self, id: &str) -> Result<RegistrationEntry, StoreError> {
+    pub async fn delete_entry(&self, id: &str) -> Result<RegistrationEntry, StoreError> {
+        let _writer = self.writer.lock().await;
+        let deleted = self.store.delete_entry(id).await?;
         let mut index = self.write();
         let affected = index
             .entry(id)
             .map(|e| index.agents_affected_by(e))
             .unwrap_or_default();
-        let deleted = self.store.delete_entry(id)?;
         index.remove_entry(id);
         self.events.entries_changed(&affected);
         Ok(deleted)
     }
 
     /// Deletes entries that expired before `before` and pushes the change.
-    pub fn prune_entries(&self, before: i64) -> Result<Vec<RegistrationEntry>, StoreError> {
+    pub async fn prune_entries(&self, before: i64) -> Result<Vec<RegistrationEntry>, StoreError> {
+        let _writer = self.writer.lock().await;
+        let pruned = self.store.prune_entries(before).await?;
         let mut index = self.write();
-        let pruned = self.store.prune_entries(before)?;
         for entry in &pruned {
             let affected = index.agents_affected_by(entry);
             index.remove_entry(&entry.id);
@@ -96,9 +113,10 @@ impl Registry {
     }
 
     /// Creates or replaces a node record; its selectors may change which aliases apply.
-    pub fn put_node(&self, node: AttestedNode) -> Result<AttestedNode, StoreError> {
+    pub async fn put_node(&self, node: AttestedNode) -> Result<AttestedNode, StoreError> {
+        let _writer = self.writer.lock().await;
+        let stored = self.store.put_node(node).await?;
         let mut index = self.write();
-        let stored = self.store.put_node(node)?;
         index.set_node_selectors(
             stored.spiffe_id.clone(),
             stored.selectors.iter().cloned().collect(),
@@ -108,9 +126,10 @@ impl Registry {
     }
 
     /// Deletes a node record (evict).
-    pub fn delete_node(&self, id: &SpiffeId) -> Result<AttestedNode, StoreError> {
+    pub async fn delete_node(&self, id: &SpiffeId) -> Result<AttestedNode, StoreError> {
+        let _writer = self.writer.lock().await;
+        let deleted = self.store.delete_node(id).await?;
         let mut index = self.write();
-        let deleted = self.store.delete_node(id)?;
         index.remove_node(id);
         self.events.entries_changed([id]);
         Ok(deleted)

@@ -91,13 +91,16 @@ impl Server {
             KeyManagerConfig::Disk { keys_path } => Arc::new(DiskKeyManager::open(keys_path)?),
             KeyManagerConfig::Memory => Arc::new(MemoryKeyManager::new()),
         };
-        let ca = Arc::new(Ca::new(
-            config.ca.clone(),
-            Arc::clone(&clock),
-            keys,
-            Arc::clone(&store),
-        )?);
-        let registry = Arc::new(Registry::load(Arc::clone(&store), &config.trust_domain)?);
+        let ca = Arc::new(
+            Ca::new(
+                config.ca.clone(),
+                Arc::clone(&clock),
+                keys,
+                Arc::clone(&store),
+            )
+            .await?,
+        );
+        let registry = Arc::new(Registry::load(Arc::clone(&store), &config.trust_domain).await?);
         let state = Arc::new(ApiState {
             trust_domain: config.trust_domain.clone(),
             registry: Arc::clone(&registry),
@@ -142,12 +145,13 @@ impl Server {
             Arc::clone(&clock),
             server_dns_names,
         )?);
-        let verifier = Arc::new(SpiffeClientVerifier::new(
+        let verifier = SpiffeClientVerifier::start(
             config.trust_domain.clone(),
             config.admin_ids.clone(),
             Arc::clone(&store),
             registry.subscribe_bundles(),
-        ));
+        )
+        .await?;
         let tls =
             endpoints::tls::server_config(Arc::clone(&identity), verifier, Arc::clone(&clock))?;
 
@@ -233,7 +237,7 @@ fn spawn_rotator(
 ) {
     tasks.spawn(async move {
         loop {
-            match ca.rotate() {
+            match ca.rotate().await {
                 Ok(true) => registry.bundles_changed(),
                 Ok(false) => {}
                 Err(error) => tracing::error!(%error, "CA rotation failed"),
@@ -268,10 +272,10 @@ fn spawn_pruner(
         loop {
             let now = state.clock.unix_now();
             let store = state.registry.store();
-            if let Err(error) = store.prune_join_tokens(now) {
+            if let Err(error) = store.prune_join_tokens(now).await {
                 tracing::warn!(%error, "Pruning join tokens failed");
             }
-            match state.registry.prune_entries(now) {
+            match state.registry.prune_entries(now).await {
                 Ok(pruned) => {
                     for entry in pruned {
                         tracing::info!(entry_id = %entry.id, spiffe_id = %entry.spiffe_id, "Pruned expired entry");

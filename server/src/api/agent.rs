@@ -94,7 +94,7 @@ impl AgentService {
             }
             AttestError::Store(s) => ApiError::from(s),
         })?;
-        let svid = self.admit(&attested, &data.r#type, public_key)?;
+        let svid = self.admit(&attested, &data.r#type, public_key).await?;
         tracing::info!(agent_id = %attested.agent_id, serial = %svid.serial, "Agent attestation request completed");
         Ok(pb::AttestAgentResponse {
             step: Some(pb::attest_agent_response::Step::Result(
@@ -106,7 +106,7 @@ impl AgentService {
         })
     }
 
-    fn admit(
+    async fn admit(
         &self,
         a: &Attested,
         attestation_type: &str,
@@ -118,7 +118,7 @@ impl AgentService {
             ));
         }
         let store = self.state.registry.store();
-        let existing = store.node(&a.agent_id)?;
+        let existing = store.node(&a.agent_id).await?;
         if existing.as_ref().is_some_and(AttestedNode::is_banned) {
             return Err(ApiError::PermissionDenied(
                 "failed to attest: agent is banned".into(),
@@ -126,17 +126,20 @@ impl AgentService {
         }
         let svid = self.sign_agent(&a.agent_id, key)?;
         let selectors: SelectorSet = a.selectors.iter().cloned().collect();
-        self.state.registry.put_node(AttestedNode {
-            spiffe_id: a.agent_id.clone(),
-            attestation_type: attestation_type.to_owned(),
-            serial: svid.serial.clone(),
-            expires_at: svid.expires_at,
-            new_serial: String::new(),
-            new_expires_at: 0,
-            can_reattest: a.can_reattest,
-            selectors: selectors.iter().cloned().collect(),
-            agent_version: existing.map(|n| n.agent_version).unwrap_or_default(),
-        })?;
+        self.state
+            .registry
+            .put_node(AttestedNode {
+                spiffe_id: a.agent_id.clone(),
+                attestation_type: attestation_type.to_owned(),
+                serial: svid.serial.clone(),
+                expires_at: svid.expires_at,
+                new_serial: String::new(),
+                new_expires_at: 0,
+                can_reattest: a.can_reattest,
+                selectors: selectors.iter().cloned().collect(),
+                agent_version: existing.map(|n| n.agent_version).unwrap_or_default(),
+            })
+            .await?;
         Ok(svid)
     }
 
@@ -154,11 +157,11 @@ impl AgentService {
         })?)
     }
 
-    fn filtered_agents(
+    async fn filtered_agents(
         &self,
         filter: Option<&pb::list_agents_request::Filter>,
     ) -> Result<Vec<AttestedNode>, ApiError> {
-        let mut nodes = self.state.registry.store().list_nodes()?;
+        let mut nodes = self.state.registry.store().list_nodes().await?;
         let Some(f) = filter else { return Ok(nodes) };
         let selector_match = f
             .by_selector_match
@@ -212,7 +215,7 @@ impl Agent for AgentService {
         &self,
         req: Request<pb::CountAgentsRequest>,
     ) -> Result<Response<pb::CountAgentsResponse>, Status> {
-        self.state.require_admin(&req)?;
+        self.state.require_admin(&req).await?;
         let filter = req
             .into_inner()
             .filter
@@ -223,7 +226,7 @@ impl Agent for AgentService {
                 by_can_reattest: f.by_can_reattest,
                 by_expires_before: f.by_expires_before,
             });
-        let count = self.filtered_agents(filter.as_ref())?.len();
+        let count = self.filtered_agents(filter.as_ref()).await?.len();
         Ok(Response::new(pb::CountAgentsResponse {
             count: i32::try_from(count).unwrap_or(i32::MAX),
         }))
@@ -233,12 +236,12 @@ impl Agent for AgentService {
         &self,
         req: Request<pb::ListAgentsRequest>,
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
-        self.state.require_admin(&req)?;
+        self.state.require_admin(&req).await?;
         let req = req.into_inner();
         if req.page_size < 0 {
             return Err(ApiError::InvalidArgument("page_size must not be negative".into()).into());
         }
-        let nodes = self.filtered_agents(req.filter.as_ref())?;
+        let nodes = self.filtered_agents(req.filter.as_ref()).await?;
         let start = if req.page_token.is_empty() {
             0
         } else {
@@ -271,7 +274,7 @@ impl Agent for AgentService {
         &self,
         req: Request<pb::GetAgentRequest>,
     ) -> Result<Response<types::Agent>, Status> {
-        self.state.require_admin(&req)?;
+        self.state.require_admin(&req).await?;
         let req = req.into_inner();
         let id = Self::agent_id(req.id.as_ref())?;
         let node = self
@@ -279,6 +282,7 @@ impl Agent for AgentService {
             .registry
             .store()
             .node(&id)
+            .await
             .map_err(ApiError::from)?
             .ok_or_else(|| ApiError::NotFound("agent not found".into()))?;
         Ok(Response::new(agent_to_proto(
@@ -291,20 +295,25 @@ impl Agent for AgentService {
         &self,
         req: Request<pb::DeleteAgentRequest>,
     ) -> Result<Response<()>, Status> {
-        self.state.require_admin(&req)?;
+        self.state.require_admin(&req).await?;
         let id = Self::agent_id(req.into_inner().id.as_ref())?;
-        self.state.registry.delete_node(&id).map_err(|e| match e {
-            crate::datastore::StoreError::NotFound(_) => {
-                ApiError::NotFound("agent not found".into())
-            }
-            other => other.into(),
-        })?;
+        self.state
+            .registry
+            .delete_node(&id)
+            .await
+            .map_err(|e| match e {
+                crate::datastore::StoreError::NotFound(_) => {
+                    ApiError::NotFound("agent not found".into())
+                }
+                other => other.into(),
+            })?;
         let vanity = Selector::new("spiffe_id", id.to_string()).ok();
         for entry in self
             .state
             .registry
             .store()
             .entries_by_parent(&id)
+            .await
             .map_err(ApiError::from)?
         {
             if vanity
@@ -314,6 +323,7 @@ impl Agent for AgentService {
                 self.state
                     .registry
                     .delete_entry(&entry.id)
+                    .await
                     .map_err(ApiError::from)?;
             }
         }
@@ -322,18 +332,23 @@ impl Agent for AgentService {
     }
 
     async fn ban_agent(&self, req: Request<pb::BanAgentRequest>) -> Result<Response<()>, Status> {
-        self.state.require_admin(&req)?;
+        self.state.require_admin(&req).await?;
         let id = Self::agent_id(req.into_inner().id.as_ref())?;
         let mut node = self
             .state
             .registry
             .store()
             .node(&id)
+            .await
             .map_err(ApiError::from)?
             .ok_or_else(|| ApiError::NotFound("agent not found".into()))?;
         node.serial.clear();
         node.new_serial.clear();
-        self.state.registry.put_node(node).map_err(ApiError::from)?;
+        self.state
+            .registry
+            .put_node(node)
+            .await
+            .map_err(ApiError::from)?;
         tracing::info!(agent_id = %id, "Agent banned");
         Ok(Response::new(()))
     }
@@ -350,7 +365,7 @@ impl Agent for AgentService {
         &self,
         req: Request<pb::RenewAgentRequest>,
     ) -> Result<Response<pb::RenewAgentResponse>, Status> {
-        let caller = self.state.require_agent(&req)?;
+        let caller = self.state.require_agent(&req).await?;
         // An agent that can attest again gets its new SVID that way (SPIRE).
         if caller.node.can_reattest {
             return Err(ApiError::AgentDenied(
@@ -368,7 +383,11 @@ impl Agent for AgentService {
         let mut node = caller.node;
         node.new_serial = svid.serial.clone();
         node.new_expires_at = svid.expires_at;
-        self.state.registry.put_node(node).map_err(ApiError::from)?;
+        self.state
+            .registry
+            .put_node(node)
+            .await
+            .map_err(ApiError::from)?;
         tracing::debug!(agent_id = %caller.id, serial = %svid.serial, "Agent SVID renewed");
         Ok(Response::new(pb::RenewAgentResponse {
             svid: Some(x509_svid(&caller.id, &svid)),
@@ -379,7 +398,7 @@ impl Agent for AgentService {
         &self,
         req: Request<pb::CreateJoinTokenRequest>,
     ) -> Result<Response<types::JoinToken>, Status> {
-        self.state.require_admin(&req)?;
+        self.state.require_admin(&req).await?;
         let req = req.into_inner();
         if !self.state.join_token_enabled {
             return Err(ApiError::FailedPrecondition(
@@ -417,6 +436,7 @@ impl Agent for AgentService {
                 token: token.clone(),
                 expires_at,
             })
+            .await
             .map_err(ApiError::from)?;
         if let Some(agent_id) = vanity {
             let selector = Selector::new("spiffe_id", token_agent.to_string())
@@ -432,6 +452,7 @@ impl Agent for AgentService {
                         [selector].into_iter().collect(),
                     )
                 })
+                .await
                 .map_err(ApiError::from)?;
         }
         Ok(Response::new(types::JoinToken {
@@ -444,7 +465,7 @@ impl Agent for AgentService {
         &self,
         req: Request<pb::PostStatusRequest>,
     ) -> Result<Response<pb::PostStatusResponse>, Status> {
-        let caller = self.state.require_agent(&req)?;
+        let caller = self.state.require_agent(&req).await?;
         let version = req.into_inner().agent_version;
         if version.len() > 255 {
             return Err(ApiError::InvalidArgument(
@@ -454,7 +475,11 @@ impl Agent for AgentService {
         }
         let mut node = caller.node;
         node.agent_version = version;
-        self.state.registry.put_node(node).map_err(ApiError::from)?;
+        self.state
+            .registry
+            .put_node(node)
+            .await
+            .map_err(ApiError::from)?;
         Ok(Response::new(pb::PostStatusResponse {}))
     }
 }

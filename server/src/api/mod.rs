@@ -81,11 +81,11 @@ impl ApiState {
     }
 
     /// Local callers and admin SVIDs (`admin_ids`, or an entry with `admin = true`).
-    pub fn require_admin<T>(&self, req: &Request<T>) -> Result<Caller, ApiError> {
+    pub async fn require_admin<T>(&self, req: &Request<T>) -> Result<Caller, ApiError> {
         let caller = self.caller(req);
         match &caller {
             Caller::Local => Ok(caller),
-            Caller::Svid(id) if self.is_admin(id)? => Ok(caller),
+            Caller::Svid(id) if self.is_admin(id).await? => Ok(caller),
             Caller::Svid(id) => Err(ApiError::PermissionDenied(format!(
                 "caller {id} is not authorized for this method"
             ))),
@@ -95,21 +95,22 @@ impl ApiState {
         }
     }
 
-    fn is_admin(&self, id: &SpiffeId) -> Result<bool, ApiError> {
+    async fn is_admin(&self, id: &SpiffeId) -> Result<bool, ApiError> {
         if self.admin_ids.contains(id) {
             return Ok(true);
         }
         Ok(self
             .registry
             .store()
-            .entries_by_spiffe_id(id)?
+            .entries_by_spiffe_id(id)
+            .await?
             .iter()
             .any(|e| e.admin))
     }
 
     /// A valid, current, unbanned agent (SPIRE's AgentAuthorizer). Presenting the SVID that
     /// RenewAgent issued promotes it to current.
-    pub fn require_agent<T>(&self, req: &Request<T>) -> Result<AgentCaller, ApiError> {
+    pub async fn require_agent<T>(&self, req: &Request<T>) -> Result<AgentCaller, ApiError> {
         let Some(certs) = req.peer_certs() else {
             return Err(ApiError::agent_denied(
                 "an agent SVID is required for this method",
@@ -129,7 +130,7 @@ impl ApiState {
             ));
         }
         let store = self.registry.store();
-        let mut node = store.node(&info.id)?.ok_or_else(|| {
+        let mut node = store.node(&info.id).await?.ok_or_else(|| {
             ApiError::agent_denied(
                 format!("agent {} is not attested", info.id),
                 Reason::AgentNotAttested,
@@ -153,7 +154,7 @@ impl ApiState {
             }
             node.serial = std::mem::take(&mut node.new_serial);
             node.expires_at = std::mem::take(&mut node.new_expires_at);
-            node = self.registry.put_node(node)?;
+            node = self.registry.put_node(node).await?;
         }
         Ok(AgentCaller { id: info.id, node })
     }

@@ -169,7 +169,7 @@ impl Svid for SvidService {
         &self,
         req: Request<pb::MintX509svidRequest>,
     ) -> Result<Response<pb::MintX509svidResponse>, Status> {
-        self.state.require_admin(&req)?;
+        self.state.require_admin(&req).await?;
         let svid = self.mint_x509(req.get_ref())?;
         Ok(Response::new(pb::MintX509svidResponse { svid: Some(svid) }))
     }
@@ -178,7 +178,7 @@ impl Svid for SvidService {
         &self,
         req: Request<pb::MintJwtsvidRequest>,
     ) -> Result<Response<pb::MintJwtsvidResponse>, Status> {
-        self.state.require_admin(&req)?;
+        self.state.require_admin(&req).await?;
         let req = req.into_inner();
         let id = convert::spiffe_id("id", req.id.as_ref()).map_err(ApiError::from)?;
         id::require_member_with_path(&id, &self.state.trust_domain)
@@ -201,7 +201,7 @@ impl Svid for SvidService {
         &self,
         req: Request<pb::BatchNewX509svidRequest>,
     ) -> Result<Response<pb::BatchNewX509svidResponse>, Status> {
-        let agent = self.state.require_agent(&req)?;
+        let agent = self.state.require_agent(&req).await?;
         let results = req
             .get_ref()
             .params
@@ -224,7 +224,7 @@ impl Svid for SvidService {
         &self,
         req: Request<pb::NewJwtsvidRequest>,
     ) -> Result<Response<pb::NewJwtsvidResponse>, Status> {
-        let agent = self.state.require_agent(&req)?;
+        let agent = self.state.require_agent(&req).await?;
         let req = req.into_inner();
         if req.entry_id.is_empty() {
             return Err(ApiError::InvalidArgument("entry_id: missing".into()).into());

@@ -37,7 +37,7 @@ impl Sync for SyncService {
     type WatchStream = WatchStream;
 
     async fn watch(&self, req: Request<WatchRequest>) -> Result<Response<WatchStream>, Status> {
-        let agent = self.state.require_agent(&req)?;
+        let agent = self.state.require_agent(&req).await?;
         let mut entries = self.state.registry.subscribe_agent(&agent.id);
         let mut bundles = self.state.registry.subscribe_bundles();
         let (tx, rx) = mpsc::channel(4);
@@ -61,7 +61,7 @@ impl Sync for SyncService {
                         return;
                     }
                 }
-                match state.registry.store().node(&agent.id) {
+                match state.registry.store().node(&agent.id).await {
                     Ok(Some(node)) if !node.is_banned() => {}
                     Ok(_) => {
                         let err = ApiError::PermissionDenied(format!(

@@ -45,7 +45,7 @@ impl NodeAttestor for JoinTokenAttestor {
         if token.is_empty() {
             return Err(AttestError::Invalid("join token is empty".into()));
         }
-        let stored = self.store.take_join_token(token)?.ok_or_else(|| {
+        let stored = self.store.take_join_token(token).await?.ok_or_else(|| {
             AttestError::Invalid("join token does not exist or has already been used".into())
         })?;
         if stored.expires_at < self.clock.unix_now() {

@@ -47,77 +47,104 @@ fn root_authority_id(der: &[u8]) -> Option<String> {
 
 impl Ca {
     /// The X.509 slots.
-    pub fn x509_authority_states(&self) -> AuthorityStates {
-        states(&self.inner.lock_state().x509)
+    pub async fn x509_authority_states(&self) -> AuthorityStates {
+        states(&self.inner.lock_state().await.x509)
     }
 
     /// The JWT slots.
-    pub fn jwt_authority_states(&self) -> AuthorityStates {
-        states(&self.inner.lock_state().jwt)
+    pub async fn jwt_authority_states(&self) -> AuthorityStates {
+        states(&self.inner.lock_state().await.jwt)
     }
 
     /// The active JWT authority (`authority_id` is the `kid`).
-    pub fn active_jwt_authority(&self) -> Option<AuthorityState> {
-        self.jwt_authority_states().active
+    pub async fn active_jwt_authority(&self) -> Option<AuthorityState> {
+        self.jwt_authority_states().await.active
     }
 
     /// Mints a new X.509 CA into the next slot now (replacing a prepared one) and publishes
     /// its root.
-    pub fn prepare_x509_authority(&self) -> Result<AuthorityState, CaError> {
-        self.inner.prepare_now(Kind::X509)
+    pub async fn prepare_x509_authority(&self) -> Result<AuthorityState, CaError> {
+        self.inner.prepare_now(Kind::X509).await
     }
 
     /// Mints a new JWT key into the next slot now and publishes it.
-    pub fn prepare_jwt_authority(&self) -> Result<AuthorityState, CaError> {
-        self.inner.prepare_now(Kind::Jwt)
+    pub async fn prepare_jwt_authority(&self) -> Result<AuthorityState, CaError> {
+        self.inner.prepare_now(Kind::Jwt).await
     }
 
     /// Activates the prepared X.509 CA, which must have this ID; returns the new active one.
-    pub fn activate_x509_authority(&self, authority_id: &str) -> Result<AuthorityState, CaError> {
-        self.inner.activate_now(Kind::X509, authority_id)
+    pub async fn activate_x509_authority(
+        &self,
+        authority_id: &str,
+    ) -> Result<AuthorityState, CaError> {
+        self.inner.activate_now(Kind::X509, authority_id).await
     }
 
     /// Activates the prepared JWT key, which must have this `kid`.
-    pub fn activate_jwt_authority(&self, authority_id: &str) -> Result<AuthorityState, CaError> {
-        self.inner.activate_now(Kind::Jwt, authority_id)
+    pub async fn activate_jwt_authority(
+        &self,
+        authority_id: &str,
+    ) -> Result<AuthorityState, CaError> {
+        self.inner.activate_now(Kind::Jwt, authority_id).await
     }
 
     /// Marks the OLD X.509 CA's root tainted in the bundle. Refused with an upstream
     /// authority (its roots are the upstream's).
-    pub fn taint_x509_authority(&self, authority_id: &str) -> Result<AuthorityState, CaError> {
-        self.inner.taint_or_revoke(Kind::X509, authority_id, false)
+    pub async fn taint_x509_authority(
+        &self,
+        authority_id: &str,
+    ) -> Result<AuthorityState, CaError> {
+        self.inner
+            .taint_or_revoke(Kind::X509, authority_id, false)
+            .await
     }
 
     /// Marks the OLD JWT key tainted in the bundle.
-    pub fn taint_jwt_authority(&self, authority_id: &str) -> Result<AuthorityState, CaError> {
-        self.inner.taint_or_revoke(Kind::Jwt, authority_id, false)
+    pub async fn taint_jwt_authority(&self, authority_id: &str) -> Result<AuthorityState, CaError> {
+        self.inner
+            .taint_or_revoke(Kind::Jwt, authority_id, false)
+            .await
     }
 
     /// Removes the OLD, already tainted, X.509 CA's root from the bundle.
-    pub fn revoke_x509_authority(&self, authority_id: &str) -> Result<AuthorityState, CaError> {
-        self.inner.taint_or_revoke(Kind::X509, authority_id, true)
+    pub async fn revoke_x509_authority(
+        &self,
+        authority_id: &str,
+    ) -> Result<AuthorityState, CaError> {
+        self.inner
+            .taint_or_revoke(Kind::X509, authority_id, true)
+            .await
     }
 
     /// Removes the OLD, already tainted, JWT key from the bundle.
-    pub fn revoke_jwt_authority(&self, authority_id: &str) -> Result<AuthorityState, CaError> {
-        self.inner.taint_or_revoke(Kind::Jwt, authority_id, true)
+    pub async fn revoke_jwt_authority(
+        &self,
+        authority_id: &str,
+    ) -> Result<AuthorityState, CaError> {
+        self.inner
+            .taint_or_revoke(Kind::Jwt, authority_id, true)
+            .await
     }
 }
 
 impl Manager {
-    fn prepare_now(&self, kind: Kind) -> Result<AuthorityState, CaError> {
-        let mut st = self.lock_state();
+    async fn prepare_now(&self, kind: Kind) -> Result<AuthorityState, CaError> {
+        let mut st = self.lock_state().await;
         let now = self.clock.now();
         let state = match kind {
-            Kind::X509 => self.prepare_x509(&mut st, now)?,
-            Kind::Jwt => self.prepare_jwt(&mut st, now)?,
+            Kind::X509 => self.prepare_x509(&mut st, now).await?,
+            Kind::Jwt => self.prepare_jwt(&mut st, now).await?,
         };
-        self.sync_bundle(&st, now)?;
+        self.sync_bundle(&st, now).await?;
         Ok(state)
     }
 
-    fn activate_now(&self, kind: Kind, authority_id: &str) -> Result<AuthorityState, CaError> {
-        let mut st = self.lock_state();
+    async fn activate_now(
+        &self,
+        kind: Kind,
+        authority_id: &str,
+    ) -> Result<AuthorityState, CaError> {
+        let mut st = self.lock_state().await;
         let now = self.clock.now();
         let prepared = match kind {
             Kind::X509 => st.x509.next.as_ref().map(|a| (a.state(), a.usable_at(now))),
@@ -133,20 +160,20 @@ impl Manager {
             return Err(invalid("the prepared authority has expired"));
         }
         match kind {
-            Kind::X509 => self.activate_x509(&mut st)?,
-            Kind::Jwt => self.activate_jwt(&mut st)?,
+            Kind::X509 => self.activate_x509(&mut st).await?,
+            Kind::Jwt => self.activate_jwt(&mut st).await?,
         }
         self.publish_active(&st);
         Ok(prepared)
     }
 
-    fn taint_or_revoke(
+    async fn taint_or_revoke(
         &self,
         kind: Kind,
         authority_id: &str,
         revoke: bool,
     ) -> Result<AuthorityState, CaError> {
-        let st = self.lock_state();
+        let st = self.lock_state().await;
         if kind == Kind::X509 && self.upstream.is_some() {
             return Err(invalid(
                 "local authority can't be tainted if there is an upstream authority",
@@ -160,7 +187,8 @@ impl Manager {
         self.update_bundle(&mut |b: &mut Bundle| {
             outcome = apply(b, kind, authority_id, revoke);
             outcome.is_ok()
-        })?;
+        })
+        .await?;
         outcome?;
         tracing::info!(authority_id, revoke, "Local authority tainted or revoked");
         Ok(old)

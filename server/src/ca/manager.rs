@@ -1,7 +1,7 @@
 //! A/B slots for the X.509 CA and the JWT key, the journal that makes them survive restarts,
 //! rotation on the injected clock, and SVID signing with the active authorities.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use signet_common::bundle::{Bundle, JwtKey, X509Authority};
@@ -21,6 +21,7 @@ use crate::ca::template::{self, SvidTemplate};
 use crate::ca::upstream::UpstreamSource;
 use crate::datastore::DataStore;
 use crate::keys::KeyManager;
+use tokio::sync::{Mutex, MutexGuard};
 
 /// Roots and JWT keys stay in the bundle this long after they expire.
 const BUNDLE_PRUNE_GRACE: Duration = Duration::from_secs(24 * 3600);
@@ -120,7 +121,7 @@ pub(super) struct Manager {
 }
 
 impl Manager {
-    pub(super) fn new(
+    pub(super) async fn new(
         config: CaConfig,
         clock: Arc<dyn Clock>,
         keys: Arc<dyn KeyManager>,
@@ -137,45 +138,45 @@ impl Manager {
             active: RwLock::new(Active::default()),
         };
         {
-            let mut st = m.lock_state();
+            let mut st = m.lock_state().await;
             let now = m.clock.now();
-            let journal = match m.store.ca_journal(&m.config.journal_key)? {
+            let journal = match m.store.ca_journal(&m.config.journal_key).await? {
                 Some(bytes) => Journal::decode(&bytes)?,
                 None => Journal::default(),
             };
             let loaded = m.load(&mut st, journal, now)?;
             if loaded {
-                m.persist(&st)?;
+                m.persist(&st).await?;
             }
-            m.tick(&mut st, now)?;
+            m.tick(&mut st, now).await?;
         }
         Ok(m)
     }
 
-    pub(super) fn lock_state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    pub(super) async fn lock_state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().await
     }
 
-    pub(super) fn rotate(&self) -> Result<bool, CaError> {
-        let mut st = self.lock_state();
-        self.tick(&mut st, self.clock.now())
+    pub(super) async fn rotate(&self) -> Result<bool, CaError> {
+        let mut st = self.lock_state().await;
+        self.tick(&mut st, self.clock.now()).await
     }
 
     /// One rotator step: prepare what needs preparing, publish current and next authorities,
     /// activate, prune the bundle. Returns whether the stored bundle changed.
-    fn tick(&self, st: &mut State, now: SystemTime) -> Result<bool, CaError> {
+    async fn tick(&self, st: &mut State, now: SystemTime) -> Result<bool, CaError> {
         if st.x509.needs_prepare(now) {
-            self.prepare_x509(st, now)?;
+            self.prepare_x509(st, now).await?;
         }
         if st.jwt.needs_prepare(now) {
-            self.prepare_jwt(st, now)?;
+            self.prepare_jwt(st, now).await?;
         }
-        let changed = self.sync_bundle(st, now)?;
+        let changed = self.sync_bundle(st, now).await?;
         if st.x509.needs_activate(now) {
-            self.activate_x509(st)?;
+            self.activate_x509(st).await?;
         }
         if st.jwt.needs_activate(now) {
-            self.activate_jwt(st)?;
+            self.activate_jwt(st).await?;
         }
         self.publish_active(st);
         Ok(changed)
@@ -183,7 +184,7 @@ impl Manager {
 
     /// Mints a new X.509 CA into the next slot (replacing any prepared one) and journals it.
     /// The caller publishes it in the bundle.
-    pub(super) fn prepare_x509(
+    pub(super) async fn prepare_x509(
         &self,
         st: &mut State,
         now: SystemTime,
@@ -200,12 +201,12 @@ impl Manager {
         let state = ca.state();
         st.journal.push_x509(entry);
         st.x509.next = Some(Arc::new(ca));
-        self.persist(st)?;
+        self.persist(st).await?;
         Ok(state)
     }
 
     /// Mints a new JWT key into the next slot (replacing any prepared one) and journals it.
-    pub(super) fn prepare_jwt(
+    pub(super) async fn prepare_jwt(
         &self,
         st: &mut State,
         now: SystemTime,
@@ -216,32 +217,32 @@ impl Manager {
         let state = key.state();
         st.journal.push_jwt(entry);
         st.jwt.next = Some(Arc::new(key));
-        self.persist(st)?;
+        self.persist(st).await?;
         Ok(state)
     }
 
     /// Makes the prepared X.509 CA active (the active one becomes OLD) and journals it.
-    pub(super) fn activate_x509(&self, st: &mut State) -> Result<(), CaError> {
+    pub(super) async fn activate_x509(&self, st: &mut State) -> Result<(), CaError> {
         if let Some((old, new)) = st.x509.activate() {
             if let Some(old) = old {
                 st.journal.set_x509_status(&old, Status::Old);
             }
             st.journal.set_x509_status(&new, Status::Active);
             tracing::info!(authority_id = %new, "X.509 CA activated");
-            self.persist(st)?;
+            self.persist(st).await?;
         }
         Ok(())
     }
 
     /// Makes the prepared JWT key active (the active one becomes OLD) and journals it.
-    pub(super) fn activate_jwt(&self, st: &mut State) -> Result<(), CaError> {
+    pub(super) async fn activate_jwt(&self, st: &mut State) -> Result<(), CaError> {
         if let Some((old, new)) = st.jwt.activate() {
             if let Some(old) = old {
                 st.journal.set_jwt_status(&old, Status::Old);
             }
             st.journal.set_jwt_status(&new, Status::Active);
             tracing::info!(authority_id = %new, "JWT key activated");
-            self.persist(st)?;
+            self.persist(st).await?;
         }
         Ok(())
     }
@@ -261,15 +262,16 @@ impl Manager {
             .clone()
     }
 
-    pub(super) fn persist(&self, st: &State) -> Result<(), CaError> {
+    pub(super) async fn persist(&self, st: &State) -> Result<(), CaError> {
         Ok(self
             .store
-            .set_ca_journal(&self.config.journal_key, &st.journal.encode()?)?)
+            .set_ca_journal(&self.config.journal_key, &st.journal.encode()?)
+            .await?)
     }
 
     /// Adds the current and next roots and JWT keys to the own bundle (idempotent) and prunes
     /// what expired more than a day ago, bumping the sequence number on any change.
-    pub(super) fn sync_bundle(&self, st: &State, now: SystemTime) -> Result<bool, CaError> {
+    pub(super) async fn sync_bundle(&self, st: &State, now: SystemTime) -> Result<bool, CaError> {
         let mut roots: Vec<X509Authority> = Vec::new();
         for ca in st.x509.current.iter().chain(st.x509.next.iter()) {
             roots.extend(ca.bundle_roots());
@@ -287,12 +289,13 @@ impl Manager {
             let pruned = prune(b, cutoff);
             added | pruned
         })
+        .await
     }
 
     /// Applies `f` to the own bundle, bumping the sequence number when it reports a change.
-    pub(super) fn update_bundle(
+    pub(super) async fn update_bundle(
         &self,
-        f: &mut dyn FnMut(&mut Bundle) -> bool,
+        f: &mut (dyn for<'b> FnMut(&'b mut Bundle) -> bool + Send),
     ) -> Result<bool, CaError> {
         let mut changed = false;
         self.store
@@ -302,7 +305,8 @@ impl Manager {
                     b.sequence_number += 1;
                 }
                 changed
-            })?;
+            })
+            .await?;
         Ok(changed)
     }
 
@@ -403,8 +407,8 @@ impl Manager {
         self.active().x509.map(|ca| ca.cert_der.clone())
     }
 
-    pub(super) fn next_event(&self) -> Option<SystemTime> {
-        let st = self.lock_state();
+    pub(super) async fn next_event(&self) -> Option<SystemTime> {
+        let st = self.lock_state().await;
         let now = self.clock.now();
         Some(st.x509.next_event(now).min(st.jwt.next_event(now)))
     }

@@ -21,8 +21,6 @@ mod manager;
 mod params;
 mod template;
 #[cfg(test)]
-mod test_store;
-#[cfg(test)]
 mod tests;
 mod upstream;
 
@@ -43,14 +41,14 @@ pub struct Ca {
 impl Ca {
     /// Loads this server's journal (so a restart resumes the same CA) or creates the first
     /// CA and JWT key; writes the roots and JWT keys into the own-trust-domain bundle.
-    pub fn new(
+    pub async fn new(
         config: CaConfig,
         clock: Arc<dyn Clock>,
         keys: Arc<dyn KeyManager>,
         store: Arc<dyn DataStore>,
     ) -> Result<Self, CaError> {
         Ok(Self {
-            inner: manager::Manager::new(config, clock, keys, store)?,
+            inner: manager::Manager::new(config, clock, keys, store).await?,
         })
     }
 
@@ -58,8 +56,8 @@ impl Ca {
     /// `NotAfter - min(life/2, 30d)` (publishing it in the bundle), activates it at
     /// `NotAfter - min(life/6, 7d)`, prunes authorities expired for over 24h from the
     /// bundle. Returns true when the stored bundle changed.
-    pub fn rotate(&self) -> Result<bool, CaError> {
-        self.inner.rotate()
+    pub async fn rotate(&self) -> Result<bool, CaError> {
+        self.inner.rotate().await
     }
 
     /// Checks a PKCS#10 CSR's signature and returns its public key. Nothing else in the
@@ -94,7 +92,7 @@ impl Ca {
     }
 
     /// When the next rotator tick has something to do (prepare or activate), for sleeping.
-    pub fn next_event(&self) -> Option<SystemTime> {
-        self.inner.next_event()
+    pub async fn next_event(&self) -> Option<SystemTime> {
+        self.inner.next_event().await
     }
 }

@@ -1,6 +1,7 @@
 //! The `DataStore` seam: everything the server persists. Every write the API acknowledges
 //! is durable before the method returns. Implementations: `sled` (embedded default).
-//! `suite` is the conformance test suite every implementation must pass.
+//! `suite` is the conformance test suite every implementation must pass; `testing` has the
+//! stores tests use (the real ones, plus a failure-injecting wrapper).
 
 use std::fmt::Debug;
 
@@ -13,6 +14,8 @@ use signet_common::selector::Selector;
 pub mod sled;
 #[cfg(test)]
 pub(crate) mod suite;
+#[cfg(test)]
+pub(crate) mod testing;
 
 /// A join token as stored.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -45,86 +48,96 @@ pub enum StoreError {
 
 /// Everything the server persists, grouped by noun as SPIRE's DataStore is.
 ///
-/// Methods are synchronous: the default backend is embedded. Every method that changes
-/// state has made the change durable (flushed) before it returns `Ok`.
+/// Methods are async: a networked backend waits on its database, the embedded one on its
+/// flush. Every method that changes state has made the change durable before it returns
+/// `Ok`.
+#[async_trait::async_trait]
 pub trait DataStore: Send + Sync + Debug {
     // === Registration entries ===
 
     /// Stores a new entry exactly as given (the caller assigns id, created_at, revision 0).
     /// Fails with `AlreadyExists` if the ID is taken and `SimilarEntry` if an entry with the
     /// same SPIFFE ID, parent ID and selector set exists.
-    fn create_entry(&self, entry: RegistrationEntry) -> Result<RegistrationEntry, StoreError>;
+    async fn create_entry(&self, entry: RegistrationEntry)
+    -> Result<RegistrationEntry, StoreError>;
     /// Replaces the entry with the same ID, setting `revision_number` to the stored one + 1
     /// and keeping the stored `created_at`. `NotFound` if absent; `SimilarEntry` if the
     /// update would duplicate another entry.
-    fn update_entry(&self, entry: RegistrationEntry) -> Result<RegistrationEntry, StoreError>;
+    async fn update_entry(&self, entry: RegistrationEntry)
+    -> Result<RegistrationEntry, StoreError>;
     /// Deletes an entry and returns it. `NotFound` if absent.
-    fn delete_entry(&self, id: &str) -> Result<RegistrationEntry, StoreError>;
+    async fn delete_entry(&self, id: &str) -> Result<RegistrationEntry, StoreError>;
     /// The entry with this ID, if any.
-    fn entry(&self, id: &str) -> Result<Option<RegistrationEntry>, StoreError>;
+    async fn entry(&self, id: &str) -> Result<Option<RegistrationEntry>, StoreError>;
     /// Every entry, ordered by ID.
-    fn list_entries(&self) -> Result<Vec<RegistrationEntry>, StoreError>;
+    async fn list_entries(&self) -> Result<Vec<RegistrationEntry>, StoreError>;
     /// Entries whose parent is `parent`, ordered by ID (index lookup, not a scan).
-    fn entries_by_parent(&self, parent: &SpiffeId) -> Result<Vec<RegistrationEntry>, StoreError>;
+    async fn entries_by_parent(
+        &self,
+        parent: &SpiffeId,
+    ) -> Result<Vec<RegistrationEntry>, StoreError>;
     /// Entries whose SPIFFE ID is `id`, ordered by ID (index lookup, not a scan).
-    fn entries_by_spiffe_id(&self, id: &SpiffeId) -> Result<Vec<RegistrationEntry>, StoreError>;
+    async fn entries_by_spiffe_id(
+        &self,
+        id: &SpiffeId,
+    ) -> Result<Vec<RegistrationEntry>, StoreError>;
     /// Entries that have `selector` among theirs, ordered by ID (index lookup, not a scan).
-    fn entries_by_selector(
+    async fn entries_by_selector(
         &self,
         selector: &Selector,
     ) -> Result<Vec<RegistrationEntry>, StoreError>;
     /// Deletes entries with `0 < expires_at < before`; returns them.
-    fn prune_entries(&self, before: i64) -> Result<Vec<RegistrationEntry>, StoreError>;
+    async fn prune_entries(&self, before: i64) -> Result<Vec<RegistrationEntry>, StoreError>;
 
     // === Attested nodes ===
 
     /// Creates or replaces the node record with this SPIFFE ID.
-    fn put_node(&self, node: AttestedNode) -> Result<AttestedNode, StoreError>;
+    async fn put_node(&self, node: AttestedNode) -> Result<AttestedNode, StoreError>;
     /// The node with this SPIFFE ID, if any.
-    fn node(&self, id: &SpiffeId) -> Result<Option<AttestedNode>, StoreError>;
+    async fn node(&self, id: &SpiffeId) -> Result<Option<AttestedNode>, StoreError>;
     /// Every node, ordered by SPIFFE ID.
-    fn list_nodes(&self) -> Result<Vec<AttestedNode>, StoreError>;
+    async fn list_nodes(&self) -> Result<Vec<AttestedNode>, StoreError>;
     /// Deletes a node and returns it. `NotFound` if absent.
-    fn delete_node(&self, id: &SpiffeId) -> Result<AttestedNode, StoreError>;
+    async fn delete_node(&self, id: &SpiffeId) -> Result<AttestedNode, StoreError>;
 
     // === Join tokens ===
 
     /// Stores a token. `AlreadyExists` if the value is taken.
-    fn create_join_token(&self, token: JoinToken) -> Result<(), StoreError>;
+    async fn create_join_token(&self, token: JoinToken) -> Result<(), StoreError>;
     /// Atomically removes and returns the token (single use), or `None` if absent.
-    fn take_join_token(&self, token: &str) -> Result<Option<JoinToken>, StoreError>;
+    async fn take_join_token(&self, token: &str) -> Result<Option<JoinToken>, StoreError>;
     /// Deletes tokens with `expires_at < before`; returns how many.
-    fn prune_join_tokens(&self, before: i64) -> Result<usize, StoreError>;
+    async fn prune_join_tokens(&self, before: i64) -> Result<usize, StoreError>;
 
     // === Bundles (own and federated) ===
 
     /// The bundle of `td`, if any.
-    fn bundle(&self, td: &TrustDomain) -> Result<Option<Bundle>, StoreError>;
+    async fn bundle(&self, td: &TrustDomain) -> Result<Option<Bundle>, StoreError>;
     /// Every bundle, ordered by trust domain.
-    fn list_bundles(&self) -> Result<Vec<Bundle>, StoreError>;
+    async fn list_bundles(&self) -> Result<Vec<Bundle>, StoreError>;
     /// Stores a new bundle. `AlreadyExists` if one exists for the trust domain.
-    fn create_bundle(&self, bundle: Bundle) -> Result<Bundle, StoreError>;
+    async fn create_bundle(&self, bundle: Bundle) -> Result<Bundle, StoreError>;
     /// Replaces an existing bundle. `NotFound` if absent.
-    fn update_bundle(&self, bundle: Bundle) -> Result<Bundle, StoreError>;
+    async fn update_bundle(&self, bundle: Bundle) -> Result<Bundle, StoreError>;
     /// Creates or replaces.
-    fn set_bundle(&self, bundle: Bundle) -> Result<Bundle, StoreError>;
+    async fn set_bundle(&self, bundle: Bundle) -> Result<Bundle, StoreError>;
     /// Applies `f` to the stored bundle (or to an empty one if absent) atomically and stores
     /// the result when `f` returns true; returns the bundle as stored afterwards (the empty
     /// one, unstored, if it was absent and `f` returned false). `f` may run more than once,
     /// each time on a freshly read bundle, if another writer got in first; the result is
     /// stored as is (bumping `sequence_number` is up to `f`).
-    fn update_bundle_with(
+    async fn update_bundle_with(
         &self,
         td: &TrustDomain,
-        f: &mut dyn FnMut(&mut Bundle) -> bool,
+        f: &mut (dyn for<'b> FnMut(&'b mut Bundle) -> bool + Send),
     ) -> Result<Bundle, StoreError>;
     /// Deletes a bundle and returns it. `NotFound` if absent.
-    fn delete_bundle(&self, td: &TrustDomain) -> Result<Bundle, StoreError>;
+    async fn delete_bundle(&self, td: &TrustDomain) -> Result<Bundle, StoreError>;
 
     // === CA journal ===
 
     /// The CA journal stored under `key` (one per server), if any.
-    fn ca_journal(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn ca_journal(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Stores the CA journal under `key`.
-    fn set_ca_journal(&self, key: &str, data: &[u8]) -> Result<(), StoreError>;
+    async fn set_ca_journal(&self, key: &str, data: &[u8]) -> Result<(), StoreError>;
 }

@@ -3,9 +3,9 @@
 //! fresh, empty stores.
 
 use std::any::Any;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures::future::BoxFuture;
 
 use signet_common::bundle::{Bundle, JwtKey, X509Authority};
 use signet_common::entry::RegistrationEntry;
@@ -15,13 +15,16 @@ use signet_common::selector::Selector;
 
 use crate::datastore::{DataStore, JoinToken, StoreError};
 
+/// One conformance case: runs against a fresh store and panics on a broken contract.
+pub(crate) type CaseFn = fn(Arc<dyn DataStore>) -> BoxFuture<'static, ()>;
+
 /// A named conformance case.
-pub(crate) type Case = (&'static str, fn(&dyn DataStore));
+pub(crate) type Case = (&'static str, CaseFn);
 
 /// Names each case after its function.
 macro_rules! cases {
     ($($case:ident),* $(,)?) => {
-        &[$((stringify!($case), $case as fn(&dyn DataStore))),*]
+        &[$((stringify!($case), (|store| Box::pin($case(store)) as BoxFuture<'static, ()>) as CaseFn)),*]
     };
 }
 
@@ -55,17 +58,20 @@ pub(crate) const CASES: &[Case] = cases![
     ca_journals_are_kept_per_key,
 ];
 
-/// Runs every case, each on a fresh store from `make`. `make` also returns a guard (such as
-/// the store's temporary directory) that is dropped after the store. Panics naming every
-/// failed case.
-pub(crate) fn run_all(make: &dyn Fn() -> (Arc<dyn DataStore>, Box<dyn Any>)) {
+/// Runs every case, each on a fresh store from `make`, as its own task (so a failed case is
+/// reported and the others still run). `make` also returns a guard (such as the store's
+/// temporary directory) that is dropped after the store. Panics naming every failed case.
+pub(crate) async fn run_all<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = (Arc<dyn DataStore>, Box<dyn Any + Send>)>,
+{
     let mut failed = Vec::new();
     for (name, case) in CASES {
-        let (store, guard) = make();
-        if catch_unwind(AssertUnwindSafe(|| case(store.as_ref()))).is_err() {
+        let (store, guard) = make().await;
+        if tokio::spawn(case(store)).await.is_err() {
             failed.push(*name);
         }
-        drop(store);
         drop(guard);
     }
     assert!(failed.is_empty(), "conformance cases failed: {failed:?}");
@@ -138,117 +144,152 @@ fn bundle(trust_domain: &str, root: u8) -> Bundle {
     b
 }
 
+/// Runs `n` copies of a task at once (on a multi-threaded runtime they race on separate
+/// threads) and returns their results in order; a panic in one is a panic here.
+async fn race<T, Fut>(n: u8, task: impl Fn(u8) -> Fut) -> Vec<T>
+where
+    T: Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let handles: Vec<_> = (0..n).map(|i| tokio::spawn(task(i))).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        out.push(handle.await.unwrap());
+    }
+    out
+}
+
 fn ids(entries: &[RegistrationEntry]) -> Vec<&str> {
     entries.iter().map(|e| e.id.as_str()).collect()
 }
 
 // === Registration entries ===
 
-pub(crate) fn created_entry_reads_back_unchanged(store: &dyn DataStore) {
+pub(crate) async fn created_entry_reads_back_unchanged(store: Arc<dyn DataStore>) {
     let mut e = entry("e1", "web", AGENT, &["unix:uid:1000", "unix:gid:1000"]);
     e.dns_names = vec!["web.example.org".into()];
     e.federates_with = vec!["other.org".into()];
     e.x509_svid_ttl = 60;
     e.expires_at = 9_999;
-    assert_eq!(store.create_entry(e.clone()).unwrap(), e);
-    assert_eq!(store.entry("e1").unwrap(), Some(e.clone()));
-    assert_eq!(store.list_entries().unwrap(), vec![e]);
+    assert_eq!(store.create_entry(e.clone()).await.unwrap(), e);
+    assert_eq!(store.entry("e1").await.unwrap(), Some(e.clone()));
+    assert_eq!(store.list_entries().await.unwrap(), vec![e]);
 }
 
-pub(crate) fn missing_entry_is_none_and_not_found(store: &dyn DataStore) {
-    assert_eq!(store.entry("nope").unwrap(), None);
-    let update = store.update_entry(entry("nope", "web", AGENT, &["a:1"]));
+pub(crate) async fn missing_entry_is_none_and_not_found(store: Arc<dyn DataStore>) {
+    assert_eq!(store.entry("nope").await.unwrap(), None);
+    let update = store
+        .update_entry(entry("nope", "web", AGENT, &["a:1"]))
+        .await;
     assert!(matches!(update, Err(StoreError::NotFound(_))), "{update:?}");
     assert!(matches!(
-        store.delete_entry("nope"),
+        store.delete_entry("nope").await,
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(
-        store.entry("nope").unwrap(),
+        store.entry("nope").await.unwrap(),
         None,
         "a refused update stores nothing"
     );
 }
 
-pub(crate) fn create_refuses_a_taken_id_and_stores_nothing(store: &dyn DataStore) {
+pub(crate) async fn create_refuses_a_taken_id_and_stores_nothing(store: Arc<dyn DataStore>) {
     let first = store
         .create_entry(entry("e1", "web", AGENT, &["a:1"]))
+        .await
         .unwrap();
     let clash = entry("e1", "db", "spiffe://example.org/other", &["b:2"]);
-    let result = store.create_entry(clash.clone());
+    let result = store.create_entry(clash.clone()).await;
     assert!(
         matches!(result, Err(StoreError::AlreadyExists(_))),
         "{result:?}"
     );
-    assert_eq!(store.entry("e1").unwrap(), Some(first.clone()));
-    assert_eq!(store.list_entries().unwrap(), vec![first]);
+    assert_eq!(store.entry("e1").await.unwrap(), Some(first.clone()));
+    assert_eq!(store.list_entries().await.unwrap(), vec![first]);
     assert!(
         store
             .entries_by_spiffe_id(&clash.spiffe_id)
+            .await
             .unwrap()
             .is_empty()
     );
     assert!(
         store
             .entries_by_parent(&clash.parent_id)
+            .await
             .unwrap()
             .is_empty()
     );
     assert!(
         store
             .entries_by_selector(&selector("b:2"))
+            .await
             .unwrap()
             .is_empty()
     );
 }
 
-pub(crate) fn create_refuses_a_similar_entry_and_returns_it(store: &dyn DataStore) {
+pub(crate) async fn create_refuses_a_similar_entry_and_returns_it(store: Arc<dyn DataStore>) {
     let first = store
         .create_entry(entry("e1", "web", AGENT, &["a:1", "b:2"]))
+        .await
         .unwrap();
     // Same SPIFFE ID, parent and selector set (given in another order), other ID.
-    let result = store.create_entry(entry("e2", "web", AGENT, &["b:2", "a:1"]));
+    let result = store
+        .create_entry(entry("e2", "web", AGENT, &["b:2", "a:1"]))
+        .await;
     match result {
         Err(StoreError::SimilarEntry(existing)) => assert_eq!(*existing, first),
         other => panic!("expected SimilarEntry, got {other:?}"),
     }
-    assert_eq!(store.entry("e2").unwrap(), None);
-    assert_eq!(ids(&store.list_entries().unwrap()), ["e1"]);
-    assert_eq!(ids(&store.entries_by_parent(&id(AGENT)).unwrap()), ["e1"]);
+    assert_eq!(store.entry("e2").await.unwrap(), None);
+    assert_eq!(ids(&store.list_entries().await.unwrap()), ["e1"]);
     assert_eq!(
-        ids(&store.entries_by_selector(&selector("a:1")).unwrap()),
+        ids(&store.entries_by_parent(&id(AGENT)).await.unwrap()),
+        ["e1"]
+    );
+    assert_eq!(
+        ids(&store.entries_by_selector(&selector("a:1")).await.unwrap()),
         ["e1"]
     );
 }
 
-pub(crate) fn entries_differing_in_selectors_or_parent_are_not_similar(store: &dyn DataStore) {
+pub(crate) async fn entries_differing_in_selectors_or_parent_are_not_similar(
+    store: Arc<dyn DataStore>,
+) {
     store
         .create_entry(entry("e1", "web", AGENT, &["a:1", "b:2"]))
+        .await
         .unwrap();
     store
         .create_entry(entry("e2", "web", AGENT, &["a:1"]))
+        .await
         .unwrap();
     store
         .create_entry(entry("e3", "web", AGENT, &["a:1", "b:2", "c:3"]))
+        .await
         .unwrap();
     store
         .create_entry(entry("e4", "web", "spiffe://example.org/other", &["a:1"]))
+        .await
         .unwrap();
     store
         .create_entry(entry("e5", "db", AGENT, &["a:1"]))
+        .await
         .unwrap();
-    assert_eq!(store.list_entries().unwrap().len(), 5);
+    assert_eq!(store.list_entries().await.unwrap().len(), 5);
 }
 
-pub(crate) fn update_bumps_revision_and_keeps_created_at(store: &dyn DataStore) {
+pub(crate) async fn update_bumps_revision_and_keeps_created_at(store: Arc<dyn DataStore>) {
     store
         .create_entry(entry("e1", "web", AGENT, &["a:1"]))
+        .await
         .unwrap();
     let mut change = entry("e1", "web", AGENT, &["a:1"]);
     change.x509_svid_ttl = 300;
     change.revision_number = 41; // ignored: the store counts
     change.created_at = 5_000; // ignored: kept from the stored entry
-    let updated = store.update_entry(change).unwrap();
+    let updated = store.update_entry(change).await.unwrap();
     assert_eq!(
         (
             updated.revision_number,
@@ -257,41 +298,47 @@ pub(crate) fn update_bumps_revision_and_keeps_created_at(store: &dyn DataStore) 
         ),
         (1, 1_000, 300)
     );
-    assert_eq!(store.entry("e1").unwrap(), Some(updated.clone()));
+    assert_eq!(store.entry("e1").await.unwrap(), Some(updated.clone()));
     // An update that leaves the entry similar to itself is fine, and counts again.
-    let again = store.update_entry(updated).unwrap();
+    let again = store.update_entry(updated).await.unwrap();
     assert_eq!(again.revision_number, 2);
-    assert_eq!(store.entry("e1").unwrap(), Some(again));
+    assert_eq!(store.entry("e1").await.unwrap(), Some(again));
 }
 
-pub(crate) fn update_refuses_to_duplicate_another_entry_and_stores_nothing(store: &dyn DataStore) {
+pub(crate) async fn update_refuses_to_duplicate_another_entry_and_stores_nothing(
+    store: Arc<dyn DataStore>,
+) {
     let first = store
         .create_entry(entry("e1", "web", AGENT, &["a:1"]))
+        .await
         .unwrap();
     let second = store
         .create_entry(entry("e2", "db", AGENT, &["b:2"]))
+        .await
         .unwrap();
-    let result = store.update_entry(entry("e2", "web", AGENT, &["a:1"]));
+    let result = store
+        .update_entry(entry("e2", "web", AGENT, &["a:1"]))
+        .await;
     match result {
         Err(StoreError::SimilarEntry(existing)) => assert_eq!(*existing, first),
         other => panic!("expected SimilarEntry, got {other:?}"),
     }
-    assert_eq!(store.entry("e2").unwrap(), Some(second));
+    assert_eq!(store.entry("e2").await.unwrap(), Some(second));
     assert_eq!(
-        ids(&store.entries_by_selector(&selector("a:1")).unwrap()),
+        ids(&store.entries_by_selector(&selector("a:1")).await.unwrap()),
         ["e1"]
     );
     assert_eq!(
-        ids(&store.entries_by_selector(&selector("b:2")).unwrap()),
+        ids(&store.entries_by_selector(&selector("b:2")).await.unwrap()),
         ["e2"]
     );
     assert_eq!(
-        ids(&store.entries_by_spiffe_id(&first.spiffe_id).unwrap()),
+        ids(&store.entries_by_spiffe_id(&first.spiffe_id).await.unwrap()),
         ["e1"]
     );
 }
 
-pub(crate) fn lookups_return_exact_matches_ordered_by_id(store: &dyn DataStore) {
+pub(crate) async fn lookups_return_exact_matches_ordered_by_id(store: Arc<dyn DataStore>) {
     let other_parent = "spiffe://example.org/spire/agent/x/10";
     for e in [
         entry("c", "w", AGENT, &["unix:uid:1", "k8s:ns:a"]),
@@ -299,54 +346,69 @@ pub(crate) fn lookups_return_exact_matches_ordered_by_id(store: &dyn DataStore) 
         entry("b", "w2", AGENT, &["unix:uid:10"]),
         entry("d", "w", other_parent, &["unix:uid:1"]),
     ] {
-        store.create_entry(e).unwrap();
+        store.create_entry(e).await.unwrap();
     }
-    assert_eq!(ids(&store.list_entries().unwrap()), ["a", "b", "c", "d"]);
+    assert_eq!(
+        ids(&store.list_entries().await.unwrap()),
+        ["a", "b", "c", "d"]
+    );
     // An ID or selector that is a prefix of another's matches only itself.
     assert_eq!(
-        ids(&store.entries_by_parent(&id(AGENT)).unwrap()),
+        ids(&store.entries_by_parent(&id(AGENT)).await.unwrap()),
         ["a", "b", "c"]
     );
     assert_eq!(
-        ids(&store.entries_by_parent(&id(other_parent)).unwrap()),
+        ids(&store.entries_by_parent(&id(other_parent)).await.unwrap()),
         ["d"]
     );
     let w = id("spiffe://example.org/w");
     assert_eq!(
-        ids(&store.entries_by_spiffe_id(&w).unwrap()),
+        ids(&store.entries_by_spiffe_id(&w).await.unwrap()),
         ["a", "c", "d"]
     );
     assert_eq!(
-        ids(&store.entries_by_selector(&selector("unix:uid:1")).unwrap()),
+        ids(&store
+            .entries_by_selector(&selector("unix:uid:1"))
+            .await
+            .unwrap()),
         ["a", "c", "d"]
     );
     assert_eq!(
-        ids(&store.entries_by_selector(&selector("unix:uid:10")).unwrap()),
+        ids(&store
+            .entries_by_selector(&selector("unix:uid:10"))
+            .await
+            .unwrap()),
         ["b"]
     );
     assert_eq!(
-        ids(&store.entries_by_selector(&selector("k8s:ns:a")).unwrap()),
+        ids(&store
+            .entries_by_selector(&selector("k8s:ns:a"))
+            .await
+            .unwrap()),
         ["c"]
     );
     assert!(
         store
             .entries_by_selector(&selector("unix:uid"))
+            .await
             .unwrap()
             .is_empty()
     );
     assert!(
         store
             .entries_by_parent(&id("spiffe://example.org/nobody"))
+            .await
             .unwrap()
             .is_empty()
     );
 }
 
-pub(crate) fn lookups_follow_an_updated_entry(store: &dyn DataStore) {
+pub(crate) async fn lookups_follow_an_updated_entry(store: Arc<dyn DataStore>) {
     let old_parent = id(AGENT);
     let new_parent = id("spiffe://example.org/spire/agent/x/2");
     store
         .create_entry(entry("e1", "old", AGENT, &["a:1", "b:2"]))
+        .await
         .unwrap();
     let updated = store
         .update_entry(entry(
@@ -355,228 +417,286 @@ pub(crate) fn lookups_follow_an_updated_entry(store: &dyn DataStore) {
             "spiffe://example.org/spire/agent/x/2",
             &["b:2", "c:3"],
         ))
+        .await
         .unwrap();
-    assert!(store.entries_by_parent(&old_parent).unwrap().is_empty());
+    assert!(
+        store
+            .entries_by_parent(&old_parent)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
-        store.entries_by_parent(&new_parent).unwrap(),
+        store.entries_by_parent(&new_parent).await.unwrap(),
         vec![updated.clone()]
     );
     assert!(
         store
             .entries_by_spiffe_id(&id("spiffe://example.org/old"))
+            .await
             .unwrap()
             .is_empty()
     );
     assert_eq!(
-        store.entries_by_spiffe_id(&updated.spiffe_id).unwrap(),
+        store
+            .entries_by_spiffe_id(&updated.spiffe_id)
+            .await
+            .unwrap(),
         vec![updated.clone()]
     );
     assert!(
         store
             .entries_by_selector(&selector("a:1"))
+            .await
             .unwrap()
             .is_empty()
     );
     assert_eq!(
-        store.entries_by_selector(&selector("b:2")).unwrap(),
+        store.entries_by_selector(&selector("b:2")).await.unwrap(),
         vec![updated.clone()]
     );
     assert_eq!(
-        store.entries_by_selector(&selector("c:3")).unwrap(),
+        store.entries_by_selector(&selector("c:3")).await.unwrap(),
         vec![updated]
     );
     // The old shape is no longer taken.
     store
         .create_entry(entry("e2", "old", AGENT, &["a:1", "b:2"]))
+        .await
         .unwrap();
 }
 
-pub(crate) fn lookups_forget_a_deleted_entry(store: &dyn DataStore) {
+pub(crate) async fn lookups_forget_a_deleted_entry(store: Arc<dyn DataStore>) {
     let e = store
         .create_entry(entry("e1", "web", AGENT, &["a:1"]))
+        .await
         .unwrap();
-    assert_eq!(store.delete_entry("e1").unwrap(), e);
-    assert_eq!(store.entry("e1").unwrap(), None);
-    assert!(store.list_entries().unwrap().is_empty());
-    assert!(store.entries_by_parent(&e.parent_id).unwrap().is_empty());
-    assert!(store.entries_by_spiffe_id(&e.spiffe_id).unwrap().is_empty());
+    assert_eq!(store.delete_entry("e1").await.unwrap(), e);
+    assert_eq!(store.entry("e1").await.unwrap(), None);
+    assert!(store.list_entries().await.unwrap().is_empty());
+    assert!(
+        store
+            .entries_by_parent(&e.parent_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .entries_by_spiffe_id(&e.spiffe_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(
         store
             .entries_by_selector(&selector("a:1"))
+            .await
             .unwrap()
             .is_empty()
     );
     assert!(matches!(
-        store.delete_entry("e1"),
+        store.delete_entry("e1").await,
         Err(StoreError::NotFound(_))
     ));
     // Neither its ID nor its shape is taken any more.
     store
         .create_entry(entry("e1", "web", AGENT, &["a:1"]))
+        .await
         .unwrap();
     store
         .create_entry(entry("e2", "web", AGENT, &["a:1", "b:2"]))
+        .await
         .unwrap();
 }
 
-pub(crate) fn prune_entries_removes_only_expired_entries(store: &dyn DataStore) {
+pub(crate) async fn prune_entries_removes_only_expired_entries(store: Arc<dyn DataStore>) {
     for (entry_id, expires_at) in [("never", 0), ("e050", 50), ("e100", 100), ("e150", 150)] {
         let mut e = entry(entry_id, entry_id, AGENT, &["a:1"]);
         e.expires_at = expires_at;
-        store.create_entry(e).unwrap();
+        store.create_entry(e).await.unwrap();
     }
-    let pruned = store.prune_entries(100).unwrap();
+    let pruned = store.prune_entries(100).await.unwrap();
     assert_eq!(ids(&pruned), ["e050"], "strictly before, and never 0");
     assert_eq!(
-        ids(&store.list_entries().unwrap()),
+        ids(&store.list_entries().await.unwrap()),
         ["e100", "e150", "never"]
     );
     assert_eq!(
-        ids(&store.entries_by_selector(&selector("a:1")).unwrap()),
+        ids(&store.entries_by_selector(&selector("a:1")).await.unwrap()),
         ["e100", "e150", "never"]
     );
-    assert!(store.prune_entries(100).unwrap().is_empty());
+    assert!(store.prune_entries(100).await.unwrap().is_empty());
 }
 
-pub(crate) fn racing_similar_creates_store_exactly_one(store: &dyn DataStore) {
-    let created = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for n in 0..8 {
-            let created = &created;
-            s.spawn(move || {
-                match store.create_entry(entry(&format!("e{n}"), "web", AGENT, &["a:1"])) {
-                    Ok(_) => {
-                        created.fetch_add(1, Ordering::SeqCst);
-                    }
-                    Err(StoreError::SimilarEntry(_)) => {}
-                    Err(other) => panic!("unexpected {other:?}"),
-                }
-            });
+pub(crate) async fn racing_similar_creates_store_exactly_one(store: Arc<dyn DataStore>) {
+    let results = race(8, |n| {
+        let store = store.clone();
+        async move {
+            store
+                .create_entry(entry(&format!("e{n}"), "web", AGENT, &["a:1"]))
+                .await
         }
-    });
-    assert_eq!(created.load(Ordering::SeqCst), 1);
-    assert_eq!(store.list_entries().unwrap().len(), 1);
-    assert_eq!(store.entries_by_parent(&id(AGENT)).unwrap().len(), 1);
+    })
+    .await;
+    let mut created = 0;
+    for result in results {
+        match result {
+            Ok(_) => created += 1,
+            Err(StoreError::SimilarEntry(_)) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(store.list_entries().await.unwrap().len(), 1);
+    assert_eq!(store.entries_by_parent(&id(AGENT)).await.unwrap().len(), 1);
 }
 
 // === Attested nodes ===
 
-pub(crate) fn nodes_are_put_read_listed_and_replaced(store: &dyn DataStore) {
+pub(crate) async fn nodes_are_put_read_listed_and_replaced(store: Arc<dyn DataStore>) {
     let b = store
         .put_node(node("spiffe://example.org/spire/agent/x/b", "01"))
+        .await
         .unwrap();
     let a = store
         .put_node(node("spiffe://example.org/spire/agent/x/a", "02"))
+        .await
         .unwrap();
-    assert_eq!(store.node(&a.spiffe_id).unwrap(), Some(a.clone()));
-    assert_eq!(store.list_nodes().unwrap(), vec![a.clone(), b.clone()]);
+    assert_eq!(store.node(&a.spiffe_id).await.unwrap(), Some(a.clone()));
+    assert_eq!(
+        store.list_nodes().await.unwrap(),
+        vec![a.clone(), b.clone()]
+    );
     let mut renewed = a.clone();
     renewed.new_serial = "03".into();
     renewed.new_expires_at = 3_000;
-    store.put_node(renewed.clone()).unwrap();
-    assert_eq!(store.node(&a.spiffe_id).unwrap(), Some(renewed.clone()));
-    assert_eq!(store.list_nodes().unwrap(), vec![renewed, b]);
+    store.put_node(renewed.clone()).await.unwrap();
+    assert_eq!(
+        store.node(&a.spiffe_id).await.unwrap(),
+        Some(renewed.clone())
+    );
+    assert_eq!(store.list_nodes().await.unwrap(), vec![renewed, b]);
     assert_eq!(
         store
             .node(&id("spiffe://example.org/spire/agent/x/c"))
+            .await
             .unwrap(),
         None
     );
 }
 
-pub(crate) fn deleting_a_node_returns_it_once(store: &dyn DataStore) {
+pub(crate) async fn deleting_a_node_returns_it_once(store: Arc<dyn DataStore>) {
     let n = store
         .put_node(node("spiffe://example.org/spire/agent/x/a", "01"))
+        .await
         .unwrap();
-    assert_eq!(store.delete_node(&n.spiffe_id).unwrap(), n);
-    assert_eq!(store.node(&n.spiffe_id).unwrap(), None);
-    assert!(store.list_nodes().unwrap().is_empty());
+    assert_eq!(store.delete_node(&n.spiffe_id).await.unwrap(), n);
+    assert_eq!(store.node(&n.spiffe_id).await.unwrap(), None);
+    assert!(store.list_nodes().await.unwrap().is_empty());
     assert!(matches!(
-        store.delete_node(&n.spiffe_id),
+        store.delete_node(&n.spiffe_id).await,
         Err(StoreError::NotFound(_))
     ));
 }
 
 // === Join tokens ===
 
-pub(crate) fn join_tokens_are_single_use(store: &dyn DataStore) {
-    store.create_join_token(token("t1", 100)).unwrap();
-    assert_eq!(store.take_join_token("t1").unwrap(), Some(token("t1", 100)));
-    assert_eq!(store.take_join_token("t1").unwrap(), None);
-    assert_eq!(store.take_join_token("never-made").unwrap(), None);
+pub(crate) async fn join_tokens_are_single_use(store: Arc<dyn DataStore>) {
+    store.create_join_token(token("t1", 100)).await.unwrap();
+    assert_eq!(
+        store.take_join_token("t1").await.unwrap(),
+        Some(token("t1", 100))
+    );
+    assert_eq!(store.take_join_token("t1").await.unwrap(), None);
+    assert_eq!(store.take_join_token("never-made").await.unwrap(), None);
 }
 
-pub(crate) fn create_refuses_a_duplicate_join_token(store: &dyn DataStore) {
-    store.create_join_token(token("t1", 100)).unwrap();
-    let result = store.create_join_token(token("t1", 999));
+pub(crate) async fn create_refuses_a_duplicate_join_token(store: Arc<dyn DataStore>) {
+    store.create_join_token(token("t1", 100)).await.unwrap();
+    let result = store.create_join_token(token("t1", 999)).await;
     assert!(
         matches!(result, Err(StoreError::AlreadyExists(_))),
         "{result:?}"
     );
-    assert_eq!(store.take_join_token("t1").unwrap(), Some(token("t1", 100)));
+    assert_eq!(
+        store.take_join_token("t1").await.unwrap(),
+        Some(token("t1", 100))
+    );
 }
 
-pub(crate) fn racing_takers_of_a_join_token_have_one_winner(store: &dyn DataStore) {
-    store.create_join_token(token("t1", 100)).unwrap();
-    let winners = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..8 {
-            s.spawn(|| {
-                if store.take_join_token("t1").unwrap().is_some() {
-                    winners.fetch_add(1, Ordering::SeqCst);
-                }
-            });
-        }
-    });
-    assert_eq!(winners.load(Ordering::SeqCst), 1);
+pub(crate) async fn racing_takers_of_a_join_token_have_one_winner(store: Arc<dyn DataStore>) {
+    store.create_join_token(token("t1", 100)).await.unwrap();
+    let taken = race(8, |_| {
+        let store = store.clone();
+        async move { store.take_join_token("t1").await.unwrap() }
+    })
+    .await;
+    assert_eq!(taken.iter().filter(|t| t.is_some()).count(), 1);
 }
 
-pub(crate) fn prune_join_tokens_removes_only_expired_tokens(store: &dyn DataStore) {
+pub(crate) async fn prune_join_tokens_removes_only_expired_tokens(store: Arc<dyn DataStore>) {
     for (value, expires_at) in [("t10", 10), ("t20", 20), ("t30", 30)] {
-        store.create_join_token(token(value, expires_at)).unwrap();
+        store
+            .create_join_token(token(value, expires_at))
+            .await
+            .unwrap();
     }
-    assert_eq!(store.prune_join_tokens(20).unwrap(), 1, "strictly before");
-    assert_eq!(store.take_join_token("t10").unwrap(), None);
-    assert!(store.take_join_token("t20").unwrap().is_some());
-    assert!(store.take_join_token("t30").unwrap().is_some());
-    assert_eq!(store.prune_join_tokens(1_000).unwrap(), 0);
+    assert_eq!(
+        store.prune_join_tokens(20).await.unwrap(),
+        1,
+        "strictly before"
+    );
+    assert_eq!(store.take_join_token("t10").await.unwrap(), None);
+    assert!(store.take_join_token("t20").await.unwrap().is_some());
+    assert!(store.take_join_token("t30").await.unwrap().is_some());
+    assert_eq!(store.prune_join_tokens(1_000).await.unwrap(), 0);
 }
 
 // === Bundles ===
 
-pub(crate) fn create_bundle_refuses_an_existing_trust_domain(store: &dyn DataStore) {
-    let b = store.create_bundle(bundle("example.org", 1)).unwrap();
-    assert_eq!(store.bundle(&b.trust_domain).unwrap(), Some(b.clone()));
-    let result = store.create_bundle(bundle("example.org", 2));
+pub(crate) async fn create_bundle_refuses_an_existing_trust_domain(store: Arc<dyn DataStore>) {
+    let b = store.create_bundle(bundle("example.org", 1)).await.unwrap();
+    assert_eq!(
+        store.bundle(&b.trust_domain).await.unwrap(),
+        Some(b.clone())
+    );
+    let result = store.create_bundle(bundle("example.org", 2)).await;
     assert!(
         matches!(result, Err(StoreError::AlreadyExists(_))),
         "{result:?}"
     );
-    assert_eq!(store.bundle(&b.trust_domain).unwrap(), Some(b));
-    assert_eq!(store.bundle(&td("other.org")).unwrap(), None);
+    assert_eq!(store.bundle(&b.trust_domain).await.unwrap(), Some(b));
+    assert_eq!(store.bundle(&td("other.org")).await.unwrap(), None);
 }
 
-pub(crate) fn update_bundle_replaces_only_an_existing_bundle(store: &dyn DataStore) {
-    let result = store.update_bundle(bundle("example.org", 1));
+pub(crate) async fn update_bundle_replaces_only_an_existing_bundle(store: Arc<dyn DataStore>) {
+    let result = store.update_bundle(bundle("example.org", 1)).await;
     assert!(matches!(result, Err(StoreError::NotFound(_))), "{result:?}");
-    assert_eq!(store.bundle(&td("example.org")).unwrap(), None);
-    store.create_bundle(bundle("example.org", 1)).unwrap();
+    assert_eq!(store.bundle(&td("example.org")).await.unwrap(), None);
+    store.create_bundle(bundle("example.org", 1)).await.unwrap();
     let mut next = bundle("example.org", 2);
     next.sequence_number = 7;
     next.refresh_hint = 60;
-    assert_eq!(store.update_bundle(next.clone()).unwrap(), next);
-    assert_eq!(store.bundle(&td("example.org")).unwrap(), Some(next));
+    assert_eq!(store.update_bundle(next.clone()).await.unwrap(), next);
+    assert_eq!(store.bundle(&td("example.org")).await.unwrap(), Some(next));
 }
 
-pub(crate) fn set_bundle_creates_or_replaces(store: &dyn DataStore) {
-    let first = store.set_bundle(bundle("example.org", 1)).unwrap();
-    assert_eq!(store.bundle(&first.trust_domain).unwrap(), Some(first));
-    let second = store.set_bundle(bundle("example.org", 2)).unwrap();
-    assert_eq!(store.bundle(&second.trust_domain).unwrap(), Some(second));
-    assert_eq!(store.list_bundles().unwrap().len(), 1);
+pub(crate) async fn set_bundle_creates_or_replaces(store: Arc<dyn DataStore>) {
+    let first = store.set_bundle(bundle("example.org", 1)).await.unwrap();
+    assert_eq!(
+        store.bundle(&first.trust_domain).await.unwrap(),
+        Some(first)
+    );
+    let second = store.set_bundle(bundle("example.org", 2)).await.unwrap();
+    assert_eq!(
+        store.bundle(&second.trust_domain).await.unwrap(),
+        Some(second)
+    );
+    assert_eq!(store.list_bundles().await.unwrap().len(), 1);
 }
 
-pub(crate) fn update_bundle_with_stores_only_when_asked(store: &dyn DataStore) {
+pub(crate) async fn update_bundle_with_stores_only_when_asked(store: Arc<dyn DataStore>) {
     let example = td("example.org");
     let key = JwtKey {
         public_key: vec![9; 4],
@@ -585,24 +705,27 @@ pub(crate) fn update_bundle_with_stores_only_when_asked(store: &dyn DataStore) {
         tainted: false,
     };
     // Absent and unchanged: nothing is stored.
-    let seen = store.update_bundle_with(&example, &mut |b| {
-        assert_eq!(
-            *b,
-            Bundle::new(td("example.org")),
-            "starts from an empty bundle"
-        );
-        false
-    });
+    let seen = store
+        .update_bundle_with(&example, &mut |b| {
+            assert_eq!(
+                *b,
+                Bundle::new(td("example.org")),
+                "starts from an empty bundle"
+            );
+            false
+        })
+        .await;
     assert_eq!(seen.unwrap(), Bundle::new(example.clone()));
-    assert_eq!(store.bundle(&example).unwrap(), None);
+    assert_eq!(store.bundle(&example).await.unwrap(), None);
     // Absent and changed: created.
     let created = store
         .update_bundle_with(&example, &mut |b| {
             b.merge(&bundle("example.org", 1).x509_authorities, &[])
         })
+        .await
         .unwrap();
     assert_eq!(created, bundle("example.org", 1));
-    assert_eq!(store.bundle(&example).unwrap(), Some(created.clone()));
+    assert_eq!(store.bundle(&example).await.unwrap(), Some(created.clone()));
     // Present and changed: applied to the stored bundle.
     let merged = store
         .update_bundle_with(&example, &mut |b| {
@@ -610,6 +733,7 @@ pub(crate) fn update_bundle_with_stores_only_when_asked(store: &dyn DataStore) {
             b.sequence_number += 1;
             b.merge(&[], std::slice::from_ref(&key))
         })
+        .await
         .unwrap();
     assert_eq!(
         (
@@ -625,29 +749,31 @@ pub(crate) fn update_bundle_with_stores_only_when_asked(store: &dyn DataStore) {
             b.refresh_hint = 1;
             false
         })
+        .await
         .unwrap();
     assert_eq!(unchanged, merged);
-    assert_eq!(store.bundle(&example).unwrap(), Some(merged));
+    assert_eq!(store.bundle(&example).await.unwrap(), Some(merged));
 }
 
-pub(crate) fn racing_bundle_updates_lose_no_change(store: &dyn DataStore) {
+pub(crate) async fn racing_bundle_updates_lose_no_change(store: Arc<dyn DataStore>) {
     let example = td("example.org");
-    std::thread::scope(|s| {
-        for n in 0..8u8 {
-            let example = &example;
-            s.spawn(move || {
-                let root = X509Authority {
-                    der: vec![n; 4],
-                    tainted: false,
-                };
-                store
-                    .update_bundle_with(example, &mut |b| b.merge(std::slice::from_ref(&root), &[]))
-                    .unwrap();
-            });
+    race(8, |n| {
+        let (store, example) = (store.clone(), example.clone());
+        async move {
+            let root = X509Authority {
+                der: vec![n; 4],
+                tainted: false,
+            };
+            store
+                .update_bundle_with(&example, &mut |b| b.merge(std::slice::from_ref(&root), &[]))
+                .await
+                .unwrap();
         }
-    });
+    })
+    .await;
     let mut roots: Vec<u8> = store
         .bundle(&example)
+        .await
         .unwrap()
         .unwrap()
         .x509_authorities
@@ -658,28 +784,29 @@ pub(crate) fn racing_bundle_updates_lose_no_change(store: &dyn DataStore) {
     assert_eq!(roots, (0..8).collect::<Vec<u8>>());
 }
 
-pub(crate) fn deleting_a_bundle_returns_it_once(store: &dyn DataStore) {
-    let b = store.create_bundle(bundle("other.org", 1)).unwrap();
-    assert_eq!(store.delete_bundle(&b.trust_domain).unwrap(), b);
-    assert_eq!(store.bundle(&b.trust_domain).unwrap(), None);
+pub(crate) async fn deleting_a_bundle_returns_it_once(store: Arc<dyn DataStore>) {
+    let b = store.create_bundle(bundle("other.org", 1)).await.unwrap();
+    assert_eq!(store.delete_bundle(&b.trust_domain).await.unwrap(), b);
+    assert_eq!(store.bundle(&b.trust_domain).await.unwrap(), None);
     assert!(matches!(
-        store.delete_bundle(&b.trust_domain),
+        store.delete_bundle(&b.trust_domain).await,
         Err(StoreError::NotFound(_))
     ));
     // Deleted means absent: update refuses and create succeeds again.
     assert!(matches!(
-        store.update_bundle(b.clone()),
+        store.update_bundle(b.clone()).await,
         Err(StoreError::NotFound(_))
     ));
-    store.create_bundle(b).unwrap();
+    store.create_bundle(b).await.unwrap();
 }
 
-pub(crate) fn bundles_are_listed_by_trust_domain(store: &dyn DataStore) {
+pub(crate) async fn bundles_are_listed_by_trust_domain(store: Arc<dyn DataStore>) {
     for name in ["zeta.org", "alpha.org", "mid.org"] {
-        store.create_bundle(bundle(name, 1)).unwrap();
+        store.create_bundle(bundle(name, 1)).await.unwrap();
     }
     let names: Vec<String> = store
         .list_bundles()
+        .await
         .unwrap()
         .iter()
         .map(|b| b.trust_domain.to_string())
@@ -689,22 +816,28 @@ pub(crate) fn bundles_are_listed_by_trust_domain(store: &dyn DataStore) {
 
 // === CA journal ===
 
-pub(crate) fn ca_journals_are_kept_per_key(store: &dyn DataStore) {
-    assert_eq!(store.ca_journal("server-a").unwrap(), None);
-    store.set_ca_journal("server-a", b"journal a").unwrap();
-    store.set_ca_journal("server-b", b"journal b").unwrap();
+pub(crate) async fn ca_journals_are_kept_per_key(store: Arc<dyn DataStore>) {
+    assert_eq!(store.ca_journal("server-a").await.unwrap(), None);
+    store
+        .set_ca_journal("server-a", b"journal a")
+        .await
+        .unwrap();
+    store
+        .set_ca_journal("server-b", b"journal b")
+        .await
+        .unwrap();
     assert_eq!(
-        store.ca_journal("server-a").unwrap().as_deref(),
+        store.ca_journal("server-a").await.unwrap().as_deref(),
         Some(&b"journal a"[..])
     );
     assert_eq!(
-        store.ca_journal("server-b").unwrap().as_deref(),
+        store.ca_journal("server-b").await.unwrap().as_deref(),
         Some(&b"journal b"[..])
     );
-    store.set_ca_journal("server-a", b"").unwrap();
-    assert_eq!(store.ca_journal("server-a").unwrap(), Some(vec![]));
+    store.set_ca_journal("server-a", b"").await.unwrap();
+    assert_eq!(store.ca_journal("server-a").await.unwrap(), Some(vec![]));
     assert_eq!(
-        store.ca_journal("server-b").unwrap().as_deref(),
+        store.ca_journal("server-b").await.unwrap().as_deref(),
         Some(&b"journal b"[..])
     );
 }

@@ -39,7 +39,7 @@ pub async fn serve(
             &config.ready_path,
             get(move || {
                 let state = Arc::clone(&ready_state);
-                async move { readiness(&state) }
+                async move { readiness(&state).await }
             }),
         );
     tasks.spawn(async move {
@@ -53,9 +53,14 @@ pub async fn serve(
     Ok(addr)
 }
 
-fn readiness(state: &ApiState) -> (StatusCode, String) {
+async fn readiness(state: &ApiState) -> (StatusCode, String) {
     let ca = state.ca.active_x509_authority().is_some();
-    let store = state.registry.store().bundle(&state.trust_domain).is_ok();
+    let store = state
+        .registry
+        .store()
+        .bundle(&state.trust_domain)
+        .await
+        .is_ok();
     let code = if ca && store {
         StatusCode::OK
     } else {

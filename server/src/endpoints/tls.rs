@@ -133,14 +133,13 @@ fn mint_server_svid(ca: &Ca, dns_names: &[String]) -> anyhow::Result<(Arc<Certif
     Ok((Arc::new(certified), svid.expires_at))
 }
 
-/// Verifies optional client SVIDs against the current trust bundle.
+/// Verifies optional client SVIDs against the current trust bundle, which a background task
+/// reloads from the store whenever the bundle changes (a handshake never waits on the store).
 pub struct SpiffeClientVerifier {
     trust_domain: TrustDomain,
     admin_ids: Vec<SpiffeId>,
-    store: Arc<dyn DataStore>,
-    bundles: watch::Receiver<u64>,
     algorithms: WebPkiSupportedAlgorithms,
-    cache: RwLock<Option<(u64, Arc<dyn ClientCertVerifier>)>>,
+    current: RwLock<Option<Arc<dyn ClientCertVerifier>>>,
 }
 
 impl fmt::Debug for SpiffeClientVerifier {
@@ -152,37 +151,40 @@ impl fmt::Debug for SpiffeClientVerifier {
 }
 
 impl SpiffeClientVerifier {
-    /// A verifier that re-reads the bundle whenever `bundles` ticks.
-    pub fn new(
+    /// Loads the trust bundle now, then reloads it whenever `bundles` ticks, for as long as
+    /// the verifier is in use.
+    pub async fn start(
         trust_domain: TrustDomain,
         admin_ids: Vec<SpiffeId>,
         store: Arc<dyn DataStore>,
-        bundles: watch::Receiver<u64>,
-    ) -> Self {
-        Self {
+        mut bundles: watch::Receiver<u64>,
+    ) -> Result<Arc<Self>, rustls::Error> {
+        let verifier = Arc::new(Self {
             trust_domain,
             admin_ids,
-            store,
-            bundles,
             algorithms: provider().signature_verification_algorithms,
-            cache: RwLock::new(None),
-        }
+            current: RwLock::new(None),
+        });
+        bundles.borrow_and_update();
+        verifier.reload(store.as_ref()).await?;
+        let weak = Arc::downgrade(&verifier);
+        tokio::spawn(async move {
+            while bundles.changed().await.is_ok() {
+                let Some(verifier) = weak.upgrade() else {
+                    return;
+                };
+                if let Err(error) = verifier.reload(store.as_ref()).await {
+                    tracing::warn!(%error, "Keeping the previous trust bundle for client certificates");
+                }
+            }
+        });
+        Ok(verifier)
     }
 
-    fn inner(&self) -> Result<Arc<dyn ClientCertVerifier>, rustls::Error> {
-        let rev = *self.bundles.borrow();
-        if let Some((cached, v)) = self
-            .cache
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            && *cached == rev
-        {
-            return Ok(Arc::clone(v));
-        }
-        let bundle = self
-            .store
+    async fn reload(&self, store: &dyn DataStore) -> Result<(), rustls::Error> {
+        let bundle = store
             .bundle(&self.trust_domain)
+            .await
             .map_err(|e| rustls::Error::General(format!("cannot read trust bundle: {e}")))?
             .ok_or_else(|| rustls::Error::General("no trust bundle".into()))?;
         let mut roots = RootCertStore::empty();
@@ -195,8 +197,16 @@ impl SpiffeClientVerifier {
             .allow_unauthenticated()
             .build()
             .map_err(|e| rustls::Error::General(e.to_string()))?;
-        *self.cache.write().unwrap_or_else(PoisonError::into_inner) = Some((rev, Arc::clone(&v)));
-        Ok(v)
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(v);
+        Ok(())
+    }
+
+    fn inner(&self) -> Result<Arc<dyn ClientCertVerifier>, rustls::Error> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| rustls::Error::General("no trust bundle".into()))
     }
 }
 

@@ -43,6 +43,8 @@ pub(super) struct Plan {
 pub(super) struct Target {
     spec: TargetSpec,
     store: SledStore,
+    /// The import is a one-shot synchronous command: the store's async calls run here.
+    runtime: tokio::runtime::Runtime,
     /// `None` when the target key file is SPIRE's (used in place).
     keys: Option<DiskKeyManager>,
 }
@@ -63,7 +65,18 @@ impl Target {
                 ImportError::target(format!("the key file {}", spec.keys_path.display()), e)
             })?)
         };
-        Ok(Self { spec, store, keys })
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                ImportError::target(format!("the Signet store {}", spec.store_dir.display()), e)
+            })?;
+        Ok(Self {
+            spec,
+            store,
+            runtime,
+            keys,
+        })
     }
 
     /// Whether the target keys are SPIRE's file, used in place.
@@ -73,6 +86,10 @@ impl Target {
 
     /// What the target already holds, or `None` if it is empty.
     pub(super) fn existing(&self) -> Result<Option<String>, ImportError> {
+        self.runtime.block_on(self.read_existing())
+    }
+
+    async fn read_existing(&self) -> Result<Option<String>, ImportError> {
         let read = |e: StoreError| {
             ImportError::target(
                 format!("the Signet store {}", self.spec.store_dir.display()),
@@ -80,21 +97,22 @@ impl Target {
             )
         };
         let mut held = Vec::new();
-        let n = self.store.list_entries().map_err(read)?.len();
+        let n = self.store.list_entries().await.map_err(read)?.len();
         if n > 0 {
             held.push(format!("{n} registration entries"));
         }
-        let n = self.store.list_nodes().map_err(read)?.len();
+        let n = self.store.list_nodes().await.map_err(read)?.len();
         if n > 0 {
             held.push(format!("{n} agents"));
         }
-        let n = self.store.list_bundles().map_err(read)?.len();
+        let n = self.store.list_bundles().await.map_err(read)?.len();
         if n > 0 {
             held.push(format!("{n} bundles"));
         }
         if self
             .store
             .ca_journal(&self.spec.journal_key)
+            .await
             .map_err(read)?
             .is_some()
         {
@@ -125,6 +143,10 @@ impl Target {
     /// domain, token, key ID) are replaced, and an existing entry that the imported one
     /// duplicates (same SPIFFE ID, parent and selectors) is deleted first.
     pub(super) fn write(&self, plan: Plan, force: bool) -> Result<(), ImportError> {
+        self.runtime.block_on(self.write_all(plan, force))
+    }
+
+    async fn write_all(&self, plan: Plan, force: bool) -> Result<(), ImportError> {
         if let Some(km) = &self.keys {
             km.put_keys(plan.keys).map_err(|e| {
                 ImportError::write(format!("the key file {}", self.spec.keys_path.display()), e)
@@ -132,10 +154,12 @@ impl Target {
         }
         let s = &self.store;
         s.set_ca_journal(&self.spec.journal_key, &plan.journal.bytes)
+            .await
             .map_err(|e| ImportError::write("the CA journal", e))?;
         for b in std::iter::once(plan.bundle).chain(plan.federated) {
             let td = b.trust_domain.to_string();
             s.set_bundle(b)
+                .await
                 .map_err(|e| ImportError::write(format!("bundle {td}"), e))?;
         }
         for e in plan.entries {
@@ -143,18 +167,22 @@ impl Target {
             let what = || format!("registration entry {id}");
             if force
                 && s.entry(&e.id)
+                    .await
                     .map_err(|err| ImportError::write(what(), err))?
                     .is_some()
             {
                 s.delete_entry(&e.id)
+                    .await
                     .map_err(|err| ImportError::write(what(), err))?;
             }
-            match s.create_entry(e.clone()) {
+            match s.create_entry(e.clone()).await {
                 Ok(_) => {}
                 Err(StoreError::SimilarEntry(other)) if force => {
                     s.delete_entry(&other.id)
+                        .await
                         .map_err(|err| ImportError::write(what(), err))?;
                     s.create_entry(e)
+                        .await
                         .map_err(|err| ImportError::write(what(), err))?;
                 }
                 Err(err) => return Err(ImportError::write(what(), err)),
@@ -162,10 +190,12 @@ impl Target {
         }
         for n in plan.nodes {
             let what = format!("agent {}", n.spiffe_id);
-            s.put_node(n).map_err(|e| ImportError::write(what, e))?;
+            s.put_node(n)
+                .await
+                .map_err(|e| ImportError::write(what, e))?;
         }
         for t in plan.join_tokens {
-            match s.create_join_token(t) {
+            match s.create_join_token(t).await {
                 Ok(()) => {}
                 Err(StoreError::AlreadyExists(_)) if force => {}
                 Err(e) => return Err(ImportError::write("a join token", e)),

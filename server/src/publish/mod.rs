@@ -115,7 +115,7 @@ pub fn spawn(
         let mut writers: Vec<_> = targets.into_iter().map(configmap::Writer::new).collect();
         loop {
             bundles.borrow_and_update();
-            let all_ok = match store.bundle(&trust_domain) {
+            let all_ok = match store.bundle(&trust_domain).await {
                 Ok(Some(bundle)) => publish_all(&mut writers, &bundle).await,
                 Ok(None) => {
                     tracing::warn!(trust_domain = %trust_domain, "No bundle to publish yet");

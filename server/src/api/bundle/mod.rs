@@ -102,15 +102,15 @@ impl BundleService {
     }
 
     /// Local and admin callers, and agents (SPIRE's policy for `GetFederatedBundle`).
-    fn require_admin_or_agent<T>(&self, req: &Request<T>) -> Result<(), ApiError> {
-        match self.state.require_admin(req) {
+    async fn require_admin_or_agent<T>(&self, req: &Request<T>) -> Result<(), ApiError> {
+        match self.state.require_admin(req).await {
             Ok(_) => Ok(()),
-            Err(ApiError::PermissionDenied(_)) => self.state.require_agent(req).map(|_| ()),
+            Err(ApiError::PermissionDenied(_)) => self.state.require_agent(req).await.map(|_| ()),
             Err(e) => Err(e),
         }
     }
 
-    fn write_one(
+    async fn write_one(
         &self,
         write: Write,
         proto: &types::Bundle,
@@ -121,7 +121,7 @@ impl BundleService {
             parse_bundle(proto).map_err(|e| with_context("failed to convert bundle", e))?;
         let store = self.state.registry.store();
         match write {
-            Write::Create => match store.create_bundle(bundle) {
+            Write::Create => match store.create_bundle(bundle).await {
                 Err(StoreError::AlreadyExists(_)) => {
                     Err(ApiError::AlreadyExists("bundle already exists".into()))
                 }
@@ -129,10 +129,11 @@ impl BundleService {
             },
             Write::Set => store
                 .set_bundle(bundle)
+                .await
                 .map_err(|e| with_context("failed to set bundle", e.into())),
             Write::Update => {
                 let not_found = || ApiError::NotFound("bundle not found".into());
-                let mut stored = store.bundle(&td)?.ok_or_else(not_found)?;
+                let mut stored = store.bundle(&td).await?.ok_or_else(not_found)?;
                 if masked(mask, |m| m.x509_authorities) {
                     stored.x509_authorities = bundle.x509_authorities;
                 }
@@ -145,7 +146,7 @@ impl BundleService {
                 if masked(mask, |m| m.sequence_number) {
                     stored.sequence_number = bundle.sequence_number;
                 }
-                match store.update_bundle(stored) {
+                match store.update_bundle(stored).await {
                     Err(StoreError::NotFound(_)) => Err(not_found()),
                     other => other.map_err(|e| with_context("failed to update bundle", e.into())),
                 }
@@ -154,27 +155,27 @@ impl BundleService {
     }
 
     /// Runs one batch write; announces a bundle change once if anything was written.
-    fn write_batch(
+    async fn write_batch(
         &self,
         write: Write,
         bundles: &[types::Bundle],
         input_mask: Option<&types::BundleMask>,
         output_mask: Option<&types::BundleMask>,
     ) -> Vec<(types::Status, Option<types::Bundle>)> {
-        let results: Vec<_> = bundles
-            .iter()
-            .map(|b| match self.write_one(write, b, input_mask) {
+        let mut results = Vec::new();
+        for b in bundles {
+            results.push(match self.write_one(write, b, input_mask).await {
                 Ok(stored) => (ok_status(), Some(bundle_to_proto(&stored, output_mask))),
                 Err(e) => (e.to_item_status(), None),
-            })
-            .collect();
+            });
+        }
         if results.iter().any(|(s, _)| s.code == 0) {
             self.state.registry.bundles_changed();
         }
         results
     }
 
-    fn delete_one(&self, name: &str, mode: Mode) -> Result<(), ApiError> {
+    async fn delete_one(&self, name: &str, mode: Mode) -> Result<(), ApiError> {
         let td = self.federated_td(
             name,
             ApiError::InvalidArgument(
@@ -183,13 +184,14 @@ impl BundleService {
         )?;
         let registry = &self.state.registry;
         let store = registry.store();
-        if store.bundle(&td)?.is_none() {
+        if store.bundle(&td).await?.is_none() {
             return Err(ApiError::NotFound("bundle not found".into()));
         }
         let ctx = |e: StoreError| with_context("failed to delete federated bundle", e.into());
         let name = td.to_string();
         let federated: Vec<_> = store
             .list_entries()
+            .await
             .map_err(ctx)?
             .into_iter()
             .filter(|e| e.federates_with.contains(&name))
@@ -206,7 +208,7 @@ impl BundleService {
                 // SPIRE deletes the entries that federate with the bundle.
                 Mode::Delete => {
                     for e in federated {
-                        match registry.delete_entry(&e.id) {
+                        match registry.delete_entry(&e.id).await {
                             Ok(_) | Err(StoreError::NotFound(_)) => {}
                             Err(err) => return Err(ctx(err)),
                         }
@@ -216,7 +218,7 @@ impl BundleService {
                 Mode::Dissociate => {
                     for mut e in federated {
                         e.federates_with.retain(|t| *t != name);
-                        match registry.update_entry(e) {
+                        match registry.update_entry(e).await {
                             Ok(_) | Err(StoreError::NotFound(_)) => {}
                             Err(err) => return Err(ctx(err)),
                         }
@@ -224,7 +226,7 @@ impl BundleService {
                 }
             }
         }
-        match store.delete_bundle(&td) {
+        match store.delete_bundle(&td).await {
             Ok(_) => Ok(()),
             Err(StoreError::NotFound(_)) => Err(ApiError::NotFound("bundle not found".into())),
             Err(e) => Err(ctx(e)),
@@ -238,12 +240,13 @@ impl Bundle for BundleService {
         &self,
         req: Request<CountBundlesRequest>,
     ) -> Result<Response<CountBundlesResponse>, Status> {
-        self.state.require_admin(&req)?;
+        self.state.require_admin(&req).await?;
         let bundles = self
             .state
             .registry
             .store()
             .list_bundles()
+            .await
             .map_err(|e| with_context("failed to count bundles", e.into()))?;
         let count = i32::try_from(bundles.len()).unwrap_or(i32::MAX);
         Ok(Response::new(CountBundlesResponse { count }))
@@ -258,6 +261,7 @@ impl Bundle for BundleService {
             .registry
             .store()
             .bundle(self.own())
+            .await
             .map_err(|e| with_context("failed to fetch bundle", e.into()))?
             .ok_or_else(|| ApiError::NotFound("bundle not found".into()))?;
         Ok(Response::new(bundle_to_proto(
@@ -270,7 +274,7 @@ impl Bundle for BundleService {
         &self,
         req: Request<AppendBundleRequest>,
     ) -> Result<Response<types::Bundle>, Status> {
-        self.state.require_admin(&req)?;
+        self.state.require_admin(&req).await?;
         let req = req.into_inner();
         if req.x509_authorities.is_empty() && req.jwt_authorities.is_empty() {
             return Err(ApiError::InvalidArgument("no authorities to append".into()).into());
@@ -299,6 +303,7 @@ impl Bundle for BundleService {
                 }
                 changed
             })
+            .await
             .map_err(|e| with_context("failed to append bundle", e.into()))?;
         if changed {
             self.state.registry.bundles_changed();
@@ -327,7 +332,7 @@ impl Bundle for BundleService {
         &self,
         req: Request<ListFederatedBundlesRequest>,
     ) -> Result<Response<ListFederatedBundlesResponse>, Status> {
-        self.state.require_admin(&req)?;
+        self.state.require_admin(&req).await?;
         let req = req.into_inner();
         if req.page_size > 0
             && !req.page_token.is_empty()
@@ -340,6 +345,7 @@ impl Bundle for BundleService {
             .registry
             .store()
             .list_bundles()
+            .await
             .map_err(|e| with_context("failed to list bundles", e.into()))?
             .into_iter()
             .filter(|b| b.trust_domain != *self.own())
@@ -361,7 +367,7 @@ impl Bundle for BundleService {
         &self,
         req: Request<GetFederatedBundleRequest>,
     ) -> Result<Response<types::Bundle>, Status> {
-        self.require_admin_or_agent(&req)?;
+        self.require_admin_or_agent(&req).await?;
         let req = req.into_inner();
         let td = self.federated_td(
             &req.trust_domain,
@@ -375,6 +381,7 @@ impl Bundle for BundleService {
             .registry
             .store()
             .bundle(&td)
+            .await
             .map_err(|e| with_context("failed to fetch bundle", e.into()))?
             .ok_or_else(|| ApiError::NotFound("bundle not found".into()))?;
         Ok(Response::new(bundle_to_proto(
@@ -387,10 +394,11 @@ impl Bundle for BundleService {
         &self,
         req: Request<BatchCreateFederatedBundleRequest>,
     ) -> Result<Response<BatchCreateFederatedBundleResponse>, Status> {
-        self.state.require_admin(&req)?;
+        self.state.require_admin(&req).await?;
         let req = req.into_inner();
         let results = self
             .write_batch(Write::Create, &req.bundle, None, req.output_mask.as_ref())
+            .await
             .into_iter()
             .map(
                 |(status, bundle)| batch_create_federated_bundle_response::Result {
@@ -408,7 +416,7 @@ impl Bundle for BundleService {
         &self,
         req: Request<BatchUpdateFederatedBundleRequest>,
     ) -> Result<Response<BatchUpdateFederatedBundleResponse>, Status> {
-        self.state.require_admin(&req)?;
+        self.state.require_admin(&req).await?;
         let req = req.into_inner();
         let results = self
             .write_batch(
@@ -417,6 +425,7 @@ impl Bundle for BundleService {
                 req.input_mask.as_ref(),
                 req.output_mask.as_ref(),
             )
+            .await
             .into_iter()
             .map(
                 |(status, bundle)| batch_update_federated_bundle_response::Result {
@@ -434,10 +443,11 @@ impl Bundle for BundleService {
         &self,
         req: Request<BatchSetFederatedBundleRequest>,
     ) -> Result<Response<BatchSetFederatedBundleResponse>, Status> {
-        self.state.require_admin(&req)?;
+        self.state.require_admin(&req).await?;
         let req = req.into_inner();
         let results = self
             .write_batch(Write::Set, &req.bundle, None, req.output_mask.as_ref())
+            .await
             .into_iter()
             .map(
                 |(status, bundle)| batch_set_federated_bundle_response::Result {
@@ -453,7 +463,7 @@ impl Bundle for BundleService {
         &self,
         req: Request<BatchDeleteFederatedBundleRequest>,
     ) -> Result<Response<BatchDeleteFederatedBundleResponse>, Status> {
-        self.state.require_admin(&req)?;
+        self.state.require_admin(&req).await?;
         let req = req.into_inner();
         let mode = Mode::try_from(req.mode).map_err(|_| {
             ApiError::InvalidArgument(format!(
@@ -461,17 +471,16 @@ impl Bundle for BundleService {
                 req.mode
             ))
         })?;
-        let results: Vec<_> = req
-            .trust_domains
-            .into_iter()
-            .map(|td| batch_delete_federated_bundle_response::Result {
-                status: Some(match self.delete_one(&td, mode) {
+        let mut results = Vec::new();
+        for td in req.trust_domains {
+            results.push(batch_delete_federated_bundle_response::Result {
+                status: Some(match self.delete_one(&td, mode).await {
                     Ok(()) => ok_status(),
                     Err(e) => e.to_item_status(),
                 }),
                 trust_domain: td,
-            })
-            .collect();
+            });
+        }
         if results
             .iter()
             .any(|r| r.status.as_ref().is_some_and(|s| s.code == 0))

@@ -13,7 +13,6 @@ use signet_proto::types;
 use tonic::Code;
 
 use crate::api::tests::{Harness, ca_cert_der, public_key_der, td};
-use crate::datastore::DataStore;
 
 fn proto_bundle(td: &str, roots: &[&[u8]]) -> types::Bundle {
     types::Bundle {
@@ -71,7 +70,7 @@ async fn get_bundle_returns_the_own_bundle_or_not_found() {
         tainted: false,
     });
     own.sequence_number = 3;
-    h.store.set_bundle(own).unwrap();
+    h.store.set_bundle(own).await.unwrap();
 
     let got = h
         .bundles
@@ -97,7 +96,7 @@ async fn get_bundle_returns_the_own_bundle_or_not_found() {
     assert!(masked.x509_authorities.is_empty());
     assert_eq!(masked.sequence_number, 3);
 
-    h.store.delete_bundle(&td()).unwrap();
+    h.store.delete_bundle(&td()).await.unwrap();
     let err = h
         .bundles
         .get_bundle(GetBundleRequest { output_mask: None })
@@ -116,6 +115,7 @@ async fn append_adds_new_authorities_once_and_bumps_the_sequence() {
     let before = h
         .store
         .bundle(&td())
+        .await
         .unwrap()
         .unwrap_or_else(|| Bundle::new(td()));
     let root = ca_cert_der("extra");
@@ -181,7 +181,7 @@ async fn append_adds_new_authorities_once_and_bumps_the_sequence() {
 #[tokio::test]
 async fn federated_bundles_are_created_read_and_listed() {
     let mut h = Harness::start().await;
-    h.store.set_bundle(Bundle::new(td())).unwrap();
+    h.store.set_bundle(Bundle::new(td())).await.unwrap();
     let changes = h.state.registry.subscribe_bundles();
     let root = ca_cert_der("fed");
     let statuses = create_federated(
@@ -354,12 +354,14 @@ async fn federated_bundles_are_updated_with_a_mask_and_set() {
     let a = h
         .store
         .bundle(&id::parse_trust_domain("a.org").unwrap())
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(a.x509_authorities[0].der, old);
     assert!(
         h.store
             .bundle(&id::parse_trust_domain("new.org").unwrap())
+            .await
             .unwrap()
             .is_some()
     );
@@ -424,15 +426,15 @@ async fn delete_modes_follow_spire() {
     // DISSOCIATE keeps the entry but drops the trust domain from it.
     let status = delete_federated(&mut h, "a.org", Mode::Dissociate).await;
     assert_eq!(status.code, 0, "{status:?}");
-    let kept = h.store.entry(&e1).unwrap().unwrap();
+    let kept = h.store.entry(&e1).await.unwrap().unwrap();
     assert_eq!(kept.federates_with, vec!["b.org".to_owned()]);
     assert_eq!(kept.revision_number, 1);
 
     // DELETE removes the entries that federate with it.
     let status = delete_federated(&mut h, "c.org", Mode::Delete).await;
     assert_eq!(status.code, 0, "{status:?}");
-    assert!(h.store.entry(&e2).unwrap().is_none());
-    assert!(h.store.entry(&e1).unwrap().is_some());
+    assert!(h.store.entry(&e2).await.unwrap().is_none());
+    assert!(h.store.entry(&e1).await.unwrap().is_some());
 
     // Unused bundles go with RESTRICT; missing and own ones are refused.
     assert_eq!(
@@ -451,6 +453,7 @@ async fn delete_modes_follow_spire() {
     assert_eq!(
         h.store
             .list_bundles()
+            .await
             .unwrap()
             .iter()
             .filter(|b| b.trust_domain != td())

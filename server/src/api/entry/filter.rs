@@ -159,11 +159,14 @@ impl EntryFilter {
 
     /// The matching entries, ordered by ID. Narrows with the store's indexes first (SPIFFE ID,
     /// then parent, then selectors) and scans everything only without any of those.
-    pub(super) fn select(&self, store: &dyn DataStore) -> Result<Vec<RegistrationEntry>, ApiError> {
+    pub(super) async fn select(
+        &self,
+        store: &dyn DataStore,
+    ) -> Result<Vec<RegistrationEntry>, ApiError> {
         let candidates = if let Some(id) = &self.spiffe_id {
-            store.entries_by_spiffe_id(id)?
+            store.entries_by_spiffe_id(id).await?
         } else if let Some(parent) = &self.parent_id {
-            store.entries_by_parent(parent)?
+            store.entries_by_parent(parent).await?
         } else if let Some((m, sels)) = &self.selectors {
             // Every candidate shares at least one requested selector (entries have at least
             // one selector); with exact/superset it has all of them, so one lookup is enough.
@@ -173,13 +176,13 @@ impl EntryFilter {
             };
             let mut by_id = BTreeMap::new();
             for s in lookups {
-                for e in store.entries_by_selector(s)? {
+                for e in store.entries_by_selector(s).await? {
                     by_id.insert(e.id.clone(), e);
                 }
             }
             by_id.into_values().collect()
         } else {
-            store.list_entries()?
+            store.list_entries().await?
         };
         let mut out: Vec<_> = candidates.into_iter().filter(|e| self.matches(e)).collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));

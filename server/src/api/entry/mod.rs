@@ -84,32 +84,34 @@ pub(crate) fn with_context(prefix: &str, err: ApiError) -> ApiError {
 // === impl EntryService ===
 
 impl EntryService {
-    fn create(&self, proto: &types::Entry) -> Result<RegistrationEntry, CreateError> {
+    async fn create(&self, proto: &types::Entry) -> Result<RegistrationEntry, CreateError> {
         let mut entry = validated_entry(proto, &self.state.trust_domain)
             .map_err(|e| with_context("failed to convert entry", e.into()))?;
         let store = self.state.registry.store();
         if let Some(existing) = store
-            .entries_by_spiffe_id(&entry.spiffe_id)?
+            .entries_by_spiffe_id(&entry.spiffe_id)
+            .await?
             .into_iter()
             .find(|e| e.is_similar(&entry))
         {
             return Err(CreateError::Similar(Box::new(existing)));
         }
         self.require_federated_bundles(&entry.federates_with)
+            .await
             .map_err(|e| with_context("failed to create entry", e))?;
         if entry.id.is_empty() {
             entry.id = uuid::Uuid::new_v4().to_string();
         }
         entry.created_at = self.state.clock.unix_now();
         entry.revision_number = 0;
-        match self.state.registry.create_entry(entry) {
+        match self.state.registry.create_entry(entry).await {
             Ok(created) => Ok(created),
             Err(StoreError::SimilarEntry(existing)) => Err(CreateError::Similar(existing)),
             Err(e) => Err(with_context("failed to create entry", e.into()).into()),
         }
     }
 
-    fn update(
+    async fn update(
         &self,
         proto: &types::Entry,
         mask: Option<&types::EntryMask>,
@@ -122,13 +124,15 @@ impl EntryService {
             .state
             .registry
             .store()
-            .entry(&proto.id)?
+            .entry(&proto.id)
+            .await?
             .ok_or_else(|| ctx(ApiError::NotFound("entry not found".into())))?;
         let merged = merge_entry(entry_to_proto(&stored, None), proto, mask);
         let mut entry = validated_entry(&merged, &self.state.trust_domain)
             .map_err(|e| with_context("failed to convert entry", e.into()))?;
         if mask.is_none_or(|m| m.federates_with) {
             self.require_federated_bundles(&entry.federates_with)
+                .await
                 .map_err(ctx)?;
         }
         entry.id = stored.id;
@@ -137,14 +141,15 @@ impl EntryService {
         self.state
             .registry
             .update_entry(entry)
+            .await
             .map_err(|e| ctx(e.into()))
     }
 
-    fn delete(&self, id: &str) -> Result<(), ApiError> {
+    async fn delete(&self, id: &str) -> Result<(), ApiError> {
         if id.is_empty() {
             return Err(ApiError::InvalidArgument("missing entry ID".into()));
         }
-        match self.state.registry.delete_entry(id) {
+        match self.state.registry.delete_entry(id).await {
             Ok(_) => Ok(()),
             Err(StoreError::NotFound(_)) => Err(ApiError::NotFound("entry not found".into())),
             Err(e) => Err(with_context("failed to delete entry", e.into())),
@@ -153,11 +158,11 @@ impl EntryService {
 
     /// Every trust domain an entry federates with must have a bundle (SPIRE's
     /// `makeFederatesWith`).
-    fn require_federated_bundles(&self, federates_with: &[String]) -> Result<(), ApiError> {
+    async fn require_federated_bundles(&self, federates_with: &[String]) -> Result<(), ApiError> {
         let store = self.state.registry.store();
         for name in federates_with {
             let td = id::parse_trust_domain(name)?;
-            if store.bundle(&td)?.is_none() {
+            if store.bundle(&td).await?.is_none() {
                 return Err(ApiError::InvalidArgument(format!(
                     "unable to find federated bundle {:?}",
                     td.id_string()
@@ -222,12 +227,12 @@ impl Entry for EntryService {
         &self,
         req: Request<CountEntriesRequest>,
     ) -> Result<Response<CountEntriesResponse>, Status> {
-        self.state.require_admin(&req)?;
+        self.state.require_admin(&req).await?;
         let filter = filter::EntryFilter::from_count(
             &self.state.trust_domain,
             req.get_ref().filter.as_ref(),
         )?;
-        let entries = filter.select(self.state.registry.store().as_ref())?;
+        let entries = filter.select(self.state.registry.store().as_ref()).await?;
         let count = i32::try_from(entries.len()).unwrap_or(i32::MAX);
         Ok(Response::new(CountEntriesResponse { count }))
     }
@@ -236,11 +241,11 @@ impl Entry for EntryService {
         &self,
         req: Request<ListEntriesRequest>,
     ) -> Result<Response<ListEntriesResponse>, Status> {
-        self.state.require_admin(&req)?;
+        self.state.require_admin(&req).await?;
         let req = req.into_inner();
         let filter = filter::EntryFilter::from_list(&self.state.trust_domain, req.filter.as_ref())?;
         filter::check_entry_token(req.page_size, &req.page_token)?;
-        let entries = filter.select(self.state.registry.store().as_ref())?;
+        let entries = filter.select(self.state.registry.store().as_ref()).await?;
         let (page, next_page_token) =
             filter::page(entries, |e| &e.id, req.page_size, &req.page_token);
         Ok(Response::new(ListEntriesResponse {
@@ -256,7 +261,7 @@ impl Entry for EntryService {
         &self,
         req: Request<GetEntryRequest>,
     ) -> Result<Response<types::Entry>, Status> {
-        self.state.require_admin(&req)?;
+        self.state.require_admin(&req).await?;
         let req = req.into_inner();
         if req.id.is_empty() {
             return Err(ApiError::InvalidArgument("missing ID".into()).into());
@@ -266,6 +271,7 @@ impl Entry for EntryService {
             .registry
             .store()
             .entry(&req.id)
+            .await
             .map_err(|e| with_context("failed to fetch entry", e.into()))?
             .ok_or_else(|| ApiError::NotFound("entry not found".into()))?;
         Ok(Response::new(entry_to_proto(
@@ -278,13 +284,12 @@ impl Entry for EntryService {
         &self,
         req: Request<BatchCreateEntryRequest>,
     ) -> Result<Response<BatchCreateEntryResponse>, Status> {
-        self.state.require_admin(&req)?;
+        self.state.require_admin(&req).await?;
         let req = req.into_inner();
         let mask = req.output_mask.as_ref();
-        let results = req
-            .entries
-            .iter()
-            .map(|proto| match self.create(proto) {
+        let mut results = Vec::new();
+        for proto in req.entries.iter() {
+            results.push(match self.create(proto).await {
                 Ok(e) => batch_create_entry_response::Result {
                     status: Some(ok_status()),
                     entry: Some(entry_to_proto(&e, mask)),
@@ -300,8 +305,8 @@ impl Entry for EntryService {
                     status: Some(e.to_item_status()),
                     entry: None,
                 },
-            })
-            .collect();
+            });
+        }
         Ok(Response::new(BatchCreateEntryResponse { results }))
     }
 
@@ -309,12 +314,11 @@ impl Entry for EntryService {
         &self,
         req: Request<BatchUpdateEntryRequest>,
     ) -> Result<Response<BatchUpdateEntryResponse>, Status> {
-        self.state.require_admin(&req)?;
+        self.state.require_admin(&req).await?;
         let req = req.into_inner();
-        let results = req
-            .entries
-            .iter()
-            .map(|proto| match self.update(proto, req.input_mask.as_ref()) {
+        let mut results = Vec::new();
+        for proto in req.entries.iter() {
+            results.push(match self.update(proto, req.input_mask.as_ref()).await {
                 Ok(e) => batch_update_entry_response::Result {
                     status: Some(ok_status()),
                     entry: Some(entry_to_proto(&e, req.output_mask.as_ref())),
@@ -323,8 +327,8 @@ impl Entry for EntryService {
                     status: Some(e.to_item_status()),
                     entry: None,
                 },
-            })
-            .collect();
+            });
+        }
         Ok(Response::new(BatchUpdateEntryResponse { results }))
     }
 
@@ -332,19 +336,17 @@ impl Entry for EntryService {
         &self,
         req: Request<BatchDeleteEntryRequest>,
     ) -> Result<Response<BatchDeleteEntryResponse>, Status> {
-        self.state.require_admin(&req)?;
-        let results = req
-            .into_inner()
-            .ids
-            .into_iter()
-            .map(|id| batch_delete_entry_response::Result {
-                status: Some(match self.delete(&id) {
+        self.state.require_admin(&req).await?;
+        let mut results = Vec::new();
+        for id in req.into_inner().ids {
+            results.push(batch_delete_entry_response::Result {
+                status: Some(match self.delete(&id).await {
                     Ok(()) => ok_status(),
                     Err(e) => e.to_item_status(),
                 }),
                 id,
-            })
-            .collect();
+            });
+        }
         Ok(Response::new(BatchDeleteEntryResponse { results }))
     }
 
@@ -352,7 +354,7 @@ impl Entry for EntryService {
         &self,
         req: Request<GetAuthorizedEntriesRequest>,
     ) -> Result<Response<GetAuthorizedEntriesResponse>, Status> {
-        let agent = self.state.require_agent(&req)?;
+        let agent = self.state.require_agent(&req).await?;
         let mask = req.get_ref().output_mask.as_ref();
         let entries = self
             .state
@@ -371,7 +373,7 @@ impl Entry for EntryService {
         &self,
         req: Request<Streaming<SyncAuthorizedEntriesRequest>>,
     ) -> Result<Response<Self::SyncAuthorizedEntriesStream>, Status> {
-        let agent = self.state.require_agent(&req)?;
+        let agent = self.state.require_agent(&req).await?;
         let entries = self.state.registry.authorized_entries(&agent.id);
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(authorized_entries::serve(

@@ -18,7 +18,6 @@ use tonic::Code;
 
 use super::authorized_entries::{check_initial, initial_pages, requested_pages, serve};
 use crate::api::tests::{Harness, td};
-use crate::datastore::DataStore;
 
 fn sid(path: &str) -> Option<types::Spiffeid> {
     Some(types::Spiffeid {
@@ -80,8 +79,8 @@ async fn list(h: &mut Harness, filter: list_entries_request::Filter) -> Vec<type
         .entries
 }
 
-fn stored_count(h: &Harness) -> usize {
-    h.store.list_entries().unwrap().len()
+async fn stored_count(h: &Harness) -> usize {
+    h.store.list_entries().await.unwrap().len()
 }
 
 #[tokio::test]
@@ -179,7 +178,7 @@ async fn refuses_invalid_entries_and_stores_nothing() {
         );
         assert!(r.entry.is_none());
     }
-    assert_eq!(stored_count(&h), 0);
+    assert_eq!(stored_count(&h).await, 0);
 }
 
 #[tokio::test]
@@ -194,7 +193,7 @@ async fn a_similar_entry_is_refused_and_the_existing_one_returned() {
     assert_eq!(status.code, Code::AlreadyExists as i32);
     assert_eq!(status.message, "similar entry already exists");
     assert_eq!(r.entry.unwrap(), first);
-    assert_eq!(stored_count(&h), 1);
+    assert_eq!(stored_count(&h).await, 1);
 }
 
 #[tokio::test]
@@ -207,9 +206,15 @@ async fn a_taken_id_is_refused() {
     b.id = "fixed".into();
     let r = create(&mut h, vec![b]).await.remove(0);
     assert_eq!(r.status.unwrap().code, Code::AlreadyExists as i32);
-    assert_eq!(stored_count(&h), 1);
+    assert_eq!(stored_count(&h).await, 1);
     assert_eq!(
-        h.store.entry("fixed").unwrap().unwrap().spiffe_id.path(),
+        h.store
+            .entry("fixed")
+            .await
+            .unwrap()
+            .unwrap()
+            .spiffe_id
+            .path(),
         "/a"
     );
 }
@@ -226,10 +231,10 @@ async fn federates_with_requires_an_existing_bundle() {
         status.message,
         r#"failed to create entry: unable to find federated bundle "spiffe://fed.org""#
     );
-    assert_eq!(stored_count(&h), 0);
+    assert_eq!(stored_count(&h).await, 0);
 
     let fed = id::parse_trust_domain("fed.org").unwrap();
-    h.store.set_bundle(Bundle::new(fed)).unwrap();
+    h.store.set_bundle(Bundle::new(fed)).await.unwrap();
     let created = create_ok(&mut h, e).await;
     assert_eq!(created.federates_with, vec!["fed.org".to_owned()]);
 }
@@ -238,7 +243,7 @@ async fn federates_with_requires_an_existing_bundle() {
 async fn seed(h: &mut Harness) -> Vec<types::Entry> {
     for name in ["a.org", "b.org", "c.org"] {
         let td = id::parse_trust_domain(name).unwrap();
-        h.store.set_bundle(Bundle::new(td)).unwrap();
+        h.store.set_bundle(Bundle::new(td)).await.unwrap();
     }
     let mut e1 = entry("/one", AGENT, &["unix:uid:1"]);
     e1.id = "e1".into();
@@ -528,7 +533,7 @@ async fn updates_masked_fields_and_bumps_the_revision() {
         .into_inner();
     let status = resp.results[0].status.as_ref().unwrap();
     assert_eq!(status.code, Code::InvalidArgument as i32);
-    let stored = h.store.entry(&created.id).unwrap().unwrap();
+    let stored = h.store.entry(&created.id).await.unwrap().unwrap();
     assert_eq!(stored.revision_number, 1);
     assert_eq!(stored.spiffe_id.path(), "/web");
 }
@@ -583,7 +588,7 @@ async fn deletes_with_per_item_statuses() {
         resp.results[1].status.as_ref().unwrap().message,
         "entry not found"
     );
-    assert_eq!(stored_count(&h), 0);
+    assert_eq!(stored_count(&h).await, 0);
 }
 
 #[tokio::test]
@@ -807,4 +812,46 @@ fn paging_follows_the_token_and_ignores_it_without_a_page_size() {
 
 fn key_of<'a>(s: &'a &str) -> &'a str {
     s
+}
+
+#[tokio::test]
+async fn a_failed_store_write_is_reported_and_changes_neither_store_nor_index() {
+    let (sled, dir) = crate::datastore::testing::temp_sled();
+    let failing = Arc::new(crate::datastore::testing::FailingStore::new(sled));
+    let mut h = Harness::start_on(failing.clone(), dir).await;
+    let agent = id::parse_id(&format!("spiffe://example.org{AGENT}")).unwrap();
+    let before = create_ok(&mut h, entry("/web", AGENT, &["unix:uid:1"])).await;
+
+    failing.fail_writes(true);
+    let r = create(&mut h, vec![entry("/db", AGENT, &["unix:uid:2"])]).await;
+    let status = r[0].status.as_ref().unwrap();
+    assert_eq!(Code::from(status.code), Code::Internal, "{status:?}");
+    assert!(r[0].entry.is_none());
+    let mut changed = before.clone();
+    changed.spiffe_id = sid("/changed");
+    let updated = h
+        .entries
+        .batch_update_entry(BatchUpdateEntryRequest {
+            entries: vec![changed],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(updated.results[0].status.as_ref().unwrap().code, 0);
+    failing.fail_writes(false);
+
+    assert_eq!(stored_count(&h).await, 1);
+    let authorized: Vec<String> = h
+        .state
+        .registry
+        .authorized_entries(&agent)
+        .iter()
+        .map(|e| e.spiffe_id.path().to_owned())
+        .collect();
+    assert_eq!(
+        authorized,
+        ["/web"],
+        "the index follows only committed writes"
+    );
 }

@@ -55,7 +55,7 @@ impl IstioCaService {
     }
 
     /// Authenticates the caller, then signs the CSR's key for the caller's identity.
-    fn create(
+    async fn create(
         &self,
         metadata: &MetadataMap,
         req: &pb::IstioCertificateRequest,
@@ -75,7 +75,7 @@ impl IstioCaService {
             dns_names: vec![],
             kind: SvidKind::Workload,
         })?;
-        let roots = self.roots()?;
+        let roots = self.roots().await?;
         tracing::info!(spiffe_id = %spiffe_id, serial = %svid.serial, expires_at = svid.expires_at, "Signed Istio certificate");
         let mut cert_chain: Vec<String> = svid.chain.iter().map(|der| pem_cert(der)).collect();
         cert_chain.push(roots);
@@ -103,12 +103,13 @@ impl IstioCaService {
     }
 
     /// The own trust bundle's X.509 roots, PEM, in one string.
-    fn roots(&self) -> Result<String, ApiError> {
+    async fn roots(&self) -> Result<String, ApiError> {
         let bundle = self
             .state
             .registry
             .store()
-            .bundle(&self.state.trust_domain)?
+            .bundle(&self.state.trust_domain)
+            .await?
             .filter(|b| !b.x509_authorities.is_empty())
             .ok_or_else(|| ApiError::Internal("trust bundle has no X.509 authorities".into()))?;
         Ok(x509_authorities_pem(&bundle))
@@ -121,7 +122,7 @@ impl IstioCertificateService for IstioCaService {
         &self,
         request: Request<pb::IstioCertificateRequest>,
     ) -> Result<Response<pb::IstioCertificateResponse>, Status> {
-        let resp = self.create(request.metadata(), request.get_ref())?;
+        let resp = self.create(request.metadata(), request.get_ref()).await?;
         Ok(Response::new(resp))
     }
 }

@@ -368,9 +368,10 @@ fn request(csr: String, validity: i64) -> pb::IstioCertificateRequest {
     }
 }
 
-fn service(fx: &Fixture) -> IstioCaService {
-    let (state, _store) = api_state();
-    IstioCaService::new(state, &fx.config()).unwrap()
+/// The service over a fresh store (kept while the returned guard lives).
+async fn service(fx: &Fixture) -> (IstioCaService, tempfile::TempDir) {
+    let (state, _store, dir) = api_state().await;
+    (IstioCaService::new(state, &fx.config()).unwrap(), dir)
 }
 
 fn pem_ders(pem: &str) -> Vec<Vec<u8>> {
@@ -391,16 +392,17 @@ fn uri_sans(cert: &X509Certificate<'_>) -> Vec<String> {
     out
 }
 
-#[test]
-fn signs_for_the_token_identity_with_the_root_last() {
+#[tokio::test]
+async fn signs_for_the_token_identity_with_the_root_last() {
     let fx = Fixture::new();
-    let svc = service(&fx);
+    let (svc, _dir) = service(&fx).await;
     let token = fx.key.sign(&claims("web", "frontend"));
     let resp = svc
         .create(
             &bearer(&token),
             &request(csr_pem(Some("spiffe://example.org/evil")), 3600),
         )
+        .await
         .unwrap();
     assert_eq!(resp.cert_chain.len(), 2);
     assert!(resp.cert_chain.iter().all(|c| c.ends_with('\n')));
@@ -420,14 +422,15 @@ fn signs_for_the_token_identity_with_the_root_last() {
     assert_eq!(leaf.validity().not_after.timestamp(), NOW + 3600);
 }
 
-#[test]
-fn validity_defaults_and_is_capped() {
+#[tokio::test]
+async fn validity_defaults_and_is_capped() {
     let fx = Fixture::new();
-    let svc = service(&fx);
+    let (svc, _dir) = service(&fx).await;
     let token = fx.key.sign(&claims("web", "frontend"));
     for (asked, expected) in [(0, 6 * 3600), (7 * 24 * 3600, 12 * 3600), (60, 60)] {
         let resp = svc
             .create(&bearer(&token), &request(csr_pem(None), asked))
+            .await
             .unwrap();
         let der = &pem_ders(&resp.cert_chain[0])[0];
         let (_, leaf) = X509Certificate::from_der(der).unwrap();
@@ -439,14 +442,15 @@ fn validity_defaults_and_is_capped() {
     }
     let err = svc
         .create(&bearer(&token), &request(csr_pem(None), -1))
+        .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
 }
 
-#[test]
-fn refuses_callers_without_a_valid_bearer_token() {
+#[tokio::test]
+async fn refuses_callers_without_a_valid_bearer_token() {
     let fx = Fixture::new();
-    let svc = service(&fx);
+    let (svc, _dir) = service(&fx).await;
     let other = Key::es256("k8s-key-1");
     let forged = other.sign(&claims("web", "frontend"));
     let mut basic = MetadataMap::new();
@@ -459,16 +463,17 @@ fn refuses_callers_without_a_valid_bearer_token() {
     ] {
         let err = svc
             .create(&metadata, &request(csr_pem(None), 0))
+            .await
             .unwrap_err();
         assert_eq!(err.code(), Code::Unauthenticated, "{err}");
         assert!(err.to_string().contains(needle), "{needle}: {err}");
     }
 }
 
-#[test]
-fn refuses_a_malformed_csr() {
+#[tokio::test]
+async fn refuses_a_malformed_csr() {
     let fx = Fixture::new();
-    let svc = service(&fx);
+    let (svc, _dir) = service(&fx).await;
     let token = fx.key.sign(&claims("web", "frontend"));
     // A CSR whose signature no longer verifies.
     let mut der = CertificateSigningRequestDer::from_pem_slice(csr_pem(None).as_bytes())
@@ -478,7 +483,10 @@ fn refuses_a_malformed_csr() {
     *der.last_mut().unwrap() ^= 1;
     let tampered = pem_cert(&der).replace("CERTIFICATE", "CERTIFICATE REQUEST");
     for csr in [String::new(), "garbage".into(), tampered] {
-        let err = svc.create(&bearer(&token), &request(csr, 0)).unwrap_err();
+        let err = svc
+            .create(&bearer(&token), &request(csr, 0))
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{err}");
     }
 }

@@ -1,4 +1,4 @@
-//! The API services' shared test harness: an in-memory `DataStore`,
+//! The API services' shared test harness: a real sled store in a temp dir,
 //! an in-memory `KeyManager` with real keys, and both services served over a Unix socket in
 //! a temp dir (so the caller is `Local`).
 
@@ -8,12 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use signet_common::bundle::Bundle;
 use signet_common::clock::{Clock, FakeClock};
-use signet_common::entry::RegistrationEntry;
-use signet_common::id::{self, SpiffeId, TrustDomain};
-use signet_common::node::AttestedNode;
-use signet_common::selector::Selector;
+use signet_common::id::{self, TrustDomain};
 use signet_proto::spire::api::server::bundle::v1::bundle_client::BundleClient;
 use signet_proto::spire::api::server::bundle::v1::bundle_server::BundleServer;
 use signet_proto::spire::api::server::entry::v1::entry_client::EntryClient;
@@ -28,215 +24,14 @@ use crate::api::ApiState;
 use crate::api::bundle::BundleService;
 use crate::api::entry::EntryService;
 use crate::ca::{Ca, CaConfig, CaSubject};
-use crate::datastore::{DataStore, JoinToken, StoreError};
+use crate::datastore::DataStore;
+use crate::datastore::sled::SledStore;
+use crate::datastore::testing::temp_sled;
 use crate::keys::{KeyError, KeyManager, KeyType, ManagedKey};
 use crate::registry::Registry;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// An in-memory `DataStore` with the trait's documented semantics.
-#[derive(Debug, Default)]
-pub(crate) struct FakeStore {
-    entries: Mutex<BTreeMap<String, RegistrationEntry>>,
-    nodes: Mutex<BTreeMap<SpiffeId, AttestedNode>>,
-    tokens: Mutex<BTreeMap<String, JoinToken>>,
-    bundles: Mutex<BTreeMap<TrustDomain, Bundle>>,
-    journals: Mutex<BTreeMap<String, Vec<u8>>>,
-}
-
-impl FakeStore {
-    fn similar_to<'a>(
-        entries: &'a BTreeMap<String, RegistrationEntry>,
-        e: &RegistrationEntry,
-    ) -> Option<&'a RegistrationEntry> {
-        entries.values().find(|o| o.id != e.id && o.is_similar(e))
-    }
-
-    fn entries_where(&self, f: impl Fn(&RegistrationEntry) -> bool) -> Vec<RegistrationEntry> {
-        lock(&self.entries)
-            .values()
-            .filter(|e| f(e))
-            .cloned()
-            .collect()
-    }
-}
-
-impl DataStore for FakeStore {
-    fn create_entry(&self, entry: RegistrationEntry) -> Result<RegistrationEntry, StoreError> {
-        let mut entries = lock(&self.entries);
-        if entries.contains_key(&entry.id) {
-            return Err(StoreError::AlreadyExists(format!(
-                "entry {:?} already exists",
-                entry.id
-            )));
-        }
-        if let Some(other) = Self::similar_to(&entries, &entry) {
-            return Err(StoreError::SimilarEntry(Box::new(other.clone())));
-        }
-        entries.insert(entry.id.clone(), entry.clone());
-        Ok(entry)
-    }
-
-    fn update_entry(&self, mut entry: RegistrationEntry) -> Result<RegistrationEntry, StoreError> {
-        let mut entries = lock(&self.entries);
-        let stored = entries
-            .get(&entry.id)
-            .ok_or_else(|| StoreError::NotFound("entry".into()))?;
-        entry.revision_number = stored.revision_number + 1;
-        entry.created_at = stored.created_at;
-        if let Some(other) = Self::similar_to(&entries, &entry) {
-            return Err(StoreError::SimilarEntry(Box::new(other.clone())));
-        }
-        entries.insert(entry.id.clone(), entry.clone());
-        Ok(entry)
-    }
-
-    fn delete_entry(&self, id: &str) -> Result<RegistrationEntry, StoreError> {
-        lock(&self.entries)
-            .remove(id)
-            .ok_or_else(|| StoreError::NotFound("entry".into()))
-    }
-
-    fn entry(&self, id: &str) -> Result<Option<RegistrationEntry>, StoreError> {
-        Ok(lock(&self.entries).get(id).cloned())
-    }
-
-    fn list_entries(&self) -> Result<Vec<RegistrationEntry>, StoreError> {
-        Ok(self.entries_where(|_| true))
-    }
-
-    fn entries_by_parent(&self, parent: &SpiffeId) -> Result<Vec<RegistrationEntry>, StoreError> {
-        Ok(self.entries_where(|e| e.parent_id == *parent))
-    }
-
-    fn entries_by_spiffe_id(&self, id: &SpiffeId) -> Result<Vec<RegistrationEntry>, StoreError> {
-        Ok(self.entries_where(|e| e.spiffe_id == *id))
-    }
-
-    fn entries_by_selector(
-        &self,
-        selector: &Selector,
-    ) -> Result<Vec<RegistrationEntry>, StoreError> {
-        Ok(self.entries_where(|e| e.selectors.contains(selector)))
-    }
-
-    fn prune_entries(&self, before: i64) -> Result<Vec<RegistrationEntry>, StoreError> {
-        let mut entries = lock(&self.entries);
-        let expired: Vec<_> = entries
-            .values()
-            .filter(|e| e.expires_at > 0 && e.expires_at < before)
-            .cloned()
-            .collect();
-        for e in &expired {
-            entries.remove(&e.id);
-        }
-        Ok(expired)
-    }
-
-    fn put_node(&self, node: AttestedNode) -> Result<AttestedNode, StoreError> {
-        lock(&self.nodes).insert(node.spiffe_id.clone(), node.clone());
-        Ok(node)
-    }
-
-    fn node(&self, id: &SpiffeId) -> Result<Option<AttestedNode>, StoreError> {
-        Ok(lock(&self.nodes).get(id).cloned())
-    }
-
-    fn list_nodes(&self) -> Result<Vec<AttestedNode>, StoreError> {
-        Ok(lock(&self.nodes).values().cloned().collect())
-    }
-
-    fn delete_node(&self, id: &SpiffeId) -> Result<AttestedNode, StoreError> {
-        lock(&self.nodes)
-            .remove(id)
-            .ok_or_else(|| StoreError::NotFound("node".into()))
-    }
-
-    fn create_join_token(&self, token: JoinToken) -> Result<(), StoreError> {
-        let mut tokens = lock(&self.tokens);
-        if tokens.contains_key(&token.token) {
-            return Err(StoreError::AlreadyExists(
-                "join token already exists".into(),
-            ));
-        }
-        tokens.insert(token.token.clone(), token);
-        Ok(())
-    }
-
-    fn take_join_token(&self, token: &str) -> Result<Option<JoinToken>, StoreError> {
-        Ok(lock(&self.tokens).remove(token))
-    }
-
-    fn prune_join_tokens(&self, before: i64) -> Result<usize, StoreError> {
-        let mut tokens = lock(&self.tokens);
-        let n = tokens.len();
-        tokens.retain(|_, t| t.expires_at >= before);
-        Ok(n - tokens.len())
-    }
-
-    fn bundle(&self, td: &TrustDomain) -> Result<Option<Bundle>, StoreError> {
-        Ok(lock(&self.bundles).get(td).cloned())
-    }
-
-    fn list_bundles(&self) -> Result<Vec<Bundle>, StoreError> {
-        Ok(lock(&self.bundles).values().cloned().collect())
-    }
-
-    fn create_bundle(&self, bundle: Bundle) -> Result<Bundle, StoreError> {
-        let mut bundles = lock(&self.bundles);
-        if bundles.contains_key(&bundle.trust_domain) {
-            return Err(StoreError::AlreadyExists("bundle already exists".into()));
-        }
-        bundles.insert(bundle.trust_domain.clone(), bundle.clone());
-        Ok(bundle)
-    }
-
-    fn update_bundle(&self, bundle: Bundle) -> Result<Bundle, StoreError> {
-        let mut bundles = lock(&self.bundles);
-        let slot = bundles
-            .get_mut(&bundle.trust_domain)
-            .ok_or_else(|| StoreError::NotFound("bundle".into()))?;
-        *slot = bundle.clone();
-        Ok(bundle)
-    }
-
-    fn set_bundle(&self, bundle: Bundle) -> Result<Bundle, StoreError> {
-        lock(&self.bundles).insert(bundle.trust_domain.clone(), bundle.clone());
-        Ok(bundle)
-    }
-
-    fn update_bundle_with(
-        &self,
-        td: &TrustDomain,
-        f: &mut dyn FnMut(&mut Bundle) -> bool,
-    ) -> Result<Bundle, StoreError> {
-        let mut bundles = lock(&self.bundles);
-        let mut bundle = bundles
-            .get(td)
-            .cloned()
-            .unwrap_or_else(|| Bundle::new(td.clone()));
-        if f(&mut bundle) {
-            bundles.insert(td.clone(), bundle.clone());
-        }
-        Ok(bundle)
-    }
-
-    fn delete_bundle(&self, td: &TrustDomain) -> Result<Bundle, StoreError> {
-        lock(&self.bundles)
-            .remove(td)
-            .ok_or_else(|| StoreError::NotFound("bundle".into()))
-    }
-
-    fn ca_journal(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(lock(&self.journals).get(key).cloned())
-    }
-
-    fn set_ca_journal(&self, key: &str, data: &[u8]) -> Result<(), StoreError> {
-        lock(&self.journals).insert(key.to_owned(), data.to_vec());
-        Ok(())
-    }
 }
 
 /// An in-memory `KeyManager` holding real ECDSA keys (so a real CA can use it).
@@ -272,10 +67,15 @@ pub(crate) fn td() -> TrustDomain {
     id::parse_trust_domain("example.org").unwrap()
 }
 
-/// API state over a fresh fake store, with a fake clock.
-pub(crate) fn api_state() -> (Arc<ApiState>, Arc<FakeStore>) {
-    let store = Arc::new(FakeStore::default());
-    let dyn_store: Arc<dyn DataStore> = store.clone();
+/// API state over a fresh sled store in a temp dir (dropped with the returned guard), with
+/// a fake clock.
+pub(crate) async fn api_state() -> (Arc<ApiState>, Arc<SledStore>, TempDir) {
+    let (store, dir) = temp_sled();
+    (api_state_on(store.clone()).await, store, dir)
+}
+
+/// API state over `store`, with a fake clock.
+pub(crate) async fn api_state_on(dyn_store: Arc<dyn DataStore>) -> Arc<ApiState> {
     let clock: Arc<dyn Clock> = Arc::new(FakeClock::at_unix(1_700_000_000));
     let config = CaConfig {
         trust_domain: td(),
@@ -295,32 +95,39 @@ pub(crate) fn api_state() -> (Arc<ApiState>, Arc<FakeStore>) {
         Arc::new(FakeKeys::default()),
         dyn_store.clone(),
     )
+    .await
     .unwrap();
     let state = ApiState {
         trust_domain: td(),
-        registry: Arc::new(Registry::load(dyn_store, &td()).unwrap()),
+        registry: Arc::new(Registry::load(dyn_store, &td()).await.unwrap()),
         ca: Arc::new(ca),
         clock,
         admin_ids: vec![],
         join_token_enabled: false,
     };
-    (Arc::new(state), store)
+    Arc::new(state)
 }
 
 /// Both services on a Unix socket in a temp dir, and clients connected to it.
 pub(crate) struct Harness {
     pub(crate) state: Arc<ApiState>,
-    pub(crate) store: Arc<FakeStore>,
+    pub(crate) store: Arc<dyn DataStore>,
     pub(crate) entries: EntryClient<Channel>,
     pub(crate) bundles: BundleClient<Channel>,
     shutdown: Option<oneshot::Sender<()>>,
-    _dir: TempDir,
+    _dirs: [TempDir; 2],
 }
 
 impl Harness {
-    /// Starts the server and connects.
+    /// Starts the server on a fresh sled store and connects.
     pub(crate) async fn start() -> Self {
-        let (state, store) = api_state();
+        let (store, store_dir) = temp_sled();
+        Self::start_on(store, store_dir).await
+    }
+
+    /// Starts the server on `store` (kept with `store_dir`, dropped with the harness).
+    pub(crate) async fn start_on(store: Arc<dyn DataStore>, store_dir: TempDir) -> Self {
+        let state = api_state_on(store.clone()).await;
         let dir = TempDir::new().unwrap();
         let path: PathBuf = dir.path().join("api.sock");
         let listener = UnixListener::bind(&path).unwrap();
@@ -348,7 +155,7 @@ impl Harness {
             entries: EntryClient::new(channel.clone()),
             bundles: BundleClient::new(channel),
             shutdown: Some(tx),
-            _dir: dir,
+            _dirs: [dir, store_dir],
         }
     }
 }

@@ -12,31 +12,36 @@ fn invalid<T: std::fmt::Debug>(r: Result<T, CaError>) -> String {
     }
 }
 
-#[test]
-fn prepare_and_activate_ahead_of_schedule() {
+#[tokio::test]
+async fn prepare_and_activate_ahead_of_schedule() {
     let fx = Fixture::new();
-    let ca = fx.ca(config());
+    let ca = fx.ca(config()).await;
     let first = ca.active_x509_authority().unwrap();
     assert_eq!(
-        ca.x509_authority_states(),
+        ca.x509_authority_states().await,
         AuthorityStates {
             active: Some(first.clone()),
             prepared: None,
             old: None
         }
     );
-    assert!(invalid(ca.activate_x509_authority(&first.authority_id)).contains("no prepared"));
+    assert!(invalid(ca.activate_x509_authority(&first.authority_id).await).contains("no prepared"));
 
-    let prepared = ca.prepare_x509_authority().unwrap();
-    assert_eq!(ca.x509_authority_states().prepared, Some(prepared.clone()));
-    assert_eq!(fx.root_ders().len(), 2, "published at preparation");
-    assert!(invalid(ca.activate_x509_authority("00ff")).contains("unexpected authority ID"));
+    let prepared = ca.prepare_x509_authority().await.unwrap();
     assert_eq!(
-        ca.activate_x509_authority(&prepared.authority_id).unwrap(),
+        ca.x509_authority_states().await.prepared,
+        Some(prepared.clone())
+    );
+    assert_eq!(fx.root_ders().await.len(), 2, "published at preparation");
+    assert!(invalid(ca.activate_x509_authority("00ff").await).contains("unexpected authority ID"));
+    assert_eq!(
+        ca.activate_x509_authority(&prepared.authority_id)
+            .await
+            .unwrap(),
         prepared
     );
     assert_eq!(
-        ca.x509_authority_states(),
+        ca.x509_authority_states().await,
         AuthorityStates {
             active: Some(prepared.clone()),
             prepared: None,
@@ -49,29 +54,34 @@ fn prepare_and_activate_ahead_of_schedule() {
         .unwrap();
     assert_signed_by(&svid.chain[0], &ca.active_x509_ca_der().unwrap());
 
-    let jwt = ca.prepare_jwt_authority().unwrap();
-    assert_eq!(fx.bundle().jwt_authorities.len(), 2);
-    ca.activate_jwt_authority(&jwt.authority_id).unwrap();
-    assert_eq!(ca.active_jwt_authority(), Some(jwt));
+    let jwt = ca.prepare_jwt_authority().await.unwrap();
+    assert_eq!(fx.bundle().await.jwt_authorities.len(), 2);
+    ca.activate_jwt_authority(&jwt.authority_id).await.unwrap();
+    assert_eq!(ca.active_jwt_authority().await, Some(jwt));
 }
 
-#[test]
-fn only_the_old_authority_can_be_tainted_then_revoked() {
+#[tokio::test]
+async fn only_the_old_authority_can_be_tainted_then_revoked() {
     let fx = Fixture::new();
-    let ca = fx.ca(config());
+    let ca = fx.ca(config()).await;
     let first = ca.active_x509_authority().unwrap();
-    let first_kid = ca.active_jwt_authority().unwrap();
-    assert!(invalid(ca.taint_x509_authority(&first.authority_id)).contains("no old"));
-    let next = ca.prepare_x509_authority().unwrap();
-    ca.activate_x509_authority(&next.authority_id).unwrap();
-    let kid = ca.prepare_jwt_authority().unwrap();
-    ca.activate_jwt_authority(&kid.authority_id).unwrap();
+    let first_kid = ca.active_jwt_authority().await.unwrap();
+    assert!(invalid(ca.taint_x509_authority(&first.authority_id).await).contains("no old"));
+    let next = ca.prepare_x509_authority().await.unwrap();
+    ca.activate_x509_authority(&next.authority_id)
+        .await
+        .unwrap();
+    let kid = ca.prepare_jwt_authority().await.unwrap();
+    ca.activate_jwt_authority(&kid.authority_id).await.unwrap();
 
-    assert!(invalid(ca.taint_x509_authority(&next.authority_id)).contains("only the old"));
-    assert!(invalid(ca.revoke_x509_authority(&first.authority_id)).contains("only tainted"));
-    let seq = fx.bundle().sequence_number;
-    assert_eq!(ca.taint_x509_authority(&first.authority_id).unwrap(), first);
-    let b = fx.bundle();
+    assert!(invalid(ca.taint_x509_authority(&next.authority_id).await).contains("only the old"));
+    assert!(invalid(ca.revoke_x509_authority(&first.authority_id).await).contains("only tainted"));
+    let seq = fx.bundle().await.sequence_number;
+    assert_eq!(
+        ca.taint_x509_authority(&first.authority_id).await.unwrap(),
+        first
+    );
+    let b = fx.bundle().await;
     assert_eq!(b.sequence_number, seq + 1);
     assert_eq!(
         b.x509_authorities
@@ -80,43 +90,52 @@ fn only_the_old_authority_can_be_tainted_then_revoked() {
             .collect::<Vec<_>>(),
         [true, false]
     );
-    assert!(invalid(ca.taint_x509_authority(&first.authority_id)).contains("already tainted"));
+    assert!(
+        invalid(ca.taint_x509_authority(&first.authority_id).await).contains("already tainted")
+    );
 
     // Rotation keeps the taint and never re-adds what was revoked.
-    ca.rotate().unwrap();
-    assert!(fx.bundle().x509_authorities[0].tainted);
-    ca.revoke_x509_authority(&first.authority_id).unwrap();
-    ca.rotate().unwrap();
-    assert_eq!(fx.root_ders(), [ca.active_x509_ca_der().unwrap()]);
+    ca.rotate().await.unwrap();
+    assert!(fx.bundle().await.x509_authorities[0].tainted);
+    ca.revoke_x509_authority(&first.authority_id).await.unwrap();
+    ca.rotate().await.unwrap();
+    assert_eq!(fx.root_ders().await, [ca.active_x509_ca_der().unwrap()]);
 
-    ca.taint_jwt_authority(&first_kid.authority_id).unwrap();
+    ca.taint_jwt_authority(&first_kid.authority_id)
+        .await
+        .unwrap();
     assert!(
         fx.bundle()
+            .await
             .jwt_authorities
             .iter()
             .any(|k| k.key_id == first_kid.authority_id && k.tainted)
     );
-    ca.revoke_jwt_authority(&first_kid.authority_id).unwrap();
-    assert_eq!(fx.bundle().jwt_authorities.len(), 1);
+    ca.revoke_jwt_authority(&first_kid.authority_id)
+        .await
+        .unwrap();
+    assert_eq!(fx.bundle().await.jwt_authorities.len(), 1);
 }
 
-#[test]
-fn old_authority_is_reported_after_a_restart() {
+#[tokio::test]
+async fn old_authority_is_reported_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keys.json");
     let fx = Fixture::with_keys(Arc::new(
         crate::keys::disk::DiskKeyManager::open(&path).unwrap(),
     ));
-    let ca = fx.ca(config());
+    let ca = fx.ca(config()).await;
     let first = ca.active_x509_authority().unwrap();
     fx.clock.set(from_unix_seconds(START + 20 * 3600));
-    ca.rotate().unwrap();
-    let states = ca.x509_authority_states();
+    ca.rotate().await.unwrap();
+    let states = ca.x509_authority_states().await;
     drop(ca);
     let keys: Arc<dyn KeyManager> =
         Arc::new(crate::keys::disk::DiskKeyManager::open(&path).unwrap());
-    let ca = Ca::new(config(), fx.clock.clone(), keys, fx.store.clone()).unwrap();
-    assert_eq!(ca.x509_authority_states(), states);
+    let ca = Ca::new(config(), fx.clock.clone(), keys, fx.store.clone())
+        .await
+        .unwrap();
+    assert_eq!(ca.x509_authority_states().await, states);
     assert_eq!(states.old, Some(first.clone()));
-    ca.taint_x509_authority(&first.authority_id).unwrap();
+    ca.taint_x509_authority(&first.authority_id).await.unwrap();
 }

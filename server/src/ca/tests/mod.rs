@@ -1,4 +1,4 @@
-//! CA tests, all on a `FakeClock` (no sleeps) with an in-memory store.
+//! CA tests, all on a `FakeClock` (no sleeps) with a real sled store in a temp dir.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +10,10 @@ use signet_common::id::{SpiffeId, TrustDomain, parse_id, parse_trust_domain};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::ParsedExtension;
 
-use super::test_store::MemStore;
 use super::{Ca, CaConfig, CaSubject, CsrPublicKey, SvidKind, X509SvidParams};
 use crate::datastore::DataStore;
+use crate::datastore::sled::SledStore;
+use crate::datastore::testing::temp_sled;
 use crate::keys::KeyManager;
 use crate::keys::KeyType;
 use crate::keys::memory::MemoryKeyManager;
@@ -51,8 +52,9 @@ fn config() -> CaConfig {
 
 struct Fixture {
     clock: Arc<FakeClock>,
-    store: Arc<MemStore>,
+    store: Arc<SledStore>,
     keys: Arc<dyn KeyManager>,
+    _dir: tempfile::TempDir,
 }
 
 impl Fixture {
@@ -61,29 +63,33 @@ impl Fixture {
     }
 
     fn with_keys(keys: Arc<dyn KeyManager>) -> Self {
+        let (store, dir) = temp_sled();
         Self {
             clock: Arc::new(FakeClock::at_unix(START)),
-            store: Arc::new(MemStore::default()),
+            store,
             keys,
+            _dir: dir,
         }
     }
 
-    fn ca(&self, config: CaConfig) -> Ca {
+    async fn ca(&self, config: CaConfig) -> Ca {
         Ca::new(
             config,
             self.clock.clone(),
             self.keys.clone(),
             self.store.clone(),
         )
+        .await
         .unwrap()
     }
 
-    fn bundle(&self) -> Bundle {
-        self.store.bundle(&td()).unwrap().unwrap()
+    async fn bundle(&self) -> Bundle {
+        self.store.bundle(&td()).await.unwrap().unwrap()
     }
 
-    fn root_ders(&self) -> Vec<Vec<u8>> {
+    async fn root_ders(&self) -> Vec<Vec<u8>> {
         self.bundle()
+            .await
             .x509_authorities
             .into_iter()
             .map(|a| a.der)

@@ -15,8 +15,8 @@ fn at(clock: &FakeClock, secs_after_start: i64) {
 
 const H: i64 = 3600;
 
-fn journal(fx: &Fixture, key: &str) -> Journal {
-    Journal::decode(&fx.store.ca_journal(key).unwrap().unwrap()).unwrap()
+async fn journal(fx: &Fixture, key: &str) -> Journal {
+    Journal::decode(&fx.store.ca_journal(key).await.unwrap().unwrap()).unwrap()
 }
 
 fn jwt_kid(ca: &Ca) -> String {
@@ -29,29 +29,35 @@ fn jwt_kid(ca: &Ca) -> String {
     jsonwebtoken::decode_header(&token).unwrap().kid.unwrap()
 }
 
-#[test]
-fn prepares_at_half_life_and_activates_with_a_sixth_left() {
+#[tokio::test]
+async fn prepares_at_half_life_and_activates_with_a_sixth_left() {
     let fx = Fixture::new();
-    let ca = fx.ca(config());
+    let ca = fx.ca(config()).await;
     let first = ca.active_x509_authority().unwrap();
     let first_der = ca.active_x509_ca_der().unwrap();
-    let seq0 = fx.bundle().sequence_number;
+    let seq0 = fx.bundle().await.sequence_number;
     assert_eq!(
-        (fx.root_ders().len(), fx.bundle().jwt_authorities.len()),
+        (
+            fx.root_ders().await.len(),
+            fx.bundle().await.jwt_authorities.len()
+        ),
         (1, 1)
     );
-    assert_eq!(ca.next_event(), Some(from_unix_seconds(START + 12 * H)));
+    assert_eq!(
+        ca.next_event().await,
+        Some(from_unix_seconds(START + 12 * H))
+    );
 
     at(&fx.clock, 12 * H - 1);
-    assert!(!ca.rotate().unwrap());
-    assert_eq!(fx.bundle().sequence_number, seq0);
+    assert!(!ca.rotate().await.unwrap());
+    assert_eq!(fx.bundle().await.sequence_number, seq0);
 
     at(&fx.clock, 12 * H);
     assert!(
-        ca.rotate().unwrap(),
+        ca.rotate().await.unwrap(),
         "the next root and JWT key are published at preparation"
     );
-    let b = fx.bundle();
+    let b = fx.bundle().await;
     assert_eq!((b.x509_authorities.len(), b.jwt_authorities.len()), (2, 2));
     assert_eq!(b.sequence_number, seq0 + 1);
     assert_eq!(
@@ -59,8 +65,11 @@ fn prepares_at_half_life_and_activates_with_a_sixth_left() {
         first,
         "still the first CA"
     );
-    assert_eq!(ca.next_event(), Some(from_unix_seconds(START + 20 * H)));
-    let j = journal(&fx, "server-1");
+    assert_eq!(
+        ca.next_event().await,
+        Some(from_unix_seconds(START + 20 * H))
+    );
+    let j = journal(&fx, "server-1").await;
     assert_eq!(
         j.x509.iter().map(|e| e.status).collect::<Vec<_>>(),
         [Status::Active, Status::Prepared]
@@ -77,12 +86,12 @@ fn prepares_at_half_life_and_activates_with_a_sixth_left() {
     );
 
     at(&fx.clock, 20 * H - 1);
-    assert!(!ca.rotate().unwrap());
+    assert!(!ca.rotate().await.unwrap());
     assert_eq!(ca.active_x509_authority().unwrap(), first);
 
     at(&fx.clock, 20 * H);
     assert!(
-        !ca.rotate().unwrap(),
+        !ca.rotate().await.unwrap(),
         "activation does not change the bundle"
     );
     let second = ca.active_x509_authority().unwrap();
@@ -90,11 +99,11 @@ fn prepares_at_half_life_and_activates_with_a_sixth_left() {
     assert_eq!(second.expires_at, START + 36 * H);
     let second_der = ca.active_x509_ca_der().unwrap();
     assert_eq!(
-        fx.root_ders(),
+        fx.root_ders().await,
         [first_der, second_der.clone()],
         "both roots across the switch"
     );
-    let j = journal(&fx, "server-1");
+    let j = journal(&fx, "server-1").await;
     assert_eq!(
         j.x509.iter().map(|e| e.status).collect::<Vec<_>>(),
         [Status::Old, Status::Active]
@@ -110,20 +119,23 @@ fn prepares_at_half_life_and_activates_with_a_sixth_left() {
         .sign_x509_svid(svid_params("spiffe://example.org/w", pk))
         .unwrap();
     assert_signed_by(&svid.chain[0], &second_der);
-    assert_eq!(ca.next_event(), Some(from_unix_seconds(START + 24 * H)));
+    assert_eq!(
+        ca.next_event().await,
+        Some(from_unix_seconds(START + 24 * H))
+    );
 }
 
-#[test]
-fn expired_authorities_leave_the_bundle_a_day_after_expiry() {
+#[tokio::test]
+async fn expired_authorities_leave_the_bundle_a_day_after_expiry() {
     let fx = Fixture::new();
-    let ca = fx.ca(config());
-    let first = fx.root_ders()[0].clone();
-    let first_kid = fx.bundle().jwt_authorities[0].key_id.clone();
-    let mut seq = fx.bundle().sequence_number;
+    let ca = fx.ca(config()).await;
+    let first = fx.root_ders().await[0].clone();
+    let first_kid = fx.bundle().await.jwt_authorities[0].key_id.clone();
+    let mut seq = fx.bundle().await.sequence_number;
     for hour in 1..=60 {
         at(&fx.clock, hour * H);
-        let changed = ca.rotate().unwrap();
-        let b = fx.bundle();
+        let changed = ca.rotate().await.unwrap();
+        let b = fx.bundle().await;
         assert_eq!(b.sequence_number, seq + u64::from(changed), "hour {hour}");
         seq = b.sequence_number;
         let has_first = b.x509_authorities.iter().any(|a| a.der == first);
@@ -144,42 +156,49 @@ fn expired_authorities_leave_the_bundle_a_day_after_expiry() {
         assert!(svid.expires_at <= parse(&ca_der).validity().not_after.timestamp());
     }
     // One CA every 12h after the first: 24h of history (2 expired-but-kept ones at most) + live.
-    assert!(fx.bundle().x509_authorities.len() <= 5);
+    assert!(fx.bundle().await.x509_authorities.len() <= 5);
 }
 
-#[test]
-fn restart_with_disk_keys_resumes_the_same_authorities() {
+#[tokio::test]
+async fn restart_with_disk_keys_resumes_the_same_authorities() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keys.json");
     let fx = Fixture::with_keys(Arc::new(DiskKeyManager::open(&path).unwrap()));
-    let ca = fx.ca(config());
+    let ca = fx.ca(config()).await;
     let x509 = ca.active_x509_authority().unwrap();
     let kid = jwt_kid(&ca);
-    let seq = fx.bundle().sequence_number;
+    let seq = fx.bundle().await.sequence_number;
     drop(ca);
 
     let keys: Arc<dyn KeyManager> = Arc::new(DiskKeyManager::open(&path).unwrap());
-    let restart =
-        |fx: &Fixture| Ca::new(config(), fx.clock.clone(), keys.clone(), fx.store.clone()).unwrap();
-    let ca = restart(&fx);
+    let restart = async |fx: &Fixture| {
+        Ca::new(config(), fx.clock.clone(), keys.clone(), fx.store.clone())
+            .await
+            .unwrap()
+    };
+    let ca = restart(&fx).await;
     assert_eq!(
         ca.active_x509_authority().unwrap(),
         x509,
         "same SKI after restart"
     );
     assert_eq!(jwt_kid(&ca), kid);
-    assert_eq!(fx.bundle().sequence_number, seq, "nothing new published");
+    assert_eq!(
+        fx.bundle().await.sequence_number,
+        seq,
+        "nothing new published"
+    );
 
     // A prepared authority survives a restart too, and is activated on time.
     at(&fx.clock, 12 * H);
-    assert!(ca.rotate().unwrap());
-    let prepared = journal(&fx, "server-1").x509[1].authority_id.clone();
+    assert!(ca.rotate().await.unwrap());
+    let prepared = journal(&fx, "server-1").await.x509[1].authority_id.clone();
     drop(ca);
-    let ca = restart(&fx);
-    assert_eq!(fx.root_ders().len(), 2, "no third CA minted");
+    let ca = restart(&fx).await;
+    assert_eq!(fx.root_ders().await.len(), 2, "no third CA minted");
     assert_eq!(ca.active_x509_authority().unwrap(), x509);
     at(&fx.clock, 20 * H);
-    ca.rotate().unwrap();
+    ca.rotate().await.unwrap();
     assert_eq!(ca.active_x509_authority().unwrap().authority_id, prepared);
     // The server keeps signing with a CA that verifies under a bundle root.
     let (_, pk) = workload_key();
@@ -189,43 +208,47 @@ fn restart_with_disk_keys_resumes_the_same_authorities() {
     assert_signed_by(&svid.chain[0], &ca.active_x509_ca_der().unwrap());
 }
 
-#[test]
-fn restart_without_the_keys_starts_new_authorities() {
+#[tokio::test]
+async fn restart_without_the_keys_starts_new_authorities() {
     let fx = Fixture::new();
-    let first = fx.ca(config()).active_x509_authority().unwrap();
+    let first = fx.ca(config()).await.active_x509_authority().unwrap();
     let keys: Arc<dyn KeyManager> = Arc::new(MemoryKeyManager::new());
-    let ca = Ca::new(config(), fx.clock.clone(), keys, fx.store.clone()).unwrap();
+    let ca = Ca::new(config(), fx.clock.clone(), keys, fx.store.clone())
+        .await
+        .unwrap();
     let second = ca.active_x509_authority().unwrap();
     assert_ne!(first, second);
-    let j = journal(&fx, "server-1");
+    let j = journal(&fx, "server-1").await;
     assert_eq!(j.x509.len(), 1, "entries whose key is gone are dropped");
     assert_eq!(j.x509[0].authority_id, second.authority_id);
     assert_eq!(j.jwt.len(), 1);
     assert_eq!(
-        fx.root_ders().len(),
+        fx.root_ders().await.len(),
         2,
         "the old root stays until it expires"
     );
 }
 
-#[test]
-fn restart_after_the_ca_expired_mints_a_new_one() {
+#[tokio::test]
+async fn restart_after_the_ca_expired_mints_a_new_one() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keys.json");
     let fx = Fixture::with_keys(Arc::new(DiskKeyManager::open(&path).unwrap()));
-    let first = fx.ca(config()).active_x509_authority().unwrap();
+    let first = fx.ca(config()).await.active_x509_authority().unwrap();
     at(&fx.clock, 25 * H);
     let keys: Arc<dyn KeyManager> = Arc::new(DiskKeyManager::open(&path).unwrap());
-    let ca = Ca::new(config(), fx.clock.clone(), keys, fx.store.clone()).unwrap();
+    let ca = Ca::new(config(), fx.clock.clone(), keys, fx.store.clone())
+        .await
+        .unwrap();
     let second = ca.active_x509_authority().unwrap();
     assert_ne!(first, second);
     assert_eq!(second.expires_at, fx.clock.unix_now() + 24 * H);
 }
 
-#[test]
-fn servers_sharing_a_store_each_publish_their_own_root() {
+#[tokio::test]
+async fn servers_sharing_a_store_each_publish_their_own_root() {
     let fx = Fixture::new();
-    let one = fx.ca(config());
+    let one = fx.ca(config()).await;
     let mut cfg = config();
     cfg.journal_key = "server-2".into();
     let two = Ca::new(
@@ -234,9 +257,10 @@ fn servers_sharing_a_store_each_publish_their_own_root() {
         Arc::new(MemoryKeyManager::new()),
         fx.store.clone(),
     )
+    .await
     .unwrap();
     assert_ne!(one.active_x509_authority(), two.active_x509_authority());
-    let b = fx.bundle();
+    let b = fx.bundle().await;
     assert_eq!((b.x509_authorities.len(), b.jwt_authorities.len()), (2, 2));
     for ca in [&one, &two] {
         let (_, pk) = workload_key();
@@ -247,7 +271,7 @@ fn servers_sharing_a_store_each_publish_their_own_root() {
     }
     // Neither server prunes the other's live authorities.
     at(&fx.clock, 12 * H);
-    one.rotate().unwrap();
-    two.rotate().unwrap();
-    assert_eq!(fx.bundle().x509_authorities.len(), 4);
+    one.rotate().await.unwrap();
+    two.rotate().await.unwrap();
+    assert_eq!(fx.bundle().await.x509_authorities.len(), 4);
 }

@@ -18,10 +18,10 @@ fn subject_values(cert: &X509Certificate<'_>) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn ca_certificate_has_the_spire_ca_profile() {
+#[tokio::test]
+async fn ca_certificate_has_the_spire_ca_profile() {
     let fx = Fixture::new();
-    let ca = fx.ca(config());
+    let ca = fx.ca(config()).await;
     let der = ca.active_x509_ca_der().unwrap();
     let cert = parse(&der);
 
@@ -53,11 +53,11 @@ fn ca_certificate_has_the_spire_ca_profile() {
     let state = ca.active_x509_authority().unwrap();
     assert_eq!(state.authority_id, hex(&ski(&cert)));
     assert_eq!(state.expires_at, START + 24 * 3600);
-    assert_eq!(fx.root_ders(), [der]);
+    assert_eq!(fx.root_ders().await, [der]);
 }
 
-#[test]
-fn ca_subject_is_configurable() {
+#[tokio::test]
+async fn ca_subject_is_configurable() {
     let fx = Fixture::new();
     let mut cfg = config();
     cfg.ca_subject = CaSubject {
@@ -65,7 +65,7 @@ fn ca_subject_is_configurable() {
         organization: vec!["Acme".into(), "Acme Labs".into()],
         common_name: "Acme CA".into(),
     };
-    let ca = fx.ca(cfg);
+    let ca = fx.ca(cfg).await;
     let der = ca.active_x509_ca_der().unwrap();
     let cert = parse(&der);
     let values = subject_values(&cert);
@@ -78,10 +78,10 @@ fn ca_subject_is_configurable() {
     assert_signed_by(&svid.chain[0], &der);
 }
 
-#[test]
-fn x509_svid_has_the_spire_profile_and_parses_with_the_spiffe_crate() {
+#[tokio::test]
+async fn x509_svid_has_the_spire_profile_and_parses_with_the_spiffe_crate() {
     let fx = Fixture::new();
-    let ca = fx.ca(config());
+    let ca = fx.ca(config()).await;
     let (key, pk) = workload_key();
     let mut params = svid_params("spiffe://example.org/ns/web", pk);
     params.dns_names = vec!["web.example.org".into(), "*.web.example.org".into()];
@@ -127,16 +127,17 @@ fn x509_svid_has_the_spire_profile_and_parses_with_the_spiffe_crate() {
     assert_eq!(leaf.validity().not_after.timestamp(), START + 3600);
     assert_eq!(svid.expires_at, START + 3600);
 
-    let root = &fx.root_ders()[0];
+    let root = &fx.root_ders().await[0];
     assert_signed_by(&svid.chain[0], root);
-    let bundle = spiffe::X509Bundle::parse_from_der(td(), &fx.bundle().x509_der_concat()).unwrap();
+    let bundle =
+        spiffe::X509Bundle::parse_from_der(td(), &fx.bundle().await.x509_der_concat()).unwrap();
     assert_eq!(bundle.authorities().len(), 1);
 }
 
-#[test]
-fn svid_ttl_defaults_by_kind_and_never_outlives_the_ca() {
+#[tokio::test]
+async fn svid_ttl_defaults_by_kind_and_never_outlives_the_ca() {
     let fx = Fixture::new();
-    let ca = fx.ca(config());
+    let ca = fx.ca(config()).await;
     let sign = |kind, ttl| {
         let (_, pk) = workload_key();
         let mut p = svid_params("spiffe://example.org/spire/agent/join_token/x", pk);
@@ -155,10 +156,10 @@ fn svid_ttl_defaults_by_kind_and_never_outlives_the_ca() {
     assert_eq!(sign(SvidKind::Workload, Duration::MAX), 24 * 3600);
 }
 
-#[test]
-fn rejects_invalid_requests() {
+#[tokio::test]
+async fn rejects_invalid_requests() {
     let fx = Fixture::new();
-    let ca = fx.ca(config());
+    let ca = fx.ca(config()).await;
     let (_, pk) = workload_key();
     for bad_id in ["spiffe://other.org/w", "spiffe://example.org"] {
         let r = ca.sign_x509_svid(svid_params(bad_id, pk.clone()));
@@ -274,14 +275,14 @@ struct TestClaims {
     iss: Option<String>,
 }
 
-fn verify_jwt(
+async fn verify_jwt(
     fx: &Fixture,
     token: &str,
     alg: Algorithm,
     aud: &str,
 ) -> (jsonwebtoken::Header, TestClaims) {
     let header = jsonwebtoken::decode_header(token).unwrap();
-    let jwks: JwkSet = serde_json::from_str(&to_jwks(&fx.bundle())).unwrap();
+    let jwks: JwkSet = serde_json::from_str(&to_jwks(&fx.bundle().await)).unwrap();
     let jwk = jwks
         .find(header.kid.as_deref().unwrap())
         .expect("kid is in the JWKS");
@@ -297,14 +298,14 @@ fn verify_jwt(
     (header, data.claims)
 }
 
-#[test]
-fn jwt_svid_verifies_against_the_bundle_jwks() {
+#[tokio::test]
+async fn jwt_svid_verifies_against_the_bundle_jwks() {
     let fx = Fixture::new();
-    let ca = fx.ca(config());
+    let ca = fx.ca(config()).await;
     let svid = ca
         .sign_jwt_svid(jwt_params(&["", "aud-1", "aud-2"], Duration::ZERO))
         .unwrap();
-    let (header, claims) = verify_jwt(&fx, &svid.token, Algorithm::ES256, "aud-2");
+    let (header, claims) = verify_jwt(&fx, &svid.token, Algorithm::ES256, "aud-2").await;
     assert_eq!(header.typ.as_deref(), Some("JWT"));
     let kid = header.kid.unwrap();
     assert_eq!(kid.len(), 32);
@@ -318,7 +319,7 @@ fn jwt_svid_verifies_against_the_bundle_jwks() {
     let wrong = jsonwebtoken::decode::<TestClaims>(
         &svid.token,
         &DecodingKey::from_jwk(
-            &serde_json::from_str::<JwkSet>(&to_jwks(&fx.bundle()))
+            &serde_json::from_str::<JwkSet>(&to_jwks(&fx.bundle().await))
                 .unwrap()
                 .keys[0],
         )
@@ -333,12 +334,12 @@ fn jwt_svid_verifies_against_the_bundle_jwks() {
     assert!(wrong.is_err(), "wrong audience is rejected");
 }
 
-#[test]
-fn jwt_svid_rules() {
+#[tokio::test]
+async fn jwt_svid_rules() {
     let fx = Fixture::new();
     let mut cfg = config();
     cfg.jwt_issuer = Some("https://oidc.example.org".into());
-    let ca = fx.ca(cfg);
+    let ca = fx.ca(cfg).await;
     for aud in [&[][..], &[""][..]] {
         assert!(matches!(
             ca.sign_jwt_svid(jwt_params(aud, Duration::ZERO)),
@@ -358,25 +359,25 @@ fn jwt_svid_rules() {
         START + 24 * 3600,
         "capped at the key's NotAfter"
     );
-    let (_, claims) = verify_jwt(&fx, &svid.token, Algorithm::ES256, "a");
+    let (_, claims) = verify_jwt(&fx, &svid.token, Algorithm::ES256, "a").await;
     assert_eq!(claims.iss.as_deref(), Some("https://oidc.example.org"));
 }
 
-#[test]
-fn p384_authorities_sign_with_sha384() {
+#[tokio::test]
+async fn p384_authorities_sign_with_sha384() {
     let fx = Fixture::new();
     let mut cfg = config();
     cfg.key_type = KeyType::EcP384;
-    let ca = fx.ca(cfg);
+    let ca = fx.ca(cfg).await;
     let (key, pk) = workload_key();
     let svid = ca
         .sign_x509_svid(svid_params("spiffe://example.org/w", pk))
         .unwrap();
     spiffe::X509Svid::parse_from_der(&svid.chain.concat(), &key.serialize_der()).unwrap();
-    assert_signed_by(&svid.chain[0], &fx.root_ders()[0]);
+    assert_signed_by(&svid.chain[0], &fx.root_ders().await[0]);
     let jwt = ca
         .sign_jwt_svid(jwt_params(&["a"], Duration::ZERO))
         .unwrap();
-    let (header, _) = verify_jwt(&fx, &jwt.token, Algorithm::ES384, "a");
+    let (header, _) = verify_jwt(&fx, &jwt.token, Algorithm::ES384, "a").await;
     assert_eq!(header.alg, Algorithm::ES384);
 }

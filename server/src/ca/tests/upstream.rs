@@ -94,21 +94,21 @@ impl Files {
     }
 }
 
-fn try_ca(fx: &Fixture, cfg: CaConfig) -> Result<Ca, CaError> {
-    Ca::new(cfg, fx.clock.clone(), fx.keys.clone(), fx.store.clone())
+async fn try_ca(fx: &Fixture, cfg: CaConfig) -> Result<Ca, CaError> {
+    Ca::new(cfg, fx.clock.clone(), fx.keys.clone(), fx.store.clone()).await
 }
 
-#[test]
-fn self_signed_upstream_signs_the_server_ca() {
+#[tokio::test]
+async fn self_signed_upstream_signs_the_server_ca() {
     let fx = Fixture::new();
     let files = Files::new();
     let root = TestCa::new("Upstream Root", None, 12 * H);
     files.write(&root.pem, &root.key, None);
     assert!(!files.bundle.exists());
-    let ca = try_ca(&fx, files.config(false)).unwrap();
+    let ca = try_ca(&fx, files.config(false)).await.unwrap();
 
     assert_eq!(
-        fx.root_ders(),
+        fx.root_ders().await,
         std::slice::from_ref(&root.der),
         "the bundle holds the upstream root"
     );
@@ -132,20 +132,22 @@ fn self_signed_upstream_signs_the_server_ca() {
     spiffe::X509Svid::parse_from_der(&svid.chain.concat(), &key.serialize_der()).unwrap();
     assert_eq!(svid.expires_at, START + H);
 
-    let r = ca.taint_x509_authority(&ca.active_x509_authority().unwrap().authority_id);
+    let r = ca
+        .taint_x509_authority(&ca.active_x509_authority().unwrap().authority_id)
+        .await;
     assert!(matches!(r, Err(CaError::InvalidRequest(m)) if m.contains("upstream")));
 }
 
-#[test]
-fn intermediate_upstream_chains_to_the_bundle_file_roots() {
+#[tokio::test]
+async fn intermediate_upstream_chains_to_the_bundle_file_roots() {
     let fx = Fixture::new();
     let files = Files::new();
     let root = TestCa::new("Root", None, 100 * H);
     let mid = TestCa::new("Intermediate", Some(&root), 100 * H);
     files.write(&mid.pem, &mid.key, Some(&root.pem));
-    let ca = try_ca(&fx, files.config(true)).unwrap();
+    let ca = try_ca(&fx, files.config(true)).await.unwrap();
 
-    assert_eq!(fx.root_ders(), std::slice::from_ref(&root.der));
+    assert_eq!(fx.root_ders().await, std::slice::from_ref(&root.der));
     let server_ca = ca.active_x509_ca_der().unwrap();
     let (key, pk) = workload_key();
     let svid = ca
@@ -165,7 +167,7 @@ fn intermediate_upstream_chains_to_the_bundle_file_roots() {
     );
 
     // Restarting with the same keys resumes the same intermediate and chain.
-    let again = try_ca(&fx, files.config(true)).unwrap();
+    let again = try_ca(&fx, files.config(true)).await.unwrap();
     assert_eq!(again.active_x509_ca_der().unwrap(), server_ca);
     let (_, pk) = workload_key();
     let svid2 = again
@@ -174,8 +176,8 @@ fn intermediate_upstream_chains_to_the_bundle_file_roots() {
     assert_eq!(svid2.chain[1..], svid.chain[1..]);
 }
 
-#[test]
-fn unusable_upstream_files_are_refused() {
+#[tokio::test]
+async fn unusable_upstream_files_are_refused() {
     let root = TestCa::new("Root", None, 100 * H);
     let other = TestCa::new("Other", None, 100 * H);
     let mid = TestCa::new("Intermediate", Some(&root), 100 * H);
@@ -200,7 +202,7 @@ fn unusable_upstream_files_are_refused() {
         let fx = Fixture::new();
         let files = Files::new();
         files.write(cert, key, bundle);
-        let r = try_ca(&fx, files.config(bundle.is_some()));
+        let r = try_ca(&fx, files.config(bundle.is_some())).await;
         assert!(matches!(r, Err(CaError::Upstream(_))), "{what}: {r:?}");
     }
 
@@ -212,7 +214,10 @@ fn unusable_upstream_files_are_refused() {
     let leaf = params.self_signed(&key).unwrap();
     files.write(&leaf.pem(), &key, None);
     assert!(
-        matches!(try_ca(&fx, files.config(false)), Err(CaError::Upstream(_))),
+        matches!(
+            try_ca(&fx, files.config(false)).await,
+            Err(CaError::Upstream(_))
+        ),
         "not a CA"
     );
 
@@ -220,38 +225,41 @@ fn unusable_upstream_files_are_refused() {
     let files = Files::new();
     files.write(&expired.pem, &expired.key, None);
     assert!(
-        matches!(try_ca(&fx, files.config(false)), Err(CaError::Upstream(_))),
+        matches!(
+            try_ca(&fx, files.config(false)).await,
+            Err(CaError::Upstream(_))
+        ),
         "expired"
     );
 }
 
-#[test]
-fn upstream_files_are_reread_for_each_new_ca() {
+#[tokio::test]
+async fn upstream_files_are_reread_for_each_new_ca() {
     let fx = Fixture::new();
     let files = Files::new();
     let first = TestCa::new("First", None, 100 * H);
     files.write(&first.pem, &first.key, None);
-    let ca = try_ca(&fx, files.config(false)).unwrap();
+    let ca = try_ca(&fx, files.config(false)).await.unwrap();
 
     let second = TestCa::new("Second", None, 100 * H);
     files.write(&second.pem, &second.key, None);
     fx.clock.set(from_unix_seconds(START + 12 * H));
-    assert!(ca.rotate().unwrap());
+    assert!(ca.rotate().await.unwrap());
     assert_eq!(
-        fx.root_ders(),
+        fx.root_ders().await,
         [first.der.clone(), second.der.clone()],
         "new upstream root published"
     );
     fx.clock.set(from_unix_seconds(START + 20 * H));
-    ca.rotate().unwrap();
+    ca.rotate().await.unwrap();
     assert_signed_by(&ca.active_x509_ca_der().unwrap(), &second.der);
 
     // Broken files: the last good copy is used.
     std::fs::write(&files.cert, "garbage").unwrap();
     fx.clock.set(from_unix_seconds(START + 24 * H));
-    ca.rotate().unwrap();
+    ca.rotate().await.unwrap();
     fx.clock.set(from_unix_seconds(START + 32 * H));
-    ca.rotate().unwrap();
+    ca.rotate().await.unwrap();
     assert_eq!(
         ca.active_x509_authority().unwrap().expires_at,
         START + 48 * H
@@ -259,16 +267,16 @@ fn upstream_files_are_reread_for_each_new_ca() {
     assert_signed_by(&ca.active_x509_ca_der().unwrap(), &second.der);
 }
 
-#[test]
-fn switching_to_an_upstream_replaces_a_self_signed_ca() {
+#[tokio::test]
+async fn switching_to_an_upstream_replaces_a_self_signed_ca() {
     let dir = tempfile::tempdir().unwrap();
     let keys = crate::keys::disk::DiskKeyManager::open(&dir.path().join("k")).unwrap();
     let fx = Fixture::with_keys(Arc::new(keys));
-    let self_signed = fx.ca(config()).active_x509_authority().unwrap();
+    let self_signed = fx.ca(config()).await.active_x509_authority().unwrap();
     let files = Files::new();
     let root = TestCa::new("Root", None, 100 * H);
     files.write(&root.pem, &root.key, None);
-    let ca = try_ca(&fx, files.config(false)).unwrap();
+    let ca = try_ca(&fx, files.config(false)).await.unwrap();
     assert_ne!(ca.active_x509_authority().unwrap(), self_signed);
     assert_signed_by(&ca.active_x509_ca_der().unwrap(), &root.der);
 }

@@ -5,14 +5,14 @@ use signet_common::entry::RegistrationEntry;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::{Transactional, Tree};
 
+use crate::datastore::StoreError;
 use crate::datastore::sled::SledStore;
-use crate::datastore::sled::codec::{PRESENT, TxResult, abort, backend, decode, encode};
-use crate::datastore::{DataStore, StoreError};
+use crate::datastore::sled::codec::{PRESENT, TxResult, abort, backend, decode, encode, read};
 
 impl SledStore {
     /// Runs `f` as one transaction over the entry tree and all its indexes, then flushes.
     /// `f` may run more than once if a concurrent transaction conflicts.
-    pub(super) fn entry_transaction<T>(
+    pub(super) async fn entry_transaction<T>(
         &self,
         f: impl Fn(&EntryTx<'_>) -> TxResult<T>,
     ) -> Result<T, StoreError> {
@@ -39,7 +39,7 @@ impl SledStore {
                 TransactionError::Abort(error) => error,
                 TransactionError::Storage(error) => backend(error),
             })?;
-        self.flush()?;
+        self.flush().await?;
         Ok(out)
     }
 
@@ -59,7 +59,7 @@ impl SledStore {
                 .get(prefix.len()..)
                 .and_then(|id| std::str::from_utf8(id).ok())
                 .ok_or_else(|| StoreError::Corrupt("entry index key is not an entry ID".into()))?;
-            if let Some(entry) = self.entry(id)?
+            if let Some(entry) = read::<RegistrationEntry>(&self.entries, id.as_bytes(), "entry")?
                 && keep(&entry)
             {
                 found.push(entry);

@@ -97,13 +97,14 @@ impl SledStore {
         })
     }
 
-    /// Makes every write so far durable.
-    fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(drop).map_err(backend)
+    /// Makes every write so far durable (sled's flush runs on its own thread pool, so no
+    /// runtime worker blocks on the disk).
+    pub(super) async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await.map(drop).map_err(backend)
     }
 
     /// Stores `value` at `key` unless the key is taken (then `AlreadyExists(taken)`).
-    fn insert_new(
+    async fn insert_new(
         &self,
         tree: &Tree,
         key: &[u8],
@@ -116,11 +117,11 @@ impl SledStore {
         if swapped.is_err() {
             return Err(StoreError::AlreadyExists(taken));
         }
-        self.flush()
+        self.flush().await
     }
 
     /// Removes and returns the record at `key` (`NotFound(what)` if absent).
-    fn remove<T: DeserializeOwned>(
+    async fn remove<T: DeserializeOwned>(
         &self,
         tree: &Tree,
         key: &[u8],
@@ -129,15 +130,19 @@ impl SledStore {
         let Some(bytes) = tree.remove(key).map_err(backend)? else {
             return Err(StoreError::NotFound(what));
         };
-        self.flush()?;
+        self.flush().await?;
         decode(&what, &bytes)
     }
 }
 
 // === impl DataStore for SledStore ===
 
+#[async_trait::async_trait]
 impl DataStore for SledStore {
-    fn create_entry(&self, entry: RegistrationEntry) -> Result<RegistrationEntry, StoreError> {
+    async fn create_entry(
+        &self,
+        entry: RegistrationEntry,
+    ) -> Result<RegistrationEntry, StoreError> {
         self.entry_transaction(|tx| {
             if tx.entries.get(entry.id.as_bytes())?.is_some() {
                 return abort(StoreError::AlreadyExists(format!(
@@ -149,11 +154,15 @@ impl DataStore for SledStore {
                 return abort(StoreError::SimilarEntry(Box::new(similar)));
             }
             tx.put(&entry)
-        })?;
+        })
+        .await?;
         Ok(entry)
     }
 
-    fn update_entry(&self, entry: RegistrationEntry) -> Result<RegistrationEntry, StoreError> {
+    async fn update_entry(
+        &self,
+        entry: RegistrationEntry,
+    ) -> Result<RegistrationEntry, StoreError> {
         self.entry_transaction(|tx| {
             let Some(stored) = tx.entry(&entry.id)? else {
                 return abort(StoreError::NotFound(format!("entry {}", entry.id)));
@@ -172,9 +181,10 @@ impl DataStore for SledStore {
             tx.put(&updated)?;
             Ok(updated)
         })
+        .await
     }
 
-    fn delete_entry(&self, id: &str) -> Result<RegistrationEntry, StoreError> {
+    async fn delete_entry(&self, id: &str) -> Result<RegistrationEntry, StoreError> {
         self.entry_transaction(|tx| {
             let Some(stored) = tx.entry(id)? else {
                 return abort(StoreError::NotFound(format!("entry {id}")));
@@ -182,27 +192,34 @@ impl DataStore for SledStore {
             tx.remove(&stored)?;
             Ok(stored)
         })
+        .await
     }
 
-    fn entry(&self, id: &str) -> Result<Option<RegistrationEntry>, StoreError> {
+    async fn entry(&self, id: &str) -> Result<Option<RegistrationEntry>, StoreError> {
         read(&self.entries, id.as_bytes(), "entry")
     }
 
-    fn list_entries(&self) -> Result<Vec<RegistrationEntry>, StoreError> {
+    async fn list_entries(&self) -> Result<Vec<RegistrationEntry>, StoreError> {
         decode_all(&self.entries, "entry")
     }
 
-    fn entries_by_parent(&self, parent: &SpiffeId) -> Result<Vec<RegistrationEntry>, StoreError> {
+    async fn entries_by_parent(
+        &self,
+        parent: &SpiffeId,
+    ) -> Result<Vec<RegistrationEntry>, StoreError> {
         self.entries_by_index(&self.by_parent, &parent.to_string(), |e| {
             e.parent_id == *parent
         })
     }
 
-    fn entries_by_spiffe_id(&self, id: &SpiffeId) -> Result<Vec<RegistrationEntry>, StoreError> {
+    async fn entries_by_spiffe_id(
+        &self,
+        id: &SpiffeId,
+    ) -> Result<Vec<RegistrationEntry>, StoreError> {
         self.entries_by_index(&self.by_spiffe_id, &id.to_string(), |e| e.spiffe_id == *id)
     }
 
-    fn entries_by_selector(
+    async fn entries_by_selector(
         &self,
         selector: &Selector,
     ) -> Result<Vec<RegistrationEntry>, StoreError> {
@@ -211,10 +228,9 @@ impl DataStore for SledStore {
         })
     }
 
-    fn prune_entries(&self, before: i64) -> Result<Vec<RegistrationEntry>, StoreError> {
+    async fn prune_entries(&self, before: i64) -> Result<Vec<RegistrationEntry>, StoreError> {
         let expired = |e: &RegistrationEntry| 0 < e.expires_at && e.expires_at < before;
-        let candidates: Vec<String> = self
-            .list_entries()?
+        let candidates: Vec<String> = decode_all::<RegistrationEntry>(&self.entries, "entry")?
             .into_iter()
             .filter(expired)
             .map(|e| e.id)
@@ -235,29 +251,31 @@ impl DataStore for SledStore {
             }
             Ok(pruned)
         })
+        .await
     }
 
-    fn put_node(&self, node: AttestedNode) -> Result<AttestedNode, StoreError> {
+    async fn put_node(&self, node: AttestedNode) -> Result<AttestedNode, StoreError> {
         self.nodes
             .insert(node.spiffe_id.to_string().as_bytes(), encode(&node)?)
             .map_err(backend)?;
-        self.flush()?;
+        self.flush().await?;
         Ok(node)
     }
 
-    fn node(&self, id: &SpiffeId) -> Result<Option<AttestedNode>, StoreError> {
+    async fn node(&self, id: &SpiffeId) -> Result<Option<AttestedNode>, StoreError> {
         read(&self.nodes, id.to_string().as_bytes(), "node")
     }
 
-    fn list_nodes(&self) -> Result<Vec<AttestedNode>, StoreError> {
+    async fn list_nodes(&self) -> Result<Vec<AttestedNode>, StoreError> {
         decode_all(&self.nodes, "node")
     }
 
-    fn delete_node(&self, id: &SpiffeId) -> Result<AttestedNode, StoreError> {
+    async fn delete_node(&self, id: &SpiffeId) -> Result<AttestedNode, StoreError> {
         self.remove(&self.nodes, id.to_string().as_bytes(), format!("node {id}"))
+            .await
     }
 
-    fn create_join_token(&self, token: JoinToken) -> Result<(), StoreError> {
+    async fn create_join_token(&self, token: JoinToken) -> Result<(), StoreError> {
         let taken = "join token already exists".to_owned();
         self.insert_new(
             &self.join_tokens,
@@ -265,18 +283,19 @@ impl DataStore for SledStore {
             encode(&token)?,
             taken,
         )
+        .await
     }
 
-    fn take_join_token(&self, token: &str) -> Result<Option<JoinToken>, StoreError> {
+    async fn take_join_token(&self, token: &str) -> Result<Option<JoinToken>, StoreError> {
         // sled's remove is atomic: of several concurrent callers exactly one gets the value.
         let Some(bytes) = self.join_tokens.remove(token.as_bytes()).map_err(backend)? else {
             return Ok(None);
         };
-        self.flush()?;
+        self.flush().await?;
         decode("join token", &bytes).map(Some)
     }
 
-    fn prune_join_tokens(&self, before: i64) -> Result<usize, StoreError> {
+    async fn prune_join_tokens(&self, before: i64) -> Result<usize, StoreError> {
         // Decode everything first, so that a corrupt record fails the call before any write.
         let mut expired = Vec::new();
         for item in self.join_tokens.iter() {
@@ -295,27 +314,28 @@ impl DataStore for SledStore {
             pruned += usize::from(swapped.map_err(backend)?.is_ok());
         }
         if pruned > 0 {
-            self.flush()?;
+            self.flush().await?;
         }
         Ok(pruned)
     }
 
-    fn bundle(&self, td: &TrustDomain) -> Result<Option<Bundle>, StoreError> {
+    async fn bundle(&self, td: &TrustDomain) -> Result<Option<Bundle>, StoreError> {
         read(&self.bundles, td.as_str().as_bytes(), "bundle")
     }
 
-    fn list_bundles(&self) -> Result<Vec<Bundle>, StoreError> {
+    async fn list_bundles(&self) -> Result<Vec<Bundle>, StoreError> {
         decode_all(&self.bundles, "bundle")
     }
 
-    fn create_bundle(&self, bundle: Bundle) -> Result<Bundle, StoreError> {
+    async fn create_bundle(&self, bundle: Bundle) -> Result<Bundle, StoreError> {
         let key = bundle.trust_domain.as_str();
         let taken = format!("bundle for {key} already exists");
-        self.insert_new(&self.bundles, key.as_bytes(), encode(&bundle)?, taken)?;
+        self.insert_new(&self.bundles, key.as_bytes(), encode(&bundle)?, taken)
+            .await?;
         Ok(bundle)
     }
 
-    fn update_bundle(&self, bundle: Bundle) -> Result<Bundle, StoreError> {
+    async fn update_bundle(&self, bundle: Bundle) -> Result<Bundle, StoreError> {
         let key = bundle.trust_domain.as_str();
         let new = encode(&bundle)?;
         // Compare-and-swap loop, so that a concurrently deleted bundle is not resurrected.
@@ -327,24 +347,24 @@ impl DataStore for SledStore {
                 .bundles
                 .compare_and_swap(key, Some(current), Some(new.as_slice()));
             if swapped.map_err(backend)?.is_ok() {
-                self.flush()?;
+                self.flush().await?;
                 return Ok(bundle);
             }
         }
     }
 
-    fn set_bundle(&self, bundle: Bundle) -> Result<Bundle, StoreError> {
+    async fn set_bundle(&self, bundle: Bundle) -> Result<Bundle, StoreError> {
         self.bundles
             .insert(bundle.trust_domain.as_str(), encode(&bundle)?)
             .map_err(backend)?;
-        self.flush()?;
+        self.flush().await?;
         Ok(bundle)
     }
 
-    fn update_bundle_with(
+    async fn update_bundle_with(
         &self,
         td: &TrustDomain,
-        f: &mut dyn FnMut(&mut Bundle) -> bool,
+        f: &mut (dyn for<'b> FnMut(&'b mut Bundle) -> bool + Send),
     ) -> Result<Bundle, StoreError> {
         // Compare-and-swap loop: `f` runs again on the fresh value if another writer won.
         loop {
@@ -362,30 +382,31 @@ impl DataStore for SledStore {
                 .compare_and_swap(td.as_str(), current, Some(encode(&bundle)?))
                 .map_err(backend)?;
             if swapped.is_ok() {
-                self.flush()?;
+                self.flush().await?;
                 return Ok(bundle);
             }
         }
     }
 
-    fn delete_bundle(&self, td: &TrustDomain) -> Result<Bundle, StoreError> {
+    async fn delete_bundle(&self, td: &TrustDomain) -> Result<Bundle, StoreError> {
         self.remove(
             &self.bundles,
             td.as_str().as_bytes(),
             format!("bundle for {td}"),
         )
+        .await
     }
 
-    fn ca_journal(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn ca_journal(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let bytes = self.ca_journals.get(key.as_bytes()).map_err(backend)?;
         Ok(bytes.map(|bytes| bytes.to_vec()))
     }
 
-    fn set_ca_journal(&self, key: &str, data: &[u8]) -> Result<(), StoreError> {
+    async fn set_ca_journal(&self, key: &str, data: &[u8]) -> Result<(), StoreError> {
         self.ca_journals
             .insert(key.as_bytes(), data)
             .map_err(backend)?;
-        self.flush()
+        self.flush().await
     }
 }
 

@@ -8,7 +8,7 @@ use super::entries::length_prefixed;
 use super::*;
 use crate::datastore::suite;
 
-fn fresh() -> (Arc<dyn DataStore>, Box<dyn Any>) {
+async fn fresh() -> (Arc<dyn DataStore>, Box<dyn Any + Send>) {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
     (Arc::new(store), Box::new(dir))
@@ -34,51 +34,55 @@ fn sample_entry() -> RegistrationEntry {
     }
 }
 
-#[test]
-fn sled_store_passes_the_conformance_suite() {
-    suite::run_all(&fresh);
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sled_store_passes_the_conformance_suite() {
+    suite::run_all(fresh).await;
 }
 
-#[test]
-fn acknowledged_writes_survive_reopening() {
+#[tokio::test]
+async fn acknowledged_writes_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let td = parse_trust_domain("example.org").unwrap();
     let e = sample_entry();
     {
         let store = SledStore::open(dir.path()).unwrap();
-        store.create_entry(e.clone()).unwrap();
+        store.create_entry(e.clone()).await.unwrap();
         store
             .create_join_token(JoinToken {
                 token: "t1".into(),
                 expires_at: 9,
             })
+            .await
             .unwrap();
-        store.create_bundle(Bundle::new(td.clone())).unwrap();
-        store.set_ca_journal("server", b"journal").unwrap();
+        store.create_bundle(Bundle::new(td.clone())).await.unwrap();
+        store.set_ca_journal("server", b"journal").await.unwrap();
     }
     let store = SledStore::open(dir.path()).unwrap();
-    assert_eq!(store.entry("e1").unwrap(), Some(e.clone()));
+    assert_eq!(store.entry("e1").await.unwrap(), Some(e.clone()));
     assert_eq!(
-        store.entries_by_parent(&e.parent_id).unwrap(),
+        store.entries_by_parent(&e.parent_id).await.unwrap(),
         vec![e.clone()]
     );
     assert_eq!(
         store
             .entries_by_selector(&"unix:uid:1000".parse().unwrap())
+            .await
             .unwrap(),
         vec![e.clone()]
     );
     assert!(matches!(
-        store.create_entry(RegistrationEntry {
-            id: "e2".into(),
-            ..e
-        }),
+        store
+            .create_entry(RegistrationEntry {
+                id: "e2".into(),
+                ..e
+            })
+            .await,
         Err(StoreError::SimilarEntry(_))
     ));
-    assert!(store.take_join_token("t1").unwrap().is_some());
-    assert_eq!(store.bundle(&td).unwrap(), Some(Bundle::new(td)));
+    assert!(store.take_join_token("t1").await.unwrap().is_some());
+    assert_eq!(store.bundle(&td).await.unwrap(), Some(Bundle::new(td)));
     assert_eq!(
-        store.ca_journal("server").unwrap(),
+        store.ca_journal("server").await.unwrap(),
         Some(b"journal".to_vec())
     );
 }
@@ -86,28 +90,29 @@ fn acknowledged_writes_survive_reopening() {
 /// Tells `writer_killed_after_acknowledgement` where to write (and that it is wanted).
 const KILL_TEST_DIR: &str = "SIGNET_SLED_KILL_TEST_DIR";
 
-#[test]
+#[tokio::test]
 #[ignore = "child process of acknowledged_writes_survive_kill_9"]
-fn writer_killed_after_acknowledgement() {
+async fn writer_killed_after_acknowledgement() {
     let Ok(dir) = std::env::var(KILL_TEST_DIR) else {
         return;
     };
     let dir = std::path::PathBuf::from(dir);
     let store = SledStore::open(&dir).unwrap();
-    store.create_entry(sample_entry()).unwrap();
+    store.create_entry(sample_entry()).await.unwrap();
     store
         .create_join_token(JoinToken {
             token: "t1".into(),
             expires_at: 9,
         })
+        .await
         .unwrap();
-    store.set_ca_journal("server", b"journal").unwrap();
+    store.set_ca_journal("server", b"journal").await.unwrap();
     std::fs::write(dir.join("acknowledged"), b"").unwrap();
     std::thread::sleep(std::time::Duration::from_secs(120));
 }
 
-#[test]
-fn acknowledged_writes_survive_kill_9() {
+#[tokio::test]
+async fn acknowledged_writes_survive_kill_9() {
     struct KillOnDrop(std::process::Child);
     impl Drop for KillOnDrop {
         fn drop(&mut self) {
@@ -141,30 +146,33 @@ fn acknowledged_writes_survive_kill_9() {
     drop(writer); // SIGKILL, then reap
     let store = SledStore::open(dir.path()).unwrap();
     let e = sample_entry();
-    assert_eq!(store.entry("e1").unwrap(), Some(e.clone()));
-    assert_eq!(store.entries_by_spiffe_id(&e.spiffe_id).unwrap(), vec![e]);
-    assert!(store.take_join_token("t1").unwrap().is_some());
+    assert_eq!(store.entry("e1").await.unwrap(), Some(e.clone()));
     assert_eq!(
-        store.ca_journal("server").unwrap(),
+        store.entries_by_spiffe_id(&e.spiffe_id).await.unwrap(),
+        vec![e]
+    );
+    assert!(store.take_join_token("t1").await.unwrap().is_some());
+    assert_eq!(
+        store.ca_journal("server").await.unwrap(),
         Some(b"journal".to_vec())
     );
 }
 
-#[test]
-fn open_creates_missing_directories() {
+#[tokio::test]
+async fn open_creates_missing_directories() {
     let dir = tempfile::tempdir().unwrap();
     let nested = dir.path().join("a/b/c");
     SledStore::open(&nested).unwrap();
     assert!(nested.join(DB_DIR).is_dir());
 }
 
-#[test]
-fn open_refuses_an_unknown_schema_version() {
+#[tokio::test]
+async fn open_refuses_an_unknown_schema_version() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = SledStore::open(dir.path()).unwrap();
         store.db.insert(SCHEMA_KEY, b"99".as_slice()).unwrap();
-        store.flush().unwrap();
+        store.flush().await.unwrap();
     }
     assert!(matches!(
         SledStore::open(dir.path()),
@@ -172,11 +180,11 @@ fn open_refuses_an_unknown_schema_version() {
     ));
 }
 
-#[test]
-fn stored_garbage_reads_as_corrupt_instead_of_panicking() {
+#[tokio::test]
+async fn stored_garbage_reads_as_corrupt_instead_of_panicking() {
     let (dir, e) = (tempfile::tempdir().unwrap(), sample_entry());
     let store = SledStore::open(dir.path()).unwrap();
-    store.create_entry(e.clone()).unwrap();
+    store.create_entry(e.clone()).await.unwrap();
     store.entries.insert("e1", b"{not json".as_slice()).unwrap();
     store
         .nodes
@@ -197,44 +205,49 @@ fn stored_garbage_reads_as_corrupt_instead_of_panicking() {
         )
         .unwrap();
     let corrupt = |r: Result<_, StoreError>| matches!(r, Err(StoreError::Corrupt(_)));
-    assert!(corrupt(store.entry("e1").map(drop)));
-    assert!(corrupt(store.list_entries().map(drop)));
-    assert!(corrupt(store.entries_by_parent(&e.parent_id).map(drop)));
+    assert!(corrupt(store.entry("e1").await.map(drop)));
+    assert!(corrupt(store.list_entries().await.map(drop)));
     assert!(corrupt(
-        store.entries_by_selector(&"a:1".parse().unwrap()).map(drop)
+        store.entries_by_parent(&e.parent_id).await.map(drop)
     ));
-    assert!(corrupt(store.update_entry(e.clone()).map(drop)));
-    assert!(corrupt(store.node(&e.spiffe_id).map(drop)));
-    assert!(corrupt(store.list_bundles().map(drop)));
+    assert!(corrupt(
+        store
+            .entries_by_selector(&"a:1".parse().unwrap())
+            .await
+            .map(drop)
+    ));
+    assert!(corrupt(store.update_entry(e.clone()).await.map(drop)));
+    assert!(corrupt(store.node(&e.spiffe_id).await.map(drop)));
+    assert!(corrupt(store.list_bundles().await.map(drop)));
     let td = parse_trust_domain("example.org").unwrap();
     assert!(corrupt(
-        store.update_bundle_with(&td, &mut |_| true).map(drop)
+        store.update_bundle_with(&td, &mut |_| true).await.map(drop)
     ));
 }
 
-#[test]
-fn shared_store_hands_a_join_token_to_exactly_one_of_eight_threads() {
-    let (store, _dir) = fresh();
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn shared_store_hands_a_join_token_to_exactly_one_of_eight_threads() {
+    let (store, _dir) = fresh().await;
     store
         .create_join_token(JoinToken {
             token: "race".into(),
             expires_at: 9,
         })
+        .await
         .unwrap();
-    let barrier = Arc::new(std::sync::Barrier::new(8));
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
     let racers: Vec<_> = (0..8)
         .map(|_| {
             let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
-            std::thread::spawn(move || {
-                barrier.wait();
-                store.take_join_token("race").unwrap().is_some()
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.take_join_token("race").await.unwrap().is_some()
             })
         })
         .collect();
-    let winners = racers
-        .into_iter()
-        .map(|r| r.join().unwrap())
-        .filter(|won| *won)
-        .count();
+    let mut winners = 0;
+    for racer in racers {
+        winners += usize::from(racer.await.unwrap());
+    }
     assert_eq!(winners, 1);
 }

@@ -49,6 +49,15 @@ fn ca_config() -> CaConfig {
     }
 }
 
+/// Runs a store call from these synchronous tests (the import itself is synchronous).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 #[test]
 fn imports_every_record_and_the_ca_resumes_spires_authorities() {
     let fx = SpireFixture::new();
@@ -85,7 +94,7 @@ fn imports_every_record_and_the_ca_resumes_spires_authorities() {
     );
 
     let store = Arc::new(SledStore::open(&fx.store_dir()).unwrap());
-    let full = store.entry("entry-full").unwrap().unwrap();
+    let full = block_on(store.entry("entry-full")).unwrap().unwrap();
     assert_eq!(
         full.spiffe_id,
         parse_id("spiffe://example.org/web").unwrap()
@@ -104,20 +113,21 @@ fn imports_every_record_and_the_ca_resumes_spires_authorities() {
     assert_eq!(full.revision_number, 4);
     assert_eq!(full.created_at, CREATED_UNIX);
     assert!(full.federates_with.is_empty());
-    let fed = store.entry("entry-fed").unwrap().unwrap();
+    let fed = block_on(store.entry("entry-fed")).unwrap().unwrap();
     assert_eq!(fed.federates_with, ["other.org"]);
     assert_eq!(fed.revision_number, 1);
-    let node_alias = store.entry("entry-node").unwrap().unwrap();
+    let node_alias = block_on(store.entry("entry-node")).unwrap().unwrap();
     assert_eq!(
         node_alias.parent_id,
         parse_id("spiffe://example.org/spire/server").unwrap()
     );
-    assert_eq!(store.list_entries().unwrap().len(), 3);
+    assert_eq!(block_on(store.list_entries()).unwrap().len(), 3);
 
-    let agent = store
-        .node(&parse_id("spiffe://example.org/spire/agent/join_token/tok-1").unwrap())
-        .unwrap()
-        .unwrap();
+    let agent = block_on(
+        store.node(&parse_id("spiffe://example.org/spire/agent/join_token/tok-1").unwrap()),
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(agent.attestation_type, "join_token");
     assert_eq!(agent.serial, AGENT_SERIAL_HEX);
     assert_eq!(agent.new_serial, "ff");
@@ -130,17 +140,16 @@ fn imports_every_record_and_the_ca_resumes_spires_authorities() {
         agent.selectors,
         [Selector::new("join_token", "tok-1").unwrap()]
     );
-    let banned = store
-        .node(&parse_id("spiffe://example.org/spire/agent/x509pop/banned").unwrap())
-        .unwrap()
-        .unwrap();
+    let banned =
+        block_on(store.node(&parse_id("spiffe://example.org/spire/agent/x509pop/banned").unwrap()))
+            .unwrap()
+            .unwrap();
     assert!(banned.is_banned() && banned.can_reattest && banned.new_expires_at == 0);
 
-    let token = store.take_join_token("tok-2").unwrap().unwrap();
+    let token = block_on(store.take_join_token("tok-2")).unwrap().unwrap();
     assert_eq!(token.expires_at, 4_102_444_800);
 
-    let own = store
-        .bundle(&parse_trust_domain("example.org").unwrap())
+    let own = block_on(store.bundle(&parse_trust_domain("example.org").unwrap()))
         .unwrap()
         .unwrap();
     assert_eq!(own.x509_authorities.len(), 1);
@@ -148,8 +157,7 @@ fn imports_every_record_and_the_ca_resumes_spires_authorities() {
     assert_eq!(own.jwt_authorities[0].key_id, fx.jwt_kid);
     assert_eq!(own.jwt_authorities[0].public_key, fx.jwt_spki);
     assert_eq!(own.sequence_number, 3);
-    let other = store
-        .bundle(&parse_trust_domain("other.org").unwrap())
+    let other = block_on(store.bundle(&parse_trust_domain("other.org").unwrap()))
         .unwrap()
         .unwrap();
     assert_eq!(other.x509_authorities[0].der, fx.federated_der);
@@ -157,7 +165,13 @@ fn imports_every_record_and_the_ca_resumes_spires_authorities() {
 
     // Signet's CA started on the result signs with SPIRE's CA and JWT key.
     let keys: Arc<dyn KeyManager> = Arc::new(DiskKeyManager::open(&fx.keys_path).unwrap());
-    let ca = Ca::new(ca_config(), Arc::new(SystemClock), keys, store.clone()).unwrap();
+    let ca = block_on(Ca::new(
+        ca_config(),
+        Arc::new(SystemClock),
+        keys,
+        store.clone(),
+    ))
+    .unwrap();
     assert_eq!(
         ca.active_x509_authority().unwrap().authority_id,
         fx.ca_ski_hex
@@ -172,8 +186,7 @@ fn imports_every_record_and_the_ca_resumes_spires_authorities() {
         .unwrap();
     let header = jsonwebtoken::decode_header(&jwt.token).unwrap();
     assert_eq!(header.kid.as_deref(), Some(fx.jwt_kid.as_str()));
-    let after = store
-        .bundle(&parse_trust_domain("example.org").unwrap())
+    let after = block_on(store.bundle(&parse_trust_domain("example.org").unwrap()))
         .unwrap()
         .unwrap();
     assert_eq!(after.x509_authorities.len(), 1, "no new CA was minted");
@@ -240,15 +253,15 @@ fn a_non_empty_target_is_refused_unless_forced() {
     import_spire(&args(&fx), now()).unwrap();
     {
         let store = SledStore::open(&fx.store_dir()).unwrap();
-        let mut e = store.entry("entry-full").unwrap().unwrap();
+        let mut e = block_on(store.entry("entry-full")).unwrap().unwrap();
         e.hint = "changed in Signet".into();
-        store.update_entry(e).unwrap();
+        block_on(store.update_entry(e)).unwrap();
     }
     let err = import_spire(&args(&fx), now()).unwrap_err();
     assert!(matches!(err, ImportError::NotEmpty(_)), "{err}");
     {
         let store = SledStore::open(&fx.store_dir()).unwrap();
-        let e = store.entry("entry-full").unwrap().unwrap();
+        let e = block_on(store.entry("entry-full")).unwrap().unwrap();
         assert_eq!(
             (e.hint.as_str(), e.revision_number),
             ("changed in Signet", 5)
@@ -259,9 +272,9 @@ fn a_non_empty_target_is_refused_unless_forced() {
     let report = import_spire(&a, now()).unwrap();
     assert_eq!(report.entries, 3);
     let store = SledStore::open(&fx.store_dir()).unwrap();
-    let e = store.entry("entry-full").unwrap().unwrap();
+    let e = block_on(store.entry("entry-full")).unwrap().unwrap();
     assert_eq!((e.hint.as_str(), e.revision_number), ("web-hint", 4));
-    assert_eq!(store.list_entries().unwrap().len(), 3);
+    assert_eq!(block_on(store.list_entries()).unwrap().len(), 3);
 }
 
 #[test]
