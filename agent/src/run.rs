@@ -13,8 +13,9 @@ use signet_common::telemetry;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::attestor::workload::Attestors;
+use crate::attestor::workload::k8s::K8sAttestor;
 use crate::attestor::workload::unix::UnixAttestor;
+use crate::attestor::workload::{Attestors, WorkloadAttestor};
 use crate::client::ServerClient;
 use crate::config::{Config, RunArgs};
 use crate::endpoints::health::{self, Readiness};
@@ -57,6 +58,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(reason) => anyhow::bail!("agent stopped: {reason}"),
         None => Ok(()),
     }
+}
+
+/// The configured workload attestors (the k8s one reads its kubelet credentials now).
+fn workload_attestors(config: &Config) -> anyhow::Result<Vec<Arc<dyn WorkloadAttestor>>> {
+    let mut out: Vec<Arc<dyn WorkloadAttestor>> = Vec::new();
+    if let Some(unix) = &config.unix_attestor {
+        out.push(Arc::new(UnixAttestor::new(unix.clone())));
+    }
+    if let Some(k8s) = &config.k8s_attestor {
+        out.push(Arc::new(
+            K8sAttestor::new(k8s.clone()).map_err(anyhow::Error::msg)?,
+        ));
+    }
+    Ok(out)
 }
 
 /// A running agent.
@@ -109,9 +124,7 @@ impl Agent {
         manager.spawn(&mut tasks, stop.clone());
 
         let listener = endpoints::bind(&config.socket_path)?;
-        let attestors = Attestors::new(vec![Arc::new(UnixAttestor::new(
-            config.unix_attestor.clone(),
-        ))]);
+        let attestors = Attestors::new(workload_attestors(&config)?);
         let api = WorkloadApi {
             snapshot: manager.subscribe(),
             identities: Arc::clone(&manager) as _,

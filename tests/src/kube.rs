@@ -272,6 +272,18 @@ pub fn psat_agent_config(
     token_path: &Path,
     trust_bundle: &Path,
 ) -> signet_agent::config::Config {
+    psat_agent_config_with(port, dir, cluster, token_path, trust_bundle, "")
+}
+
+/// [`psat_agent_config`] with more plugin blocks (`WorkloadAttestor "k8s" { .. }`).
+pub fn psat_agent_config_with(
+    port: u16,
+    dir: &Path,
+    cluster: &str,
+    token_path: &Path,
+    trust_bundle: &Path,
+    more_plugins: &str,
+) -> signet_agent::config::Config {
     let d = dir.display();
     let text = format!(
         r#"
@@ -302,6 +314,7 @@ plugins {{
     WorkloadAttestor "unix" {{
         plugin_data {{}}
     }}
+    {more_plugins}
 }}
 "#,
         bundle = trust_bundle.display(),

@@ -23,6 +23,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 pub mod agent;
 pub mod kube;
+pub mod kubelet;
 
 /// The trust domain every test server uses.
 pub const TRUST_DOMAIN: &str = "example.org";

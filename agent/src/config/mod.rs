@@ -14,8 +14,11 @@ use signet_common::config::{
 use signet_common::id::{TrustDomain, parse_trust_domain};
 use signet_common::telemetry::{LogFormat, parse_level};
 
+pub mod k8s;
 #[cfg(test)]
 mod tests;
+
+pub use k8s::{K8sConfig, KubeletAuth, KubeletConfig, KubeletVerification, SecureKubelet};
 
 /// SPIRE's default public socket.
 pub const DEFAULT_SOCKET_PATH: &str = "/tmp/spire-agent/public/api.sock";
@@ -275,8 +278,10 @@ pub struct Config {
     pub sds: SdsConfig,
     /// Where the agent's own key lives.
     pub key_manager: KeyManagerConfig,
-    /// The `unix` workload attestor.
-    pub unix_attestor: UnixConfig,
+    /// The `unix` workload attestor, if configured.
+    pub unix_attestor: Option<UnixConfig>,
+    /// The `k8s` workload attestor, if configured.
+    pub k8s_attestor: Option<K8sConfig>,
     /// HTTP health listener, if enabled.
     pub health: Option<HealthConfig>,
     /// Where logs go besides stderr (`log_file`).
@@ -415,6 +420,7 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
         sds: a.sds.map(sds).unwrap_or_default(),
         key_manager: plugins.key_manager,
         unix_attestor: plugins.unix,
+        k8s_attestor: plugins.k8s,
         health: file
             .health_checks
             .map(HealthBlock::into_config)
@@ -603,7 +609,8 @@ fn sds(s: SdsBlock) -> SdsConfig {
 struct Plugins {
     key_manager: KeyManagerConfig,
     node_attestor: NodeAttestorConfig,
-    unix: UnixConfig,
+    unix: Option<UnixConfig>,
+    k8s: Option<K8sConfig>,
 }
 
 impl Plugins {
@@ -614,6 +621,7 @@ impl Plugins {
         let mut key_manager = None;
         let mut node_attestor = None;
         let mut unix = None;
+        let mut k8s = None;
         for (kind, named) in plugins {
             let enabled: Vec<_> = named
                 .into_iter()
@@ -662,6 +670,10 @@ impl Plugins {
                             workload_size_limit: d.workload_size_limit.unwrap_or(0),
                         });
                     }
+                    ("WorkloadAttestor", "k8s") => {
+                        let d: k8s::K8sData = plugin_data(&what, data)?;
+                        k8s = Some(d.build(&what, |name| std::env::var(name).ok())?);
+                    }
                     ("KeyManager" | "NodeAttestor" | "WorkloadAttestor", _) => {
                         return Err(format!("{what}: unknown plugin name {name:?}"));
                     }
@@ -674,6 +686,12 @@ impl Plugins {
                 }
             }
         }
+        if unix.is_none() && k8s.is_none() {
+            return Err(
+                "plugins: a WorkloadAttestor is required (WorkloadAttestor \"unix\" or \"k8s\")"
+                    .into(),
+            );
+        }
         let node_attestor = node_attestor.ok_or(
             "plugins: a NodeAttestor is required (NodeAttestor \"join_token\" or \"k8s_psat\")",
         )?;
@@ -681,8 +699,8 @@ impl Plugins {
             node_attestor,
             key_manager: key_manager
                 .ok_or("plugins: a KeyManager is required (KeyManager \"disk\" or \"memory\")")?,
-            unix: unix
-                .ok_or("plugins: a WorkloadAttestor is required (WorkloadAttestor \"unix\")")?,
+            unix,
+            k8s,
         })
     }
 }

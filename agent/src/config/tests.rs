@@ -81,7 +81,8 @@ fn minimal_config_gets_spire_defaults() {
     assert_eq!(c.sync_interval, Duration::from_secs(5));
     assert_eq!(c.join_token, None);
     assert_eq!(c.key_manager, KeyManagerConfig::Memory);
-    assert_eq!(c.unix_attestor, UnixConfig::default());
+    assert_eq!(c.unix_attestor, Some(UnixConfig::default()));
+    assert_eq!(c.k8s_attestor, None);
     assert_eq!(c.sds.default_bundle_name, "ROOTCA");
 }
 
@@ -161,10 +162,10 @@ telemetry {
     );
     assert_eq!(
         c.unix_attestor,
-        UnixConfig {
+        Some(UnixConfig {
             discover_workload_path: true,
             workload_size_limit: -1
-        }
+        })
     );
     let h = c.health.unwrap();
     assert_eq!((h.bind_address.as_str(), h.bind_port), ("localhost", 8088));

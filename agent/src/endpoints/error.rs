@@ -18,7 +18,7 @@ pub enum ApiError {
     #[error("could not resolve the caller's credentials")]
     NoPeer,
     /// Every workload attestor failed.
-    #[error("workload attestation failed")]
+    #[error("workload attestation failed: {0}")]
     Attestation(#[source] AttestError),
     /// The caller exited, or its PID now names another process.
     #[error("could not verify existence of the original caller")]

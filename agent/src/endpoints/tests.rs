@@ -985,7 +985,10 @@ async fn a_caller_that_exits_before_attestation_gets_nothing() {
         .unwrap_err();
     assert_eq!(
         (err.code(), err.message()),
-        (Code::Unavailable, "workload attestation failed")
+        (
+            Code::Unavailable,
+            format!("workload attestation failed: process {} is gone", dead.pid).as_str()
+        )
     );
 
     // Had its PID been reused by a process that attests fine, the pidfd still tells.

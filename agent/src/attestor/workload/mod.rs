@@ -1,5 +1,8 @@
 //! Workload attestation: every configured attestor runs for the caller's PID; their
-//! selectors are united; attestation fails only if all of them fail.
+//! selectors are united. As in SPIRE, an attestor that fails is logged and left out, and
+//! attestation fails only if all of them fail — except that an attestor that could not
+//! reach what it needs ([`AttestError::Unavailable`], the kubelet) fails the attestation,
+//! so that the caller gets the reason instead of the smaller identity of the others.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -7,6 +10,7 @@ use std::sync::Arc;
 use futures::future::join_all;
 use signet_common::selector::{Selector, SelectorSet};
 
+pub mod k8s;
 pub mod unix;
 
 /// Why a workload attestor failed.
@@ -18,6 +22,9 @@ pub enum AttestError {
     /// Reading the process' details failed.
     #[error("{0}")]
     Failed(String),
+    /// What the attestor asks (the kubelet) did not answer; a retry may succeed.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// The caller of the Workload API, from the socket's peer credentials.
@@ -64,8 +71,8 @@ impl Attestors {
 
     /// Runs every attestor for `peer` concurrently and unites their selectors. Failed
     /// attestors are logged and skipped; only if all of them fail is the result an error
-    /// ([`AttestError::Gone`] if any saw the process gone). With no attestors configured
-    /// the set is empty.
+    /// ([`AttestError::Gone`] if any saw the process gone). An [`AttestError::Unavailable`]
+    /// is always the result. With no attestors configured the set is empty.
     pub async fn attest(&self, peer: &Peer) -> Result<SelectorSet, AttestError> {
         let results = join_all(self.attestors.iter().map(|a| a.attest(peer))).await;
         let mut selectors = SelectorSet::new();
@@ -84,15 +91,20 @@ impl Attestors {
                         pid = peer.pid,
                         "Workload attestor failed"
                     );
-                    let gone = matches!(error, AttestError::Gone(_));
-                    if gone || !matches!(last_error, Some(AttestError::Gone(_))) {
+                    // Gone beats Unavailable beats Failed.
+                    let rank = |e: &AttestError| match e {
+                        AttestError::Gone(_) => 2,
+                        AttestError::Unavailable(_) => 1,
+                        AttestError::Failed(_) => 0,
+                    };
+                    if last_error.as_ref().is_none_or(|l| rank(&error) >= rank(l)) {
                         last_error = Some(error);
                     }
                 }
             }
         }
         match (succeeded, last_error) {
-            (false, Some(error)) => Err(error),
+            (_, Some(error @ AttestError::Unavailable(_))) | (false, Some(error)) => Err(error),
             _ => Ok(selectors),
         }
     }
