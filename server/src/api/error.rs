@@ -147,12 +147,13 @@ impl From<AttestError> for ApiError {
     }
 }
 
-/// The code of a store error: a missing or duplicate record is the caller's; anything else
-/// is the server's own fault.
+/// The code of a store error: a missing or duplicate record is the caller's, an unreachable
+/// database is worth retrying; anything else is the server's own fault.
 fn store_code(e: &StoreError) -> Code {
     match e {
         StoreError::NotFound(_) => Code::NotFound,
         StoreError::AlreadyExists(_) | StoreError::SimilarEntry(_) => Code::AlreadyExists,
+        StoreError::Unavailable(_) => Code::Unavailable,
         _ => Code::Internal,
     }
 }
