@@ -6,6 +6,8 @@
 //!   the ID alone, for an agent's first contact without a bundle.
 //! - [`ClientSvidVerifier`]: a server checking a client's X509-SVID, required or
 //!   [optional](ClientSvidVerifier::optional).
+//! - [`HostVerifier`]: a client checking a server that has no SVID (the kubelet) by chain
+//!   and DNS name, or not at all.
 //!
 //! Both take their anchors from a [`TrustSource`]: a fixed [`TrustAnchors`] (one bundle, or
 //! one per trust domain picked by the peer's ID, as Envoy's SPIFFE validator does), or one
@@ -194,17 +196,17 @@ impl<T: TrustSource> TrustSource for Arc<T> {
     }
 }
 
-/// The handshake-signature half of both verifier traits, the same for either role: checked
-/// with the provider's algorithms (`self.algorithms`).
+/// The handshake-signature half of the verifier traits, the same for every role: checked
+/// with the provider's algorithms (the field path given, e.g. `check.algorithms`).
 macro_rules! handshake_signatures {
-    () => {
+    ($($algorithms:ident).+) => {
         fn verify_tls12_signature(
             &self,
             message: &[u8],
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, Error> {
-            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.$($algorithms).+)
         }
 
         fn verify_tls13_signature(
@@ -213,13 +215,75 @@ macro_rules! handshake_signatures {
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, Error> {
-            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.$($algorithms).+)
         }
 
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.algorithms.supported_schemes()
+            self.$($algorithms).+.supported_schemes()
         }
     };
+}
+
+/// What the SVID verifiers of both roles check: the chain against the anchors (none with
+/// `insecure_bootstrap`), the peer's ID against the authorizer, and handshake signatures with
+/// the provider's algorithms.
+#[derive(Debug)]
+struct SvidCheck {
+    trust: Option<Arc<dyn TrustSource>>,
+    authorizer: Authorizer,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl SvidCheck {
+    fn bundle(
+        der_roots: &[Vec<u8>],
+        authorizer: Authorizer,
+        provider: &Arc<CryptoProvider>,
+    ) -> Result<Self, Error> {
+        let anchors = TrustAnchors::bundle(der_roots, provider)?;
+        Ok(Self::with_trust(
+            Some(Arc::new(Arc::new(anchors))),
+            authorizer,
+            provider,
+        ))
+    }
+
+    fn with_trust(
+        trust: Option<Arc<dyn TrustSource>>,
+        authorizer: Authorizer,
+        provider: &CryptoProvider,
+    ) -> Self {
+        Self {
+            trust,
+            authorizer,
+            algorithms: provider.signature_verification_algorithms,
+        }
+    }
+
+    /// The anchors for this peer, or `None` when the chain is not checked.
+    fn anchor(&self, end_entity: &CertificateDer<'_>) -> Result<Option<Anchor>, Error> {
+        let Some(trust) = &self.trust else {
+            return Ok(None);
+        };
+        Ok(Some(trust.anchors()?.for_peer(end_entity)?.clone()))
+    }
+}
+
+/// `cert` chains to `roots` (as a server certificate) at `now`.
+fn chain_to(
+    cert: &ParsedCertificate<'_>,
+    roots: &RootCertStore,
+    intermediates: &[CertificateDer<'_>],
+    now: UnixTime,
+    algorithms: &WebPkiSupportedAlgorithms,
+) -> Result<(), Error> {
+    rustls::client::verify_server_cert_signed_by_trust_anchor(
+        cert,
+        roots,
+        intermediates,
+        now,
+        algorithms.all,
+    )
 }
 
 // === impl ServerSvidVerifier ===
@@ -228,10 +292,7 @@ macro_rules! handshake_signatures {
 /// the [`Authorizer`] accepts; the TLS server name is ignored.
 #[derive(Debug)]
 pub struct ServerSvidVerifier {
-    /// `None`: `insecure_bootstrap`, the chain is not checked.
-    trust: Option<Arc<dyn TrustSource>>,
-    authorizer: Authorizer,
-    algorithms: WebPkiSupportedAlgorithms,
+    check: SvidCheck,
 }
 
 impl ServerSvidVerifier {
@@ -241,8 +302,8 @@ impl ServerSvidVerifier {
         authorizer: Authorizer,
         provider: &Arc<CryptoProvider>,
     ) -> Result<Self, Error> {
-        let anchors = TrustAnchors::bundle(der_roots, provider)?;
-        Ok(Self::with_trust(Arc::new(anchors), authorizer, provider))
+        let check = SvidCheck::bundle(der_roots, authorizer, provider)?;
+        Ok(Self { check })
     }
 
     /// A verifier taking its anchors from `trust`.
@@ -251,21 +312,15 @@ impl ServerSvidVerifier {
         authorizer: Authorizer,
         provider: &CryptoProvider,
     ) -> Self {
-        Self {
-            trust: Some(Arc::new(trust)),
-            authorizer,
-            algorithms: provider.signature_verification_algorithms,
-        }
+        let check = SvidCheck::with_trust(Some(Arc::new(trust)), authorizer, provider);
+        Self { check }
     }
 
     /// `insecure_bootstrap` (SPIRE's agent option): the chain is not validated, but the server
     /// must still present an ID the authorizer accepts and prove it holds the key.
     pub fn insecure_bootstrap(authorizer: Authorizer, provider: &CryptoProvider) -> Self {
-        Self {
-            trust: None,
-            authorizer,
-            algorithms: provider.signature_verification_algorithms,
-        }
+        let check = SvidCheck::with_trust(None, authorizer, provider);
+        Self { check }
     }
 }
 
@@ -278,22 +333,21 @@ impl ServerCertVerifier for ServerSvidVerifier {
         _ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        if let Some(trust) = &self.trust {
-            let anchors = trust.anchors()?;
+        if let Some(anchor) = self.check.anchor(end_entity)? {
             let cert = ParsedCertificate::try_from(end_entity)?;
-            rustls::client::verify_server_cert_signed_by_trust_anchor(
+            chain_to(
                 &cert,
-                &anchors.for_peer(end_entity)?.roots,
+                &anchor.roots,
                 intermediates,
                 now,
-                self.algorithms.all,
+                &self.check.algorithms,
             )?;
         }
-        self.authorizer.check(end_entity)?;
+        self.check.authorizer.check(end_entity)?;
         Ok(ServerCertVerified::assertion())
     }
 
-    handshake_signatures!();
+    handshake_signatures!(check.algorithms);
 }
 
 // === impl ClientSvidVerifier ===
@@ -302,9 +356,7 @@ impl ServerCertVerifier for ServerSvidVerifier {
 /// certificate) and its SPIFFE ID is one the [`Authorizer`] accepts.
 #[derive(Debug)]
 pub struct ClientSvidVerifier {
-    trust: Arc<dyn TrustSource>,
-    authorizer: Authorizer,
-    algorithms: WebPkiSupportedAlgorithms,
+    check: SvidCheck,
     mandatory: bool,
 }
 
@@ -315,8 +367,11 @@ impl ClientSvidVerifier {
         authorizer: Authorizer,
         provider: &Arc<CryptoProvider>,
     ) -> Result<Self, Error> {
-        let anchors = TrustAnchors::bundle(der_roots, provider)?;
-        Ok(Self::with_trust(Arc::new(anchors), authorizer, provider))
+        let check = SvidCheck::bundle(der_roots, authorizer, provider)?;
+        Ok(Self {
+            check,
+            mandatory: true,
+        })
     }
 
     /// A verifier taking its anchors from `trust`; a client certificate is required.
@@ -325,10 +380,9 @@ impl ClientSvidVerifier {
         authorizer: Authorizer,
         provider: &CryptoProvider,
     ) -> Self {
+        let check = SvidCheck::with_trust(Some(Arc::new(trust)), authorizer, provider);
         Self {
-            trust: Arc::new(trust),
-            authorizer,
-            algorithms: provider.signature_verification_algorithms,
+            check,
             mandatory: true,
         }
     }
@@ -362,16 +416,74 @@ impl ClientCertVerifier for ClientSvidVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        let anchors = self.trust.anchors()?;
-        anchors
-            .for_peer(end_entity)?
+        let anchor = self
+            .check
+            .anchor(end_entity)?
+            .ok_or_else(|| Error::General("no trust anchors for client certificates".into()))?;
+        anchor
             .clients
             .verify_client_cert(end_entity, intermediates, now)?;
-        self.authorizer.check(end_entity)?;
+        self.check.authorizer.check(end_entity)?;
         Ok(ClientCertVerified::assertion())
     }
 
-    handshake_signatures!();
+    handshake_signatures!(check.algorithms);
+}
+
+// === impl HostVerifier ===
+
+/// A client's check of a server that is no SPIFFE workload (the kubelet): its chain to the
+/// roots and, when asked, its DNS name; or nothing at all ([`HostVerifier::unchecked`],
+/// SPIRE's `skip_kubelet_verification`).
+#[derive(Debug)]
+pub struct HostVerifier {
+    roots: Option<Arc<RootCertStore>>,
+    check_name: bool,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl HostVerifier {
+    /// The chain must lead to `roots`, and the certificate must name the host dialed when
+    /// `check_name`.
+    pub fn new(roots: RootCertStore, check_name: bool, provider: &CryptoProvider) -> Self {
+        Self {
+            roots: Some(Arc::new(roots)),
+            check_name,
+            algorithms: provider.signature_verification_algorithms,
+        }
+    }
+
+    /// Any certificate is accepted (the handshake signature is still checked).
+    pub fn unchecked(provider: &CryptoProvider) -> Self {
+        Self {
+            roots: None,
+            check_name: false,
+            algorithms: provider.signature_verification_algorithms,
+        }
+    }
+}
+
+impl ServerCertVerifier for HostVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let Some(roots) = &self.roots else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        let cert = ParsedCertificate::try_from(end_entity)?;
+        chain_to(&cert, roots, intermediates, now, &self.algorithms)?;
+        if self.check_name {
+            rustls::client::verify_server_name(&cert, server_name)?;
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    handshake_signatures!(algorithms);
 }
 
 #[cfg(test)]
@@ -392,6 +504,20 @@ mod tests {
         let issuer = Issuer::new(ca, ca_key);
         let mut leaf = CertificateParams::default();
         leaf.subject_alt_names = vec![SanType::URI(id.try_into().unwrap())];
+        let leaf_cert = leaf
+            .signed_by(&KeyPair::generate().unwrap(), &issuer)
+            .unwrap();
+        (ca_cert.der().to_vec(), leaf_cert.der().to_vec())
+    }
+
+    /// A CA and a leaf with DNS name `host` it signed, both DER.
+    fn ca_and_host(host: &str) -> (Vec<u8>, Vec<u8>) {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::default();
+        ca.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let leaf = CertificateParams::new(vec![host.to_owned()]).unwrap();
         let leaf_cert = leaf
             .signed_by(&KeyPair::generate().unwrap(), &issuer)
             .unwrap();
@@ -479,5 +605,30 @@ mod tests {
         assert!(v.client_auth_mandatory());
         let v = v.optional();
         assert!(v.offer_client_auth() && !v.client_auth_mandatory());
+    }
+
+    #[test]
+    fn a_host_verifier_checks_the_chain_and_the_name_it_is_asked_to() {
+        let (ca, leaf) = ca_and_host("node-1");
+        let (other_ca, _) = ca_and_host("node-2");
+        let p = provider();
+        let roots = |der: &Vec<u8>| {
+            let mut r = RootCertStore::empty();
+            r.add(CertificateDer::from(der.clone())).unwrap();
+            r
+        };
+        let now = UnixTime::since_unix_epoch(
+            std::time::SystemTime::UNIX_EPOCH.elapsed().unwrap() + Duration::from_secs(60),
+        );
+        let check = |v: &HostVerifier, name: &'static str| {
+            let name = ServerName::try_from(name).unwrap();
+            v.verify_server_cert(&CertificateDer::from(leaf.clone()), &[], &name, &[], now)
+        };
+        let by_name = HostVerifier::new(roots(&ca), true, &p);
+        assert!(check(&by_name, "node-1").is_ok());
+        assert!(check(&by_name, "node-9").is_err());
+        assert!(check(&HostVerifier::new(roots(&ca), false, &p), "node-9").is_ok());
+        assert!(check(&HostVerifier::new(roots(&other_ca), false, &p), "node-1").is_err());
+        assert!(check(&HostVerifier::unchecked(&p), "anything").is_ok());
     }
 }

@@ -12,12 +12,11 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::RootCertStore;
+use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::ParsedCertificate;
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use signet_common::tls::HostVerifier;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
@@ -200,11 +199,7 @@ fn load(target: &Target) -> Result<Loaded, String> {
     };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier: Arc<dyn ServerCertVerifier> = match &s.verification {
-        KubeletVerification::Skip => Arc::new(KubeletVerifier {
-            roots: None,
-            check_name: false,
-            algorithms: provider.signature_verification_algorithms,
-        }),
+        KubeletVerification::Skip => Arc::new(HostVerifier::unchecked(&provider)),
         KubeletVerification::Ca(path) => {
             let pem = read(path).map_err(|e| format!("unable to load kubelet CA: {e}"))?;
             let mut roots = RootCertStore::empty();
@@ -220,11 +215,7 @@ fn load(target: &Target) -> Result<Loaded, String> {
                     path.display()
                 ));
             }
-            Arc::new(KubeletVerifier {
-                roots: Some(Arc::new(roots)),
-                check_name: s.node_name.is_some(),
-                algorithms: provider.signature_verification_algorithms,
-            })
+            Arc::new(HostVerifier::new(roots, s.node_name.is_some(), &provider))
         }
     };
     let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -258,62 +249,4 @@ fn load(target: &Target) -> Result<Loaded, String> {
         token,
         at: Instant::now(),
     })
-}
-
-/// The kubelet's certificate check: none (`skip_kubelet_verification`), the chain to the
-/// CA, or the chain and the node name.
-#[derive(Debug)]
-struct KubeletVerifier {
-    roots: Option<Arc<RootCertStore>>,
-    check_name: bool,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for KubeletVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let Some(roots) = &self.roots else {
-            return Ok(ServerCertVerified::assertion());
-        };
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            roots,
-            intermediates,
-            now,
-            self.algorithms.all,
-        )?;
-        if self.check_name {
-            rustls::client::verify_server_name(&cert, server_name)?;
-        }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }
