@@ -18,6 +18,7 @@ use crate::keys::disk::DiskKeyManager;
 use crate::keys::{KeyManager, KeyType};
 
 mod fixture;
+mod real_spire;
 
 use fixture::{AGENT_SERIAL_HEX, CREATED_UNIX, SpireFixture};
 
@@ -26,8 +27,12 @@ fn now() -> SystemTime {
 }
 
 fn args(fx: &SpireFixture) -> ImportArgs {
+    args_for(&fx.conf)
+}
+
+fn args_for(conf: &std::path::Path) -> ImportArgs {
     ImportArgs {
-        config: fx.conf.clone(),
+        config: conf.to_owned(),
         target_config: None,
         force: false,
         expand_env: false,
@@ -490,6 +495,43 @@ async fn the_rotation_state_carries_over() {
         "nothing minted, nothing dropped"
     );
     assert_eq!(after.jwt_authorities.len(), 2);
+}
+
+#[test]
+fn go_sqlite3_timestamps_are_read_as_spire_reports_them() {
+    use crate::import::source::parse_time;
+    let t = "2026-11-30 10:00:00.123456789+00:00";
+    assert_eq!(parse_time(t, true), Some(CREATED_UNIX));
+    assert_eq!(
+        parse_time("2026-11-30 10:00:00.5+00:00", true),
+        Some(CREATED_UNIX + 1)
+    );
+    assert_eq!(
+        parse_time("2026-11-30 10:00:00.5+00:00", false),
+        Some(CREATED_UNIX)
+    );
+    assert_eq!(
+        parse_time("2026-11-30 10:00:00.499999999Z", true),
+        Some(CREATED_UNIX)
+    );
+    assert_eq!(
+        parse_time("2026-11-30 11:30:00+01:30", false),
+        Some(CREATED_UNIX)
+    );
+    assert_eq!(
+        parse_time("2026-11-30T03:00:00-07:00", false),
+        Some(CREATED_UNIX)
+    );
+    assert_eq!(parse_time("2026-11-30 10:00:00", false), Some(CREATED_UNIX));
+    for bad in [
+        "",
+        "2026-11-30",
+        "2026-13-30 10:00:00",
+        "2026-11-30 10:00:00 UTC",
+        "x026-11-30 10:00:00",
+    ] {
+        assert_eq!(parse_time(bad, false), None, "{bad}");
+    }
 }
 
 #[test]
