@@ -55,6 +55,9 @@ fn validate(flags: cli::run::RunFlags) -> ExitCode {
 }
 
 fn import(cmd: cli::import::ImportCommand) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
     let (mut stdin, mut stdout, mut stderr) = (stdin.lock(), stdout.lock(), stderr.lock());
     let mut env = Env {
@@ -62,7 +65,7 @@ fn import(cmd: cli::import::ImportCommand) -> anyhow::Result<()> {
         stdout: &mut stdout,
         stderr: &mut stderr,
     };
-    cli::import::execute(cmd, &mut env)
+    runtime.block_on(cli::import::execute(cmd, &mut env))
 }
 
 fn run_admin(cmd: cli::AdminCommand) -> anyhow::Result<()> {

@@ -37,7 +37,7 @@ pub struct ImportFlags {
 
 /// Runs the import; an `Err` is the one-line reason nothing (or, for a failed write, not
 /// everything) was imported.
-pub fn execute(cmd: ImportCommand, env: &mut Env<'_>) -> anyhow::Result<()> {
+pub async fn execute(cmd: ImportCommand, env: &mut Env<'_>) -> anyhow::Result<()> {
     let ImportCommand::Spire(f) = cmd;
     let args = ImportArgs {
         config: f.config,
@@ -45,7 +45,7 @@ pub fn execute(cmd: ImportCommand, env: &mut Env<'_>) -> anyhow::Result<()> {
         force: f.force,
         expand_env: f.expand_env,
     };
-    let report = import_spire(&args, SystemClock.now())?;
+    let report = import_spire(&args, SystemClock.now()).await?;
     write!(env.stdout, "{report}")?;
     Ok(())
 }

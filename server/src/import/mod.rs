@@ -141,15 +141,15 @@ impl fmt::Display for Report {
 }
 
 /// Runs the import at the clock's `now` (authorities must be unexpired then).
-pub fn import_spire(args: &ImportArgs, now: SystemTime) -> Result<Report, ImportError> {
+pub async fn import_spire(args: &ImportArgs, now: SystemTime) -> Result<Report, ImportError> {
     let conf = spire_conf::read(&args.config, args.expand_env)?;
     let spec = target_spec(args, &conf)?;
     let mut src: Box<dyn Source> = match &conf.store {
         SpireStore::Sqlite(path) => Box::new(sqlite::SqliteSource::open(path)?),
-        SpireStore::Postgres(cs) => Box::new(postgres::PostgresSource::connect(cs)?),
+        SpireStore::Postgres(cs) => Box::new(postgres::PostgresSource::connect(cs).await?),
     };
     let source_name = src.describe();
-    let rows = source::read_all(src.as_mut())?;
+    let rows = source::read_all(src.as_mut()).await?;
     drop(src);
 
     let spire_keys = keys::read(&conf.keys_path)?;
@@ -204,7 +204,7 @@ pub fn import_spire(args: &ImportArgs, now: SystemTime) -> Result<Report, Import
             spire_keys.unusable.join(", ")
         ));
     }
-    if let Some(existing) = target.existing()?
+    if let Some(existing) = target.existing().await?
         && !args.force
     {
         return Err(ImportError::NotEmpty(existing));
@@ -228,18 +228,20 @@ pub fn import_spire(args: &ImportArgs, now: SystemTime) -> Result<Report, Import
         keys: (spec.keys_path.clone(), target.keys_in_place()),
         warnings,
     };
-    target.write(
-        write::Plan {
-            keys: spire_keys.usable,
-            journal,
-            bundle,
-            federated,
-            entries,
-            nodes,
-            join_tokens,
-        },
-        args.force,
-    )?;
+    target
+        .write(
+            write::Plan {
+                keys: spire_keys.usable,
+                journal,
+                bundle,
+                federated,
+                entries,
+                nodes,
+                join_tokens,
+            },
+            args.force,
+        )
+        .await?;
     Ok(report)
 }
 

@@ -1,5 +1,4 @@
-//! SPIRE's `postgres` datastore, read with tokio-postgres on a private current-thread
-//! runtime (the import is a one-shot command). Only SELECTs are sent.
+//! SPIRE's `postgres` datastore, read with tokio-postgres. Only SELECTs are sent.
 
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls};
@@ -10,14 +9,13 @@ use crate::import::source::{Dialect, Source, Value};
 /// A connection to SPIRE's PostgreSQL database.
 pub(super) struct PostgresSource {
     describe: String,
-    runtime: tokio::runtime::Runtime,
     client: Client,
 }
 
 impl PostgresSource {
     /// Connects with SPIRE's `connection_string` (key=value or URL form). TLS is not
     /// offered: `sslmode=require` is refused by the connection with a clear error.
-    pub(super) fn connect(connection_string: &str) -> Result<Self, ImportError> {
+    pub(super) async fn connect(connection_string: &str) -> Result<Self, ImportError> {
         let config: tokio_postgres::Config =
             connection_string
                 .parse()
@@ -30,25 +28,14 @@ impl PostgresSource {
             what: describe.clone(),
             error,
         };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+        let (client, connection) = config
+            .connect(NoTls)
+            .await
             .map_err(|e| fail(e.to_string()))?;
-        let client = runtime.block_on(async {
-            let (client, connection) = config
-                .connect(NoTls)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            Ok::<_, ImportError>(client)
-        })?;
-        Ok(Self {
-            describe,
-            runtime,
-            client,
-        })
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Self { describe, client })
     }
 }
 
@@ -66,6 +53,7 @@ fn describe(config: &tokio_postgres::Config) -> String {
     format!("postgres database {db:?} on {host}")
 }
 
+#[async_trait::async_trait]
 impl Source for PostgresSource {
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
@@ -75,10 +63,11 @@ impl Source for PostgresSource {
         self.describe.clone()
     }
 
-    fn query(&mut self, sql: &str) -> Result<Vec<Vec<Value>>, String> {
+    async fn query(&mut self, sql: &str) -> Result<Vec<Vec<Value>>, String> {
         let rows = self
-            .runtime
-            .block_on(self.client.query(sql, &[]))
+            .client
+            .query(sql, &[])
+            .await
             .map_err(|e| match e.as_db_error() {
                 Some(db) => db.message().to_owned(),
                 None => e.to_string(),

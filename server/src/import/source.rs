@@ -63,13 +63,14 @@ fn int(col: &str) -> String {
 }
 
 /// A SPIRE datastore opened for reading.
-pub(super) trait Source {
+#[async_trait::async_trait]
+pub(super) trait Source: Send {
     /// Its dialect.
     fn dialect(&self) -> Dialect;
     /// Names it in messages (the file, or the database without credentials).
     fn describe(&self) -> String;
     /// Runs a query; every row as values in column order.
-    fn query(&mut self, sql: &str) -> Result<Vec<Vec<Value>>, String>;
+    async fn query(&mut self, sql: &str) -> Result<Vec<Vec<Value>>, String>;
 }
 
 /// `registered_entries` row.
@@ -139,7 +140,7 @@ pub(super) struct SpireRows {
 }
 
 /// Checks the schema version, then reads every table the import needs.
-pub(super) fn read_all(src: &mut dyn Source) -> Result<SpireRows, ImportError> {
+pub(super) async fn read_all(src: &mut dyn Source) -> Result<SpireRows, ImportError> {
     let what = src.describe();
     let d = src.dialect();
     let fail = |error: String| ImportError::Source {
@@ -148,6 +149,7 @@ pub(super) fn read_all(src: &mut dyn Source) -> Result<SpireRows, ImportError> {
     };
     if src
         .query(&d.has_table("migrations"))
+        .await
         .map_err(fail)?
         .is_empty()
     {
@@ -161,6 +163,7 @@ pub(super) fn read_all(src: &mut dyn Source) -> Result<SpireRows, ImportError> {
             int("version"),
             text("code_version")
         ))
+        .await
         .map_err(fail)?;
     let Some(row) = migration.into_iter().next() else {
         return Err(fail(
@@ -178,23 +181,22 @@ pub(super) fn read_all(src: &mut dyn Source) -> Result<SpireRows, ImportError> {
         });
     }
     let mut rows = SpireRows::default();
-    let mut q = |sql: String, table: &'static str| -> Result<Vec<Row>, ImportError> {
-        let out = src.query(&sql).map_err(|e| ImportError::Source {
-            what: what.clone(),
-            error: format!("reading {table}: {e}"),
-        })?;
-        Ok(out.into_iter().map(|v| Row::new(v, table)).collect())
-    };
     for mut r in q(
+        src,
+        &what,
         format!(
             "SELECT {}, trust_domain, data FROM bundles ORDER BY id",
             int("id")
         ),
         "bundles",
-    )? {
+    )
+    .await?
+    {
         rows.bundles.push((r.int()?, r.text()?, r.blob()?));
     }
     for mut r in q(
+        src,
+        &what,
         format!(
             "SELECT {}, {}, entry_id, spiffe_id, parent_id, {}, {}, {}, {}, {}, {}, {}, {} \
              FROM registered_entries ORDER BY id",
@@ -210,7 +212,9 @@ pub(super) fn read_all(src: &mut dyn Source) -> Result<SpireRows, ImportError> {
             int("jwt_svid_ttl"),
         ),
         "registered_entries",
-    )? {
+    )
+    .await?
+    {
         rows.entries.push(EntryRow {
             pk: r.int()?,
             created_at: r.int_or_null()?.unwrap_or(0),
@@ -228,34 +232,48 @@ pub(super) fn read_all(src: &mut dyn Source) -> Result<SpireRows, ImportError> {
         });
     }
     for mut r in q(
+        src,
+        &what,
         format!(
             "SELECT {}, type, value FROM selectors ORDER BY id",
             int("registered_entry_id")
         ),
         "selectors",
-    )? {
+    )
+    .await?
+    {
         rows.selectors.push((r.int()?, r.text()?, r.text()?));
     }
     for mut r in q(
+        src,
+        &what,
         format!(
             "SELECT {}, value FROM dns_names ORDER BY id",
             int("registered_entry_id")
         ),
         "dns_names",
-    )? {
+    )
+    .await?
+    {
         rows.dns_names.push((r.int()?, r.text()?));
     }
     for mut r in q(
+        src,
+        &what,
         format!(
             "SELECT {}, {} FROM federated_registration_entries ORDER BY bundle_id, registered_entry_id",
             int("bundle_id"),
             int("registered_entry_id")
         ),
         "federated_registration_entries",
-    )? {
+    )
+    .await?
+    {
         rows.federates_with.push((r.int()?, r.int()?));
     }
     for mut r in q(
+        src,
+        &what,
         format!(
             "SELECT spiffe_id, {}, {}, {}, {}, {}, {} FROM attested_node_entries ORDER BY id",
             text("data_type"),
@@ -266,7 +284,9 @@ pub(super) fn read_all(src: &mut dyn Source) -> Result<SpireRows, ImportError> {
             flag("can_reattest"),
         ),
         "attested_node_entries",
-    )? {
+    )
+    .await?
+    {
         rows.nodes.push(NodeRow {
             spiffe_id: r.text()?,
             data_type: r.text()?,
@@ -278,40 +298,56 @@ pub(super) fn read_all(src: &mut dyn Source) -> Result<SpireRows, ImportError> {
         });
     }
     for mut r in q(
+        src,
+        &what,
         "SELECT spiffe_id, type, value FROM node_resolver_map_entries ORDER BY id".into(),
         "node_resolver_map_entries",
-    )? {
+    )
+    .await?
+    {
         rows.node_selectors.push((r.text()?, r.text()?, r.text()?));
     }
     for mut r in q(
+        src,
+        &what,
         format!(
             "SELECT token, {} FROM join_tokens ORDER BY id",
             int("expiry")
         ),
         "join_tokens",
-    )? {
+    )
+    .await?
+    {
         rows.join_tokens.push((r.text()?, r.int()?));
     }
     for mut r in q(
+        src,
+        &what,
         format!(
             "SELECT trust_domain, {} FROM federated_trust_domains ORDER BY id",
             text("bundle_endpoint_url")
         ),
         "federated_trust_domains",
-    )? {
+    )
+    .await?
+    {
         rows.federations.push(FederationRow {
             trust_domain: r.text()?,
             bundle_endpoint_url: r.text()?,
         });
     }
     for mut r in q(
+        src,
+        &what,
         format!(
             "SELECT data, {}, {} FROM ca_journals ORDER BY id",
             text("active_x509_authority_id"),
             text("active_jwt_authority_id")
         ),
         "ca_journals",
-    )? {
+    )
+    .await?
+    {
         rows.journals.push(JournalRow {
             data: r.blob()?,
             active_x509_authority_id: r.text()?,
@@ -319,6 +355,20 @@ pub(super) fn read_all(src: &mut dyn Source) -> Result<SpireRows, ImportError> {
         });
     }
     Ok(rows)
+}
+
+/// Runs one table's query; rows with the table named in errors.
+async fn q(
+    src: &mut dyn Source,
+    what: &str,
+    sql: String,
+    table: &'static str,
+) -> Result<Vec<Row>, ImportError> {
+    let out = src.query(&sql).await.map_err(|e| ImportError::Source {
+        what: what.to_owned(),
+        error: format!("reading {table}: {e}"),
+    })?;
+    Ok(out.into_iter().map(|v| Row::new(v, table)).collect())
 }
 
 /// Reads a row's values in order, with the table named in errors.

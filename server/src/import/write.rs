@@ -43,8 +43,6 @@ pub(super) struct Plan {
 pub(super) struct Target {
     spec: TargetSpec,
     store: SledStore,
-    /// The import is a one-shot synchronous command: the store's async calls run here.
-    runtime: tokio::runtime::Runtime,
     /// `None` when the target key file is SPIRE's (used in place).
     keys: Option<DiskKeyManager>,
 }
@@ -65,18 +63,7 @@ impl Target {
                 ImportError::target(format!("the key file {}", spec.keys_path.display()), e)
             })?)
         };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| {
-                ImportError::target(format!("the Signet store {}", spec.store_dir.display()), e)
-            })?;
-        Ok(Self {
-            spec,
-            store,
-            runtime,
-            keys,
-        })
+        Ok(Self { spec, store, keys })
     }
 
     /// Whether the target keys are SPIRE's file, used in place.
@@ -85,11 +72,7 @@ impl Target {
     }
 
     /// What the target already holds, or `None` if it is empty.
-    pub(super) fn existing(&self) -> Result<Option<String>, ImportError> {
-        self.runtime.block_on(self.read_existing())
-    }
-
-    async fn read_existing(&self) -> Result<Option<String>, ImportError> {
+    pub(super) async fn existing(&self) -> Result<Option<String>, ImportError> {
         let read = |e: StoreError| {
             ImportError::target(
                 format!("the Signet store {}", self.spec.store_dir.display()),
@@ -142,11 +125,7 @@ impl Target {
     /// Writes the plan. With `force`, records with the same key (entry ID, agent ID, trust
     /// domain, token, key ID) are replaced, and an existing entry that the imported one
     /// duplicates (same SPIFFE ID, parent and selectors) is deleted first.
-    pub(super) fn write(&self, plan: Plan, force: bool) -> Result<(), ImportError> {
-        self.runtime.block_on(self.write_all(plan, force))
-    }
-
-    async fn write_all(&self, plan: Plan, force: bool) -> Result<(), ImportError> {
+    pub(super) async fn write(&self, plan: Plan, force: bool) -> Result<(), ImportError> {
         if let Some(km) = &self.keys {
             km.put_keys(plan.keys).map_err(|e| {
                 ImportError::write(format!("the key file {}", self.spec.keys_path.display()), e)

@@ -49,21 +49,12 @@ fn ca_config() -> CaConfig {
     }
 }
 
-/// Runs a store call from these synchronous tests (the import itself is synchronous).
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
-#[test]
-fn imports_every_record_and_the_ca_resumes_spires_authorities() {
+#[tokio::test]
+async fn imports_every_record_and_the_ca_resumes_spires_authorities() {
     let fx = SpireFixture::new();
     let keys_before = std::fs::read(&fx.keys_path).unwrap();
     let db_before = std::fs::read(&fx.db).unwrap();
-    let report = import_spire(&args(&fx), now()).unwrap();
+    let report = import_spire(&args(&fx), now()).await.unwrap();
     assert_eq!(
         (
             report.entries,
@@ -94,7 +85,7 @@ fn imports_every_record_and_the_ca_resumes_spires_authorities() {
     );
 
     let store = Arc::new(SledStore::open(&fx.store_dir()).unwrap());
-    let full = block_on(store.entry("entry-full")).unwrap().unwrap();
+    let full = store.entry("entry-full").await.unwrap().unwrap();
     assert_eq!(
         full.spiffe_id,
         parse_id("spiffe://example.org/web").unwrap()
@@ -113,21 +104,21 @@ fn imports_every_record_and_the_ca_resumes_spires_authorities() {
     assert_eq!(full.revision_number, 4);
     assert_eq!(full.created_at, CREATED_UNIX);
     assert!(full.federates_with.is_empty());
-    let fed = block_on(store.entry("entry-fed")).unwrap().unwrap();
+    let fed = store.entry("entry-fed").await.unwrap().unwrap();
     assert_eq!(fed.federates_with, ["other.org"]);
     assert_eq!(fed.revision_number, 1);
-    let node_alias = block_on(store.entry("entry-node")).unwrap().unwrap();
+    let node_alias = store.entry("entry-node").await.unwrap().unwrap();
     assert_eq!(
         node_alias.parent_id,
         parse_id("spiffe://example.org/spire/server").unwrap()
     );
-    assert_eq!(block_on(store.list_entries()).unwrap().len(), 3);
+    assert_eq!(store.list_entries().await.unwrap().len(), 3);
 
-    let agent = block_on(
-        store.node(&parse_id("spiffe://example.org/spire/agent/join_token/tok-1").unwrap()),
-    )
-    .unwrap()
-    .unwrap();
+    let agent = store
+        .node(&parse_id("spiffe://example.org/spire/agent/join_token/tok-1").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(agent.attestation_type, "join_token");
     assert_eq!(agent.serial, AGENT_SERIAL_HEX);
     assert_eq!(agent.new_serial, "ff");
@@ -140,16 +131,19 @@ fn imports_every_record_and_the_ca_resumes_spires_authorities() {
         agent.selectors,
         [Selector::new("join_token", "tok-1").unwrap()]
     );
-    let banned =
-        block_on(store.node(&parse_id("spiffe://example.org/spire/agent/x509pop/banned").unwrap()))
-            .unwrap()
-            .unwrap();
+    let banned = store
+        .node(&parse_id("spiffe://example.org/spire/agent/x509pop/banned").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(banned.is_banned() && banned.can_reattest && banned.new_expires_at == 0);
 
-    let token = block_on(store.take_join_token("tok-2")).unwrap().unwrap();
+    let token = store.take_join_token("tok-2").await.unwrap().unwrap();
     assert_eq!(token.expires_at, 4_102_444_800);
 
-    let own = block_on(store.bundle(&parse_trust_domain("example.org").unwrap()))
+    let own = store
+        .bundle(&parse_trust_domain("example.org").unwrap())
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(own.x509_authorities.len(), 1);
@@ -157,7 +151,9 @@ fn imports_every_record_and_the_ca_resumes_spires_authorities() {
     assert_eq!(own.jwt_authorities[0].key_id, fx.jwt_kid);
     assert_eq!(own.jwt_authorities[0].public_key, fx.jwt_spki);
     assert_eq!(own.sequence_number, 3);
-    let other = block_on(store.bundle(&parse_trust_domain("other.org").unwrap()))
+    let other = store
+        .bundle(&parse_trust_domain("other.org").unwrap())
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(other.x509_authorities[0].der, fx.federated_der);
@@ -165,13 +161,9 @@ fn imports_every_record_and_the_ca_resumes_spires_authorities() {
 
     // Signet's CA started on the result signs with SPIRE's CA and JWT key.
     let keys: Arc<dyn KeyManager> = Arc::new(DiskKeyManager::open(&fx.keys_path).unwrap());
-    let ca = block_on(Ca::new(
-        ca_config(),
-        Arc::new(SystemClock),
-        keys,
-        store.clone(),
-    ))
-    .unwrap();
+    let ca = Ca::new(ca_config(), Arc::new(SystemClock), keys, store.clone())
+        .await
+        .unwrap();
     assert_eq!(
         ca.active_x509_authority().unwrap().authority_id,
         fx.ca_ski_hex
@@ -186,14 +178,16 @@ fn imports_every_record_and_the_ca_resumes_spires_authorities() {
         .unwrap();
     let header = jsonwebtoken::decode_header(&jwt.token).unwrap();
     assert_eq!(header.kid.as_deref(), Some(fx.jwt_kid.as_str()));
-    let after = block_on(store.bundle(&parse_trust_domain("example.org").unwrap()))
+    let after = store
+        .bundle(&parse_trust_domain("example.org").unwrap())
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(after.x509_authorities.len(), 1, "no new CA was minted");
 }
 
-#[test]
-fn a_separate_target_gets_the_keys_written_private() {
+#[tokio::test]
+async fn a_separate_target_gets_the_keys_written_private() {
     let fx = SpireFixture::new();
     let target_dir = fx.root().join("signet");
     let conf = fx.root().join("signet.conf");
@@ -217,7 +211,7 @@ plugins {{
     std::fs::create_dir_all(&target_dir).unwrap();
     let mut a = args(&fx);
     a.target_config = Some(conf.clone());
-    let report = import_spire(&a, now()).unwrap();
+    let report = import_spire(&a, now()).await.unwrap();
     let keys_path = target_dir.join("keys.json");
     assert_eq!(report.keys, (keys_path.clone(), false));
     assert_eq!(report.store_dir, target_dir.join("datastore"));
@@ -228,7 +222,7 @@ plugins {{
     assert!(!fx.store_dir().exists(), "the default target is untouched");
 
     // A second import finds the target non-empty (store and key file) and changes nothing.
-    let err = import_spire(&a, now()).unwrap_err();
+    let err = import_spire(&a, now()).await.unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, ImportError::NotEmpty(_)));
     assert!(
@@ -240,28 +234,28 @@ plugins {{
     // A target of another trust domain is refused.
     let text = std::fs::read_to_string(&conf).unwrap();
     std::fs::write(&conf, text.replace("\"example.org\"", "\"other.org\"")).unwrap();
-    let msg = import_spire(&a, now()).unwrap_err().to_string();
+    let msg = import_spire(&a, now()).await.unwrap_err().to_string();
     assert!(
         msg.contains("trust domain other.org is not SPIRE's example.org"),
         "{msg}"
     );
 }
 
-#[test]
-fn a_non_empty_target_is_refused_unless_forced() {
+#[tokio::test]
+async fn a_non_empty_target_is_refused_unless_forced() {
     let fx = SpireFixture::new();
-    import_spire(&args(&fx), now()).unwrap();
+    import_spire(&args(&fx), now()).await.unwrap();
     {
         let store = SledStore::open(&fx.store_dir()).unwrap();
-        let mut e = block_on(store.entry("entry-full")).unwrap().unwrap();
+        let mut e = store.entry("entry-full").await.unwrap().unwrap();
         e.hint = "changed in Signet".into();
-        block_on(store.update_entry(e)).unwrap();
+        store.update_entry(e).await.unwrap();
     }
-    let err = import_spire(&args(&fx), now()).unwrap_err();
+    let err = import_spire(&args(&fx), now()).await.unwrap_err();
     assert!(matches!(err, ImportError::NotEmpty(_)), "{err}");
     {
         let store = SledStore::open(&fx.store_dir()).unwrap();
-        let e = block_on(store.entry("entry-full")).unwrap().unwrap();
+        let e = store.entry("entry-full").await.unwrap().unwrap();
         assert_eq!(
             (e.hint.as_str(), e.revision_number),
             ("changed in Signet", 5)
@@ -269,19 +263,19 @@ fn a_non_empty_target_is_refused_unless_forced() {
     }
     let mut a = args(&fx);
     a.force = true;
-    let report = import_spire(&a, now()).unwrap();
+    let report = import_spire(&a, now()).await.unwrap();
     assert_eq!(report.entries, 3);
     let store = SledStore::open(&fx.store_dir()).unwrap();
-    let e = block_on(store.entry("entry-full")).unwrap().unwrap();
+    let e = store.entry("entry-full").await.unwrap().unwrap();
     assert_eq!((e.hint.as_str(), e.revision_number), ("web-hint", 4));
-    assert_eq!(block_on(store.list_entries()).unwrap().len(), 3);
+    assert_eq!(store.list_entries().await.unwrap().len(), 3);
 }
 
-#[test]
-fn another_schema_version_is_refused_and_nothing_is_written() {
+#[tokio::test]
+async fn another_schema_version_is_refused_and_nothing_is_written() {
     let fx = SpireFixture::new();
     fx.sql("UPDATE migrations SET version = 24, code_version = '1.14.0'");
-    let err = import_spire(&args(&fx), now()).unwrap_err();
+    let err = import_spire(&args(&fx), now()).await.unwrap_err();
     assert!(matches!(err, ImportError::SchemaVersion { found: 24, .. }));
     let msg = err.to_string();
     assert!(
@@ -292,7 +286,10 @@ fn another_schema_version_is_refused_and_nothing_is_written() {
     assert!(!fx.store_dir().exists(), "nothing written");
 
     fx.sql("DROP TABLE migrations");
-    let msg = import_spire(&args(&fx), now()).unwrap_err().to_string();
+    let msg = import_spire(&args(&fx), now())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         msg.contains("not a SPIRE datastore (it has no migrations table)"),
         "{msg}"
@@ -300,12 +297,12 @@ fn another_schema_version_is_refused_and_nothing_is_written() {
     assert!(!fx.store_dir().exists());
 }
 
-#[test]
-fn a_missing_or_foreign_key_file_is_refused_and_nothing_is_written() {
+#[tokio::test]
+async fn a_missing_or_foreign_key_file_is_refused_and_nothing_is_written() {
     let fx = SpireFixture::new();
     let keys = std::fs::read(&fx.keys_path).unwrap();
     std::fs::remove_file(&fx.keys_path).unwrap();
-    let err = import_spire(&args(&fx), now()).unwrap_err();
+    let err = import_spire(&args(&fx), now()).await.unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, ImportError::Keys { .. }));
     assert!(
@@ -322,7 +319,10 @@ fn a_missing_or_foreign_key_file_is_refused_and_nothing_is_written() {
         &base64::engine::general_purpose::STANDARD,
         rcgen::KeyPair::generate().unwrap().serialize_der())}});
     std::fs::write(&fx.keys_path, other.to_string()).unwrap();
-    let msg = import_spire(&args(&fx), now()).unwrap_err().to_string();
+    let msg = import_spire(&args(&fx), now())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         msg.contains("none of its keys is the active X.509 CA of any of the 1 CA journal(s)"),
         "{msg}"
@@ -333,13 +333,16 @@ fn a_missing_or_foreign_key_file_is_refused_and_nothing_is_written() {
     let mut v: serde_json::Value = serde_json::from_slice(&keys).unwrap();
     v["keys"].as_object_mut().unwrap().remove("JWT-Signer-A");
     std::fs::write(&fx.keys_path, v.to_string()).unwrap();
-    let msg = import_spire(&args(&fx), now()).unwrap_err().to_string();
+    let msg = import_spire(&args(&fx), now())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("key JWT-Signer-A is missing"), "{msg}");
     assert!(!fx.store_dir().exists());
 }
 
-#[test]
-fn config_problems_are_one_line_each() {
+#[tokio::test]
+async fn config_problems_are_one_line_each() {
     let fx = SpireFixture::new();
     let text = std::fs::read_to_string(&fx.conf).unwrap();
     let cases = [
@@ -361,7 +364,10 @@ fn config_problems_are_one_line_each() {
     ];
     for (conf, want) in cases {
         std::fs::write(&fx.conf, conf).unwrap();
-        let msg = import_spire(&args(&fx), now()).unwrap_err().to_string();
+        let msg = import_spire(&args(&fx), now())
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains(want) && !msg.contains('\n'), "{msg}");
         assert!(!fx.store_dir().exists());
     }
@@ -370,15 +376,21 @@ fn config_problems_are_one_line_each() {
         text.replace(&fx.db.display().to_string(), "/nonexistent/db.sqlite3"),
     )
     .unwrap();
-    let msg = import_spire(&args(&fx), now()).unwrap_err().to_string();
+    let msg = import_spire(&args(&fx), now())
+        .await
+        .unwrap_err()
+        .to_string();
     assert_eq!(msg, "SPIRE datastore /nonexistent/db.sqlite3: no such file");
 }
 
-#[test]
-fn an_expired_active_ca_is_refused() {
+#[tokio::test]
+async fn an_expired_active_ca_is_refused() {
     let fx = SpireFixture::new();
     let later = now() + Duration::from_secs(30 * 24 * 3600);
-    let msg = import_spire(&args(&fx), later).unwrap_err().to_string();
+    let msg = import_spire(&args(&fx), later)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("the certificate has expired"), "{msg}");
     assert!(!fx.store_dir().exists());
 }
