@@ -25,6 +25,7 @@ use crate::attestation::k8s_psat::K8sPsatAttestor;
 use crate::ca::Ca;
 use crate::config::{Config, DataStoreConfig, KeyManagerConfig, RunArgs};
 use crate::datastore::DataStore;
+use crate::datastore::postgres::PgStore;
 use crate::datastore::sled::SledStore;
 use crate::endpoints::tls::{ServerIdentity, SpiffeClientVerifier};
 use crate::endpoints::{self, Services};
@@ -80,11 +81,16 @@ impl Server {
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+        let mut ca_config = config.ca.clone();
         let store: Arc<dyn DataStore> = match &config.datastore {
             DataStoreConfig::Sled { directory } => Arc::new(SledStore::open(directory)?),
-            DataStoreConfig::Sql { .. } => {
+            DataStoreConfig::Sql { options, .. } => {
                 config.check_runnable("the config file")?;
-                anyhow::bail!("DataStore \"sql\" is not supported")
+                let store = PgStore::connect(options).await?;
+                // Servers sharing the database each keep their own CA journal.
+                ca_config.journal_key = server_instance_id(&config.data_dir)?;
+                tracing::info!(database = store.describe(), journal = %ca_config.journal_key, "Using the PostgreSQL datastore");
+                Arc::new(store)
             }
         };
         let keys: Arc<dyn KeyManager> = match &config.key_manager {
@@ -225,6 +231,22 @@ impl Server {
         tracing::info!("Server stopped");
         Ok(())
     }
+}
+
+/// This server's identity among servers sharing a database: `server-<uuid>`, made on first
+/// start and kept in `data_dir/server_id` (0600), like the CA keys it goes with.
+fn server_instance_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("server_id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let id = format!("server-{}", uuid::Uuid::new_v4());
+    signet_common::fs::write_private_atomically(&path, id.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
 }
 
 fn spawn_rotator(

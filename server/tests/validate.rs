@@ -39,8 +39,15 @@ fn a_valid_file_prints_spires_line_and_notes_keys_without_effect() {
 }
 
 #[test]
-fn spires_sql_store_is_refused_with_what_to_do() {
-    for db in ["sqlite3", "mysql", "postgres"] {
+fn spires_sql_store_is_served_on_postgres_and_refused_with_what_to_do_otherwise() {
+    let postgres = SLED.replace(
+        r#"DataStore "sled" { plugin_data {} }"#,
+        r#"DataStore "sql" { plugin_data { database_type = "postgres" connection_string = "dbname=spire" max_open_conns = 10 conn_max_lifetime = "1h" } }"#,
+    );
+    let (ok, out, err) = validate(&postgres, "--config");
+    assert!(ok, "{err}");
+    assert_eq!(out, "SPIRE server configuration file is valid.\n");
+    for db in ["sqlite3", "mysql"] {
         let text = SLED.replace(
             r#"DataStore "sled" { plugin_data {} }"#,
             &format!(

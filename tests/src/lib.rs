@@ -50,6 +50,20 @@ pub struct Options {
     pub plugins: Vec<String>,
     /// How often the bundle is published without a change, instead of 30 s.
     pub publish_interval: Option<std::time::Duration>,
+    /// A `DataStore` block instead of sled in the temp dir (see [`postgres_datastore`]).
+    pub datastore: Option<String>,
+}
+
+/// The `DataStore "sql"` block for a PostgreSQL connection string.
+pub fn postgres_datastore(connection_string: &str) -> String {
+    format!(
+        r#"DataStore "sql" {{
+        plugin_data {{
+            database_type = "postgres"
+            connection_string = "{connection_string}"
+        }}
+    }}"#
+    )
 }
 
 impl TestServer {
@@ -85,11 +99,7 @@ server {{
     {}
 }}
 plugins {{
-    DataStore "sled" {{
-        plugin_data {{
-            directory = "{d}/data/datastore"
-        }}
-    }}
+    {}
     KeyManager "disk" {{
         plugin_data {{
             keys_path = "{d}/data/keys.json"
@@ -103,6 +113,13 @@ plugins {{
 {}
 "#,
             opts.server_lines.join("\n    "),
+            opts.datastore.clone().unwrap_or_else(|| format!(
+                r#"DataStore "sled" {{
+        plugin_data {{
+            directory = "{d}/data/datastore"
+        }}
+    }}"#
+            )),
             opts.plugins.join("\n    "),
             opts.blocks.join("\n")
         )

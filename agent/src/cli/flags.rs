@@ -115,7 +115,7 @@ pub(crate) enum ApiCommand {
     #[command(subcommand)]
     Validate(ValidateCommand),
     /// Attaches to the Workload API and prints updates as they're received
-    Watch(WatchFlags),
+    Watch(Box<WatchFlags>),
 }
 
 /// `api fetch` alone fetches X509-SVIDs, like `api fetch x509`.
@@ -181,11 +181,131 @@ pub(crate) struct ValidateJwtFlags {
     pub(crate) svid: String,
 }
 
-/// `api watch`.
+/// `api watch`: prints every update; with `--write DIR` or `--config helper.conf` also keeps
+/// files current and reloads a program after each X.509 update (spiffe-helper's job).
 #[derive(Debug, Clone, Args)]
 pub(crate) struct WatchFlags {
     #[command(flatten)]
     pub(crate) socket: SocketFlag,
+    /// Keep SVID, key and bundle files current in DIR (spiffe-helper's `cert_dir`); without
+    /// file names, the files `api fetch x509 --write` writes
+    #[arg(long, value_name = "DIR")]
+    pub(crate) write: Option<PathBuf>,
+    /// Read a spiffe-helper configuration file (HCL, spiffe-helper's keys); flags override it
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) helper: HelperFlags,
+}
+
+/// spiffe-helper's settings as flags (each overrides the config file's key of that name).
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct HelperFlags {
+    /// File name of the X.509-SVID (leaf, then intermediates) in DIR
+    #[arg(long, value_name = "NAME")]
+    pub(crate) svid_file_name: Option<String>,
+    /// File name of the SVID's private key (PKCS#8 PEM) in DIR
+    #[arg(long, value_name = "NAME")]
+    pub(crate) svid_key_file_name: Option<String>,
+    /// File name of the trust bundle in DIR
+    #[arg(long, value_name = "NAME")]
+    pub(crate) svid_bundle_file_name: Option<String>,
+    /// Put the intermediates into the bundle file instead of the SVID file
+    #[arg(long)]
+    pub(crate) add_intermediates_to_bundle: bool,
+    /// Append the federated trust domains' authorities to the bundle file
+    #[arg(long)]
+    pub(crate) include_federated_domains: bool,
+    /// Leave expired certificates out of the SVID and bundle files
+    #[arg(long)]
+    pub(crate) omit_expired: bool,
+    /// Write the SVID with this hint instead of the first (default) one
+    #[arg(long)]
+    pub(crate) hint: Option<String>,
+    /// Octal mode of certificate files [default: 0644]
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    pub(crate) cert_file_mode: Option<i64>,
+    /// Octal mode of the key file [default: 0600]
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    pub(crate) key_file_mode: Option<i64>,
+    /// File name, in DIR, of the JWT bundles (JSON: trust domain -> base64 JWKS)
+    #[arg(long, value_name = "NAME")]
+    pub(crate) jwt_bundle_file_name: Option<String>,
+    /// Octal mode of the JWT bundle file [default: 0600]
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    pub(crate) jwt_bundle_file_mode: Option<i64>,
+    /// A JWT-SVID to keep current: AUDIENCE[,EXTRA...]=NAME (file NAME in DIR); repeatable
+    #[arg(long, value_name = "AUD=NAME")]
+    pub(crate) jwt_svid: Vec<String>,
+    /// Octal mode of JWT-SVID files [default: 0600]
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    pub(crate) jwt_svid_file_mode: Option<i64>,
+    /// Program to start after the first X.509 update, and to signal (or restart, if it
+    /// exited) after each later one
+    #[arg(long, value_name = "PATH")]
+    pub(crate) cmd: Option<String>,
+    /// Arguments of --cmd, split at spaces ("double quotes" group, as in spiffe-helper)
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+    pub(crate) cmd_args: Option<String>,
+    /// Signal sent to --cmd's process and to --pid-file-name's after each X.509 update
+    #[arg(long, value_name = "SIGNAL")]
+    pub(crate) renew_signal: Option<String>,
+    /// File holding the PID of a process to signal after each X.509 update (re-read each time)
+    #[arg(long, value_name = "PATH")]
+    pub(crate) pid_file_name: Option<PathBuf>,
+    /// false: write the files once and exit (spiffe-helper's `-daemon-mode=false`)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub(crate) daemon_mode: Option<bool>,
+}
+
+impl HelperFlags {
+    /// Whether any flag was given.
+    pub(crate) fn any(&self) -> bool {
+        let Self {
+            svid_file_name,
+            svid_key_file_name,
+            svid_bundle_file_name,
+            add_intermediates_to_bundle,
+            include_federated_domains,
+            omit_expired,
+            hint,
+            cert_file_mode,
+            key_file_mode,
+            jwt_bundle_file_name,
+            jwt_bundle_file_mode,
+            jwt_svid,
+            jwt_svid_file_mode,
+            cmd,
+            cmd_args,
+            renew_signal,
+            pid_file_name,
+            daemon_mode,
+        } = self;
+        svid_file_name.is_some()
+            || svid_key_file_name.is_some()
+            || svid_bundle_file_name.is_some()
+            || *add_intermediates_to_bundle
+            || *include_federated_domains
+            || *omit_expired
+            || hint.is_some()
+            || cert_file_mode.is_some()
+            || key_file_mode.is_some()
+            || jwt_bundle_file_name.is_some()
+            || jwt_bundle_file_mode.is_some()
+            || !jwt_svid.is_empty()
+            || jwt_svid_file_mode.is_some()
+            || cmd.is_some()
+            || cmd_args.is_some()
+            || renew_signal.is_some()
+            || pid_file_name.is_some()
+            || daemon_mode.is_some()
+    }
+}
+
+/// An octal file mode (`0644`, `644`, `0o644`).
+fn parse_mode(s: &str) -> Result<i64, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    i64::from_str_radix(digits, 8).map_err(|_| format!("{s:?} is not an octal file mode"))
 }
 
 /// `5s`, `1m30s`, `500ms`; a bare `0` disables the timeout, as in SPIRE.

@@ -1,21 +1,30 @@
 //! The `signet-agent` command line: `run`, `healthcheck`, and `api ...`, a SPIFFE Workload API
-//! client shaped like `spire-agent api ...` (same output, same `-write` files).
+//! client shaped like `spire-agent api ...` (same output, same `-write` files), whose
+//! `api watch --write DIR` / `--config helper.conf` also does spiffe-helper's job.
 //!
 //! Flags are kebab-case (`--socket-path`); SPIRE's spelling (`-socketPath`) is accepted too.
 //! Everything here writes through the [`Io`] it is given, so tests can capture the output.
 
 mod addr;
 mod api;
+mod atomic_file;
 mod client;
+mod cmd_args;
 mod env;
 mod flags;
 mod format;
 mod healthcheck;
+mod helper_config;
+mod helper_files;
 mod json;
+mod jwt_files;
+mod renew;
 mod run_agent;
 mod spire_flags;
+mod watch_plan;
 mod write;
 mod x509;
+mod x509_writer;
 
 #[cfg(test)]
 mod tests;

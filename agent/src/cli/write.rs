@@ -1,81 +1,133 @@
-//! `api fetch x509 --write DIR`: SPIRE's file names and modes. Per SVID `i`: `svid.<i>.pem`
-//! (leaf and intermediates), `svid.<i>.key` (PKCS#8 PEM, 0600), `bundle.<i>.pem`, and per
-//! federated trust domain `j` (sorted) `federated_bundle.<i>.<j>.pem`. Certificates are
-//! 0644. Each file is written to a temporary name and renamed into place.
+//! SVID files. [`spire_layout`] is SPIRE's `api fetch x509 -write` layout: per SVID `i`,
+//! `svid.<i>.pem` (leaf and intermediates), `svid.<i>.key` (PKCS#8 PEM, 0600),
+//! `bundle.<i>.pem`, and per federated trust domain `j` (sorted) `federated_bundle.<i>.<j>.pem`;
+//! certificates are 0644. Every file is replaced atomically ([`atomic_file`]).
 
-use std::fs::OpenOptions;
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::cli::atomic_file::{self, FileSet};
 use crate::cli::client::CliError;
 use crate::cli::x509::{Cert, X509Context};
 
-const PUBLIC_MODE: u32 = 0o644;
-const PRIVATE_MODE: u32 = 0o600;
+/// Default mode of certificate and bundle files.
+pub(crate) const CERT_MODE: u32 = 0o644;
+/// Default mode of private key files.
+pub(crate) const KEY_MODE: u32 = 0o600;
 
-/// Writes every SVID, key and bundle of `ctx` under `dir`, announcing each file on `out`.
+/// The modes files are written with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Modes {
+    /// Certificates and bundles.
+    pub(crate) cert: u32,
+    /// Private keys.
+    pub(crate) key: u32,
+}
+
+impl Default for Modes {
+    fn default() -> Self {
+        Self {
+            cert: CERT_MODE,
+            key: KEY_MODE,
+        }
+    }
+}
+
+/// One file to write, and what it holds (for the "Writing ... to file ..." line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OutFile {
+    pub(crate) what: String,
+    pub(crate) path: PathBuf,
+    pub(crate) data: Vec<u8>,
+    pub(crate) mode: u32,
+}
+
+impl OutFile {
+    /// `Writing <what> to file <path>.`
+    pub(crate) fn announcement(&self) -> String {
+        format!("Writing {} to file {}.", self.what, self.path.display())
+    }
+}
+
+/// SPIRE's `-write` files for every SVID of `ctx`.
+pub(crate) fn spire_layout(dir: &Path, ctx: &X509Context, modes: Modes) -> Vec<OutFile> {
+    let mut files = Vec::new();
+    for (i, svid) in ctx.svids.iter().enumerate() {
+        files.push(OutFile {
+            what: format!("SVID #{i}"),
+            path: dir.join(format!("svid.{i}.pem")),
+            data: certs_pem(&svid.certs).into_bytes(),
+            mode: modes.cert,
+        });
+        files.push(OutFile {
+            what: format!("key #{i}"),
+            path: dir.join(format!("svid.{i}.key")),
+            data: pem_block("PRIVATE KEY", &svid.key_der).into_bytes(),
+            mode: modes.key,
+        });
+        files.push(OutFile {
+            what: format!("bundle #{i}"),
+            path: dir.join(format!("bundle.{i}.pem")),
+            data: certs_pem(&svid.bundle).into_bytes(),
+            mode: modes.cert,
+        });
+        for (j, (domain, certs)) in ctx.federated.iter().enumerate() {
+            files.push(OutFile {
+                what: format!("federated bundle #{j} for trust domain {domain}"),
+                path: dir.join(format!("federated_bundle.{i}.{j}.pem")),
+                data: certs_pem(certs).into_bytes(),
+                mode: modes.cert,
+            });
+        }
+    }
+    files
+}
+
+/// `api fetch x509 --write DIR`: writes SPIRE's files, announcing each on `out`.
 pub(crate) fn write_files(
     dir: &Path,
     ctx: &X509Context,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    for (i, svid) in ctx.svids.iter().enumerate() {
-        let svid_path = dir.join(format!("svid.{i}.pem"));
-        let key_path = dir.join(format!("svid.{i}.key"));
-        let bundle_path = dir.join(format!("bundle.{i}.pem"));
-
-        announce(
-            out,
-            format!("Writing SVID #{i} to file {}.", svid_path.display()),
-        )?;
-        write_file(&svid_path, certs_pem(&svid.certs).as_bytes(), PUBLIC_MODE)?;
-
-        announce(
-            out,
-            format!("Writing key #{i} to file {}.", key_path.display()),
-        )?;
-        write_file(
-            &key_path,
-            pem_block("PRIVATE KEY", &svid.key_der).as_bytes(),
-            PRIVATE_MODE,
-        )?;
-
-        announce(
-            out,
-            format!("Writing bundle #{i} to file {}.", bundle_path.display()),
-        )?;
-        write_file(
-            &bundle_path,
-            certs_pem(&svid.bundle).as_bytes(),
-            PUBLIC_MODE,
-        )?;
-
-        for (j, (domain, certs)) in ctx.federated.iter().enumerate() {
-            let path = dir.join(format!("federated_bundle.{i}.{j}.pem"));
-            announce(
-                out,
-                format!(
-                    "Writing federated bundle #{j} for trust domain {domain} to file {}.",
-                    path.display()
-                ),
-            )?;
-            write_file(&path, certs_pem(certs).as_bytes(), PUBLIC_MODE)?;
-        }
+    for file in spire_layout(dir, ctx, Modes::default()) {
+        writeln!(out, "{}", file.announcement())
+            .map_err(|e| CliError::new(format!("write to stdout: {e}")))?;
+        atomic_file::replace(&file.path, &file.data, file.mode)
+            .map_err(|e| open_error(&file, &e))?;
     }
     Ok(())
 }
 
-fn announce(out: &mut dyn Write, line: String) -> Result<(), CliError> {
-    writeln!(out, "{line}").map_err(|e| CliError::new(format!("write to stdout: {e}")))
+/// Stages every file, then renames them all into place.
+pub(crate) fn write_all(files: &[OutFile]) -> Result<(), CliError> {
+    let mut set = FileSet::default();
+    for file in files {
+        set.stage(&file.path, &file.data, file.mode)
+            .map_err(|e| open_error(file, &e))?;
+    }
+    set.commit()
+        .map_err(|e| CliError::new(format!("rename into {}: {e}", dir_of(files))))
 }
 
-fn certs_pem(certs: &[Cert]) -> String {
+fn dir_of(files: &[OutFile]) -> String {
+    files
+        .first()
+        .and_then(|f| f.path.parent())
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+fn open_error(file: &OutFile, e: &std::io::Error) -> CliError {
+    CliError::new(format!("open {}: {e}", file.path.display()))
+}
+
+/// The certificates as consecutive PEM blocks.
+pub(crate) fn certs_pem<'a>(certs: impl IntoIterator<Item = &'a Cert>) -> String {
     certs
-        .iter()
+        .into_iter()
         .map(|c| pem_block("CERTIFICATE", &c.der))
         .collect()
 }
@@ -90,35 +142,4 @@ pub(crate) fn pem_block(label: &str, der: &[u8]) -> String {
     }
     out.push_str(&format!("-----END {label}-----\n"));
     out
-}
-
-/// Replaces `path` with `data`: written to a sibling temporary file created with `mode`,
-/// synced, then renamed over `path`.
-fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), CliError> {
-    let tmp = temp_sibling(path);
-    let result = write_new(&tmp, data, mode).and_then(|()| std::fs::rename(&tmp, path));
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        CliError::new(format!("open {}: {}", path.display(), e))
-    })
-}
-
-fn write_new(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
-    let _ = std::fs::remove_file(path);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)?;
-    file.write_all(data)?;
-    file.sync_all()
-}
-
-fn temp_sibling(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(format!(".{}.tmp", std::process::id()));
-    path.with_file_name(name)
 }

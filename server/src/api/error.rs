@@ -39,6 +39,9 @@ pub enum ApiError {
     /// The caller's credentials are missing or invalid.
     #[error("{0}")]
     Unauthenticated(String),
+    /// A dependency (the database) cannot be reached; retrying later may succeed.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -57,6 +60,7 @@ impl ApiError {
             Self::Internal(_) => Code::Internal,
             Self::Unimplemented(_) => Code::Unimplemented,
             Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::Unavailable(_) => Code::Unavailable,
         }
     }
 
@@ -133,6 +137,7 @@ impl From<StoreError> for ApiError {
             StoreError::SimilarEntry(_) => {
                 Self::AlreadyExists("similar entry already exists".into())
             }
+            StoreError::Unavailable(_) => Self::Unavailable(e.to_string()),
             other => Self::Internal(other.to_string()),
         }
     }

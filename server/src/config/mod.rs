@@ -189,12 +189,17 @@ pub enum DataStoreConfig {
         /// The database directory.
         directory: PathBuf,
     },
-    /// SPIRE's SQL store (`DataStore "sql"`): read by `import spire`, not served from.
+    /// SPIRE's SQL store (`DataStore "sql"`): served from with `database_type = "postgres"`
+    /// (several servers may share the database); `sqlite3` and `mysql` are only read by
+    /// `import spire`.
     Sql {
         /// `sqlite3`, `postgres` or `mysql`.
         database_type: String,
         /// The sqlite file or the database's connection string.
         connection_string: String,
+        /// `ro_connection_string`, `max_open_conns`, `conn_max_lifetime`,
+        /// `disable_migration` (the connection string is repeated in it).
+        options: crate::datastore::postgres::PgOptions,
     },
 }
 
@@ -281,11 +286,13 @@ impl Config {
             path: path.into(),
             error,
         };
-        if let DataStoreConfig::Sql { database_type, .. } = &self.datastore {
+        if let DataStoreConfig::Sql { database_type, .. } = &self.datastore
+            && database_type != "postgres"
+        {
             return Err(invalid(format!(
-                "plugins.DataStore \"sql\" (database_type {database_type:?}) is not supported by signet-server: \
-                 import its data with `signet-server import spire --config {path}`, then use DataStore \"sled\" \
-                 (the PostgreSQL store is not available yet)"
+                "plugins.DataStore \"sql\" database_type {database_type:?} is not supported by signet-server \
+                 (it serves from \"postgres\", or from DataStore \"sled\"): import its data with \
+                 `signet-server import spire --config {path}`"
             )));
         }
         if self.federation.is_some() {
@@ -585,25 +592,49 @@ impl Plugins {
                     ("DataStore", "sql") => {
                         let d: SqlData = plugin_data(&what, data)?;
                         let _ = (
-                            d.ro_connection_string,
-                            d.max_open_conns,
                             d.max_idle_conns,
-                            d.conn_max_lifetime,
-                            d.disable_migration,
                             d.root_ca_path,
                             d.client_cert_path,
                             d.client_key_path,
                             d.log_sql,
                         );
+                        let max_open_conns = match d.max_open_conns {
+                            None => 100,
+                            Some(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
+                            Some(n) => {
+                                return Err(format!(
+                                    "{what}: plugin_data.max_open_conns must be positive, not {n}"
+                                ));
+                            }
+                        };
+                        let conn_max_lifetime = d
+                            .conn_max_lifetime
+                            .as_deref()
+                            .map(|t| {
+                                signet_common::config::duration(
+                                    &format!("{what}: plugin_data.conn_max_lifetime"),
+                                    Some(t),
+                                    Duration::ZERO,
+                                )
+                            })
+                            .transpose()?;
                         let database_type = d.database_type.ok_or_else(|| {
                             format!("{what}: plugin_data.database_type is required")
                         })?;
                         let connection_string = d.connection_string.ok_or_else(|| {
                             format!("{what}: plugin_data.connection_string is required")
                         })?;
+                        let options = crate::datastore::postgres::PgOptions {
+                            connection_string: connection_string.clone(),
+                            ro_connection_string: d.ro_connection_string,
+                            max_open_conns,
+                            conn_max_lifetime,
+                            migrate: !d.disable_migration.unwrap_or(false),
+                        };
                         datastore = Some(DataStoreConfig::Sql {
                             database_type,
                             connection_string,
+                            options,
                         });
                     }
                     ("DataStore", "sled") => {

@@ -11,6 +11,8 @@ use signet_common::id::{SpiffeId, TrustDomain};
 use signet_common::node::AttestedNode;
 use signet_common::selector::Selector;
 
+pub(crate) mod codec;
+pub mod postgres;
 pub mod sled;
 #[cfg(test)]
 pub(crate) mod suite;
@@ -44,6 +46,14 @@ pub enum StoreError {
     /// The backend failed.
     #[error("datastore error: {0}")]
     Backend(String),
+    /// The database cannot be reached (down, restarting, or the pool is exhausted); the
+    /// call changed nothing and may be retried.
+    #[error("datastore unavailable: {0}")]
+    Unavailable(String),
+    /// The database's schema is not one this binary can use (newer, or migrations are off
+    /// and it is older).
+    #[error("{0}")]
+    Schema(String),
 }
 
 /// Everything the server persists, grouped by noun as SPIRE's DataStore is.

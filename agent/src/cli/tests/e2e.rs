@@ -17,13 +17,13 @@ use super::fake_agent::{FakeAgent, JWKS, Running, serve, token_for};
 use crate::cli::addr::Endpoint;
 use crate::cli::{Env, Io, dispatch, parse};
 
-struct Outcome {
-    code: u8,
-    out: String,
-    err: String,
+pub(super) struct Outcome {
+    pub(super) code: u8,
+    pub(super) out: String,
+    pub(super) err: String,
 }
 
-async fn run_with(args: &[&str], interrupt: impl Future<Output = ()>) -> Outcome {
+pub(super) async fn run_with(args: &[&str], interrupt: impl Future<Output = ()>) -> Outcome {
     let args = std::iter::once("signet-agent").chain(args.iter().copied());
     let cli = parse(args.map(OsString::from)).unwrap();
     let (mut out, mut err) = (Vec::new(), Vec::new());
@@ -44,16 +44,10 @@ async fn run(args: &[&str]) -> Outcome {
 }
 
 async fn serving() -> Running {
-    serve(
-        FakeAgent {
-            x509: fixture().response(),
-        },
-        ServingStatus::Serving,
-    )
-    .await
+    serve(FakeAgent::new(fixture().response()), ServingStatus::Serving).await
 }
 
-fn sock(r: &Running) -> &str {
+pub(super) fn sock(r: &Running) -> &str {
     r.socket.to_str().unwrap()
 }
 
@@ -84,7 +78,7 @@ async fn fetch_x509_prints_the_svid() {
 #[tokio::test]
 async fn fetch_json_is_the_protojson_of_the_response() {
     let f = fixture();
-    let agent = serve(FakeAgent { x509: f.response() }, ServingStatus::Serving).await;
+    let agent = serve(FakeAgent::new(f.response()), ServingStatus::Serving).await;
     let o = run(&[
         "api",
         "fetch",
@@ -248,7 +242,7 @@ async fn validate_jwt_reports_an_invalid_token() {
 async fn no_identity_is_reported_like_spire() {
     let mut x509 = fixture().response();
     x509.svids.clear();
-    let agent = serve(FakeAgent { x509 }, ServingStatus::Serving).await;
+    let agent = serve(FakeAgent::new(x509), ServingStatus::Serving).await;
     let want = "rpc error: code = PermissionDenied desc = no identity issued\n";
     let o = run(&["api", "fetch", "x509", "--socket-path", sock(&agent)]).await;
     assert_eq!((o.code, o.out.as_str(), o.err.as_str()), (1, "", want));
@@ -344,9 +338,7 @@ async fn healthcheck_reports_healthy_and_unhealthy() {
     );
 
     let sick = serve(
-        FakeAgent {
-            x509: fixture().response(),
-        },
+        FakeAgent::new(fixture().response()),
         ServingStatus::NotServing,
     )
     .await;

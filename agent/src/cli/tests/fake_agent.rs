@@ -16,8 +16,8 @@ use signet_proto::workload::{
 };
 use tempfile::TempDir;
 use tokio::net::UnixListener;
-use tokio::sync::oneshot;
-use tokio_stream::wrappers::UnixListenerStream;
+use tokio::sync::{oneshot, watch};
+use tokio_stream::wrappers::{UnixListenerStream, WatchStream};
 use tonic::{Request, Response, Status};
 use tonic_health::ServingStatus;
 
@@ -29,11 +29,24 @@ type Messages<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 #[derive(Clone)]
 pub(super) struct FakeAgent {
     pub(super) x509: X509svidResponse,
+    /// When set, `FetchX509SVID` streams this channel's value and every later one instead.
+    pub(super) updates: Option<watch::Receiver<X509svidResponse>>,
 }
 
-/// The token the fake mints: it names the audiences and subject so tests can see them.
+/// When the fake's tokens expire (Unix seconds).
+const TOKEN_EXP: i64 = 4_000_000_000;
+
+/// The token the fake mints: shaped like a JWT (unsigned) whose claims name the audiences
+/// and subject, so tests can see them.
 pub(super) fn token_for(audience: &[String], subject: &str) -> String {
-    format!("jwt.{}.{subject}", audience.join("+"))
+    use base64::Engine as _;
+    let b64 = |s: String| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let claims = serde_json::json!({"aud": audience, "sub": subject, "exp": TOKEN_EXP});
+    format!(
+        "{}.{}.sig",
+        b64(r#"{"alg":"none"}"#.to_owned()),
+        b64(claims.to_string())
+    )
 }
 
 /// SPIRE's check (`pkg/agent/endpoints/middleware.go`): exactly one value, `true`.
@@ -56,6 +69,25 @@ fn open_stream<T: Send + 'static>(first: T) -> Messages<T> {
 }
 
 impl FakeAgent {
+    pub(super) fn new(x509: X509svidResponse) -> Self {
+        Self {
+            x509,
+            updates: None,
+        }
+    }
+
+    /// A fake whose X.509 responses the returned sender sets, starting with `first`.
+    pub(super) fn rotating(first: X509svidResponse) -> (Self, watch::Sender<X509svidResponse>) {
+        let (tx, rx) = watch::channel(first.clone());
+        (
+            Self {
+                x509: first,
+                updates: Some(rx),
+            },
+            tx,
+        )
+    }
+
     fn identity(&self) -> Result<&signet_proto::workload::X509svid, Status> {
         self.x509
             .svids
@@ -78,6 +110,10 @@ impl SpiffeWorkloadApi for FakeAgent {
     ) -> Result<Response<Self::FetchX509SVIDStream>, Status> {
         check_header(&req)?;
         self.identity()?;
+        if let Some(rx) = &self.updates {
+            let updates = WatchStream::new(rx.clone()).map(Ok);
+            return Ok(Response::new(Box::pin(updates.chain(stream::pending()))));
+        }
         Ok(Response::new(open_stream(self.x509.clone())))
     }
 

@@ -6,3 +6,5 @@ mod e2e;
 mod fake_agent;
 mod output;
 mod parse;
+mod watch_files;
+mod watch_plan;

@@ -78,6 +78,7 @@ pub(crate) fn with_context(prefix: &str, err: ApiError) -> ApiError {
         ApiError::Internal(m) => ApiError::Internal(msg(m)),
         ApiError::Unimplemented(m) => ApiError::Unimplemented(msg(m)),
         ApiError::Unauthenticated(m) => ApiError::Unauthenticated(msg(m)),
+        ApiError::Unavailable(m) => ApiError::Unavailable(msg(m)),
     }
 }
 

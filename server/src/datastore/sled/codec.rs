@@ -1,27 +1,18 @@
 //! How values are kept in sled's trees: JSON, read back strictly (anything that does not
 //! decode is `Corrupt`), and sled's errors as `StoreError`s.
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sled::Tree;
 use sled::transaction::{ConflictableTransactionError, ConflictableTransactionResult};
 
 use crate::datastore::StoreError;
+pub(super) use crate::datastore::codec::{decode, encode};
 
 /// A transaction step's result.
 pub(super) type TxResult<T> = ConflictableTransactionResult<T, StoreError>;
 
 /// Index values carry no data: the key says it all.
 pub(super) const PRESENT: &[u8] = &[];
-
-pub(super) fn encode(value: &impl Serialize) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value)
-        .map_err(|error| StoreError::Backend(format!("cannot encode: {error}")))
-}
-
-pub(super) fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|error| StoreError::Corrupt(format!("{what}: {error}")))
-}
 
 pub(super) fn read<T: DeserializeOwned>(
     tree: &Tree,

@@ -6,6 +6,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Transactional, Tree};
 
 use crate::datastore::StoreError;
+pub(super) use crate::datastore::codec::length_prefixed;
+use crate::datastore::codec::similarity_key;
 use crate::datastore::sled::SledStore;
 use crate::datastore::sled::codec::{PRESENT, TxResult, abort, backend, decode, encode, read};
 
@@ -150,22 +152,4 @@ impl EntryTx<'_> {
         );
         keys
     }
-}
-
-/// `value` prefixed with its length, so that concatenations of such pieces are unambiguous.
-pub(super) fn length_prefixed(value: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + value.len());
-    out.extend_from_slice(&(value.len() as u64).to_be_bytes());
-    out.extend_from_slice(value.as_bytes());
-    out
-}
-
-/// What makes two entries similar: SPIFFE ID, parent ID and the (sorted) selector set.
-fn similarity_key(entry: &RegistrationEntry) -> Vec<u8> {
-    let mut key = length_prefixed(&entry.spiffe_id.to_string());
-    key.extend(length_prefixed(&entry.parent_id.to_string()));
-    for selector in entry.selectors.iter() {
-        key.extend(length_prefixed(&selector.to_string()));
-    }
-    key
 }

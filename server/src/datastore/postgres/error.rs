@@ -1,0 +1,63 @@
+//! PostgreSQL and pool errors as `StoreError`s: a database that cannot be reached is
+//! `Unavailable` (the call changed nothing and may be retried), anything else `Backend`.
+
+use deadpool_postgres::PoolError;
+use tokio_postgres::error::SqlState;
+
+use crate::datastore::StoreError;
+
+pub(crate) fn pg_error(error: tokio_postgres::Error) -> StoreError {
+    match error.as_db_error() {
+        Some(db) if is_unavailable_state(db.code()) => {
+            StoreError::Unavailable(format!("PostgreSQL: {}", db.message()))
+        }
+        Some(db) => StoreError::Backend(format!("PostgreSQL: {}", db.message())),
+        // No server answer: the connection failed or closed.
+        None if error.is_closed() || is_io(&error) => {
+            StoreError::Unavailable(format!("PostgreSQL connection: {error}"))
+        }
+        None => StoreError::Backend(format!("PostgreSQL: {error}")),
+    }
+}
+
+pub(crate) fn pool_error(error: PoolError) -> StoreError {
+    match error {
+        PoolError::Backend(e) => match pg_error(e) {
+            StoreError::Backend(msg) => StoreError::Unavailable(msg),
+            other => other,
+        },
+        PoolError::Timeout(_) => StoreError::Unavailable(
+            "timed out waiting for a PostgreSQL connection (database down or max_open_conns reached)"
+                .into(),
+        ),
+        other => StoreError::Unavailable(format!("PostgreSQL connection pool: {other}")),
+    }
+}
+
+/// Whether `error` is a unique violation of `constraint`.
+pub(crate) fn violates(error: &tokio_postgres::Error, constraint: &str) -> bool {
+    error.as_db_error().is_some_and(|db| {
+        *db.code() == SqlState::UNIQUE_VIOLATION && db.constraint() == Some(constraint)
+    })
+}
+
+fn is_unavailable_state(code: &SqlState) -> bool {
+    // Class 08 (connection exception), 57P01-57P03 (admin/crash shutdown, cannot connect
+    // now), 53300 (too many connections).
+    code.code().starts_with("08")
+        || *code == SqlState::ADMIN_SHUTDOWN
+        || *code == SqlState::CRASH_SHUTDOWN
+        || *code == SqlState::CANNOT_CONNECT_NOW
+        || *code == SqlState::TOO_MANY_CONNECTIONS
+}
+
+fn is_io(error: &tokio_postgres::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        if e.is::<std::io::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}

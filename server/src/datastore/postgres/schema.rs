@@ -1,0 +1,117 @@
+//! The schema, as versioned migrations compiled into the binary. A server applies the ones
+//! its database lacks at start (under an advisory lock, so servers starting together do not
+//! race) and refuses a database whose schema is newer than it knows.
+
+use crate::datastore::StoreError;
+use crate::datastore::postgres::error::pg_error;
+
+/// Migration `n` (1-based) brings the schema from version `n - 1` to `n`.
+const MIGRATIONS: &[&str] = &[
+    // 1: the records.
+    r#"
+    CREATE TABLE registration_entries (
+        id          TEXT COLLATE "C" PRIMARY KEY,
+        spiffe_id   TEXT COLLATE "C" NOT NULL,
+        parent_id   TEXT COLLATE "C" NOT NULL,
+        similarity  BYTEA NOT NULL,
+        expires_at  BIGINT NOT NULL,
+        data        BYTEA NOT NULL,
+        CONSTRAINT registration_entries_similar UNIQUE (similarity)
+    );
+    CREATE INDEX registration_entries_by_parent ON registration_entries (parent_id, id);
+    CREATE INDEX registration_entries_by_spiffe_id ON registration_entries (spiffe_id, id);
+    CREATE INDEX registration_entries_by_expiry ON registration_entries (expires_at)
+        WHERE expires_at > 0;
+    CREATE TABLE registration_entry_selectors (
+        selector  TEXT COLLATE "C" NOT NULL,
+        entry_id  TEXT COLLATE "C" NOT NULL
+            REFERENCES registration_entries (id) ON DELETE CASCADE,
+        PRIMARY KEY (selector, entry_id)
+    );
+    CREATE INDEX registration_entry_selectors_by_entry ON registration_entry_selectors (entry_id);
+    CREATE TABLE attested_nodes (
+        spiffe_id  TEXT COLLATE "C" PRIMARY KEY,
+        data       BYTEA NOT NULL
+    );
+    CREATE TABLE join_tokens (
+        token       TEXT COLLATE "C" PRIMARY KEY,
+        expires_at  BIGINT NOT NULL
+    );
+    CREATE TABLE bundles (
+        trust_domain  TEXT COLLATE "C" PRIMARY KEY,
+        data          BYTEA NOT NULL
+    );
+    CREATE TABLE ca_journals (
+        journal_key  TEXT COLLATE "C" PRIMARY KEY,
+        data         BYTEA NOT NULL
+    );
+    "#,
+];
+
+/// The schema version this binary writes.
+pub const VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// Any 64-bit constant: the advisory lock migrations hold.
+const MIGRATION_LOCK: i64 = 0x5349_474e_4554_0001;
+
+/// Brings the schema to [`VERSION`] (or, with `migrate` off, checks that it is there).
+/// Returns the version found before.
+pub(crate) async fn migrate(
+    client: &mut deadpool_postgres::Client,
+    migrate: bool,
+) -> Result<i32, StoreError> {
+    let tx = client.transaction().await.map_err(pg_error)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(pg_error)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS signet_schema (
+             singleton     BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
+             version       INTEGER NOT NULL,
+             code_version  TEXT NOT NULL
+         )",
+    )
+    .await
+    .map_err(pg_error)?;
+    let found = current(&tx).await?;
+    if found > VERSION {
+        return Err(StoreError::Schema(format!(
+            "the database schema is version {found}, newer than this signet-server {} knows \
+             (version {VERSION}): upgrade signet-server",
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+    if found < VERSION && !migrate {
+        return Err(StoreError::Schema(format!(
+            "the database schema is version {found} and this signet-server needs version \
+             {VERSION}, but disable_migration is set: migrate with a server that has it off"
+        )));
+    }
+    for (n, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.batch_execute(sql).await.map_err(|e| {
+            StoreError::Schema(format!("migration to schema version {}: {e}", n + 1))
+        })?;
+    }
+    if found < VERSION {
+        tx.execute(
+            "INSERT INTO signet_schema (version, code_version) VALUES ($1, $2)
+             ON CONFLICT (singleton) DO UPDATE SET version = $1, code_version = $2",
+            &[&VERSION, &env!("CARGO_PKG_VERSION")],
+        )
+        .await
+        .map_err(pg_error)?;
+    }
+    tx.commit().await.map_err(pg_error)?;
+    if found < VERSION {
+        tracing::info!(from = found, to = VERSION, "Migrated the PostgreSQL schema");
+    }
+    Ok(found)
+}
+
+async fn current(client: &deadpool_postgres::Transaction<'_>) -> Result<i32, StoreError> {
+    let row = client
+        .query_opt("SELECT version FROM signet_schema", &[])
+        .await
+        .map_err(pg_error)?;
+    Ok(row.map_or(0, |r| r.get(0)))
+}
