@@ -226,6 +226,19 @@ impl KubeCluster {
         run(&["apply", &self.dir(), file.to_str().unwrap()]);
     }
 
+    /// [`KubeCluster::apply`], reporting failure (a custom resource whose CRD is not
+    /// served yet) instead of panicking.
+    pub fn try_apply(&self, doc: &serde_json::Value) -> bool {
+        let file = self.dir.path().join(format!("apply-{}.json", uuid_like()));
+        std::fs::write(&file, doc.to_string()).unwrap();
+        Command::new("python3")
+            .arg(kube_py())
+            .args(["apply", &self.dir(), file.to_str().unwrap()])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
     /// Deletes a pod at once (no kubelet will ever confirm it stopped).
     pub fn delete_pod(&self, ns: &str, pod: &str) {
         run(&[

@@ -154,8 +154,13 @@ CORE = {"Namespace": "namespaces", "Node": "nodes", "ServiceAccount": "serviceac
         "Pod": "pods", "ConfigMap": "configmaps", "Secret": "secrets", "Service": "services",
         "Endpoints": "endpoints"}
 GROUPED = {"ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings",
-           "Role": "roles", "RoleBinding": "rolebindings"}
-CLUSTER_SCOPED = {"Namespace", "Node", "ClusterRole", "ClusterRoleBinding"}
+           "Role": "roles", "RoleBinding": "rolebindings",
+           "CustomResourceDefinition": "customresourcedefinitions",
+           "ClusterSPIFFEID": "clusterspiffeids", "ClusterStaticEntry": "clusterstaticentries",
+           "ClusterFederatedTrustDomain": "clusterfederatedtrustdomains"}
+CLUSTER_SCOPED = {"Namespace", "Node", "ClusterRole", "ClusterRoleBinding",
+                  "CustomResourceDefinition", "ClusterSPIFFEID", "ClusterStaticEntry",
+                  "ClusterFederatedTrustDomain"}
 
 
 def collection(obj):
