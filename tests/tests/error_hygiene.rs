@@ -1,5 +1,6 @@
 //! Every error a client can cause answers with the right gRPC code and a message naming the
-//! problem (issue 9, "Error hygiene"), through real clients over the real sockets.
+//! problem, and echoes at most 256 bytes of any input value (issue 9, "Error hygiene"),
+//! through real clients over the real sockets.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use std::os::unix::fs::MetadataExt;
@@ -7,10 +8,14 @@ use std::time::Duration;
 
 use prost::Message;
 use signet_common::uds::raw_client::RawClient;
+use signet_proto::spire::api::server::entry::v1::BatchCreateEntryRequest;
 use signet_proto::spire::api::server::entry::v1::SyncAuthorizedEntriesResponse;
+use signet_proto::spire::api::server::entry::v1::entry_client::EntryClient;
 use signet_proto::spire::api::server::svid::v1::svid_client::SvidClient;
 use signet_proto::spire::api::server::svid::v1::{BatchNewX509svidRequest, NewX509svidParams};
-use signet_proto::workload::JwtsvidRequest;
+use signet_proto::types;
+use signet_proto::workload::spiffe_workload_api_client::SpiffeWorkloadApiClient;
+use signet_proto::workload::{JwtsvidRequest, ValidateJwtsvidRequest};
 use signet_tests::agent::{Setup, until};
 use signet_tests::{Options, TestServer};
 use tokio::net::UnixStream;
@@ -134,4 +139,88 @@ async fn fetch_jwt_svid_with_an_empty_audience_value_is_invalid_argument() {
         );
     }
     agent.shutdown().await.unwrap();
+}
+
+/// True when `message` echoes `value` (one repeated ASCII character) only as a prefix of at
+/// most 256 bytes, marked as cut with `...`.
+fn echoes_cut(message: &str, value: &str) -> bool {
+    let max = signet_common::echo::MAX_ECHOED_VALUE;
+    message.contains(&format!("{}...", &value[..max - 2])) && !message.contains(&value[..max + 1])
+}
+
+#[tokio::test]
+async fn a_workload_error_echoes_at_most_256_bytes_of_a_1_mb_kid() {
+    let setup = Setup::new(&[]).await;
+    let agent = setup.agent("").await;
+    let b64 = |v: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
+    };
+    let kid = "k".repeat(1 << 20);
+    let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": kid});
+    let claims = serde_json::json!({
+        "sub": "spiffe://example.org/x", "aud": ["db"], "exp": 4_000_000_000u64,
+    });
+    let token = format!(
+        "{}.{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes()),
+        b64(&[1; 64])
+    );
+    let channel = signet_tests::uds_channel(&agent.socket_path).await;
+    let mut client =
+        SpiffeWorkloadApiClient::with_interceptor(channel, |mut r: tonic::Request<()>| {
+            r.metadata_mut()
+                .insert("workload.spiffe.io", "true".parse().unwrap());
+            Ok(r)
+        });
+    let status = client
+        .validate_jwtsvid(ValidateJwtsvidRequest {
+            audience: "db".into(),
+            svid: token,
+        })
+        .await
+        .expect_err("an unknown kid is refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().len() < 1024, "{}", status.message().len());
+    assert!(echoes_cut(status.message(), &kid), "{}", status.message());
+    agent.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_server_error_echoes_at_most_256_bytes_of_a_long_entry_id() {
+    let server = TestServer::start(Options::default()).await;
+    let long_id = "e".repeat(300_000) + "!";
+    let resp = EntryClient::new(server.admin().await)
+        .batch_create_entry(BatchCreateEntryRequest {
+            entries: vec![types::Entry {
+                id: long_id.clone(),
+                spiffe_id: Some(types::Spiffeid {
+                    trust_domain: "example.org".into(),
+                    path: "/w".into(),
+                }),
+                parent_id: Some(types::Spiffeid {
+                    trust_domain: "example.org".into(),
+                    path: "/spire/server".into(),
+                }),
+                selectors: vec![types::Selector {
+                    r#type: "unix".into(),
+                    value: "uid:1".into(),
+                }],
+                ..Default::default()
+            }],
+            output_mask: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let status = resp.results[0].status.clone().unwrap();
+    assert_eq!(
+        status.code,
+        Code::InvalidArgument as i32,
+        "{}",
+        status.message.len()
+    );
+    assert!(status.message.len() < 1024, "{}", status.message.len());
+    assert!(echoes_cut(&status.message, &long_id), "{}", status.message);
 }
