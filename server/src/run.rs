@@ -196,6 +196,17 @@ impl Server {
             config.bundle_publish_interval,
             stop.clone(),
         );
+        if registry.is_shared() {
+            let (registry, td, stop) = (
+                Arc::clone(&registry),
+                config.trust_domain.clone(),
+                stop.clone(),
+            );
+            tasks.spawn(async move {
+                registry.follow_changes(td, stop).await;
+                Ok(())
+            });
+        }
         spawn_pruner(&mut tasks, Arc::clone(&state), stop);
         tracing::info!(trust_domain = %config.trust_domain, "Server started");
         Ok(Self {
@@ -235,7 +246,7 @@ impl Server {
 
 /// This server's identity among servers sharing a database: `server-<uuid>`, made on first
 /// start and kept in `data_dir/server_id` (0600), like the CA keys it goes with.
-fn server_instance_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+pub(crate) fn server_instance_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
     let path = data_dir.join("server_id");
     match std::fs::read_to_string(&path) {
         Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),

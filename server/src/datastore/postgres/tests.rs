@@ -108,3 +108,139 @@ async fn a_restarted_database_is_unavailable_then_recovers_by_itself() {
     }
     panic!("never recovered: {last:?}");
 }
+
+#[tokio::test]
+async fn every_change_is_logged_in_commit_order_and_pruning_is_detected() {
+    let cluster = PgCluster::start();
+    let url = cluster.create_database().await;
+    let store = PgStore::connect(&PgOptions::new(url)).await.unwrap();
+    let mut signal = store.change_signal().unwrap();
+    let start = store.change_position().await.unwrap().unwrap();
+    let td = signet_common::id::parse_trust_domain("example.org").unwrap();
+    store.set_bundle(Bundle::new(td.clone())).await.unwrap();
+    let node = AttestedNode {
+        spiffe_id: signet_common::id::parse_id("spiffe://example.org/spire/agent/x/1").unwrap(),
+        attestation_type: "join_token".into(),
+        serial: "01".into(),
+        expires_at: 2_000,
+        new_serial: String::new(),
+        new_expires_at: 0,
+        can_reattest: false,
+        selectors: vec![],
+        agent_version: String::new(),
+    };
+    store.put_node(node.clone()).await.unwrap();
+    store.delete_node(&node.spiffe_id).await.unwrap();
+    // A failed write logs nothing.
+    assert!(store.delete_node(&node.spiffe_id).await.is_err());
+    let Changes::Rows(rows) = store.changes_after(start, 100).await.unwrap() else {
+        panic!("not pruned");
+    };
+    let got: Vec<(ChangeKind, &str)> = rows
+        .iter()
+        .map(|c| (c.kind.clone(), c.key.as_str()))
+        .collect();
+    let agent = "spiffe://example.org/spire/agent/x/1";
+    assert_eq!(
+        got,
+        [
+            (ChangeKind::Bundle, "example.org"),
+            (ChangeKind::Node, agent),
+            (ChangeKind::Node, agent)
+        ]
+    );
+    assert!(rows.windows(2).all(|w| w[0].seq < w[1].seq));
+    tokio::time::timeout(std::time::Duration::from_secs(5), signal.changed())
+        .await
+        .expect("NOTIFY arrives")
+        .unwrap();
+    assert_eq!(
+        store
+            .prune_changes(std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        store.changes_after(start, 100).await.unwrap(),
+        Changes::Pruned
+    );
+    let now = store.change_position().await.unwrap().unwrap();
+    assert_eq!(
+        store.changes_after(now, 100).await.unwrap(),
+        Changes::Rows(vec![])
+    );
+}
+
+fn bench_entry(n: usize) -> RegistrationEntry {
+    let id = |s: String| signet_common::id::parse_id(&s).unwrap();
+    RegistrationEntry::new(
+        format!("e{n:07}"),
+        id(format!("spiffe://example.org/w/{n}")),
+        id(format!("spiffe://example.org/spire/agent/x/{}", n % 100)),
+        [format!("unix:uid:{n}").parse().unwrap()]
+            .into_iter()
+            .collect(),
+    )
+}
+
+async fn creates_per_second(store: &dyn DataStore, n: usize) -> f64 {
+    let started = std::time::Instant::now();
+    for i in 0..n {
+        store.create_entry(bench_entry(i)).await.unwrap();
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Benchmark (figures, no assertion on time): entry creation throughput on PostgreSQL and
+/// sled, and a cold start (index load) over 100k entries on PostgreSQL.
+/// `cargo test -p signet-server --lib bench_ -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run explicitly"]
+async fn bench_create_throughput_and_cold_start() {
+    let cluster = PgCluster::start();
+    let url = cluster.create_database().await;
+    let pg = PgStore::connect(&PgOptions::new(url.clone()))
+        .await
+        .unwrap();
+    let (sled, _dir) = crate::datastore::testing::temp_sled();
+    let n = 2_000;
+    println!("create_entry, sequential, {n} entries:");
+    println!("  postgres: {:.0}/s", creates_per_second(&pg, n).await);
+    println!(
+        "  sled:     {:.0}/s",
+        creates_per_second(sled.as_ref(), n).await
+    );
+
+    // 100k entries written in bulk straight into the tables, then a server's index load.
+    let total = 100_000;
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for chunk in (n..total).collect::<Vec<_>>().chunks(5_000) {
+        let entries: Vec<RegistrationEntry> = chunk.iter().map(|i| bench_entry(*i)).collect();
+        let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+        let spiffe: Vec<String> = entries.iter().map(|e| e.spiffe_id.to_string()).collect();
+        let parent: Vec<String> = entries.iter().map(|e| e.parent_id.to_string()).collect();
+        let sim: Vec<Vec<u8>> = entries.iter().map(similarity_key).collect();
+        let data: Vec<Vec<u8>> = entries.iter().map(|e| encode(e).unwrap()).collect();
+        client
+            .execute(
+                "INSERT INTO registration_entries (id, spiffe_id, parent_id, similarity, expires_at, data)
+                 SELECT a, b, c, s, 0, d FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bytea[]) AS t(a, b, c, s, d)",
+                &[&ids, &spiffe, &parent, &sim, &data],
+            )
+            .await
+            .unwrap();
+    }
+    let store: Arc<dyn DataStore> = Arc::new(PgStore::connect(&PgOptions::new(url)).await.unwrap());
+    let td = signet_common::id::parse_trust_domain("example.org").unwrap();
+    let started = std::time::Instant::now();
+    let registry = crate::registry::Registry::load(store, &td).await.unwrap();
+    println!(
+        "cold start: index of {total} entries loaded from PostgreSQL in {:?}",
+        started.elapsed()
+    );
+    assert!(registry.is_shared());
+}
