@@ -1,6 +1,7 @@
 //! What goes wrong in a handler, and the one place it becomes a `tonic::Status` (logged there,
 //! like SPIRE's `MakeErr`).
 
+use signet_common::echo::bounded;
 use signet_common::id::IdError;
 use signet_common::selector::SelectorError;
 use signet_proto::convert::{ConvertError, denial_details};
@@ -136,7 +137,7 @@ impl ApiError {
         log(self);
         signet_proto::types::Status {
             code: self.code() as i32,
-            message: self.to_string(),
+            message: bounded(&self.to_string()).into_owned(),
         }
     }
 }
@@ -180,7 +181,7 @@ impl From<ApiError> for Status {
     fn from(err: ApiError) -> Self {
         log(&err);
         let code = err.code();
-        let msg = err.to_string();
+        let msg = bounded(&err.to_string()).into_owned();
         match err.agent_reason() {
             Some(reason) => {
                 let details = denial_details(code as i32, &msg, reason);
