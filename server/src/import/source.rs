@@ -25,11 +25,15 @@ pub(super) enum Dialect {
 }
 
 impl Dialect {
-    /// Unix seconds of a timestamp column (NULL stays NULL).
-    fn epoch(self, col: &str) -> String {
-        match self {
-            Self::Sqlite => format!("CAST(strftime('%s', {col}) AS BIGINT)"),
-            Self::Postgres => format!("CAST(FLOOR(EXTRACT(EPOCH FROM {col})) AS BIGINT)"),
+    /// A timestamp column: Unix seconds on PostgreSQL (rounded to the nearest second when
+    /// `round`, as SPIRE reports entry creation times, else truncated); on SQLite the text
+    /// go-sqlite3 wrote, converted by [`Row::time`] the same way (SQLite's own date functions
+    /// keep only milliseconds).
+    fn epoch(self, col: &str, round: bool) -> String {
+        match (self, round) {
+            (Self::Sqlite, _) => col.to_owned(),
+            (Self::Postgres, true) => format!("CAST(ROUND(EXTRACT(EPOCH FROM {col})) AS BIGINT)"),
+            (Self::Postgres, false) => format!("CAST(FLOOR(EXTRACT(EPOCH FROM {col})) AS BIGINT)"),
         }
     }
 
@@ -201,7 +205,7 @@ pub(super) async fn read_all(src: &mut dyn Source) -> Result<SpireRows, ImportEr
             "SELECT {}, {}, entry_id, spiffe_id, parent_id, {}, {}, {}, {}, {}, {}, {}, {} \
              FROM registered_entries ORDER BY id",
             int("id"),
-            d.epoch("created_at"),
+            d.epoch("created_at", true),
             int("ttl"),
             flag("admin"),
             flag("downstream"),
@@ -217,7 +221,7 @@ pub(super) async fn read_all(src: &mut dyn Source) -> Result<SpireRows, ImportEr
     {
         rows.entries.push(EntryRow {
             pk: r.int()?,
-            created_at: r.int_or_null()?.unwrap_or(0),
+            created_at: r.time(true)?.unwrap_or(0),
             entry_id: r.text()?,
             spiffe_id: r.text()?,
             parent_id: r.text()?,
@@ -278,9 +282,9 @@ pub(super) async fn read_all(src: &mut dyn Source) -> Result<SpireRows, ImportEr
             "SELECT spiffe_id, {}, {}, {}, {}, {}, {} FROM attested_node_entries ORDER BY id",
             text("data_type"),
             text("serial_number"),
-            d.epoch("expires_at"),
+            d.epoch("expires_at", false),
             text("new_serial_number"),
-            d.epoch("new_expires_at"),
+            d.epoch("new_expires_at", false),
             flag("can_reattest"),
         ),
         "attested_node_entries",
@@ -291,9 +295,9 @@ pub(super) async fn read_all(src: &mut dyn Source) -> Result<SpireRows, ImportEr
             spiffe_id: r.text()?,
             data_type: r.text()?,
             serial_number: r.text()?,
-            expires_at: r.int_or_null()?.unwrap_or(0),
+            expires_at: r.time(false)?.unwrap_or(0),
             new_serial_number: r.text()?,
-            new_expires_at: r.int_or_null()?,
+            new_expires_at: r.time(false)?,
             can_reattest: r.flag()?,
         });
     }
@@ -401,11 +405,16 @@ impl Row {
         ImportError::data(self.table, format!("expected {want}, found {kind}"))
     }
 
-    fn int_or_null(&mut self) -> Result<Option<i64>, ImportError> {
-        match self.next("integer")? {
+    /// A timestamp: Unix seconds already, or go-sqlite3's text
+    /// (`2006-01-02 15:04:05.999999999-07:00`), rounded to the nearest second or truncated.
+    fn time(&mut self, round: bool) -> Result<Option<i64>, ImportError> {
+        match self.next("timestamp")? {
             Value::Null => Ok(None),
             Value::Int(i) => Ok(Some(i)),
-            other => Err(self.bad("an integer", &other)),
+            Value::Text(t) => parse_time(&t, round).map(Some).ok_or_else(|| {
+                ImportError::data(self.table, format!("unreadable timestamp {t:?}"))
+            }),
+            other => Err(self.bad("a timestamp", &other)),
         }
     }
 
@@ -439,4 +448,58 @@ impl Row {
             other => Err(self.bad("a blob", &other)),
         }
     }
+}
+
+/// Unix seconds of `YYYY-MM-DD[ T]HH:MM:SS[.fraction][Z|±HH:MM]` (no zone: UTC).
+pub(super) fn parse_time(text: &str, round: bool) -> Option<i64> {
+    let t = text.trim();
+    let (date, rest) = (t.get(..10)?, t.get(11..)?);
+    if !matches!(t.as_bytes().get(10), Some(b' ' | b'T')) {
+        return None;
+    }
+    let num = |s: &str| -> Option<i64> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (y, mo, d) = (
+        num(date.get(..4)?)?,
+        num(date.get(5..7)?)?,
+        num(date.get(8..10)?)?,
+    );
+    let (h, mi, sec) = (
+        num(rest.get(..2)?)?,
+        num(rest.get(3..5)?)?,
+        num(rest.get(6..8)?)?,
+    );
+    let mut rest = rest.get(8..)?;
+    let mut round_up = false;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let end = frac
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(frac.len());
+        round_up = round && frac.as_bytes().first().is_some_and(|b| *b >= b'5');
+        rest = &frac[end..];
+    }
+    let offset = match rest {
+        "" | "Z" | "+00:00" => 0,
+        z if z.len() == 6 && (z.starts_with('+') || z.starts_with('-')) => {
+            let secs = num(z.get(1..3)?)? * 3600 + num(z.get(4..6)?)? * 60;
+            if z.starts_with('-') { -secs } else { secs }
+        }
+        _ => return None,
+    };
+    let month = time::Month::try_from(u8::try_from(mo).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(i32::try_from(y).ok()?, month, u8::try_from(d).ok()?)
+        .ok()?;
+    let at = date
+        .with_hms(
+            u8::try_from(h).ok()?,
+            u8::try_from(mi).ok()?,
+            u8::try_from(sec).ok()?,
+        )
+        .ok()?
+        .assume_utc()
+        .unix_timestamp();
+    Some(at - offset + i64::from(round_up))
 }

@@ -139,6 +139,13 @@ step "spire-server's CLI against signet-server shows SPIRE's entries, agent and 
 spire_cli entries-signet entry show -output json
 py entries-full "$OUT/entries-signet.out" >"$WORKDIR/entries-signet.tsv"
 assert_same_lines "entries (every field, same IDs and revisions)" "$WORKDIR/entries-spire.tsv" "$WORKDIR/entries-signet.tsv"
+python3 -c 'import json, sys
+f = lambda p: {e["id"]: e.get("created_at") for e in json.load(open(p))["entries"]}
+a, b = f(sys.argv[1]), f(sys.argv[2])
+print("created_at:", a)
+sys.exit(a != b and f"created_at differs: spire {a} signet {b}")' "$OUT/entries-spire.out" "$OUT/entries-signet.out" ||
+    fail "entry creation times differ (agents would refetch every entry)"
+info "ok: entry creation times equal SPIRE's"
 spire_cli agents-signet agent list -output json
 py agents "$OUT/agents-signet.out" >"$WORKDIR/agents-signet.tsv"
 assert_same_lines "agents" "$WORKDIR/agents-spire.tsv" "$WORKDIR/agents-signet.tsv"

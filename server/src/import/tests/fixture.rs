@@ -328,6 +328,36 @@ plugins {{
         }
     }
 
+    /// A new self-signed CA for `td` with SPIRE's SKI: (key, cert DER, hex SKI).
+    pub(super) fn new_ca(td: &str) -> (KeyPair, Vec<u8>, String) {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let (ski, hex) = sha1_hex(key.public_key_raw());
+        let der = ca_cert(td, &key, ski);
+        (key, der, hex)
+    }
+
+    /// Replaces keys.json, the own bundle row and the journal row (as a rotation would).
+    pub(super) fn rewrite(
+        &self,
+        keys: &serde_json::Value,
+        bundle: &proto::Bundle,
+        journal: &proto::Entries,
+        active_x509: &str,
+    ) {
+        std::fs::write(&self.keys_path, serde_json::to_vec_pretty(keys).unwrap()).unwrap();
+        let c = Connection::open(&self.db).unwrap();
+        c.execute(
+            "UPDATE bundles SET data = ?1 WHERE trust_domain = 'spiffe://example.org'",
+            params![bundle.encode_to_vec()],
+        )
+        .unwrap();
+        c.execute(
+            "UPDATE ca_journals SET data = ?1, active_x509_authority_id = ?2",
+            params![journal.encode_to_vec(), active_x509],
+        )
+        .unwrap();
+    }
+
     /// Runs SQL against the fixture's database.
     pub(super) fn sql(&self, sql: &str) {
         Connection::open(&self.db)

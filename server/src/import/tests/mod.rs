@@ -18,6 +18,7 @@ use crate::keys::disk::DiskKeyManager;
 use crate::keys::{KeyManager, KeyType};
 
 mod fixture;
+mod real_spire;
 
 use fixture::{AGENT_SERIAL_HEX, CREATED_UNIX, SpireFixture};
 
@@ -26,8 +27,12 @@ fn now() -> SystemTime {
 }
 
 fn args(fx: &SpireFixture) -> ImportArgs {
+    args_for(&fx.conf)
+}
+
+fn args_for(conf: &std::path::Path) -> ImportArgs {
     ImportArgs {
-        config: fx.conf.clone(),
+        config: conf.to_owned(),
         target_config: None,
         force: false,
         expand_env: false,
@@ -393,6 +398,140 @@ async fn an_expired_active_ca_is_refused() {
         .to_string();
     assert!(msg.contains("the certificate has expired"), "{msg}");
     assert!(!fx.store_dir().exists());
+}
+
+/// Mid-rotation: A was active and is now OLD (its key replaced by the prepared A), B is
+/// active, the new A is prepared; the JWT key B is prepared next to the active A.
+#[tokio::test]
+async fn the_rotation_state_carries_over() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use prost::Message as _;
+    use rcgen::PublicKeyData as _;
+
+    use crate::import::proto;
+
+    let fx = SpireFixture::new();
+    let (key_b, cert_b, ski_b) = SpireFixture::new_ca("example.org");
+    let (key_a2, cert_a2, ski_a2) = SpireFixture::new_ca("example.org");
+    let jwt_b = rcgen::KeyPair::generate().unwrap();
+    let mut keys: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&fx.keys_path).unwrap()).unwrap();
+    keys["keys"]["x509-CA-A"] = STANDARD.encode(key_a2.serialize_der()).into();
+    keys["keys"]["x509-CA-B"] = STANDARD.encode(key_b.serialize_der()).into();
+    keys["keys"]["JWT-Signer-B"] = STANDARD.encode(jwt_b.serialize_der()).into();
+    let db = rusqlite::Connection::open(&fx.db).unwrap();
+    let old: Vec<u8> = db
+        .query_row("SELECT data FROM ca_journals", [], |r| r.get(0))
+        .unwrap();
+    let mut journal = proto::Entries::decode(old.as_slice()).unwrap();
+    let old_bundle: Vec<u8> = db
+        .query_row(
+            "SELECT data FROM bundles WHERE trust_domain = 'spiffe://example.org'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let mut bundle = proto::Bundle::decode(old_bundle.as_slice()).unwrap();
+    let a = journal.x509_cas[0].clone();
+    journal.x509_cas[0].status = 4;
+    for (slot, cert, ski, status) in [("B", &cert_b, &ski_b, 3), ("A", &cert_a2, &ski_a2, 2)] {
+        journal.x509_cas.push(proto::X509CaEntry {
+            slot_id: slot.into(),
+            certificate: cert.clone(),
+            status,
+            authority_id: ski.clone(),
+            ..a.clone()
+        });
+        bundle.root_cas.push(proto::Certificate {
+            der_bytes: cert.clone(),
+            tainted_key: false,
+        });
+    }
+    let kid_b = "B0000000000000000000000000000000".to_owned();
+    journal.jwt_keys.push(proto::JwtKeyEntry {
+        slot_id: "B".into(),
+        kid: kid_b.clone(),
+        public_key: jwt_b.subject_public_key_info(),
+        status: 2,
+        authority_id: kid_b.clone(),
+        ..journal.jwt_keys[0].clone()
+    });
+    bundle.jwt_signing_keys.push(proto::PublicKey {
+        pkix_bytes: jwt_b.subject_public_key_info(),
+        kid: kid_b.clone(),
+        not_after: 0,
+        tainted_key: false,
+    });
+    drop(db);
+    fx.rewrite(&keys, &bundle, &journal, &ski_b);
+
+    let report = import_spire(&args(&fx), now()).await.unwrap();
+    assert_eq!(report.x509_authority, (ski_b.clone(), 3));
+    assert_eq!(report.jwt_authority, (fx.jwt_kid.clone(), 2));
+    assert_eq!(report.x509_roots, 3);
+
+    let store = Arc::new(SledStore::open(&fx.store_dir()).unwrap());
+    let keys: Arc<dyn KeyManager> = Arc::new(DiskKeyManager::open(&fx.keys_path).unwrap());
+    let ca = Ca::new(ca_config(), Arc::new(SystemClock), keys, store.clone())
+        .await
+        .unwrap();
+    let x509 = ca.x509_authority_states().await;
+    assert_eq!(x509.active.unwrap().authority_id, ski_b);
+    assert_eq!(x509.prepared.unwrap().authority_id, ski_a2);
+    assert_eq!(x509.old.unwrap().authority_id, fx.ca_ski_hex);
+    assert_eq!(ca.active_x509_ca_der().unwrap(), cert_b);
+    let jwt = ca.jwt_authority_states().await;
+    assert_eq!(jwt.active.unwrap().authority_id, fx.jwt_kid);
+    assert_eq!(jwt.prepared.unwrap().authority_id, kid_b);
+    let after = store
+        .bundle(&parse_trust_domain("example.org").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        after.x509_authorities.len(),
+        3,
+        "nothing minted, nothing dropped"
+    );
+    assert_eq!(after.jwt_authorities.len(), 2);
+}
+
+#[test]
+fn go_sqlite3_timestamps_are_read_as_spire_reports_them() {
+    use crate::import::source::parse_time;
+    let t = "2026-11-30 10:00:00.123456789+00:00";
+    assert_eq!(parse_time(t, true), Some(CREATED_UNIX));
+    assert_eq!(
+        parse_time("2026-11-30 10:00:00.5+00:00", true),
+        Some(CREATED_UNIX + 1)
+    );
+    assert_eq!(
+        parse_time("2026-11-30 10:00:00.5+00:00", false),
+        Some(CREATED_UNIX)
+    );
+    assert_eq!(
+        parse_time("2026-11-30 10:00:00.499999999Z", true),
+        Some(CREATED_UNIX)
+    );
+    assert_eq!(
+        parse_time("2026-11-30 11:30:00+01:30", false),
+        Some(CREATED_UNIX)
+    );
+    assert_eq!(
+        parse_time("2026-11-30T03:00:00-07:00", false),
+        Some(CREATED_UNIX)
+    );
+    assert_eq!(parse_time("2026-11-30 10:00:00", false), Some(CREATED_UNIX));
+    for bad in [
+        "",
+        "2026-11-30",
+        "2026-13-30 10:00:00",
+        "2026-11-30 10:00:00 UTC",
+        "x026-11-30 10:00:00",
+    ] {
+        assert_eq!(parse_time(bad, false), None, "{bad}");
+    }
 }
 
 #[test]
