@@ -2,6 +2,7 @@
 //! the in-memory authorization index and the change push never disagree.
 
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use tokio::sync::Mutex;
 
@@ -11,7 +12,7 @@ use signet_common::node::AttestedNode;
 use tokio::sync::watch;
 
 use crate::authz::AuthzIndex;
-use crate::datastore::{DataStore, StoreError};
+use crate::datastore::{Change, ChangeKind, Changes, DataStore, StoreError};
 use crate::events::Events;
 
 /// Store + index + events.
@@ -24,11 +25,36 @@ pub struct Registry {
     /// an await).
     writer: Mutex<()>,
     events: Events,
+    /// The store's change-log position the index was loaded at (`None`: no change log).
+    loaded_at: Option<i64>,
 }
+
+/// How often the change log is read when no NOTIFY arrives.
+const CHANGE_POLL: Duration = Duration::from_millis(500);
+/// How long change log rows are kept; a server that falls further behind reloads.
+const CHANGE_RETENTION: Duration = Duration::from_secs(3600);
+/// How often old change log rows are pruned.
+const CHANGE_PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// Changes read per query.
+const CHANGE_BATCH: i64 = 1000;
 
 impl Registry {
     /// Builds the index from the store (the only full read).
     pub async fn load(store: Arc<dyn DataStore>, td: &TrustDomain) -> Result<Self, StoreError> {
+        // The position first: a change committed while listing is applied again later
+        // (applying is idempotent), never lost.
+        let loaded_at = store.change_position().await?;
+        let index = Self::build(store.as_ref(), td).await?;
+        Ok(Self {
+            store,
+            index: RwLock::new(index),
+            writer: Mutex::new(()),
+            events: Events::new(),
+            loaded_at,
+        })
+    }
+
+    async fn build(store: &dyn DataStore, td: &TrustDomain) -> Result<AuthzIndex, StoreError> {
         let mut index = AuthzIndex::new(td);
         for entry in store.list_entries().await? {
             index.upsert_entry(entry);
@@ -39,12 +65,160 @@ impl Registry {
                 node.selectors.iter().cloned().collect(),
             );
         }
-        Ok(Self {
-            store,
-            index: RwLock::new(index),
-            writer: Mutex::new(()),
-            events: Events::new(),
-        })
+        Ok(index)
+    }
+
+    /// Whether the store is shared (has a change log to follow).
+    pub fn is_shared(&self) -> bool {
+        self.loaded_at.is_some()
+    }
+
+    /// Follows the store's change log until `stop`: each change committed by any server
+    /// sharing the database is applied to the index (one record re-read, never a full
+    /// reload) and pushed to the agents it concerns. Woken by the store's signal (NOTIFY),
+    /// else every `CHANGE_POLL`. Prunes the log past `CHANGE_RETENTION`; if this server
+    /// fell behind past it, the index is rebuilt once.
+    pub async fn follow_changes(self: Arc<Self>, td: TrustDomain, mut stop: watch::Receiver<bool>) {
+        let Some(mut cursor) = self.loaded_at else {
+            return;
+        };
+        let mut signal = self.store.change_signal();
+        let mut last_prune = tokio::time::Instant::now();
+        loop {
+            let woken = async {
+                match signal.as_mut() {
+                    Some(s) => {
+                        if s.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                () = woken => {}
+                () = tokio::time::sleep(CHANGE_POLL) => {}
+            }
+            cursor = self.catch_up(&td, cursor).await;
+            if last_prune.elapsed() >= CHANGE_PRUNE_EVERY {
+                last_prune = tokio::time::Instant::now();
+                if let Err(error) = self.store.prune_changes(CHANGE_RETENTION).await {
+                    tracing::warn!(%error, "Could not prune the change log");
+                }
+            }
+        }
+    }
+
+    /// Applies every change after `cursor`; returns the new position (unchanged on error:
+    /// the changes are read again next time).
+    async fn catch_up(&self, td: &TrustDomain, mut cursor: i64) -> i64 {
+        loop {
+            let changes = match self.store.changes_after(cursor, CHANGE_BATCH).await {
+                Ok(Changes::Rows(rows)) => rows,
+                Ok(Changes::Pruned) => match self.rebuild(td).await {
+                    Ok(position) => {
+                        tracing::warn!(
+                            retention = %humantime::format_duration(CHANGE_RETENTION),
+                            "This server fell behind the change log past its retention: rebuilt the authorization index from the database"
+                        );
+                        cursor = position;
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "Could not rebuild the authorization index");
+                        return cursor;
+                    }
+                },
+                Err(error) => {
+                    tracing::debug!(%error, "Could not read the change log");
+                    return cursor;
+                }
+            };
+            let Some(last) = changes.last().map(|c| c.seq) else {
+                return cursor;
+            };
+            for change in &changes {
+                if let Err(error) = self.apply(change).await {
+                    tracing::debug!(%error, seq = change.seq, "Could not apply a change yet");
+                    return cursor;
+                }
+                cursor = change.seq;
+            }
+            debug_assert_eq!(cursor, last);
+        }
+    }
+
+    /// Applies one change: re-reads the record (under the writer lock, so a local write
+    /// cannot be overtaken by an older read) and updates the index if it differs.
+    async fn apply(&self, change: &Change) -> Result<(), StoreError> {
+        match change.kind {
+            ChangeKind::Bundle => {
+                self.events.bundles_changed();
+                Ok(())
+            }
+            ChangeKind::Entry => {
+                let _writer = self.writer.lock().await;
+                let fresh = self.store.entry(&change.key).await?;
+                let mut index = self.write();
+                let current = index.entry(&change.key).cloned();
+                if current.as_deref() == fresh.as_ref() {
+                    return Ok(());
+                }
+                let mut affected = current
+                    .map(|e| index.agents_affected_by(&e))
+                    .unwrap_or_default();
+                match fresh {
+                    Some(entry) => {
+                        affected.extend(index.agents_affected_by(&entry));
+                        index.upsert_entry(entry);
+                    }
+                    None => {
+                        index.remove_entry(&change.key);
+                    }
+                }
+                self.events.entries_changed(&affected);
+                Ok(())
+            }
+            ChangeKind::Node => {
+                let id = match signet_common::id::parse_id(&change.key) {
+                    Ok(id) => id,
+                    Err(_) => return Ok(()),
+                };
+                let _writer = self.writer.lock().await;
+                let fresh = self.store.node(&id).await?;
+                let mut index = self.write();
+                match fresh {
+                    Some(node) => {
+                        index.set_node_selectors(
+                            id.clone(),
+                            node.selectors.iter().cloned().collect(),
+                        );
+                    }
+                    None => index.remove_node(&id),
+                }
+                self.events.entries_changed([&id]);
+                Ok(())
+            }
+        }
+    }
+
+    /// Rebuilds the whole index; returns the change-log position it reflects.
+    async fn rebuild(&self, td: &TrustDomain) -> Result<i64, StoreError> {
+        let _writer = self.writer.lock().await;
+        let position = self.store.change_position().await?.unwrap_or(0);
+        let fresh = Self::build(self.store.as_ref(), td).await?;
+        let agents: Vec<SpiffeId> = self
+            .store
+            .list_nodes()
+            .await?
+            .into_iter()
+            .map(|n| n.spiffe_id)
+            .collect();
+        *self.write() = fresh;
+        self.events.entries_changed(&agents);
+        self.events.bundles_changed();
+        Ok(position)
     }
 
     /// The underlying store (for reads and for records the index does not cover).

@@ -196,6 +196,17 @@ impl Server {
             config.bundle_publish_interval,
             stop.clone(),
         );
+        if registry.is_shared() {
+            let (registry, td, stop) = (
+                Arc::clone(&registry),
+                config.trust_domain.clone(),
+                stop.clone(),
+            );
+            tasks.spawn(async move {
+                registry.follow_changes(td, stop).await;
+                Ok(())
+            });
+        }
         spawn_pruner(&mut tasks, Arc::clone(&state), stop);
         tracing::info!(trust_domain = %config.trust_domain, "Server started");
         Ok(Self {

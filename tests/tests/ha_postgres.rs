@@ -4,6 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use signet_agent::run::Agent;
+use signet_tests::agent::{Setup, svid_id, until};
 
 use signet_common::clock::SystemClock;
 use signet_proto::spire::api::server::entry::v1::entry_client::EntryClient;
@@ -16,11 +20,118 @@ use signet_tests::{Options, TestServer, postgres_datastore};
 use tonic::Code;
 
 async fn server_on(connection_string: &str) -> TestServer {
+    server_with(connection_string, &[]).await
+}
+
+async fn server_with(connection_string: &str, lines: &[&str]) -> TestServer {
     TestServer::start(Options {
         datastore: Some(postgres_datastore(connection_string)),
+        server_lines: lines.iter().map(|l| (*l).to_owned()).collect(),
         ..Options::default()
     })
     .await
+}
+
+/// An agent directory for `server`, trusting the shared bundle.
+async fn setup(server: TestServer) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = signet_common::pem::certificates(&server.roots().await);
+    std::fs::write(dir.path().join("bootstrap.pem"), pem).unwrap();
+    Setup { server, dir }
+}
+
+/// Whether `leaf` (DER) is signed by one of `roots`.
+fn signed_by_one_of(leaf: &[u8], roots: &[Vec<u8>]) -> bool {
+    let (_, leaf) = x509_parser::parse_x509_certificate(leaf).unwrap();
+    roots.iter().any(|root| {
+        let (_, root) = x509_parser::parse_x509_certificate(root).unwrap();
+        leaf.issuer().as_raw() == root.subject().as_raw()
+            && signet_common::sigcheck::verify_cert(&leaf, root.public_key()).is_ok()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_created_through_b_reaches_a_workload_under_a_and_a_ban_on_b_shuts_it_out() {
+    let cluster = PgCluster::start();
+    let db = cluster.create_database().await;
+    let a = setup(server_on(&db).await).await;
+    let b = setup(server_on(&db).await).await;
+    let mut agent = a.agent("experimental {\n sync_interval = \"1s\"\n }").await;
+    let mut rx = agent.snapshot();
+    until(&mut rx, Duration::from_secs(5), |s| s.synced).await;
+
+    let started = Instant::now();
+    let entry = b.create_entry(&agent.agent_id, "/web").await;
+    let snap = until(&mut rx, Duration::from_secs(5), |s| {
+        s.svids.contains_key(&entry)
+    })
+    .await;
+    println!(
+        "entry created on B reached the agent on A in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        svid_id(&snap, &entry).as_deref(),
+        Some("spiffe://example.org/web")
+    );
+    // The SVID comes from A and verifies with the bundle served by B.
+    let leaf = &snap.svids[&entry].chain[0];
+    let own_a = a.server.server().state.ca.active_x509_ca_der().unwrap();
+    assert!(signed_by_one_of(leaf, &[own_a]), "signed by A's CA");
+    assert!(
+        signed_by_one_of(leaf, &b.server.roots().await),
+        "verifies with B's bundle"
+    );
+
+    b.ban(&agent.agent_id).await;
+    let reason = tokio::time::timeout(Duration::from_secs(10), agent.stopped())
+        .await
+        .expect("a ban on B stops the agent connected to A");
+    assert!(reason.contains("banned"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_attested_through_a_syncs_and_renews_through_b() {
+    let cluster = PgCluster::start();
+    let db = cluster.create_database().await;
+    let a = setup(server_with(&db, &["agent_ttl = \"6s\""]).await).await;
+    let b = server_with(&db, &["agent_ttl = \"6s\""]).await;
+    let token = a.server.join_token(600).await;
+    let first = Agent::start(a.config(Some(&token), ""), Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let id = first.agent_id.clone();
+    first.shutdown().await.unwrap();
+    let entry = a.create_entry(&id, "/db").await;
+
+    // The same agent, restarted against B with no token: its SVID from A is accepted.
+    let agent = Agent::start(
+        a.config_via(b.server().tcp_addr.port(), None, ""),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    assert_eq!(agent.agent_id, id);
+    let mut rx = agent.snapshot();
+    until(&mut rx, Duration::from_secs(5), |s| {
+        s.svids.contains_key(&entry)
+    })
+    .await;
+    let own_b = b.server().state.ca.active_x509_ca_der().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let current = agent.identity.current();
+        if signed_by_one_of(&current.chain[0], std::slice::from_ref(&own_b)) {
+            assert_eq!(current.id, id);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent SVID was never renewed through B"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    agent.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,6 +28,37 @@ pub struct JoinToken {
     pub expires_at: i64,
 }
 
+/// What a committed change was about (a row of a shared store's change log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// The registration entry with this ID was created, updated or deleted.
+    Entry,
+    /// The attested node with this SPIFFE ID was created, updated or deleted.
+    Node,
+    /// The bundle of this trust domain was created, updated or deleted.
+    Bundle,
+}
+
+/// One committed change, in commit order (`seq` increases).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Position in the log.
+    pub seq: i64,
+    /// What changed.
+    pub kind: ChangeKind,
+    /// The entry ID, node SPIFFE ID or trust domain.
+    pub key: String,
+}
+
+/// What [`DataStore::changes_after`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changes {
+    /// The changes after the position asked for, oldest first (maybe none).
+    Rows(Vec<Change>),
+    /// Changes after the position were pruned: the reader must reload everything.
+    Pruned,
+}
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -150,4 +181,30 @@ pub trait DataStore: Send + Sync + Debug {
     async fn ca_journal(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Stores the CA journal under `key`.
     async fn set_ca_journal(&self, key: &str, data: &[u8]) -> Result<(), StoreError>;
+
+    // === Change log (stores shared by several servers) ===
+
+    /// The position of the newest committed change, or `None` if this store has no change
+    /// log (it is not shared: this server's own writes are all there is).
+    async fn change_position(&self) -> Result<Option<i64>, StoreError> {
+        Ok(None)
+    }
+
+    /// Up to `limit` changes committed after `after`, in commit order.
+    async fn changes_after(&self, after: i64, limit: i64) -> Result<Changes, StoreError> {
+        let _ = (after, limit);
+        Ok(Changes::Rows(Vec::new()))
+    }
+
+    /// Ticks when changes may have been committed (PostgreSQL's `NOTIFY`); `None` if the
+    /// store cannot tell (then readers poll).
+    fn change_signal(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
+    /// Deletes change log rows older than `retention`; returns how many.
+    async fn prune_changes(&self, retention: std::time::Duration) -> Result<u64, StoreError> {
+        let _ = retention;
+        Ok(0)
+    }
 }

@@ -19,11 +19,12 @@ use signet_common::selector::Selector;
 use tokio_postgres::Row;
 
 use crate::datastore::codec::{decode, encode, similarity_key};
-use crate::datastore::{DataStore, JoinToken, StoreError};
+use crate::datastore::{Change, ChangeKind, Changes, DataStore, JoinToken, StoreError};
 use error::{pg_error, pool_error, violates};
 
 mod connect;
 mod error;
+mod listen;
 mod schema;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
@@ -65,6 +66,7 @@ pub struct PgStore {
     pool: Pool,
     ro: Option<Pool>,
     describe: String,
+    signal: tokio::sync::watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -105,7 +107,13 @@ impl PgStore {
             }
             None => None,
         };
-        Ok(Self { pool, ro, describe })
+        let signal = listen::spawn(target);
+        Ok(Self {
+            pool,
+            ro,
+            describe,
+            signal,
+        })
     }
 
     /// What the store is connected to (no credentials), for logs.
@@ -139,6 +147,21 @@ impl PgStore {
         client.query(&statement, params).await.map_err(pg_error)
     }
 
+    /// Runs one writing statement in its own transaction, after taking the change-log lock
+    /// (every writer takes it first, so writers never deadlock on it).
+    async fn write(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = begin_write(&mut client).await?;
+        let statement = tx.prepare_cached(sql).await.map_err(pg_error)?;
+        let rows = tx.query(&statement, params).await.map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(rows)
+    }
+
     async fn entries_where(
         &self,
         sql: &str,
@@ -168,7 +191,7 @@ impl PgStore {
         update: bool,
     ) -> Result<Option<RegistrationEntry>, StoreError> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
+        let tx = begin_write(&mut client).await?;
         let stored = if update {
             let row = tx
                 .query_opt(
@@ -266,6 +289,17 @@ impl PgStore {
     }
 }
 
+/// A transaction holding the change-log lock.
+async fn begin_write(
+    client: &mut deadpool_postgres::Client,
+) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
+    let tx = client.transaction().await.map_err(pg_error)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::CHANGE_LOCK])
+        .await
+        .map_err(pg_error)?;
+    Ok(tx)
+}
+
 fn decode_rows<T: serde::de::DeserializeOwned>(
     rows: &[Row],
     what: &str,
@@ -293,8 +327,7 @@ impl DataStore for PgStore {
 
     async fn delete_entry(&self, id: &str) -> Result<RegistrationEntry, StoreError> {
         let rows = self
-            .query(
-                false,
+            .write(
                 "DELETE FROM registration_entries WHERE id = $1 RETURNING data",
                 &[&id],
             )
@@ -359,8 +392,7 @@ impl DataStore for PgStore {
 
     async fn prune_entries(&self, before: i64) -> Result<Vec<RegistrationEntry>, StoreError> {
         let rows = self
-            .query(
-                false,
+            .write(
                 "DELETE FROM registration_entries WHERE expires_at > 0 AND expires_at < $1
                  RETURNING data",
                 &[&before],
@@ -372,8 +404,7 @@ impl DataStore for PgStore {
     }
 
     async fn put_node(&self, node: AttestedNode) -> Result<AttestedNode, StoreError> {
-        self.query(
-            false,
+        self.write(
             "INSERT INTO attested_nodes (spiffe_id, data) VALUES ($1, $2)
              ON CONFLICT (spiffe_id) DO UPDATE SET data = EXCLUDED.data",
             &[&node.spiffe_id.to_string(), &encode(&node)?],
@@ -406,8 +437,7 @@ impl DataStore for PgStore {
 
     async fn delete_node(&self, id: &SpiffeId) -> Result<AttestedNode, StoreError> {
         let rows = self
-            .query(
-                false,
+            .write(
                 "DELETE FROM attested_nodes WHERE spiffe_id = $1 RETURNING data",
                 &[&id.to_string()],
             )
@@ -426,6 +456,7 @@ impl DataStore for PgStore {
             )
             .await
         {
+            // Join tokens are not in the change log: no lock needed.
             Ok(_) => Ok(()),
             Err(e) if violates(&e, "join_tokens_pkey") => Err(StoreError::AlreadyExists(
                 "join token already exists".into(),
@@ -479,8 +510,7 @@ impl DataStore for PgStore {
     async fn create_bundle(&self, bundle: Bundle) -> Result<Bundle, StoreError> {
         let key = bundle.trust_domain.as_str();
         let rows = self
-            .query(
-                false,
+            .write(
                 "INSERT INTO bundles (trust_domain, data) VALUES ($1, $2)
                  ON CONFLICT (trust_domain) DO NOTHING RETURNING trust_domain",
                 &[&key, &encode(&bundle)?],
@@ -497,8 +527,7 @@ impl DataStore for PgStore {
     async fn update_bundle(&self, bundle: Bundle) -> Result<Bundle, StoreError> {
         let key = bundle.trust_domain.as_str();
         let rows = self
-            .query(
-                false,
+            .write(
                 "UPDATE bundles SET data = $2 WHERE trust_domain = $1 RETURNING trust_domain",
                 &[&key, &encode(&bundle)?],
             )
@@ -510,8 +539,7 @@ impl DataStore for PgStore {
     }
 
     async fn set_bundle(&self, bundle: Bundle) -> Result<Bundle, StoreError> {
-        self.query(
-            false,
+        self.write(
             "INSERT INTO bundles (trust_domain, data) VALUES ($1, $2)
              ON CONFLICT (trust_domain) DO UPDATE SET data = EXCLUDED.data",
             &[&bundle.trust_domain.as_str(), &encode(&bundle)?],
@@ -527,7 +555,7 @@ impl DataStore for PgStore {
     ) -> Result<Bundle, StoreError> {
         loop {
             let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(pg_error)?;
+            let tx = begin_write(&mut client).await?;
             let row = tx
                 .query_opt(
                     "SELECT data FROM bundles WHERE trust_domain = $1 FOR UPDATE",
@@ -572,8 +600,7 @@ impl DataStore for PgStore {
 
     async fn delete_bundle(&self, td: &TrustDomain) -> Result<Bundle, StoreError> {
         let rows = self
-            .query(
-                false,
+            .write(
                 "DELETE FROM bundles WHERE trust_domain = $1 RETURNING data",
                 &[&td.as_str()],
             )
@@ -603,5 +630,89 @@ impl DataStore for PgStore {
         )
         .await?;
         Ok(())
+    }
+
+    async fn change_position(&self) -> Result<Option<i64>, StoreError> {
+        let rows = self
+            .query(
+                false,
+                "SELECT GREATEST((SELECT MAX(seq) FROM change_log),
+                                 (SELECT pruned_through FROM change_log_horizon), 0)",
+                &[],
+            )
+            .await?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
+    async fn changes_after(&self, after: i64, limit: i64) -> Result<Changes, StoreError> {
+        let client = self.client().await?;
+        let horizon = client
+            .prepare_cached("SELECT pruned_through FROM change_log_horizon")
+            .await
+            .map_err(pg_error)?;
+        let pruned: i64 = client
+            .query_one(&horizon, &[])
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        if after < pruned {
+            return Ok(Changes::Pruned);
+        }
+        let statement = client
+            .prepare_cached(
+                "SELECT seq, kind, key FROM change_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+            )
+            .await
+            .map_err(pg_error)?;
+        let rows = client
+            .query(&statement, &[&after, &limit])
+            .await
+            .map_err(pg_error)?;
+        rows.iter()
+            .map(|r| {
+                let kind = match r.get::<_, &str>(1) {
+                    "entry" => ChangeKind::Entry,
+                    "node" => ChangeKind::Node,
+                    "bundle" => ChangeKind::Bundle,
+                    other => {
+                        return Err(StoreError::Corrupt(format!("change log kind {other:?}")));
+                    }
+                };
+                Ok(Change {
+                    seq: r.get(0),
+                    kind,
+                    key: r.get(2),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Changes::Rows)
+    }
+
+    fn change_signal(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.signal.clone())
+    }
+
+    async fn prune_changes(&self, retention: Duration) -> Result<u64, StoreError> {
+        let seconds = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+        let mut client = self.client().await?;
+        let tx = begin_write(&mut client).await?;
+        let rows = tx
+            .query(
+                "DELETE FROM change_log WHERE at < now() - make_interval(secs => $1::double precision)
+                 RETURNING seq",
+                &[&(seconds as f64)],
+            )
+            .await
+            .map_err(pg_error)?;
+        if let Some(max) = rows.iter().map(|r| r.get::<_, i64>(0)).max() {
+            tx.execute(
+                "UPDATE change_log_horizon SET pruned_through = GREATEST(pruned_through, $1)",
+                &[&max],
+            )
+            .await
+            .map_err(pg_error)?;
+        }
+        tx.commit().await.map_err(pg_error)?;
+        Ok(rows.len() as u64)
     }
 }

@@ -46,7 +46,50 @@ const MIGRATIONS: &[&str] = &[
         data         BYTEA NOT NULL
     );
     "#,
+    // 2: the change log, written by triggers in the transaction of each change (so nothing
+    // that commits is missing from it, whoever wrote it). The transaction-scoped advisory
+    // lock makes writers append in commit order: a reader that has seen `seq` will never
+    // later find a smaller one. NOTIFY wakes the other servers at commit.
+    r#"
+    CREATE TABLE change_log (
+        seq   BIGSERIAL PRIMARY KEY,
+        kind  TEXT NOT NULL,
+        key   TEXT COLLATE "C" NOT NULL,
+        at    TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+    CREATE INDEX change_log_by_time ON change_log (at);
+    CREATE TABLE change_log_horizon (
+        singleton       BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
+        pruned_through  BIGINT NOT NULL
+    );
+    INSERT INTO change_log_horizon (pruned_through) VALUES (0);
+    CREATE FUNCTION signet_log_change() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        k TEXT;
+        n BIGINT;
+    BEGIN
+        PERFORM pg_advisory_xact_lock(6001425932840140801);
+        IF TG_OP = 'DELETE' THEN
+            k := to_jsonb(OLD) ->> TG_ARGV[1];
+        ELSE
+            k := to_jsonb(NEW) ->> TG_ARGV[1];
+        END IF;
+        INSERT INTO change_log (kind, key) VALUES (TG_ARGV[0], k) RETURNING seq INTO n;
+        PERFORM pg_notify('signet_changes', n::text);
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER registration_entries_log AFTER INSERT OR UPDATE OR DELETE
+        ON registration_entries FOR EACH ROW EXECUTE FUNCTION signet_log_change('entry', 'id');
+    CREATE TRIGGER attested_nodes_log AFTER INSERT OR UPDATE OR DELETE
+        ON attested_nodes FOR EACH ROW EXECUTE FUNCTION signet_log_change('node', 'spiffe_id');
+    CREATE TRIGGER bundles_log AFTER INSERT OR UPDATE OR DELETE
+        ON bundles FOR EACH ROW EXECUTE FUNCTION signet_log_change('bundle', 'trust_domain');
+    "#,
 ];
+
+/// The advisory lock the change-log trigger takes (`signet_log_change`); writers take it
+/// first so that lock order is always the same.
+pub(crate) const CHANGE_LOCK: i64 = 6_001_425_932_840_140_801;
 
 /// The schema version this binary writes.
 pub const VERSION: i32 = MIGRATIONS.len() as i32;

@@ -108,3 +108,66 @@ async fn a_restarted_database_is_unavailable_then_recovers_by_itself() {
     }
     panic!("never recovered: {last:?}");
 }
+
+#[tokio::test]
+async fn every_change_is_logged_in_commit_order_and_pruning_is_detected() {
+    let cluster = PgCluster::start();
+    let url = cluster.create_database().await;
+    let store = PgStore::connect(&PgOptions::new(url)).await.unwrap();
+    let mut signal = store.change_signal().unwrap();
+    let start = store.change_position().await.unwrap().unwrap();
+    let td = signet_common::id::parse_trust_domain("example.org").unwrap();
+    store.set_bundle(Bundle::new(td.clone())).await.unwrap();
+    let node = AttestedNode {
+        spiffe_id: signet_common::id::parse_id("spiffe://example.org/spire/agent/x/1").unwrap(),
+        attestation_type: "join_token".into(),
+        serial: "01".into(),
+        expires_at: 2_000,
+        new_serial: String::new(),
+        new_expires_at: 0,
+        can_reattest: false,
+        selectors: vec![],
+        agent_version: String::new(),
+    };
+    store.put_node(node.clone()).await.unwrap();
+    store.delete_node(&node.spiffe_id).await.unwrap();
+    // A failed write logs nothing.
+    assert!(store.delete_node(&node.spiffe_id).await.is_err());
+    let Changes::Rows(rows) = store.changes_after(start, 100).await.unwrap() else {
+        panic!("not pruned");
+    };
+    let got: Vec<(ChangeKind, &str)> = rows
+        .iter()
+        .map(|c| (c.kind.clone(), c.key.as_str()))
+        .collect();
+    let agent = "spiffe://example.org/spire/agent/x/1";
+    assert_eq!(
+        got,
+        [
+            (ChangeKind::Bundle, "example.org"),
+            (ChangeKind::Node, agent),
+            (ChangeKind::Node, agent)
+        ]
+    );
+    assert!(rows.windows(2).all(|w| w[0].seq < w[1].seq));
+    tokio::time::timeout(std::time::Duration::from_secs(5), signal.changed())
+        .await
+        .expect("NOTIFY arrives")
+        .unwrap();
+    assert_eq!(
+        store
+            .prune_changes(std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        store.changes_after(start, 100).await.unwrap(),
+        Changes::Pruned
+    );
+    let now = store.change_position().await.unwrap().unwrap();
+    assert_eq!(
+        store.changes_after(now, 100).await.unwrap(),
+        Changes::Rows(vec![])
+    );
+}
