@@ -14,9 +14,9 @@ pub(crate) fn pg_error(error: tokio_postgres::Error) -> StoreError {
         Some(db) => StoreError::Backend(format!("PostgreSQL: {}", db.message())),
         // No server answer: the connection failed or closed.
         None if error.is_closed() || is_io(&error) => {
-            StoreError::Unavailable(format!("PostgreSQL connection: {error}"))
+            StoreError::Unavailable(format!("PostgreSQL connection: {}", with_causes(&error)))
         }
-        None => StoreError::Backend(format!("PostgreSQL: {error}")),
+        None => StoreError::Backend(format!("PostgreSQL: {}", with_causes(&error))),
     }
 }
 
@@ -49,6 +49,22 @@ fn is_unavailable_state(code: &SqlState) -> bool {
         || *code == SqlState::CRASH_SHUTDOWN
         || *code == SqlState::CANNOT_CONNECT_NOW
         || *code == SqlState::TOO_MANY_CONNECTIONS
+}
+
+/// `error: cause: cause ...` (tokio-postgres keeps the reason, such as "Connection refused",
+/// in the source).
+fn with_causes(error: &tokio_postgres::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = e.source();
+    }
+    out
 }
 
 fn is_io(error: &tokio_postgres::Error) -> bool {
