@@ -246,7 +246,7 @@ impl Server {
 
 /// This server's identity among servers sharing a database: `server-<uuid>`, made on first
 /// start and kept in `data_dir/server_id` (0600), like the CA keys it goes with.
-fn server_instance_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+pub(crate) fn server_instance_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
     let path = data_dir.join("server_id");
     match std::fs::read_to_string(&path) {
         Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),

@@ -37,7 +37,7 @@ mod tests;
 mod write;
 
 pub use error::ImportError;
-pub use write::TargetSpec;
+pub use write::{TargetSpec, TargetStore};
 
 use crate::import::source::Source;
 use crate::import::spire_conf::SpireStore;
@@ -64,7 +64,7 @@ pub struct Report {
     /// The SPIRE datastore read.
     pub source: String,
     /// The Signet store written.
-    pub store_dir: PathBuf,
+    pub target: String,
     /// Registration entries.
     pub entries: usize,
     /// Attested agents (banned ones included).
@@ -97,7 +97,7 @@ impl fmt::Display for Report {
             f,
             "Imported SPIRE datastore {} into {}",
             self.source,
-            self.store_dir.display()
+            self.target.trim_start_matches("the Signet store ")
         )?;
         writeln!(f, "Registration entries: {}", self.entries)?;
         writeln!(f, "Agents: {} ({} banned)", self.agents, self.banned_agents)?;
@@ -187,7 +187,7 @@ pub async fn import_spire(args: &ImportArgs, now: SystemTime) -> Result<Report, 
         ));
     }
 
-    let target = write::Target::open(spec.clone(), &conf.keys_path)?;
+    let target = write::Target::open(spec.clone(), &conf.keys_path).await?;
     if target.keys_in_place() && !spire_keys.unusable.is_empty() {
         return Err(ImportError::Keys {
             path: conf.keys_path.clone(),
@@ -211,7 +211,7 @@ pub async fn import_spire(args: &ImportArgs, now: SystemTime) -> Result<Report, 
     }
     let report = Report {
         source: source_name,
-        store_dir: spec.store_dir.clone(),
+        target: target.describe().to_owned(),
         entries: entries.len(),
         agents: nodes.len(),
         banned_agents: nodes.iter().filter(|n| n.is_banned()).count(),
@@ -249,7 +249,7 @@ pub async fn import_spire(args: &ImportArgs, now: SystemTime) -> Result<Report, 
 fn target_spec(args: &ImportArgs, conf: &spire_conf::SpireConf) -> Result<TargetSpec, ImportError> {
     let Some(path) = &args.target_config else {
         return Ok(TargetSpec {
-            store_dir: conf.data_dir.join("datastore"),
+            store: TargetStore::Sled(conf.data_dir.join("datastore")),
             keys_path: conf.keys_path.clone(),
             journal_key: JOURNAL_KEY.into(),
         });
@@ -267,11 +267,12 @@ fn target_spec(args: &ImportArgs, conf: &spire_conf::SpireConf) -> Result<Target
             target.trust_domain, conf.trust_domain
         )));
     }
-    let store_dir = match target.datastore {
-        DataStoreConfig::Sled { directory } => directory,
-        DataStoreConfig::Sql { .. } => {
-            return Err(bad("the target must use DataStore \"sled\"".into()));
-        }
+    let store = match target.datastore {
+        DataStoreConfig::Sled { directory } => TargetStore::Sled(directory),
+        DataStoreConfig::Sql { options, .. } => TargetStore::Postgres {
+            options,
+            data_dir: target.data_dir.clone(),
+        },
     };
     let keys_path = match target.key_manager {
         KeyManagerConfig::Disk { keys_path } => keys_path,
@@ -282,7 +283,7 @@ fn target_spec(args: &ImportArgs, conf: &spire_conf::SpireConf) -> Result<Target
         }
     };
     Ok(TargetSpec {
-        store_dir,
+        store,
         keys_path,
         journal_key: target.ca.journal_key,
     })

@@ -3,27 +3,44 @@
 //! keys, CA journal, bundles, entries, agents, join tokens.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use signet_common::bundle::Bundle;
 use signet_common::entry::RegistrationEntry;
 use signet_common::node::AttestedNode;
 
 use crate::ca::ImportedJournal;
+use crate::datastore::postgres::{PgOptions, PgStore};
 use crate::datastore::sled::SledStore;
 use crate::datastore::{DataStore, JoinToken, StoreError};
 use crate::import::error::ImportError;
 use crate::keys::ManagedKey;
 use crate::keys::disk::DiskKeyManager;
 
+/// Signet's store the import writes to.
+#[derive(Debug, Clone)]
+pub enum TargetStore {
+    /// `DataStore "sled"`: its directory.
+    Sled(PathBuf),
+    /// `DataStore "sql"` on PostgreSQL; this server's CA journal is keyed by the ID kept in
+    /// `data_dir/server_id`, as `run` keys it.
+    Postgres {
+        /// The connection options.
+        options: PgOptions,
+        /// The server's data_dir.
+        data_dir: PathBuf,
+    },
+}
+
 /// Where the import writes.
 #[derive(Debug, Clone)]
 pub struct TargetSpec {
-    /// The sled store's directory (`DataStore "sled"` `directory`).
-    pub store_dir: PathBuf,
+    /// The store.
+    pub store: TargetStore,
     /// Signet's disk KeyManager file. When it is SPIRE's own keys.json, Signet uses that
     /// file in place and nothing is written to it.
     pub keys_path: PathBuf,
-    /// `CaConfig::journal_key`.
+    /// `CaConfig::journal_key` (for sled; a PostgreSQL target uses its server ID).
     pub journal_key: String,
 }
 
@@ -42,20 +59,36 @@ pub(super) struct Plan {
 /// The opened target.
 pub(super) struct Target {
     spec: TargetSpec,
-    store: SledStore,
+    /// Names the store in messages.
+    describe: String,
+    journal_key: String,
+    store: Arc<dyn DataStore>,
     /// `None` when the target key file is SPIRE's (used in place).
     keys: Option<DiskKeyManager>,
 }
 
 impl Target {
     /// Opens the store and, unless it is SPIRE's own file, the key file.
-    pub(super) fn open(spec: TargetSpec, spire_keys: &Path) -> Result<Self, ImportError> {
-        let store = SledStore::open(&spec.store_dir).map_err(|e| {
-            ImportError::target(
-                format!("the Signet store {}", spec.store_dir.display()),
-                format!("{e} (is signet-server running on it?)"),
-            )
-        })?;
+    pub(super) async fn open(spec: TargetSpec, spire_keys: &Path) -> Result<Self, ImportError> {
+        let (store, describe, journal_key): (Arc<dyn DataStore>, String, String) = match &spec.store
+        {
+            TargetStore::Sled(dir) => {
+                let describe = format!("the Signet store {}", dir.display());
+                let store = SledStore::open(dir).map_err(|e| {
+                    ImportError::target(&describe, format!("{e} (is signet-server running on it?)"))
+                })?;
+                (Arc::new(store), describe, spec.journal_key.clone())
+            }
+            TargetStore::Postgres { options, data_dir } => {
+                let store = PgStore::connect(options)
+                    .await
+                    .map_err(|e| ImportError::target("the Signet PostgreSQL store", e))?;
+                let describe = format!("the Signet store {}", store.describe());
+                let key = crate::run::server_instance_id(data_dir)
+                    .map_err(|e| ImportError::target(&describe, format!("{e:#}")))?;
+                (Arc::new(store), describe, key)
+            }
+        };
         let keys = if same_file(&spec.keys_path, spire_keys) {
             None
         } else {
@@ -63,7 +96,18 @@ impl Target {
                 ImportError::target(format!("the key file {}", spec.keys_path.display()), e)
             })?)
         };
-        Ok(Self { spec, store, keys })
+        Ok(Self {
+            spec,
+            describe,
+            journal_key,
+            store,
+            keys,
+        })
+    }
+
+    /// Names the store.
+    pub(super) fn describe(&self) -> &str {
+        &self.describe
     }
 
     /// Whether the target keys are SPIRE's file, used in place.
@@ -73,12 +117,7 @@ impl Target {
 
     /// What the target already holds, or `None` if it is empty.
     pub(super) async fn existing(&self) -> Result<Option<String>, ImportError> {
-        let read = |e: StoreError| {
-            ImportError::target(
-                format!("the Signet store {}", self.spec.store_dir.display()),
-                e,
-            )
-        };
+        let read = |e: StoreError| ImportError::target(&self.describe, e);
         let mut held = Vec::new();
         let n = self.store.list_entries().await.map_err(read)?.len();
         if n > 0 {
@@ -94,7 +133,7 @@ impl Target {
         }
         if self
             .store
-            .ca_journal(&self.spec.journal_key)
+            .ca_journal(&self.journal_key)
             .await
             .map_err(read)?
             .is_some()
@@ -104,8 +143,8 @@ impl Target {
         let mut parts = Vec::new();
         if !held.is_empty() {
             parts.push(format!(
-                "the Signet store {} already holds {}",
-                self.spec.store_dir.display(),
+                "{} already holds {}",
+                self.describe,
                 held.join(", ")
             ));
         }
@@ -132,7 +171,7 @@ impl Target {
             })?;
         }
         let s = &self.store;
-        s.set_ca_journal(&self.spec.journal_key, &plan.journal.bytes)
+        s.set_ca_journal(&self.journal_key, &plan.journal.bytes)
             .await
             .map_err(|e| ImportError::write("the CA journal", e))?;
         for b in std::iter::once(plan.bundle).chain(plan.federated) {

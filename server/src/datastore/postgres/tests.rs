@@ -171,3 +171,76 @@ async fn every_change_is_logged_in_commit_order_and_pruning_is_detected() {
         Changes::Rows(vec![])
     );
 }
+
+fn bench_entry(n: usize) -> RegistrationEntry {
+    let id = |s: String| signet_common::id::parse_id(&s).unwrap();
+    RegistrationEntry::new(
+        format!("e{n:07}"),
+        id(format!("spiffe://example.org/w/{n}")),
+        id(format!("spiffe://example.org/spire/agent/x/{}", n % 100)),
+        [format!("unix:uid:{n}").parse().unwrap()]
+            .into_iter()
+            .collect(),
+    )
+}
+
+async fn creates_per_second(store: &dyn DataStore, n: usize) -> f64 {
+    let started = std::time::Instant::now();
+    for i in 0..n {
+        store.create_entry(bench_entry(i)).await.unwrap();
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Benchmark (figures, no assertion on time): entry creation throughput on PostgreSQL and
+/// sled, and a cold start (index load) over 100k entries on PostgreSQL.
+/// `cargo test -p signet-server --lib bench_ -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run explicitly"]
+async fn bench_create_throughput_and_cold_start() {
+    let cluster = PgCluster::start();
+    let url = cluster.create_database().await;
+    let pg = PgStore::connect(&PgOptions::new(url.clone()))
+        .await
+        .unwrap();
+    let (sled, _dir) = crate::datastore::testing::temp_sled();
+    let n = 2_000;
+    println!("create_entry, sequential, {n} entries:");
+    println!("  postgres: {:.0}/s", creates_per_second(&pg, n).await);
+    println!(
+        "  sled:     {:.0}/s",
+        creates_per_second(sled.as_ref(), n).await
+    );
+
+    // 100k entries written in bulk straight into the tables, then a server's index load.
+    let total = 100_000;
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for chunk in (n..total).collect::<Vec<_>>().chunks(5_000) {
+        let entries: Vec<RegistrationEntry> = chunk.iter().map(|i| bench_entry(*i)).collect();
+        let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+        let spiffe: Vec<String> = entries.iter().map(|e| e.spiffe_id.to_string()).collect();
+        let parent: Vec<String> = entries.iter().map(|e| e.parent_id.to_string()).collect();
+        let sim: Vec<Vec<u8>> = entries.iter().map(similarity_key).collect();
+        let data: Vec<Vec<u8>> = entries.iter().map(|e| encode(e).unwrap()).collect();
+        client
+            .execute(
+                "INSERT INTO registration_entries (id, spiffe_id, parent_id, similarity, expires_at, data)
+                 SELECT a, b, c, s, 0, d FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bytea[]) AS t(a, b, c, s, d)",
+                &[&ids, &spiffe, &parent, &sim, &data],
+            )
+            .await
+            .unwrap();
+    }
+    let store: Arc<dyn DataStore> = Arc::new(PgStore::connect(&PgOptions::new(url)).await.unwrap());
+    let td = signet_common::id::parse_trust_domain("example.org").unwrap();
+    let started = std::time::Instant::now();
+    let registry = crate::registry::Registry::load(store, &td).await.unwrap();
+    println!(
+        "cold start: index of {total} entries loaded from PostgreSQL in {:?}",
+        started.elapsed()
+    );
+    assert!(registry.is_shared());
+}

@@ -219,7 +219,13 @@ plugins {{
     let report = import_spire(&a, now()).await.unwrap();
     let keys_path = target_dir.join("keys.json");
     assert_eq!(report.keys, (keys_path.clone(), false));
-    assert_eq!(report.store_dir, target_dir.join("datastore"));
+    assert_eq!(
+        report.target,
+        format!(
+            "the Signet store {}",
+            target_dir.join("datastore").display()
+        )
+    );
     let mode = std::fs::metadata(&keys_path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let km = DiskKeyManager::open(&keys_path).unwrap();
@@ -242,6 +248,74 @@ plugins {{
     let msg = import_spire(&a, now()).await.unwrap_err().to_string();
     assert!(
         msg.contains("trust domain other.org is not SPIRE's example.org"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn a_postgresql_target_is_written_under_this_servers_journal_key() {
+    use crate::datastore::postgres::PgStore;
+    use crate::datastore::postgres::testing::PgCluster;
+
+    let pg = PgCluster::start();
+    let cs = pg.create_database().await;
+    let fx = SpireFixture::new();
+    let data_dir = fx.root().join("signet");
+    let conf = fx.root().join("signet.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"server {{
+    trust_domain = "example.org"
+    data_dir = "{d}"
+}}
+plugins {{
+    DataStore "sql" {{ plugin_data {{ database_type = "postgres" connection_string = "{cs}" }} }}
+    KeyManager "disk" {{ plugin_data {{ keys_path = "{d}/keys.json" }} }}
+    NodeAttestor "join_token" {{ plugin_data {{}} }}
+}}
+"#,
+            d = data_dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let mut a = args(&fx);
+    a.target_config = Some(conf.clone());
+    let report = import_spire(&a, now()).await.unwrap();
+    assert!(report.target.contains("PostgreSQL at "), "{}", report.target);
+    assert_eq!(
+        (report.entries, report.agents, report.join_tokens),
+        (3, 2, 1)
+    );
+
+    let journal_key = std::fs::read_to_string(data_dir.join("server_id")).unwrap();
+    let config = crate::config::Config::load(&crate::config::RunArgs {
+        config: conf.clone(),
+        ..Default::default()
+    })
+    .unwrap();
+    let crate::config::DataStoreConfig::Sql { options, .. } = config.datastore else {
+        panic!("not a SQL store");
+    };
+    let store: Arc<dyn DataStore> = Arc::new(PgStore::connect(&options).await.unwrap());
+    let e = store.entry("entry-full").await.unwrap().unwrap();
+    assert_eq!((e.revision_number, e.created_at), (4, CREATED_UNIX));
+    assert_eq!(store.list_nodes().await.unwrap().len(), 2);
+    let keys: Arc<dyn KeyManager> =
+        Arc::new(DiskKeyManager::open(&data_dir.join("keys.json")).unwrap());
+    let mut cfg = ca_config();
+    cfg.journal_key = journal_key.trim().to_owned();
+    let ca = Ca::new(cfg, Arc::new(SystemClock), keys, store.clone())
+        .await
+        .unwrap();
+    assert_eq!(ca.active_x509_ca_der().unwrap(), fx.ca_der);
+
+    // The keys file now holds keys and the database entries: a second import is refused.
+    std::fs::remove_file(data_dir.join("keys.json")).unwrap();
+    let msg = import_spire(&a, now()).await.unwrap_err().to_string();
+    assert!(
+        msg.contains("already holds 3 registration entries, 2 agents, 2 bundles, a CA journal"),
         "{msg}"
     );
 }
