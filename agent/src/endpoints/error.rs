@@ -1,6 +1,7 @@
 //! What goes wrong in a call on the public socket, and the one place it becomes a gRPC
 //! status (and is logged).
 
+use signet_common::echo::bounded;
 use tonic::{Code, Status};
 
 use crate::attestor::workload::AttestError;
@@ -64,6 +65,6 @@ impl ApiError {
 impl From<ApiError> for Status {
     fn from(err: ApiError) -> Self {
         err.log();
-        Status::new(err.code(), err.to_string())
+        Status::new(err.code(), bounded(&err.to_string()))
     }
 }

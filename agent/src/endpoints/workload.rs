@@ -181,6 +181,11 @@ impl WorkloadService {
                 "audience must be specified".into(),
             ));
         }
+        if req.audience.iter().any(String::is_empty) {
+            return Err(ApiError::InvalidArgument(
+                "audience values must not be empty".into(),
+            ));
+        }
         let only = match req.spiffe_id.as_str() {
             "" => None,
             // SPIRE's text: "invalid requested SPIFFE ID: <why>".

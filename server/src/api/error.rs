@@ -2,6 +2,7 @@
 //! like SPIRE's `MakeErr`).
 
 use prost::Message;
+use signet_common::echo::bounded;
 use signet_common::id::IdError;
 use signet_proto::types::permission_denied_details::Reason;
 use tonic::{Code, Status};
@@ -69,7 +70,7 @@ impl ApiError {
         log(self);
         signet_proto::types::Status {
             code: self.code() as i32,
-            message: self.to_string(),
+            message: bounded(&self.to_string()).into_owned(),
         }
     }
 }
@@ -110,6 +111,7 @@ impl From<ApiError> for Status {
         let code = err.code();
         match err {
             ApiError::AgentDenied(msg, reason) => {
+                let msg = bounded(&msg).into_owned();
                 let details = signet_proto::types::PermissionDeniedDetails {
                     reason: reason as i32,
                 };
@@ -124,7 +126,7 @@ impl From<ApiError> for Status {
                 };
                 Status::with_details(code, msg, rpc.encode_to_vec().into())
             }
-            other => Status::new(code, other.to_string()),
+            other => Status::new(code, bounded(&other.to_string())),
         }
     }
 }

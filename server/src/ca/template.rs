@@ -32,11 +32,31 @@ pub(super) fn verify_csr(csr_der: &[u8]) -> Result<CsrPublicKey, CaError> {
             "trailing bytes after the request".into(),
         ));
     }
+    check_key_strength(&csr)?;
     signet_common::sigcheck::verify_csr(&csr)
         .map_err(|e| CaError::MalformedCsr(format!("signature does not verify: {e}")))?;
     Ok(CsrPublicKey {
         spki_der: csr.certification_request_info.subject_pki.raw.to_vec(),
     })
+}
+
+/// The smallest RSA modulus accepted in a CSR (NIST SP 800-57, and what Go's crypto refuses
+/// below for new keys).
+const MIN_RSA_BITS: usize = 2048;
+
+/// Refuses a CSR whose RSA key is too short, before its signature is checked, so that the
+/// caller learns the real reason.
+fn check_key_strength(csr: &X509CertificationRequest<'_>) -> Result<(), CaError> {
+    use x509_parser::public_key::PublicKey;
+    if let Ok(PublicKey::RSA(rsa)) = csr.certification_request_info.subject_pki.parsed() {
+        let bits = rsa.key_size();
+        if bits < MIN_RSA_BITS {
+            return Err(CaError::MalformedCsr(format!(
+                "RSA key of {bits} bits is too weak: at least {MIN_RSA_BITS} bits are required"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A random certificate serial in `[1, 2^128 - 1]`.

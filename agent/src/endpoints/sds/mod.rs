@@ -22,6 +22,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::config::SdsConfig;
+use crate::endpoints::ApiError;
 use crate::endpoints::caller::CallerSelectors;
 use crate::manager::{Identities, Snapshot};
 
@@ -203,7 +204,7 @@ impl SdsService {
                     &self.config,
                     self.spiffe_validation(st.node.as_ref()),
                 )
-                .map_err(Status::invalid_argument),
+                .map_err(|e| Status::from(ApiError::InvalidArgument(e))),
                 Err(s) => Err(s),
             };
             match result {
@@ -287,7 +288,7 @@ impl SecretDiscoveryService for SdsService {
             &self.config,
             self.spiffe_validation(req.node.as_ref()),
         )
-        .map_err(Status::invalid_argument)?;
+        .map_err(|e| Status::from(ApiError::InvalidArgument(e)))?;
         Ok(Response::new(DiscoveryResponse {
             type_url: SECRET_TYPE_URL.into(),
             resources: pack(&secrets),

@@ -121,7 +121,7 @@ pub(super) async fn serve<S>(
 {
     let first = match inbound.next().await {
         Some(Ok(req)) => req,
-        Some(Err(status)) => return finished(&status),
+        Some(Err(status)) => return end_with(&tx, status).await,
         None => return,
     };
     if let Err(e) = check_initial(&first) {
@@ -138,7 +138,7 @@ pub(super) async fn serve<S>(
     while let Some(next) = inbound.next().await {
         let req = match next {
             Ok(req) => req,
-            Err(status) => return finished(&status),
+            Err(status) => return end_with(&tx, status).await,
         };
         let pages = requested_pages(&entries, req.ids, mask.as_ref(), page_size);
         if !send_all(&tx, pages).await {
@@ -155,6 +155,15 @@ async fn send_all(tx: &mpsc::Sender<Reply>, pages: Vec<SyncAuthorizedEntriesResp
         }
     }
     true
+}
+
+/// A message that cannot be read ends the stream with its status (SPIRE returns the
+/// `Recv` error), never with OK and zero messages.
+async fn end_with(tx: &mpsc::Sender<Reply>, status: Status) {
+    finished(&status);
+    if status.code() != Code::Cancelled {
+        let _ = tx.send(Err(status)).await;
+    }
 }
 
 /// A receive error ends the stream; cancellation is the normal way for an agent to leave.
