@@ -44,6 +44,11 @@ struct Shared {
 impl KubeletStandIn {
     /// Serves node `node`'s pods of `kube`; the CA goes to `dir/kubelet-ca.crt`.
     pub async fn start(kube: &KubeCluster, node: &str, dir: &Path) -> Self {
+        Self::start_with(kube.client().await, node, dir).await
+    }
+
+    /// [`KubeletStandIn::start`] with an API server client of any cluster.
+    pub async fn start_with(client: kube::Client, node: &str, dir: &Path) -> Self {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -78,7 +83,7 @@ impl KubeletStandIn {
         let port = listener.local_addr().unwrap().port();
         let calls = Arc::new(AtomicU64::new(0));
         let shared = Arc::new(Shared {
-            client: kube.client().await,
+            client,
             node: node.to_owned(),
             calls: Arc::clone(&calls),
             reviewed: Mutex::new(HashMap::new()),

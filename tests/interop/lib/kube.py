@@ -430,6 +430,13 @@ def cmd_get(a):
     sys.exit(0 if code == 200 else 1)
 
 
+def cmd_patch(a):
+    with open(a.file) as f:
+        body = json.load(f)
+    print(json.dumps(Api(load(a.dir)).must("PATCH", a.path, body,
+                                           content_type="application/merge-patch+json")))
+
+
 def cmd_delete(a):
     path = a.path + ("?gracePeriodSeconds=0" if a.force else "")
     body = {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0} if a.force else None
@@ -485,6 +492,11 @@ def main():
     dl.add_argument("path")
     dl.add_argument("--force", action="store_true")
     dl.set_defaults(fn=cmd_delete)
+    pa = sub.add_parser("patch", help="merge-patch PATH (e.g. a pod's /status) with FILE (JSON)")
+    pa.add_argument("dir")
+    pa.add_argument("path")
+    pa.add_argument("file")
+    pa.set_defaults(fn=cmd_patch)
     a = p.parse_args()
     try:
         a.fn(a)

@@ -283,7 +283,11 @@ plugins {{
     let mut a = args(&fx);
     a.target_config = Some(conf.clone());
     let report = import_spire(&a, now()).await.unwrap();
-    assert!(report.target.contains("PostgreSQL at "), "{}", report.target);
+    assert!(
+        report.target.contains("PostgreSQL at "),
+        "{}",
+        report.target
+    );
     assert_eq!(
         (report.entries, report.agents, report.join_tokens),
         (3, 2, 1)
