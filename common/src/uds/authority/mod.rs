@@ -9,10 +9,12 @@
 //! [`AuthorityRewriter`] sits between the socket and `h2` on the read side only. It passes
 //! every byte through unchanged except header blocks: each HEADERS frame (with its
 //! CONTINUATION frames) is decoded with an HPACK decoder that follows the client's dynamic
-//! table, an `:authority` that `h2` would refuse is replaced by `localhost`, and the block is
-//! re-encoded with literals only, so `h2`'s decoder never needs a dynamic table that could
-//! drift from the client's. Everything else — other malformations, flow control, settings —
-//! reaches `h2` as the client sent it. TCP listeners do not use this layer.
+//! table; a block whose `:authority` `h2` accepts (or that has none) goes on as it came,
+//! and in one that `h2` would refuse only that field is re-encoded, with a valid authority
+//! of the same length where the client adds it to its table, so that `h2`'s table stays in
+//! step with the client's (see `emit`). Everything else — other malformations, flow
+//! control, settings — reaches `h2` as the client sent it. TCP listeners do not use this
+//! layer.
 
 use std::io;
 use std::pin::Pin;
@@ -20,7 +22,7 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::hpack::{self, Decoder};
+use super::hpack::{self, Decoder, Field, Repr, Spanned};
 
 /// The client connection preface (RFC 9113 §3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -87,6 +89,8 @@ pub struct AuthorityRewriter<IO> {
     decoder: Decoder,
     block: Option<PendingBlock>,
     eof: bool,
+    /// Every block is re-encoded as plain literals from now on (see `emit`).
+    literals_only: bool,
 }
 
 impl<IO> AuthorityRewriter<IO> {
@@ -101,6 +105,7 @@ impl<IO> AuthorityRewriter<IO> {
             decoder: Decoder::new(CLIENT_TABLE_SIZE, MAX_BLOCK),
             block: None,
             eof: false,
+            literals_only: false,
         }
     }
 
@@ -242,24 +247,65 @@ impl<IO> AuthorityRewriter<IO> {
         Ok(())
     }
 
-    /// Decodes a complete block, fixes its `:authority` and writes it as HEADERS plus as
-    /// many CONTINUATION frames as its size needs.
+    /// Decodes a complete block and passes it on: unchanged when its `:authority` (if any)
+    /// is one `h2` accepts, else with only that field re-encoded.
+    ///
+    /// `h2`'s decoder then keeps a dynamic table in step with the client's, because a bad
+    /// authority the client adds to its table is replaced by a good one of the same length
+    /// (so every later index and eviction matches) and recorded so in this side's table too.
+    /// Where that cannot be done (an empty value added to the table), this block and every
+    /// later one on the connection are re-encoded as plain literals, which never refer to
+    /// `h2`'s table again.
     fn emit(&mut self, block: PendingBlock) -> io::Result<()> {
-        let mut fields = self
-            .decoder
-            .decode(&block.fragment)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let bad = |v: &[u8]| http::uri::Authority::try_from(v).is_err();
+        let compression = |e| io::Error::new(io::ErrorKind::InvalidData, e);
+        if !self.literals_only {
+            let mut unfixable = false;
+            let spans = self
+                .decoder
+                .decode_spans(&block.fragment, |field, repr| {
+                    if field.name != b":authority" || !bad(&field.value) {
+                        return None;
+                    }
+                    if repr != Repr::Incremental {
+                        return Some(REPLACEMENT.to_vec());
+                    }
+                    let same = same_length_authority(field.value.len());
+                    unfixable |= same.is_none();
+                    same
+                })
+                .map_err(compression)?;
+            if !unfixable {
+                if !spans.iter().any(|s| s.fixed) {
+                    return self.write_block(&block, &block.fragment);
+                }
+                let patched = patch(&block.fragment, &spans);
+                return self.write_block(&block, &patched);
+            }
+            self.literals_only = true;
+            let fields = spans.into_iter().map(|s| s.field).collect();
+            return self.write_literals(&block, fields);
+        }
+        let fields = self.decoder.decode(&block.fragment).map_err(compression)?;
+        self.write_literals(&block, fields)
+    }
+
+    /// Writes `fields` as plain literals, any bad `:authority` replaced.
+    fn write_literals(&mut self, block: &PendingBlock, mut fields: Vec<Field>) -> io::Result<()> {
+        let mut encoded = Vec::with_capacity(block.fragment.len() + 16);
         for field in &mut fields {
             if field.name == b":authority"
                 && http::uri::Authority::try_from(field.value.as_slice()).is_err()
             {
                 field.value = REPLACEMENT.to_vec();
             }
-        }
-        let mut encoded = Vec::with_capacity(block.fragment.len() + 16);
-        for field in &fields {
             hpack::encode_literal(&mut encoded, field);
         }
+        self.write_block(block, &encoded)
+    }
+
+    /// Writes a header block as HEADERS plus as many CONTINUATION frames as its size needs.
+    fn write_block(&mut self, block: &PendingBlock, encoded: &[u8]) -> io::Result<()> {
         let priority: &[u8] = block.priority.as_ref().map_or(&[], |p| p.as_slice());
         let first = encoded.len().min(MAX_OUT_FRAME - priority.len());
         let mut flags = if block.end_stream { END_STREAM } else { 0 };
@@ -288,6 +334,37 @@ impl<IO> AuthorityRewriter<IO> {
         }
         Ok(())
     }
+}
+
+/// A valid authority of exactly `len` bytes (`localhost`, cut or padded with `x`), if any.
+fn same_length_authority(len: usize) -> Option<Vec<u8>> {
+    if len == 0 {
+        return None;
+    }
+    let mut value = REPLACEMENT[..len.min(REPLACEMENT.len())].to_vec();
+    value.resize(len, b'x');
+    http::uri::Authority::try_from(value.as_slice())
+        .is_ok()
+        .then_some(value)
+}
+
+/// `fragment` with each fixed field re-encoded in its own representation, name by the
+/// static table's `:authority` (index 1).
+fn patch(fragment: &[u8], spans: &[Spanned]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(fragment.len() + 16);
+    let mut at = 0;
+    for s in spans.iter().filter(|s| s.fixed) {
+        out.extend_from_slice(&fragment[at..s.span.start]);
+        match s.repr {
+            Repr::Incremental => hpack::encode_integer(&mut out, 1, 6, 0x40),
+            Repr::NeverIndexed => hpack::encode_integer(&mut out, 1, 4, 0x10),
+            Repr::Indexed | Repr::WithoutIndexing => hpack::encode_integer(&mut out, 1, 4, 0x00),
+        }
+        hpack::encode_string(&mut out, &s.field.value);
+        at = s.span.end;
+    }
+    out.extend_from_slice(&fragment[at..]);
+    out
 }
 
 fn write_frame_header(out: &mut Vec<u8>, len: usize, kind: u8, flags: u8, stream: u32) {

@@ -1,6 +1,7 @@
 //! HPACK (RFC 7541) as far as the Unix-socket `:authority` layer needs it: a [`Decoder`]
 //! that follows a client's encoder exactly — static table, dynamic table with eviction,
-//! size updates, Huffman-coded strings — and [`encode_literal`], which writes a field as a
+//! size updates, Huffman-coded strings — that also tells how and where each field was sent
+//! ([`Decoder::decode_spans`]), and [`encode_literal`], which writes a field as a
 //! plain literal that is never added to the peer's dynamic table.
 //!
 //! Hand-written (the HPACK crates on crates.io panic on some truncated blocks, and `h2`
@@ -34,6 +35,32 @@ impl Field {
     pub fn size(&self) -> usize {
         entry_size(&self.name, &self.value)
     }
+}
+
+/// How a field was sent (§6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repr {
+    /// An index into the static or dynamic table (§6.1).
+    Indexed,
+    /// A literal the receiver adds to its dynamic table (§6.2.1).
+    Incremental,
+    /// A literal the receiver does not add (§6.2.2).
+    WithoutIndexing,
+    /// A literal never to be indexed by any intermediary (§6.2.3).
+    NeverIndexed,
+}
+
+/// A decoded field, how it was sent, and the bytes of the block it took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spanned {
+    /// The field as decoded (with `fix`'s value, if it gave one).
+    pub field: Field,
+    /// Its representation.
+    pub repr: Repr,
+    /// The bytes of the block it took.
+    pub span: std::ops::Range<usize>,
+    /// `fix` gave it another value.
+    pub fixed: bool,
 }
 
 /// A header block that cannot be decoded (an HTTP/2 `COMPRESSION_ERROR`).
@@ -306,18 +333,30 @@ impl Decoder {
     /// Decodes one complete header block (HEADERS plus any CONTINUATION fragments).
     /// After an error the connection must be closed: the table may be out of step.
     pub fn decode(&mut self, block: &[u8]) -> Result<Vec<Field>, HpackError> {
+        let spans = self.decode_spans(block, |_, _| None)?;
+        Ok(spans.into_iter().map(|s| s.field).collect())
+    }
+
+    /// As [`Decoder::decode`], also saying how and where each field was sent. `fix` sees
+    /// every field and may give it another value: the returned field carries it and, for a
+    /// field sent with incremental indexing, so does the dynamic table, which then follows
+    /// a receiver that is sent the same representation with the fixed value instead.
+    pub fn decode_spans(
+        &mut self,
+        block: &[u8],
+        mut fix: impl FnMut(&Field, Repr) -> Option<Vec<u8>>,
+    ) -> Result<Vec<Spanned>, HpackError> {
         let mut r = Reader { buf: block, pos: 0 };
         let mut fields = Vec::new();
         let mut list_size = 0usize;
         while let Some(first) = r.peek() {
-            let field = if first & 0x80 != 0 {
+            let start = r.pos;
+            let (mut field, repr) = if first & 0x80 != 0 {
                 let index = r.integer(7)?;
                 let (name, value) = self.table.get(index)?;
-                Field::new(name, value)
+                (Field::new(name, value), Repr::Indexed)
             } else if first & 0x40 != 0 {
-                let field = self.literal(&mut r, 6, false)?;
-                self.table.insert(field.name.clone(), field.value.clone());
-                field
+                (self.literal(&mut r, 6, false)?, Repr::Incremental)
             } else if first & 0x20 != 0 {
                 if !fields.is_empty() {
                     return Err(HpackError::LateSizeUpdate);
@@ -331,14 +370,31 @@ impl Decoder {
                 }
                 self.table.set_max_size(asked);
                 continue;
+            } else if first & 0x10 != 0 {
+                (self.literal(&mut r, 4, true)?, Repr::NeverIndexed)
             } else {
-                self.literal(&mut r, 4, first & 0x10 != 0)?
+                (self.literal(&mut r, 4, false)?, Repr::WithoutIndexing)
             };
+            let fixed = match fix(&field, repr) {
+                Some(value) => {
+                    field.value = value;
+                    true
+                }
+                None => false,
+            };
+            if repr == Repr::Incremental {
+                self.table.insert(field.name.clone(), field.value.clone());
+            }
             list_size += field.size();
             if list_size > self.max_list_size {
                 return Err(HpackError::ListTooLarge(self.max_list_size));
             }
-            fields.push(field);
+            fields.push(Spanned {
+                field,
+                repr,
+                span: start..r.pos,
+                fixed,
+            });
         }
         Ok(fields)
     }
