@@ -14,6 +14,7 @@ pub mod events;
 pub mod import;
 pub mod k8s;
 pub mod keys;
+pub mod metrics;
 pub mod publish;
 pub mod registry;
 pub mod run;
