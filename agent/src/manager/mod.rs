@@ -98,6 +98,8 @@ pub struct Manager {
     wake: Notify,
     /// The server pushed a change.
     push: Notify,
+    /// A sync succeeded after failures: reopen the change push without waiting.
+    reconnect: Notify,
     /// Set once the server refused the agent: both loops end.
     halted: watch::Sender<bool>,
 }
@@ -121,6 +123,7 @@ impl Manager {
             snapshot: watch::Sender::new(Arc::new(Snapshot::empty(td))),
             wake: Notify::new(),
             push: Notify::new(),
+            reconnect: Notify::new(),
             halted: watch::Sender::new(false),
             config,
             api,
