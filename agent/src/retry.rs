@@ -156,7 +156,14 @@ mod tests {
             Some(Duration::from_secs(9))
         );
         // In it: at most URGENT_RETRY, then a quarter of what is left.
-        assert_eq!(retry_bound(urgent, expires, t(25_000)), Some(URGENT_RETRY));
+        assert_eq!(
+            retry_bound(urgent, expires, t(25_000)),
+            Some(Duration::from_millis(1250))
+        );
+        // A long SVID's last sixth: every URGENT_RETRY.
+        let hour = t(3_600_000);
+        let long = urgent_from(t(0), hour);
+        assert_eq!(retry_bound(long, hour, t(3_000_000)), Some(URGENT_RETRY));
         assert_eq!(
             retry_bound(urgent, expires, t(29_000)),
             Some(Duration::from_millis(250))

@@ -29,6 +29,8 @@ pub struct Held {
     pub svid: Arc<WorkloadSvid>,
     /// When it should be renewed.
     pub renew_at: SystemTime,
+    /// When it arrived (its renewal times are reckoned from then, or from NotBefore if later).
+    pub received_at: SystemTime,
     /// When it enters its last sixth of life (renewal is then retried every few seconds).
     pub urgent_at: SystemTime,
 }

@@ -2,6 +2,7 @@
 //! SVIDs current and publishes it as a [`Snapshot`].
 
 use std::fmt::Debug;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -12,13 +13,14 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::client::{ClientError, Denial, JwtSvid};
-use crate::config::{Config, WorkloadKeyType};
+use crate::config::{Config, KeyManagerConfig, WorkloadKeyType};
 use crate::retry::{Jitter, random_jitter};
 use crate::svid::AgentIdentity;
 
 pub mod api;
 pub mod cache;
 pub mod jwt;
+pub mod persist;
 mod reconcile;
 pub mod snapshot;
 #[cfg(test)]
@@ -67,6 +69,8 @@ pub struct ManagerConfig {
     pub sync_interval: Duration,
     /// Where renewal jitter comes from (drawn once per SVID).
     pub jitter: Jitter,
+    /// Where workload SVIDs are kept across restarts (none with `KeyManager "memory"`).
+    pub persist_to: Option<PathBuf>,
 }
 
 impl ManagerConfig {
@@ -79,6 +83,10 @@ impl ManagerConfig {
             jwt_svid_cache_max_size: c.jwt_svid_cache_max_size,
             sync_interval: c.sync_interval,
             jitter: random_jitter,
+            persist_to: match c.key_manager {
+                KeyManagerConfig::Disk { .. } => Some(c.data_dir.join(persist::WORKLOAD_FILE)),
+                KeyManagerConfig::Memory => None,
+            },
         }
     }
 }
@@ -114,7 +122,7 @@ impl Manager {
         identity: Option<Arc<AgentIdentity>>,
     ) -> Arc<Self> {
         let td = config.trust_domain.clone();
-        Arc::new(Self {
+        let manager = Arc::new(Self {
             cache: Mutex::new(cache::Cache::new(
                 td.clone(),
                 config.x509_svid_cache_max_size,
@@ -129,7 +137,11 @@ impl Manager {
             api,
             clock,
             identity,
-        })
+        });
+        if let Some(path) = &manager.config.persist_to {
+            manager.restore(path);
+        }
+        manager
     }
 
     /// Follows the published snapshots.
@@ -145,6 +157,9 @@ impl Manager {
         stop: watch::Receiver<bool>,
     ) {
         tasks.spawn(Arc::clone(self).run_sync(stop.clone()));
+        if let Some(path) = self.config.persist_to.clone() {
+            tasks.spawn(Arc::clone(self).run_persist(path, stop.clone()));
+        }
         tasks.spawn(Arc::clone(self).run_watch(stop));
     }
 

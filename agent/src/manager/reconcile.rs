@@ -241,32 +241,13 @@ impl Manager {
         chain: Vec<Vec<u8>>,
         key_pkcs8: Vec<u8>,
     ) -> Result<Held, ClientError> {
-        let info = chain
-            .first()
-            .and_then(|leaf| cert_info(leaf))
-            .ok_or_else(|| ClientError::Malformed("SVID leaf does not parse".into()))?;
-        if info.id != entry.spiffe_id {
-            return Err(ClientError::Malformed(format!(
-                "SVID for {} where {} was asked for",
-                info.id, entry.spiffe_id
-            )));
-        }
-        // Half life measured from when the SVID arrived: NotBefore is back-dated, which
-        // would make a short-lived SVID due for renewal the moment it is issued.
-        let start = from_unix_seconds(info.not_before).max(self.clock.now());
-        let expires = from_unix_seconds(info.not_after);
-        let at = renew_at(start, expires, (self.config.jitter)());
-        Ok(Held {
-            urgent_at: urgent_from(start, expires),
-            svid: Arc::new(WorkloadSvid {
-                entry,
-                chain,
-                key_pkcs8,
-                not_before: info.not_before,
-                not_after: info.not_after,
-            }),
-            renew_at: at,
-        })
+        held_since(
+            entry,
+            chain,
+            key_pkcs8,
+            self.clock.now(),
+            (self.config.jitter)(),
+        )
     }
 
     /// Publishes a new snapshot if anything changed (expired SVIDs drop out here). The
@@ -291,6 +272,42 @@ impl Manager {
             None => std::future::pending().await,
         }
     }
+}
+
+/// An SVID for `entry` that arrived at `received_at`, and when to renew it.
+pub(super) fn held_since(
+    entry: Arc<RegistrationEntry>,
+    chain: Vec<Vec<u8>>,
+    key_pkcs8: Vec<u8>,
+    received_at: SystemTime,
+    jitter: f64,
+) -> Result<Held, ClientError> {
+    let info = chain
+        .first()
+        .and_then(|leaf| cert_info(leaf))
+        .ok_or_else(|| ClientError::Malformed("SVID leaf does not parse".into()))?;
+    if info.id != entry.spiffe_id {
+        return Err(ClientError::Malformed(format!(
+            "SVID for {} where {} was asked for",
+            info.id, entry.spiffe_id
+        )));
+    }
+    // Half life measured from when the SVID arrived: NotBefore is back-dated, which would
+    // make a short-lived SVID due for renewal the moment it is issued.
+    let start = from_unix_seconds(info.not_before).max(received_at);
+    let expires = from_unix_seconds(info.not_after);
+    Ok(Held {
+        renew_at: renew_at(start, expires, jitter),
+        urgent_at: urgent_from(start, expires),
+        received_at,
+        svid: Arc::new(WorkloadSvid {
+            entry,
+            chain,
+            key_pkcs8,
+            not_before: info.not_before,
+            not_after: info.not_after,
+        }),
+    })
 }
 
 /// A fresh workload key (PKCS#8 DER) and a CSR for it.

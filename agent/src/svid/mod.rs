@@ -119,7 +119,7 @@ pub struct AgentIdentity {
 struct Attestation {
     /// `None`: a join-token agent without a token (fine while its stored SVID lasts).
     attestor: Option<Arc<dyn NodeAttestor>>,
-    addr: String,
+    servers: Vec<String>,
     trust_domain: id::TrustDomain,
 }
 
@@ -132,7 +132,7 @@ impl AgentIdentity {
         let td = &config.trust_domain;
         let attestation = Attestation {
             attestor: node_attestor(config),
-            addr: config.server_addr(),
+            servers: config.server_addrs(),
             trust_domain: td.clone(),
         };
         let now = clock.unix_now();
@@ -337,7 +337,7 @@ async fn attest(
         .as_deref()
         .ok_or_else(|| Renewal::Other("no node attestor to attest with".into()))?;
     let attested =
-        ServerClient::attest(&a.addr, &a.trust_domain, trust, clock, attestor, csr).await?;
+        ServerClient::attest(&a.servers, &a.trust_domain, trust, clock, attestor, csr).await?;
     let mut svid = AgentSvid::new(attested.chain, key, slot, &a.trust_domain)
         .map_err(|e| Renewal::Other(format!("server returned an unusable agent SVID: {e}")))?;
     svid.reattestable = attested.reattestable;
