@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 
 use crate::client::{ClientError, Denial, JwtSvid};
 use crate::config::{Config, KeyManagerConfig, WorkloadKeyType};
+use crate::metrics::AgentMetrics;
 use crate::retry::{Jitter, random_jitter};
 use crate::svid::AgentIdentity;
 
@@ -110,6 +111,7 @@ pub struct Manager {
     reconnect: Notify,
     /// Set once the server refused the agent: both loops end.
     halted: watch::Sender<bool>,
+    metrics: Arc<AgentMetrics>,
 }
 
 impl Manager {
@@ -120,6 +122,17 @@ impl Manager {
         api: Arc<dyn ServerApi>,
         clock: Arc<dyn Clock>,
         identity: Option<Arc<AgentIdentity>>,
+    ) -> Arc<Self> {
+        Self::with_metrics(config, api, clock, identity, Arc::default())
+    }
+
+    /// As [`Manager::new`], recording syncs, renewals and the server connection in `metrics`.
+    pub fn with_metrics(
+        config: ManagerConfig,
+        api: Arc<dyn ServerApi>,
+        clock: Arc<dyn Clock>,
+        identity: Option<Arc<AgentIdentity>>,
+        metrics: Arc<AgentMetrics>,
     ) -> Arc<Self> {
         let td = config.trust_domain.clone();
         let manager = Arc::new(Self {
@@ -137,6 +150,7 @@ impl Manager {
             api,
             clock,
             identity,
+            metrics,
         });
         if let Some(path) = &manager.config.persist_to {
             manager.restore(path);

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 pub use signet_common::config::{ConfigError, HealthConfig, expand_env};
 use signet_common::config::{
-    GoOnlyKeys, HealthBlock, KeyCheck, PluginBlock, PortValue, TelemetryBlock, duration, is_true,
-    non_empty, plugin_data, port, required_plugin_data,
+    GoOnlyKeys, HealthBlock, KeyCheck, MetricsConfig, PluginBlock, PortValue, TelemetryBlock,
+    duration, is_true, non_empty, plugin_data, port, required_plugin_data,
 };
 use signet_common::id::{SpiffeId, TrustDomain, parse_id, parse_trust_domain};
 use signet_common::rotation::max_svid_ttl_for_ca_ttl;
@@ -23,7 +23,9 @@ use crate::publish::{ConfigMapTarget, PUBLISH_EVERY};
 mod federation;
 mod istio;
 mod k8s;
-pub use federation::FederationBlock;
+pub use federation::{
+    BundleEndpointConfig, DEFAULT_REFRESH_HINT, FederationBlock, FederationConfig, ServingProfile,
+};
 pub use istio::IstioCaConfig;
 
 /// SPIRE's default admin socket.
@@ -255,10 +257,12 @@ pub struct Config {
     pub istio_ca: Option<IstioCaConfig>,
     /// Where logs go besides stderr (`log_file`).
     pub log_file: Option<PathBuf>,
-    /// `telemetry {}` as written (not exported yet).
+    /// `telemetry {}` as written.
     pub telemetry: TelemetryBlock,
-    /// `server.federation {}` as written (refused by [`Config::check_runnable`]).
-    pub federation: Option<FederationBlock>,
+    /// The Prometheus listener (`telemetry { Prometheus {} }`), if configured.
+    pub metrics: Option<MetricsConfig>,
+    /// `server.federation {}`, if written (ACME is refused by [`Config::check_runnable`]).
+    pub federation: Option<FederationConfig>,
     /// Keys accepted without effect, one message each (logged once at start-up).
     pub no_effect: Vec<String>,
 }
@@ -293,9 +297,26 @@ impl Config {
                  `signet-server import spire --config {path}`"
             )));
         }
-        if self.federation.is_some() {
+        if self
+            .federation
+            .as_ref()
+            .is_some_and(|f| !f.federates_with.is_empty())
+        {
             return Err(invalid(
-                "server.federation is not supported by Signet yet: remove the block (set federated bundles with `bundle set`)".into(),
+                "server.federation.federates_with is not supported by Signet yet: remove it (set federated bundles with `bundle set`)".into(),
+            ));
+        }
+        if let Some(FederationConfig {
+            bundle_endpoint:
+                Some(BundleEndpointConfig {
+                    profile: ServingProfile::Acme,
+                    ..
+                }),
+            ..
+        }) = &self.federation
+        {
+            return Err(invalid(
+                "server.federation.bundle_endpoint: ACME is not supported by Signet: use profile \"https_web\" { serving_cert_file { cert_file_path key_file_path } } or profile \"https_spiffe\" {}".into(),
             ));
         }
         Ok(())
@@ -313,6 +334,7 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
     server_keys(&s, &mut notes)?;
     let telemetry = file.telemetry.unwrap_or_default();
     telemetry.note(&mut notes);
+    let metrics = telemetry.metrics("signet_server")?;
     let td_text = args
         .trust_domain
         .clone()
@@ -405,6 +427,7 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
         .transpose()?
         .flatten();
     let istio_ca = file.istio_ca.map(istio::IstioCaBlock::build).transpose()?;
+    let federation = s.federation.map(|f| f.build(&trust_domain)).transpose()?;
     Ok(Config {
         bind_address: args
             .bind_address
@@ -444,7 +467,8 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
         istio_ca,
         log_file: s.log_file,
         telemetry,
-        federation: s.federation,
+        metrics,
+        federation,
         no_effect: notes,
     })
 }
