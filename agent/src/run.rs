@@ -103,7 +103,7 @@ impl Agent {
         let identity = Arc::new(AgentIdentity::load_or_attest(&config, Arc::clone(&clock)).await?);
         let agent_id = identity.current().id.clone();
         let client = Arc::new(ServerClient::new(
-            config.server_addr(),
+            config.server_addrs(),
             config.trust_domain.clone(),
             Arc::clone(&clock),
             Arc::clone(&identity) as _,

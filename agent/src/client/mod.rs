@@ -72,7 +72,7 @@ pub struct Attested {
 /// The mTLS client used once the agent has an SVID.
 #[derive(Debug)]
 pub struct ServerClient {
-    addr: String,
+    servers: Vec<String>,
     trust_domain: TrustDomain,
     clock: Arc<dyn Clock>,
     credentials: Arc<dyn Credentials>,
@@ -87,15 +87,16 @@ struct Cached {
 }
 
 impl ServerClient {
-    /// A client presenting the SVID `credentials` holds, trusting the roots it holds.
+    /// A client of `servers` (`host:port` each, the first that answers is used) presenting
+    /// the SVID `credentials` holds, trusting the roots it holds.
     pub fn new(
-        addr: String,
+        servers: Vec<String>,
         trust_domain: TrustDomain,
         clock: Arc<dyn Clock>,
         credentials: Arc<dyn Credentials>,
     ) -> Self {
         Self {
-            addr,
+            servers,
             trust_domain,
             clock,
             credentials,
@@ -111,7 +112,7 @@ impl ServerClient {
     /// Runs node attestation over a TLS connection without a client certificate, then
     /// fetches the bundle over the same connection.
     pub async fn attest(
-        addr: &str,
+        servers: &[String],
         trust_domain: &TrustDomain,
         trust: &ServerTrust,
         clock: Arc<dyn Clock>,
@@ -119,7 +120,7 @@ impl ServerClient {
         csr: Vec<u8>,
     ) -> Result<Attested, ClientError> {
         let tls = tls_config(trust_domain, trust, None, clock)?;
-        let channel = lazy_channel(addr, tls)?;
+        let channel = lazy_channel(servers, tls)?;
         let (id, chain, reattestable) =
             deadline(attest_agent(channel.clone(), attestor, csr)).await?;
         let bundle = deadline(BundleClient::new(channel).get_bundle(GetBundleRequest::default()))
@@ -268,7 +269,7 @@ impl ServerClient {
             Some(svid.as_ref()),
             Arc::clone(&self.clock),
         )?;
-        let channel = lazy_channel(&self.addr, tls)?;
+        let channel = lazy_channel(&self.servers, tls)?;
         *cached = Some(Cached {
             svid,
             roots,

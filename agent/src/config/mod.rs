@@ -48,6 +48,7 @@ struct AgentBlock {
     log_file: Option<PathBuf>,
     server_address: Option<String>,
     server_port: Option<PortValue>,
+    server_addresses: Option<Vec<String>>,
     socket_path: Option<PathBuf>,
     trust_domain: Option<String>,
     trust_bundle_path: Option<PathBuf>,
@@ -252,6 +253,9 @@ pub struct Config {
     pub server_address: String,
     /// Server port.
     pub server_port: u16,
+    /// More servers (`host:port`, from `server_addresses`), tried in order when
+    /// `server_address` cannot be reached.
+    pub other_servers: Vec<String>,
     /// Where `agent-data.json` (the agent SVID and the bundle) lives.
     pub data_dir: PathBuf,
     /// The public Workload API / SDS socket.
@@ -305,6 +309,13 @@ impl Config {
         signet_common::config::parse_with(text, path, |file| build(file, args))
     }
 
+    /// Every server, in order: `server_address:server_port`, then `server_addresses`.
+    pub fn server_addrs(&self) -> Vec<String> {
+        let mut all = vec![self.server_addr()];
+        all.extend(self.other_servers.iter().cloned());
+        all
+    }
+
     /// `server_address:server_port`, as dialed.
     pub fn server_addr(&self) -> String {
         if self.server_address.contains(':') && !self.server_address.starts_with('[') {
@@ -312,6 +323,19 @@ impl Config {
         } else {
             format!("{}:{}", self.server_address, self.server_port)
         }
+    }
+}
+
+/// A `server_addresses` item must be `host:port` (`[v6]:port` for an IPv6 address).
+fn host_port(s: &str) -> Result<(), String> {
+    let bad = |why: &str| format!("agent.server_addresses: {s:?} {why}; expected \"host:port\"");
+    let (host, port) = s.rsplit_once(':').ok_or_else(|| bad("has no port"))?;
+    if host.is_empty() || (host.contains(':') && !(host.starts_with('[') && host.ends_with(']'))) {
+        return Err(bad("has no valid host"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p != 0 => Ok(()),
+        _ => Err(bad("has no valid port")),
     }
 }
 
@@ -343,6 +367,12 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
             .transpose()?
             .ok_or("agent.server_port is required")?,
     };
+    let other_servers = a
+        .server_addresses
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| host_port(&s).map(|()| s))
+        .collect::<Result<Vec<_>, _>>()?;
     let data_dir = args
         .data_dir
         .clone()
@@ -393,6 +423,7 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
         trust_domain,
         server_address,
         server_port,
+        other_servers,
         socket_path: args
             .socket_path
             .clone()

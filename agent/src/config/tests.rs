@@ -351,6 +351,30 @@ fn ipv6_server_addresses_are_bracketed() {
 }
 
 #[test]
+fn more_servers_are_tried_after_server_address() {
+    let text = MINIMAL.replace(
+        "server_port = 8081",
+        "server_port = 8081\n    server_addresses = [\"b.example:8081\", \"[::1]:9\"]",
+    );
+    assert_eq!(
+        parse(&text).unwrap().server_addrs(),
+        ["127.0.0.1:8081", "b.example:8081", "[::1]:9"]
+    );
+    assert_eq!(parse(MINIMAL).unwrap().server_addrs(), ["127.0.0.1:8081"]);
+    for bad in ["b.example", "b.example:0", ":8081", "::1:8081", "b:port"] {
+        let text = MINIMAL.replace(
+            "server_port = 8081",
+            &format!("server_port = 8081\n    server_addresses = [\"{bad}\"]"),
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("agent.server_addresses") && err.contains("host:port"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
 fn expands_environment_variables() {
     let home = std::env::var("HOME").unwrap_or_default();
     assert_eq!(

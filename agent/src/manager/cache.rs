@@ -16,6 +16,7 @@ use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::manager::snapshot::{Snapshot, WorkloadSvid};
+use crate::retry::retry_bound;
 
 /// How long after its last `want` an entry counts as in use (never evicted). Workloads
 /// holding a stream open call `want` again with each update they send.
@@ -28,6 +29,10 @@ pub struct Held {
     pub svid: Arc<WorkloadSvid>,
     /// When it should be renewed.
     pub renew_at: SystemTime,
+    /// When it arrived (its renewal times are reckoned from then, or from NotBefore if later).
+    pub received_at: SystemTime,
+    /// When it enters its last sixth of life (renewal is then retried every few seconds).
+    pub urgent_at: SystemTime,
 }
 
 /// Everything the manager knows.
@@ -188,6 +193,15 @@ impl Cache {
             .values()
             .flat_map(|h| [h.renew_at, from_unix_seconds(h.svid.not_after)])
             .filter(|t| *t > now)
+            .min()
+    }
+
+    /// The longest a retry after a failed sync may wait at `now` (see [`retry_bound`]): set
+    /// by the held SVID closest to expiry, none if every held SVID has expired.
+    pub fn retry_bound(&self, now: SystemTime) -> Option<Duration> {
+        self.svids
+            .values()
+            .filter_map(|h| retry_bound(h.urgent_at, from_unix_seconds(h.svid.not_after), now))
             .min()
     }
 

@@ -2,6 +2,7 @@
 //! SVIDs current and publishes it as a [`Snapshot`].
 
 use std::fmt::Debug;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::client::{ClientError, Denial, JwtSvid};
-use crate::config::{Config, WorkloadKeyType};
+use crate::config::{Config, KeyManagerConfig, WorkloadKeyType};
 use crate::metrics::AgentMetrics;
 use crate::retry::{Jitter, random_jitter};
 use crate::svid::AgentIdentity;
@@ -20,6 +21,7 @@ use crate::svid::AgentIdentity;
 pub mod api;
 pub mod cache;
 pub mod jwt;
+pub mod persist;
 mod reconcile;
 pub mod snapshot;
 #[cfg(test)]
@@ -68,6 +70,8 @@ pub struct ManagerConfig {
     pub sync_interval: Duration,
     /// Where renewal jitter comes from (drawn once per SVID).
     pub jitter: Jitter,
+    /// Where workload SVIDs are kept across restarts (none with `KeyManager "memory"`).
+    pub persist_to: Option<PathBuf>,
 }
 
 impl ManagerConfig {
@@ -80,6 +84,10 @@ impl ManagerConfig {
             jwt_svid_cache_max_size: c.jwt_svid_cache_max_size,
             sync_interval: c.sync_interval,
             jitter: random_jitter,
+            persist_to: match c.key_manager {
+                KeyManagerConfig::Disk { .. } => Some(c.data_dir.join(persist::WORKLOAD_FILE)),
+                KeyManagerConfig::Memory => None,
+            },
         }
     }
 }
@@ -99,6 +107,8 @@ pub struct Manager {
     wake: Notify,
     /// The server pushed a change.
     push: Notify,
+    /// A sync succeeded after failures: reopen the change push without waiting.
+    reconnect: Notify,
     /// Set once the server refused the agent: both loops end.
     halted: watch::Sender<bool>,
     metrics: Arc<AgentMetrics>,
@@ -125,7 +135,7 @@ impl Manager {
         metrics: Arc<AgentMetrics>,
     ) -> Arc<Self> {
         let td = config.trust_domain.clone();
-        Arc::new(Self {
+        let manager = Arc::new(Self {
             cache: Mutex::new(cache::Cache::new(
                 td.clone(),
                 config.x509_svid_cache_max_size,
@@ -134,13 +144,18 @@ impl Manager {
             snapshot: watch::Sender::new(Arc::new(Snapshot::empty(td))),
             wake: Notify::new(),
             push: Notify::new(),
+            reconnect: Notify::new(),
             halted: watch::Sender::new(false),
             config,
             api,
             clock,
             identity,
             metrics,
-        })
+        });
+        if let Some(path) = &manager.config.persist_to {
+            manager.restore(path);
+        }
+        manager
     }
 
     /// Follows the published snapshots.
@@ -156,6 +171,9 @@ impl Manager {
         stop: watch::Receiver<bool>,
     ) {
         tasks.spawn(Arc::clone(self).run_sync(stop.clone()));
+        if let Some(path) = self.config.persist_to.clone() {
+            tasks.spawn(Arc::clone(self).run_persist(path, stop.clone()));
+        }
         tasks.spawn(Arc::clone(self).run_watch(stop));
     }
 

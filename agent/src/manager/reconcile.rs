@@ -1,7 +1,9 @@
 //! The manager's loops. `run_watch` keeps the server's change push open and turns each
-//! event into a full sync; `run_sync` does full syncs (entries, own and federated bundles,
-//! then SVIDs) on a push, every `sync_interval` as a safety net, and after failures (with
-//! backoff); between them it mints SVIDs when one is due for renewal or a workload wants
+//! event into a full sync (reopening it after 1 s, doubling to 5 s, or at once when a sync
+//! succeeds again); `run_sync` does full syncs (entries, own and federated bundles, then
+//! SVIDs) on a push, every `sync_interval` as a safety net, and after failures (with a
+//! backoff bounded by the soonest-expiring SVID, see [`crate::retry::retry_bound`]); between
+//! them it mints SVIDs when one is due for renewal or a workload wants
 //! one, and republishes when an SVID expires. While the server is unreachable the current
 //! SVIDs keep being served until they expire.
 
@@ -22,7 +24,7 @@ use crate::config::WorkloadKeyType;
 use crate::manager::Manager;
 use crate::manager::cache::{Held, Plan};
 use crate::manager::snapshot::WorkloadSvid;
-use crate::retry::{Backoff, sleep_until};
+use crate::retry::{Backoff, WATCH_BACKOFF, retry_delay, sleep_until, urgent_from};
 use crate::svid::csr_for;
 
 /// Most SVIDs asked for in one `BatchNewX509SVID` (SPIRE starts at 500).
@@ -51,6 +53,10 @@ impl Manager {
                 };
                 match result {
                     Ok(()) => {
+                        if retry_at.is_some() {
+                            // Back after a failure: reopen the change push now too.
+                            self.reconnect.notify_one();
+                        }
                         backoff.reset();
                         retry_at = None;
                         if full {
@@ -60,7 +66,9 @@ impl Manager {
                     }
                     Err(e) if self.refused(&e) => return Ok(()),
                     Err(e) => {
-                        let delay = backoff.next_delay();
+                        let bound = self.cache().retry_bound(self.clock.now());
+                        let delay =
+                            retry_delay(backoff.next_delay(), bound, (self.config.jitter)());
                         let error = if full {
                             format!("failed to fetch authorized entries: {e}")
                         } else {
@@ -92,7 +100,7 @@ impl Manager {
         self: Arc<Self>,
         mut stop: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        let mut backoff = Backoff::default();
+        let mut backoff = Backoff::capped(WATCH_BACKOFF, WATCH_BACKOFF * 5);
         loop {
             let opened = self.api.watch().await;
             self.metrics.set_server_connected(opened.is_ok());
@@ -126,6 +134,7 @@ impl Manager {
             self.metrics.set_server_connected(false);
             tokio::select! {
                 () = tokio::time::sleep(backoff.next_delay()) => {}
+                () = self.reconnect.notified() => {}
                 () = self.halted(&mut stop) => return Ok(()),
             }
         }
@@ -242,34 +251,13 @@ impl Manager {
         chain: Vec<Vec<u8>>,
         key_pkcs8: Vec<u8>,
     ) -> Result<Held, ClientError> {
-        let info = chain
-            .first()
-            .and_then(|leaf| cert_info(leaf))
-            .ok_or_else(|| ClientError::Malformed("SVID leaf does not parse".into()))?;
-        if info.id != entry.spiffe_id {
-            return Err(ClientError::Malformed(format!(
-                "SVID for {} where {} was asked for",
-                info.id, entry.spiffe_id
-            )));
-        }
-        // Half life measured from when the SVID arrived: NotBefore is back-dated, which
-        // would make a short-lived SVID due for renewal the moment it is issued.
-        let start = from_unix_seconds(info.not_before).max(self.clock.now());
-        let at = renew_at(
-            start,
-            from_unix_seconds(info.not_after),
+        held_since(
+            entry,
+            chain,
+            key_pkcs8,
+            self.clock.now(),
             (self.config.jitter)(),
-        );
-        Ok(Held {
-            svid: Arc::new(WorkloadSvid {
-                entry,
-                chain,
-                key_pkcs8,
-                not_before: info.not_before,
-                not_after: info.not_after,
-            }),
-            renew_at: at,
-        })
+        )
     }
 
     /// Publishes a new snapshot if anything changed (expired SVIDs drop out here). The
@@ -294,6 +282,42 @@ impl Manager {
             None => std::future::pending().await,
         }
     }
+}
+
+/// An SVID for `entry` that arrived at `received_at`, and when to renew it.
+pub(super) fn held_since(
+    entry: Arc<RegistrationEntry>,
+    chain: Vec<Vec<u8>>,
+    key_pkcs8: Vec<u8>,
+    received_at: SystemTime,
+    jitter: f64,
+) -> Result<Held, ClientError> {
+    let info = chain
+        .first()
+        .and_then(|leaf| cert_info(leaf))
+        .ok_or_else(|| ClientError::Malformed("SVID leaf does not parse".into()))?;
+    if info.id != entry.spiffe_id {
+        return Err(ClientError::Malformed(format!(
+            "SVID for {} where {} was asked for",
+            info.id, entry.spiffe_id
+        )));
+    }
+    // Half life measured from when the SVID arrived: NotBefore is back-dated, which would
+    // make a short-lived SVID due for renewal the moment it is issued.
+    let start = from_unix_seconds(info.not_before).max(received_at);
+    let expires = from_unix_seconds(info.not_after);
+    Ok(Held {
+        renew_at: renew_at(start, expires, jitter),
+        urgent_at: urgent_from(start, expires),
+        received_at,
+        svid: Arc::new(WorkloadSvid {
+            entry,
+            chain,
+            key_pkcs8,
+            not_before: info.not_before,
+            not_after: info.not_after,
+        }),
+    })
 }
 
 /// A fresh workload key (PKCS#8 DER) and a CSR for it.

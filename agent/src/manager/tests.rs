@@ -264,6 +264,7 @@ fn start(ttl: Duration, max: usize, sync_interval: Duration) -> Fixture {
     let clock = TokioClock::new();
     let server = FakeServer::new(clock.clone(), ttl);
     let config = ManagerConfig {
+        persist_to: None,
         trust_domain: td(),
         key_type: WorkloadKeyType::EcP256,
         x509_svid_cache_max_size: max,

@@ -22,7 +22,7 @@ use crate::attestor::node::join_token::JoinToken;
 use crate::attestor::node::k8s_psat::K8sPsat;
 use crate::client::{ClientError, ClientSvid, Credentials, Denial, ServerClient, ServerTrust};
 use crate::config::{Config, NodeAttestorConfig, TrustBundleSource};
-use crate::retry::{Backoff, Jitter, sleep_until};
+use crate::retry::{Backoff, Jitter, retry_bound, retry_delay, sleep_until, urgent_from};
 
 pub mod storage;
 
@@ -119,7 +119,7 @@ pub struct AgentIdentity {
 struct Attestation {
     /// `None`: a join-token agent without a token (fine while its stored SVID lasts).
     attestor: Option<Arc<dyn NodeAttestor>>,
-    addr: String,
+    servers: Vec<String>,
     trust_domain: id::TrustDomain,
 }
 
@@ -132,7 +132,7 @@ impl AgentIdentity {
         let td = &config.trust_domain;
         let attestation = Attestation {
             attestor: node_attestor(config),
-            addr: config.server_addr(),
+            servers: config.server_addrs(),
             trust_domain: td.clone(),
         };
         let now = clock.unix_now();
@@ -337,7 +337,7 @@ async fn attest(
         .as_deref()
         .ok_or_else(|| Renewal::Other("no node attestor to attest with".into()))?;
     let attested =
-        ServerClient::attest(&a.addr, &a.trust_domain, trust, clock, attestor, csr).await?;
+        ServerClient::attest(&a.servers, &a.trust_domain, trust, clock, attestor, csr).await?;
     let mut svid = AgentSvid::new(attested.chain, key, slot, &a.trust_domain)
         .map_err(|e| Renewal::Other(format!("server returned an unusable agent SVID: {e}")))?;
     svid.reattestable = attested.reattestable;
@@ -394,6 +394,8 @@ pub async fn rotate(
             _ = stop.wait_for(|s| *s) => return Ok(()),
         }
         let mut backoff = Backoff::default();
+        let expires = from_unix_seconds(svid.not_after);
+        let urgent_at = urgent_from(start, expires);
         loop {
             let result = if identity.current().reattestable {
                 reattest(&identity, &clock).await
@@ -408,8 +410,9 @@ pub async fn rotate(
                     tracing::warn!(%error, expired, "Agent SVID renewal failed; retrying");
                 }
             }
+            let bound = retry_bound(urgent_at, expires, clock.now());
             tokio::select! {
-                () = tokio::time::sleep(backoff.next_delay()) => {}
+                () = tokio::time::sleep(retry_delay(backoff.next_delay(), bound, jitter())) => {}
                 _ = stop.wait_for(|s| *s) => return Ok(()),
             }
         }
