@@ -17,6 +17,7 @@ use crate::api::agent::AgentService;
 use crate::api::bundle::BundleService;
 use crate::api::entry::EntryService;
 use crate::api::istio::IstioCaService;
+use crate::api::localauthority::LocalAuthorityService;
 use crate::api::svid::SvidService;
 use crate::api::watch::SyncService;
 use crate::attestation::NodeAttestor;
@@ -136,6 +137,7 @@ impl Server {
             bundle: Arc::new(BundleService::new(Arc::clone(&state))),
             svid: Arc::new(SvidService::new(Arc::clone(&state))),
             sync: Arc::new(SyncService::new(Arc::clone(&state), stop.clone())),
+            local_authority: Arc::new(LocalAuthorityService::new(Arc::clone(&state))),
             istio: match &config.istio_ca {
                 Some(c) => Some(Arc::new(IstioCaService::new(Arc::clone(&state), c)?)),
                 None => None,
@@ -268,6 +270,7 @@ fn spawn_rotator(
     clock: Arc<dyn Clock>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut bundles = registry.subscribe_bundles();
     tasks.spawn(async move {
         loop {
             match ca.rotate().await {
@@ -275,7 +278,14 @@ fn spawn_rotator(
                 Ok(false) => {}
                 Err(error) => tracing::error!(%error, "CA rotation failed"),
             }
-            if clock.unix_now() >= identity.renew_at() {
+            // A forced rotation (LocalAuthority) may taint the CA that signed the server's
+            // own SVID: replace it at once, as SPIRE's NotifyTaintedX509Authority does.
+            let stale = ca.active_x509_authority().is_some_and(|a| {
+                identity
+                    .issuer_key_id()
+                    .is_some_and(|k| k != a.authority_id)
+            });
+            if stale || clock.unix_now() >= identity.renew_at() {
                 match identity.renew(&ca) {
                     Ok(()) => tracing::debug!("Renewed server SVID"),
                     Err(error) => {
@@ -290,6 +300,7 @@ fn spawn_rotator(
                 .max(Duration::from_millis(500));
             tokio::select! {
                 () = tokio::time::sleep(nap) => {}
+                _ = bundles.changed() => {}
                 _ = stop.wait_for(|s| *s) => return Ok(()),
             }
         }

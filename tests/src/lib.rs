@@ -25,6 +25,7 @@ pub mod agent;
 pub mod k8s_node;
 pub mod kube;
 pub mod kubelet;
+pub mod mtls;
 
 /// The trust domain every test server uses.
 pub const TRUST_DOMAIN: &str = "example.org";
