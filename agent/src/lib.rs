@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod endpoints;
 pub mod manager;
+pub mod metrics;
 pub mod peer;
 pub mod retry;
 pub mod run;

@@ -21,6 +21,7 @@ use crate::config::{Config, RunArgs};
 use crate::endpoints::health::{self, Readiness};
 use crate::endpoints::{self, WorkloadApi};
 use crate::manager::{Manager, ManagerConfig, Snapshot};
+use crate::metrics::AgentMetrics;
 use crate::retry::random_jitter;
 use crate::svid::{self, AgentIdentity};
 
@@ -83,6 +84,8 @@ pub struct Agent {
     pub agent_id: SpiffeId,
     /// Where the health listener listens, if enabled.
     pub health_addr: Option<SocketAddr>,
+    /// Where the Prometheus listener listens, if configured.
+    pub metrics_addr: Option<SocketAddr>,
     /// The manager (JWT-SVIDs, SVID demand) and its snapshots.
     pub manager: Arc<Manager>,
     /// The agent's own SVID and bundle.
@@ -105,11 +108,13 @@ impl Agent {
             Arc::clone(&clock),
             Arc::clone(&identity) as _,
         ));
-        let manager = Manager::new(
+        let metrics = Arc::new(AgentMetrics::default());
+        let manager = Manager::with_metrics(
             ManagerConfig::from_config(&config),
             Arc::clone(&client) as _,
             Arc::clone(&clock),
             Some(Arc::clone(&identity)),
+            Arc::clone(&metrics),
         );
 
         let (shutdown, stop) = watch::channel(false);
@@ -131,9 +136,30 @@ impl Agent {
             attestors: Arc::new(attestors),
             clock: Arc::clone(&clock),
         };
-        endpoints::serve_with_sds(&mut tasks, listener, api, config.sds.clone(), stop.clone());
+        endpoints::serve_with_sds(
+            &mut tasks,
+            listener,
+            api,
+            config.sds.clone(),
+            metrics.rpc.clone(),
+            stop.clone(),
+        );
         tracing::info!(path = %config.socket_path.display(), "Starting agent APIs");
 
+        let metrics_addr = match &config.metrics {
+            Some(m) => Some(
+                crate::metrics::serve(
+                    &mut tasks,
+                    m,
+                    metrics,
+                    manager.subscribe(),
+                    Arc::clone(&clock),
+                    stop.clone(),
+                )
+                .await?,
+            ),
+            None => None,
+        };
         let health_addr = match &config.health {
             Some(h) => {
                 let readiness = Readiness {
@@ -149,6 +175,7 @@ impl Agent {
             socket_path: config.socket_path,
             agent_id,
             health_addr,
+            metrics_addr,
             stopped: identity.stopped(),
             manager,
             identity,

@@ -26,11 +26,21 @@ telemetry { Prometheus { port = 9988 } }
 "#;
 
 #[test]
-fn spires_sample_is_valid_with_a_note_for_telemetry() {
+fn spires_sample_is_valid_and_its_prometheus_sink_is_served() {
     let (ok, out, err) = validate(SPIRE_SAMPLE);
     assert!(ok, "{err}");
     assert_eq!(out, "SPIRE agent configuration file is valid.\n");
-    assert!(err.contains("warning: telemetry has no effect"), "{err}");
+    assert!(!err.contains("telemetry"), "{err}");
+    let statsd = SPIRE_SAMPLE.replace(
+        "Prometheus { port = 9988 }",
+        "Prometheus { port = 9988 } Statsd { address = \"localhost:8125\" }",
+    );
+    let (ok, _, err) = validate(&statsd);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("warning: telemetry.Statsd has no effect"),
+        "{err}"
+    );
 }
 
 #[test]

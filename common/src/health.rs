@@ -26,7 +26,7 @@ pub struct BindError {
 pub async fn bind<R, F>(
     config: &HealthConfig,
     ready: R,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<
     (
         SocketAddr,
@@ -53,12 +53,18 @@ where
             get(|| async { (StatusCode::OK, "{\"live\":true}") }),
         )
         .route(&config.ready_path, get(ready));
-    let serve = async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.wait_for(|stop| *stop).await;
-            })
-            .await
-    };
-    Ok((addr, serve))
+    Ok((addr, serve_until(listener, app, shutdown)))
+}
+
+/// Serves `app` on `listener` until `shutdown` turns true (the health and metrics listeners).
+pub(crate) async fn serve_until(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await
 }

@@ -14,6 +14,8 @@ pub mod fs;
 pub mod health;
 pub mod id;
 mod jwk;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod node;
 pub mod pem;
 pub mod psat;

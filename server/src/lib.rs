@@ -15,6 +15,7 @@ pub mod federation;
 pub mod import;
 pub mod k8s;
 pub mod keys;
+pub mod metrics;
 pub mod publish;
 pub mod registry;
 pub mod run;

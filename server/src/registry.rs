@@ -309,6 +309,11 @@ impl Registry {
         Ok(deleted)
     }
 
+    /// Number of entries in the authorization index.
+    pub fn entry_count(&self) -> usize {
+        self.read().len()
+    }
+
     /// Entries `agent` is authorized for, ordered by ID.
     pub fn authorized_entries(&self, agent: &SpiffeId) -> Vec<Arc<RegistrationEntry>> {
         self.read().authorized_entries(agent)

@@ -33,6 +33,7 @@ use crate::endpoints::{self, Services};
 use crate::keys::KeyManager;
 use crate::keys::disk::DiskKeyManager;
 use crate::keys::memory::MemoryKeyManager;
+use crate::metrics::ServerMetrics;
 use crate::registry::Registry;
 
 /// How often the CA rotator looks at its slots (SPIRE: 10 s).
@@ -71,6 +72,8 @@ pub struct Server {
     pub socket_path: PathBuf,
     /// Where the health listener listens, if enabled.
     pub health_addr: Option<SocketAddr>,
+    /// Where the Prometheus listener listens, if configured.
+    pub metrics_addr: Option<SocketAddr>,
     /// Where the SPIFFE bundle endpoint listens, if configured.
     pub bundle_endpoint_addr: Option<SocketAddr>,
     /// Shared API state (for in-process tests).
@@ -110,6 +113,7 @@ impl Server {
             .await?,
         );
         let registry = Arc::new(Registry::load(Arc::clone(&store), &config.trust_domain).await?);
+        let metrics = Arc::new(ServerMetrics::default());
         let state = Arc::new(ApiState {
             trust_domain: config.trust_domain.clone(),
             registry: Arc::clone(&registry),
@@ -117,6 +121,7 @@ impl Server {
             clock: Arc::clone(&clock),
             admin_ids: config.admin_ids.clone(),
             join_token_enabled: config.join_token,
+            metrics: Arc::clone(&metrics),
         });
         let mut attestors: Vec<Arc<dyn NodeAttestor>> = vec![];
         if config.join_token {
@@ -144,6 +149,7 @@ impl Server {
                 Some(c) => Some(Arc::new(IstioCaService::new(Arc::clone(&state), c)?)),
                 None => None,
             },
+            rpc: metrics.rpc.clone(),
         };
         let server_dns_names = config
             .istio_ca
@@ -183,6 +189,12 @@ impl Server {
             ),
             None => None,
         };
+        let metrics_addr = match &config.metrics {
+            Some(m) => Some(
+                endpoints::metrics::serve(&mut tasks, m, Arc::clone(&state), stop.clone()).await?,
+            ),
+            None => None,
+        };
         let bundle_endpoint_addr = match config
             .federation
             .as_ref()
@@ -202,14 +214,7 @@ impl Server {
             ),
             None => None,
         };
-        spawn_rotator(
-            &mut tasks,
-            Arc::clone(&ca),
-            Arc::clone(&registry),
-            identity,
-            Arc::clone(&clock),
-            stop.clone(),
-        );
+        spawn_rotator(&mut tasks, Arc::clone(&state), identity, stop.clone());
         crate::publish::spawn(
             &mut tasks,
             config.bundle_publishers.clone(),
@@ -236,6 +241,7 @@ impl Server {
             tcp_addr,
             socket_path: config.socket_path,
             health_addr,
+            metrics_addr,
             bundle_endpoint_addr,
             state,
             shutdown,
@@ -286,20 +292,23 @@ pub(crate) fn server_instance_id(data_dir: &std::path::Path) -> anyhow::Result<S
 
 fn spawn_rotator(
     tasks: &mut JoinSet<anyhow::Result<()>>,
-    ca: Arc<Ca>,
-    registry: Arc<Registry>,
+    state: Arc<ApiState>,
     identity: Arc<ServerIdentity>,
-    clock: Arc<dyn Clock>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut bundles = registry.subscribe_bundles();
+    let mut bundles = state.registry.subscribe_bundles();
     tasks.spawn(async move {
+        let (ca, registry, clock) = (&state.ca, &state.registry, &state.clock);
         loop {
             match ca.rotate().await {
                 Ok(true) => registry.bundles_changed(),
                 Ok(false) => {}
-                Err(error) => tracing::error!(%error, "CA rotation failed"),
+                Err(error) => {
+                    state.metrics.rotation_failed();
+                    tracing::error!(%error, "CA rotation failed")
+                }
             }
+            crate::metrics::refresh(&state.metrics, &state).await;
             // A forced rotation (LocalAuthority) may taint the CA that signed the server's
             // own SVID: replace it at once, as SPIRE's NotifyTaintedX509Authority does.
             let stale = ca.active_x509_authority().is_some_and(|a| {
@@ -308,7 +317,7 @@ fn spawn_rotator(
                     .is_some_and(|k| k != a.authority_id)
             });
             if stale || clock.unix_now() >= identity.renew_at() {
-                match identity.renew(&ca) {
+                match identity.renew(ca) {
                     Ok(()) => tracing::debug!("Renewed server SVID"),
                     Err(error) => {
                         tracing::error!(error = %format!("{error:#}"), "Server SVID renewal failed")

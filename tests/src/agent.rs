@@ -31,11 +31,16 @@ pub struct Setup {
 impl Setup {
     /// A server with extra `server {}` lines (e.g. short TTLs).
     pub async fn new(server_lines: &[&str]) -> Self {
-        let server = TestServer::start(Options {
+        Self::with_options(Options {
             server_lines: server_lines.iter().map(|s| (*s).to_owned()).collect(),
             ..Options::default()
         })
-        .await;
+        .await
+    }
+
+    /// A server started with `opts`.
+    pub async fn with_options(opts: Options) -> Self {
+        let server = TestServer::start(opts).await;
         let dir = tempfile::tempdir().unwrap();
         let pem = signet_common::pem::certificates(&server.roots().await);
         std::fs::write(dir.path().join("bootstrap.pem"), pem).unwrap();

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 pub use signet_common::config::{ConfigError, HealthConfig, expand_env};
 use signet_common::config::{
-    GoOnlyKeys, HealthBlock, KeyCheck, PluginBlock, PortValue, Raw, TelemetryBlock, duration,
-    is_true, non_empty, plugin_data, port,
+    GoOnlyKeys, HealthBlock, KeyCheck, MetricsConfig, PluginBlock, PortValue, Raw, TelemetryBlock,
+    duration, is_true, non_empty, plugin_data, port,
 };
 use signet_common::id::{TrustDomain, parse_trust_domain};
 use signet_common::telemetry::{LogFormat, parse_level};
@@ -286,8 +286,10 @@ pub struct Config {
     pub health: Option<HealthConfig>,
     /// Where logs go besides stderr (`log_file`).
     pub log_file: Option<PathBuf>,
-    /// `telemetry {}` as written (not exported yet).
+    /// `telemetry {}` as written.
     pub telemetry: TelemetryBlock,
+    /// The Prometheus listener (`telemetry { Prometheus {} }`), if configured.
+    pub metrics: Option<MetricsConfig>,
     /// Keys accepted without effect, one message each (logged once at start-up).
     pub no_effect: Vec<String>,
 }
@@ -319,6 +321,7 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
     agent_keys(&a, &mut notes)?;
     let telemetry = file.telemetry.unwrap_or_default();
     telemetry.note(&mut notes);
+    let metrics = telemetry.metrics("signet_agent")?;
     let td_text = args
         .trust_domain
         .clone()
@@ -422,6 +425,7 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
             .flatten(),
         log_file: a.log_file,
         telemetry,
+        metrics,
         no_effect: notes,
     })
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryServiceServer;
+use signet_common::metrics::{RpcLayer, RpcMetrics};
 use signet_common::uds;
 use signet_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApiServer;
 use tokio::net::UnixListener;
@@ -20,6 +21,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::transport::server::Router;
 use tonic::{Request, Status};
+use tower::layer::util::{Identity, Stack};
 
 use crate::config::SdsConfig;
 
@@ -63,16 +65,25 @@ pub fn serve(
     api: WorkloadApi,
     shutdown: watch::Receiver<bool>,
 ) {
-    serve_with_sds(tasks, listener, api, SdsConfig::default(), shutdown);
+    serve_with_sds(
+        tasks,
+        listener,
+        api,
+        SdsConfig::default(),
+        RpcMetrics::default(),
+        shutdown,
+    );
 }
 
 /// Serves the Workload API, Envoy SDS (configured by `sds`) and gRPC health on `listener`
-/// until `shutdown` turns true. Streams still open [`SHUTDOWN_GRACE`] after that are cut.
+/// until `shutdown` turns true, every call counted in `rpc`. Streams still open
+/// [`SHUTDOWN_GRACE`] after that are cut.
 pub fn serve_with_sds(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     listener: UnixListener,
     api: WorkloadApi,
     sds: SdsConfig,
+    rpc: RpcMetrics,
     shutdown: watch::Receiver<bool>,
 ) {
     let path = listener
@@ -80,7 +91,7 @@ pub fn serve_with_sds(
         .ok()
         .and_then(|a| a.as_pathname().map(Path::to_path_buf));
     let (reporter, health) = tonic_health::server::health_reporter();
-    let router = router(api, sds, shutdown.clone(), health);
+    let router = router(api, sds, rpc, shutdown.clone(), health);
     let mut stop = shutdown.clone();
     let mut grace = shutdown;
     tasks.spawn(async move {
@@ -114,11 +125,12 @@ pub fn serve_with_sds(
 fn router(
     api: WorkloadApi,
     sds: SdsConfig,
+    rpc: RpcMetrics,
     shutdown: watch::Receiver<bool>,
     health: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
     >,
-) -> Router {
+) -> Router<Stack<RpcLayer, Identity>> {
     let attestor = Arc::new(CallerAttestor::new(Arc::clone(&api.attestors)));
     let sds = SdsService::new(
         api.snapshot.clone(),
@@ -128,6 +140,7 @@ fn router(
     );
     let workload = SpiffeWorkloadApiServer::new(WorkloadService::new(api, shutdown));
     Server::builder()
+        .layer(rpc.layer())
         .add_service(health)
         .add_service(InterceptedService::new(workload, check_security_header))
         .add_service(SecretDiscoveryServiceServer::new(sds))

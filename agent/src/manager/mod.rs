@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 
 use crate::client::{ClientError, Denial, JwtSvid};
 use crate::config::{Config, WorkloadKeyType};
+use crate::metrics::AgentMetrics;
 use crate::retry::{Jitter, random_jitter};
 use crate::svid::AgentIdentity;
 
@@ -100,6 +101,7 @@ pub struct Manager {
     push: Notify,
     /// Set once the server refused the agent: both loops end.
     halted: watch::Sender<bool>,
+    metrics: Arc<AgentMetrics>,
 }
 
 impl Manager {
@@ -110,6 +112,17 @@ impl Manager {
         api: Arc<dyn ServerApi>,
         clock: Arc<dyn Clock>,
         identity: Option<Arc<AgentIdentity>>,
+    ) -> Arc<Self> {
+        Self::with_metrics(config, api, clock, identity, Arc::default())
+    }
+
+    /// As [`Manager::new`], recording syncs, renewals and the server connection in `metrics`.
+    pub fn with_metrics(
+        config: ManagerConfig,
+        api: Arc<dyn ServerApi>,
+        clock: Arc<dyn Clock>,
+        identity: Option<Arc<AgentIdentity>>,
+        metrics: Arc<AgentMetrics>,
     ) -> Arc<Self> {
         let td = config.trust_domain.clone();
         Arc::new(Self {
@@ -126,6 +139,7 @@ impl Manager {
             api,
             clock,
             identity,
+            metrics,
         })
     }
 

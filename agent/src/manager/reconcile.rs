@@ -42,7 +42,10 @@ impl Manager {
             if retry_at.is_none_or(|t| Instant::now() >= t) {
                 let full = pushed || Instant::now() >= full_due;
                 let result = if full {
-                    self.full_sync().await
+                    let started = Instant::now();
+                    let synced = self.full_sync().await;
+                    self.metrics.synced(&synced, started.elapsed());
+                    synced
                 } else {
                     self.mint().await
                 };
@@ -91,7 +94,9 @@ impl Manager {
     ) -> anyhow::Result<()> {
         let mut backoff = Backoff::default();
         loop {
-            match self.api.watch().await {
+            let opened = self.api.watch().await;
+            self.metrics.set_server_connected(opened.is_ok());
+            match opened {
                 Ok(mut events) => loop {
                     tokio::select! {
                         item = events.next() => match item {
@@ -99,7 +104,10 @@ impl Manager {
                                 backoff.reset();
                                 self.push.notify_one();
                             }
-                            Some(Err(e)) if self.refused(&e) => return Ok(()),
+                            Some(Err(e)) if self.refused(&e) => {
+                                self.metrics.set_server_connected(false);
+                                return Ok(());
+                            }
                             Some(Err(error)) => {
                                 tracing::debug!(%error, "Change push stream failed");
                                 break;
@@ -115,6 +123,7 @@ impl Manager {
                 Err(e) if self.refused(&e) => return Ok(()),
                 Err(error) => tracing::debug!(%error, "Cannot open the change push stream"),
             }
+            self.metrics.set_server_connected(false);
             tokio::select! {
                 () = tokio::time::sleep(backoff.next_delay()) => {}
                 () = self.halted(&mut stop) => return Ok(()),
@@ -210,6 +219,7 @@ impl Manager {
             let mut cache = self.cache();
             for ((entry, key, _), result) in keyed.into_iter().zip(results) {
                 let held = result.and_then(|chain| self.held(entry.clone(), chain, key));
+                self.metrics.renewed(&held);
                 match held {
                     Ok(h) => {
                         tracing::debug!(entry_id = %entry.id, spiffe_id = %entry.spiffe_id, expires_at = h.svid.not_after, "SVID updated");

@@ -415,8 +415,9 @@ pub fn non_empty<T>(v: &Option<Vec<T>>) -> bool {
     v.as_ref().is_some_and(|l| !l.is_empty())
 }
 
-/// `telemetry {}` as SPIRE writes it (metric sinks). Accepted so that SPIRE's files load;
-/// Signet does not export metrics yet, which [`TelemetryBlock::note`] says once.
+/// `telemetry {}` as SPIRE writes it (metric sinks). `Prometheus` and `MetricPrefix` are
+/// served ([`TelemetryBlock::metrics`]); the other sinks are accepted so that SPIRE's files
+/// load, and [`TelemetryBlock::note`] says once that they have no effect.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryBlock {
@@ -465,7 +466,18 @@ pub struct PrometheusBlock {
     /// Listen host (SPIRE's default `localhost`).
     pub host: Option<String>,
     /// Listen port.
-    pub port: Option<u16>,
+    pub port: Option<PortValue>,
+}
+
+/// The Prometheus `/metrics` listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Host or address to bind.
+    pub host: String,
+    /// Port (0: any free port).
+    pub port: u16,
+    /// Prefix of every metric name (`MetricPrefix`), without the trailing `_`.
+    pub prefix: String,
 }
 
 /// A metrics sink (`address`, and `env` for M3).
@@ -484,11 +496,66 @@ pub struct SinkBlock {
 pub struct EmptyBlock {}
 
 impl TelemetryBlock {
-    /// Notes that the block has no effect yet.
+    /// The metrics listener, when a `Prometheus` block is written; `default_prefix` when no
+    /// `MetricPrefix` is.
+    pub fn metrics(&self, default_prefix: &str) -> Result<Option<MetricsConfig>, String> {
+        let Some(p) = &self.prometheus else {
+            return Ok(None);
+        };
+        let port = p
+            .port
+            .map(|v| port("telemetry.Prometheus.port", v))
+            .transpose()?
+            .ok_or("telemetry.Prometheus.port is required")?;
+        let prefix = match self.metric_prefix.as_deref() {
+            None => default_prefix.to_owned(),
+            Some(text) => {
+                let prefix = text.trim_end_matches('_');
+                let valid = prefix
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && prefix
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !valid {
+                    return Err(format!(
+                        "telemetry.MetricPrefix {text:?} is not a valid Prometheus metric name prefix"
+                    ));
+                }
+                prefix.to_owned()
+            }
+        };
+        Ok(Some(MetricsConfig {
+            host: p.host.clone().unwrap_or_else(|| "localhost".into()),
+            port,
+            prefix,
+        }))
+    }
+
+    /// Notes the sinks and filters that have no effect (only Prometheus is served).
     pub fn note(&self, notes: &mut Vec<String>) {
-        if *self != Self::default() {
-            notes
-                .push("telemetry has no effect in Signet yet: metrics are not exported".to_owned());
+        let unsupported = [
+            ("DogStatsd", self.dogstatsd.is_some()),
+            ("Statsd", self.statsd.is_some()),
+            ("M3", self.m3.is_some()),
+            ("InMem", self.inmem.is_some()),
+            (
+                "EnableTrustDomainLabel",
+                self.enable_trust_domain_label.is_some(),
+            ),
+            ("EnableHostnameLabel", self.enable_hostname_label.is_some()),
+            ("AllowedPrefixes", self.allowed_prefixes.is_some()),
+            ("BlockedPrefixes", self.blocked_prefixes.is_some()),
+            ("AllowedLabels", self.allowed_labels.is_some()),
+            ("BlockedLabels", self.blocked_labels.is_some()),
+        ];
+        for (key, set) in unsupported {
+            if set {
+                notes.push(format!(
+                    "telemetry.{key} has no effect in Signet: only the Prometheus sink is served"
+                ));
+            }
         }
     }
 }

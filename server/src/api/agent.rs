@@ -137,7 +137,7 @@ impl AgentService {
         agent: &SpiffeId,
         public_key: crate::ca::CsrPublicKey,
     ) -> Result<X509Svid, ApiError> {
-        Ok(self.state.ca.sign_x509_svid(X509SvidParams {
+        Ok(self.state.sign_x509_svid(X509SvidParams {
             spiffe_id: agent.clone(),
             public_key,
             ttl: Duration::ZERO,

@@ -10,7 +10,8 @@ use signet_proto::types::permission_denied_details::Reason;
 use tonic::Request;
 use tonic::transport::server::UdsConnectInfo;
 
-use crate::ca::Ca;
+use crate::ca::{Ca, CaError, JwtSvid, JwtSvidParams, X509Svid, X509SvidParams};
+use crate::metrics::ServerMetrics;
 use crate::registry::Registry;
 
 pub mod agent;
@@ -41,6 +42,8 @@ pub struct ApiState {
     pub admin_ids: Vec<SpiffeId>,
     /// Whether the `join_token` node attestor is configured.
     pub join_token_enabled: bool,
+    /// Metrics the API updates.
+    pub metrics: Arc<ServerMetrics>,
 }
 
 /// Who is calling.
@@ -64,6 +67,21 @@ pub struct AgentCaller {
 }
 
 impl ApiState {
+    /// Signs an X509-SVID with the CA, counting it.
+    pub fn sign_x509_svid(&self, params: X509SvidParams) -> Result<X509Svid, CaError> {
+        let kind = params.kind;
+        let signed = self.ca.sign_x509_svid(params);
+        self.metrics.x509_signed(kind, &signed);
+        signed
+    }
+
+    /// Signs a JWT-SVID with the CA, counting it.
+    pub fn sign_jwt_svid(&self, params: JwtSvidParams) -> Result<JwtSvid, CaError> {
+        let signed = self.ca.sign_jwt_svid(params);
+        self.metrics.jwt_signed(&signed);
+        signed
+    }
+
     /// Classifies the caller from the connection the request came on.
     pub fn caller<T>(&self, req: &Request<T>) -> Caller {
         if req.extensions().get::<UdsConnectInfo>().is_some() {

@@ -98,7 +98,7 @@ impl SvidService {
                 "audience: at least one audience is required".into(),
             ));
         }
-        let svid = self.state.ca.sign_jwt_svid(JwtSvidParams {
+        let svid = self.state.sign_jwt_svid(JwtSvidParams {
             spiffe_id: spiffe_id.clone(),
             audience,
             ttl,
@@ -123,7 +123,7 @@ impl SvidService {
         let (spiffe_id, dns_names) = csr_names(&req.csr)?;
         id::require_member_with_path(&spiffe_id, &self.state.trust_domain)
             .map_err(|e| ApiError::BadRequest(format!("CSR URI SAN: {e}")))?;
-        let svid = self.state.ca.sign_x509_svid(X509SvidParams {
+        let svid = self.state.sign_x509_svid(X509SvidParams {
             spiffe_id: spiffe_id.clone(),
             public_key,
             ttl: secs(req.ttl),
@@ -159,7 +159,7 @@ fn new_x509(
         .authorized_entry(agent, &p.entry_id)
         .ok_or_else(|| ApiError::Forbidden("entry not found or not authorized".into()))?;
     let public_key = Ca::verify_csr(&p.csr)?;
-    let svid = state.ca.sign_x509_svid(X509SvidParams {
+    let svid = state.sign_x509_svid(X509SvidParams {
         spiffe_id: entry.spiffe_id.clone(),
         public_key,
         ttl: secs(entry.x509_svid_ttl),

@@ -10,6 +10,7 @@ use futures::Stream;
 use signet_proto::signet::sync::v1::sync_server::Sync;
 use signet_proto::signet::sync::v1::{WatchEvent, WatchRequest};
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -44,6 +45,8 @@ impl Sync for SyncService {
         let state = Arc::clone(&self.state);
         let mut shutdown = self.shutdown.clone();
         tokio::spawn(async move {
+            let _connected = state.metrics.agent_connected();
+            let mut changed_at: Option<Instant> = None;
             loop {
                 let event = WatchEvent {
                     entries_revision: *entries.borrow_and_update(),
@@ -52,6 +55,7 @@ impl Sync for SyncService {
                 if tx.send(Ok(event)).await.is_err() {
                     return;
                 }
+                state.metrics.pushed(changed_at.map(|t| t.elapsed()));
                 tokio::select! {
                     changed = entries.changed() => if changed.is_err() { return },
                     changed = bundles.changed() => if changed.is_err() { return },
@@ -61,6 +65,7 @@ impl Sync for SyncService {
                         return;
                     }
                 }
+                changed_at = Some(Instant::now());
                 match state.registry.store().node(&agent.id).await {
                     Ok(Some(node)) if !node.is_banned() => {}
                     Ok(_) => {

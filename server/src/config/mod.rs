@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 pub use signet_common::config::{ConfigError, HealthConfig, expand_env};
 use signet_common::config::{
-    GoOnlyKeys, HealthBlock, KeyCheck, PluginBlock, PortValue, TelemetryBlock, duration, is_true,
-    non_empty, plugin_data, port, required_plugin_data,
+    GoOnlyKeys, HealthBlock, KeyCheck, MetricsConfig, PluginBlock, PortValue, TelemetryBlock,
+    duration, is_true, non_empty, plugin_data, port, required_plugin_data,
 };
 use signet_common::id::{SpiffeId, TrustDomain, parse_id, parse_trust_domain};
 use signet_common::rotation::max_svid_ttl_for_ca_ttl;
@@ -257,8 +257,10 @@ pub struct Config {
     pub istio_ca: Option<IstioCaConfig>,
     /// Where logs go besides stderr (`log_file`).
     pub log_file: Option<PathBuf>,
-    /// `telemetry {}` as written (not exported yet).
+    /// `telemetry {}` as written.
     pub telemetry: TelemetryBlock,
+    /// The Prometheus listener (`telemetry { Prometheus {} }`), if configured.
+    pub metrics: Option<MetricsConfig>,
     /// `server.federation {}`, if written (ACME is refused by [`Config::check_runnable`]).
     pub federation: Option<FederationConfig>,
     /// Keys accepted without effect, one message each (logged once at start-up).
@@ -332,6 +334,7 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
     server_keys(&s, &mut notes)?;
     let telemetry = file.telemetry.unwrap_or_default();
     telemetry.note(&mut notes);
+    let metrics = telemetry.metrics("signet_server")?;
     let td_text = args
         .trust_domain
         .clone()
@@ -464,6 +467,7 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
         istio_ca,
         log_file: s.log_file,
         telemetry,
+        metrics,
         federation,
         no_effect: notes,
     })

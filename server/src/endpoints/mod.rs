@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use signet_common::metrics::{RpcLayer, RpcMetrics};
 use signet_common::uds;
 use signet_proto::istio::v1::auth::istio_certificate_service_server::IstioCertificateServiceServer;
 use signet_proto::signet::sync::v1::sync_server::SyncServer;
@@ -22,6 +23,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Server;
+use tower::layer::util::{Identity, Stack};
 
 use crate::api::agent::AgentService;
 use crate::api::bundle::BundleService;
@@ -33,6 +35,7 @@ use crate::api::watch::SyncService;
 
 pub mod health;
 pub mod https;
+pub mod metrics;
 pub mod tls;
 
 /// How long a TLS handshake may take before the connection is dropped.
@@ -55,11 +58,16 @@ pub struct Services {
     pub local_authority: Arc<LocalAuthorityService>,
     /// `istio.v1.auth.IstioCertificateService`, TCP only, when `istio_ca` is configured.
     pub istio: Option<Arc<IstioCaService>>,
+    /// Counts and times every call on both transports.
+    pub rpc: RpcMetrics,
 }
 
-fn router(s: &Services) -> tonic::transport::server::Router {
+type Router = tonic::transport::server::Router<Stack<RpcLayer, Identity>>;
+
+fn router(s: &Services) -> Router {
     Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(s.rpc.layer())
         .add_service(AgentServer::from_arc(Arc::clone(&s.agent)))
         .add_service(EntryServer::from_arc(Arc::clone(&s.entry)))
         .add_service(BundleServer::from_arc(Arc::clone(&s.bundle)))

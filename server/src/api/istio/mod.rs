@@ -68,7 +68,7 @@ impl IstioCaService {
         let spiffe_id = self.spiffe_id(&account)?;
         let ttl = self.ttl(req.validity_duration)?;
         let public_key = Ca::verify_csr(&csr_der(&req.csr)?)?;
-        let svid = self.state.ca.sign_x509_svid(X509SvidParams {
+        let svid = self.state.sign_x509_svid(X509SvidParams {
             spiffe_id: spiffe_id.clone(),
             public_key,
             ttl,

@@ -104,6 +104,7 @@ pub(crate) async fn api_state_on(dyn_store: Arc<dyn DataStore>) -> Arc<ApiState>
         clock,
         admin_ids: vec![],
         join_token_enabled: false,
+        metrics: Arc::default(),
     };
     Arc::new(state)
 }
