@@ -313,6 +313,7 @@ mod tests {
         let a = |id: &str| AuthorityState {
             authority_id: id.to_owned(),
             expires_at: 1000,
+            ..AuthorityState::default()
         };
         AuthorityStates {
             active: active.map(a),

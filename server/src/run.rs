@@ -17,6 +17,7 @@ use crate::api::agent::AgentService;
 use crate::api::bundle::BundleService;
 use crate::api::entry::EntryService;
 use crate::api::istio::IstioCaService;
+use crate::api::localauthority::LocalAuthorityService;
 use crate::api::svid::SvidService;
 use crate::api::watch::SyncService;
 use crate::attestation::NodeAttestor;
@@ -143,6 +144,7 @@ impl Server {
             bundle: Arc::new(BundleService::new(Arc::clone(&state))),
             svid: Arc::new(SvidService::new(Arc::clone(&state))),
             sync: Arc::new(SyncService::new(Arc::clone(&state), stop.clone())),
+            local_authority: Arc::new(LocalAuthorityService::new(Arc::clone(&state))),
             istio: match &config.istio_ca {
                 Some(c) => Some(Arc::new(IstioCaService::new(Arc::clone(&state), c)?)),
                 None => None,
@@ -294,6 +296,7 @@ fn spawn_rotator(
     identity: Arc<ServerIdentity>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut bundles = state.registry.subscribe_bundles();
     tasks.spawn(async move {
         let (ca, registry, clock) = (&state.ca, &state.registry, &state.clock);
         loop {
@@ -306,7 +309,14 @@ fn spawn_rotator(
                 }
             }
             crate::metrics::refresh(&state.metrics, &state).await;
-            if clock.unix_now() >= identity.renew_at() {
+            // A forced rotation (LocalAuthority) may taint the CA that signed the server's
+            // own SVID: replace it at once, as SPIRE's NotifyTaintedX509Authority does.
+            let stale = ca.active_x509_authority().is_some_and(|a| {
+                identity
+                    .issuer_key_id()
+                    .is_some_and(|k| k != a.authority_id)
+            });
+            if stale || clock.unix_now() >= identity.renew_at() {
                 match identity.renew(ca) {
                     Ok(()) => tracing::debug!("Renewed server SVID"),
                     Err(error) => {
@@ -321,6 +331,7 @@ fn spawn_rotator(
                 .max(Duration::from_millis(500));
             tokio::select! {
                 () = tokio::time::sleep(nap) => {}
+                _ = bundles.changed() => {}
                 _ = stop.wait_for(|s| *s) => return Ok(()),
             }
         }

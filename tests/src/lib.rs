@@ -25,6 +25,7 @@ pub mod agent;
 pub mod k8s_node;
 pub mod kube;
 pub mod kubelet;
+pub mod mtls;
 pub mod procs;
 
 /// The trust domain every test server uses.

@@ -4,13 +4,9 @@
 //! the Workload API handed them.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use signet_common::id::parse_id;
-use signet_common::tls::{Authorizer, ClientSvidVerifier, ServerSvidVerifier};
 use signet_tests::agent::{Setup, until};
 use spiffe::{JwtSource, TrustDomain, WorkloadApiClient, X509Source};
 
@@ -232,60 +228,10 @@ async fn two_workloads_complete_rustls_mtls_with_svids_from_the_workload_api() {
         .collect();
     let by_path = |p: &str| svids.iter().find(|s| s.spiffe_id().path() == p).unwrap();
     let (frontend, backend) = (by_path("/frontend"), by_path("/backend"));
-    let chain = |s: &spiffe::X509Svid| {
-        s.cert_chain()
-            .iter()
-            .map(|c| CertificateDer::from(c.as_bytes().to_vec()))
-            .collect::<Vec<_>>()
-    };
-    let key = |s: &spiffe::X509Svid| {
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-            s.private_key().as_bytes().to_vec(),
-        ))
-    };
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-
-    let expect_frontend = Authorizer::exact(parse_id("spiffe://example.org/frontend").unwrap());
-    let server_config = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(Arc::new(
-            ClientSvidVerifier::new(&roots, expect_frontend, &provider).unwrap(),
-        ))
-        .with_single_cert(chain(backend), key(backend))
-        .unwrap();
-    let expect_backend = Authorizer::exact(parse_id("spiffe://example.org/backend").unwrap());
-    let client_config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(
-            ServerSvidVerifier::new(&roots, expect_backend, &provider).unwrap(),
-        ))
-        .with_client_auth_cert(chain(frontend), key(frontend))
-        .unwrap();
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
-    let server = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let tls = acceptor.accept(tcp).await.unwrap();
-        let peer = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
-        signet_common::x509::spiffe_id_of_cert(peer.as_ref())
-            .unwrap()
-            .to_string()
-    });
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(client_config))
-        .connect(ServerName::try_from("backend").unwrap(), tcp)
+    let (server_saw, client_saw) = signet_tests::mtls::handshake(frontend, backend, &roots)
         .await
         .expect("mutual TLS completes");
-    let server_seen = signet_common::x509::spiffe_id_of_cert(
-        tls.get_ref().1.peer_certificates().unwrap()[0].as_ref(),
-    )
-    .unwrap();
-    assert_eq!(server_seen.to_string(), "spiffe://example.org/backend");
-    assert_eq!(server.await.unwrap(), "spiffe://example.org/frontend");
+    assert_eq!(client_saw, "spiffe://example.org/backend");
+    assert_eq!(server_saw, "spiffe://example.org/frontend");
     agent.shutdown().await.unwrap();
 }

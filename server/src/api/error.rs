@@ -117,6 +117,8 @@ impl ApiError {
             Self::Ca(CaError::MalformedCsr(_) | CaError::InvalidRequest(_)) => {
                 Code::InvalidArgument
             }
+            Self::Ca(CaError::Refused(_)) => Code::FailedPrecondition,
+            Self::Ca(CaError::Initializing) => Code::Unavailable,
             Self::Ca(_) | Self::NoX509Authorities | Self::Invariant(_) => Code::Internal,
             Self::ShuttingDown => Code::Unavailable,
             Self::Context { source, .. } => source.code(),

@@ -19,6 +19,7 @@ pub mod bundle;
 pub mod entry;
 mod error;
 pub mod istio;
+pub mod localauthority;
 pub mod svid;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -35,6 +35,8 @@ pub(super) trait Lifetime {
 pub(super) struct X509Ca {
     pub(super) slot: Slot,
     pub(super) authority_id: String,
+    /// Hex AKI of the CA cert under an upstream authority, else empty.
+    pub(super) upstream_authority_id: String,
     pub(super) issued_at: SystemTime,
     pub(super) not_after: SystemTime,
     pub(super) cert_der: Vec<u8>,
@@ -70,6 +72,7 @@ impl Lifetime for X509Ca {
         AuthorityState {
             authority_id: self.authority_id.clone(),
             expires_at: unix_seconds(self.not_after),
+            upstream_authority_id: self.upstream_authority_id.clone(),
         }
     }
 }
@@ -111,6 +114,7 @@ impl Lifetime for JwtAuthority {
         AuthorityState {
             authority_id: self.kid.clone(),
             expires_at: unix_seconds(self.not_after),
+            upstream_authority_id: String::new(),
         }
     }
 }
@@ -260,9 +264,15 @@ pub(super) fn x509_from_entry(
         (vec![], vec![e.cert.clone()])
     };
     let issuer = template::issuer_for(&e.cert, kp)?;
+    let upstream_authority_id = if with_upstream {
+        template::authority_key_id_hex(&e.cert)
+    } else {
+        String::new()
+    };
     Ok(X509Ca {
         slot: e.slot,
         authority_id: hex(&ski),
+        upstream_authority_id,
         issued_at: from_unix_seconds(e.issued_at),
         not_after,
         cert_der: e.cert.clone(),

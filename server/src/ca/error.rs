@@ -12,6 +12,17 @@ pub enum CaError {
     /// The request itself is invalid (SPIFFE ID, audience, DNS name).
     #[error("{0}")]
     InvalidRequest(String),
+    /// The server's configuration refuses the operation (an upstream authority is or is
+    /// not configured).
+    #[error("{0}")]
+    Refused(String),
+    /// The CA has no active authority yet.
+    #[error("server is initializing")]
+    Initializing,
+    /// The operation was valid but could not be applied (the bundle does not hold the
+    /// authority, or it is not in the state the operation needs).
+    #[error("{0}")]
+    Failed(String),
     /// No active authority (should not happen after `Ca::new`).
     #[error("no active {0} authority")]
     NotReady(&'static str),

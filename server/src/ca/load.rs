@@ -8,6 +8,7 @@ use crate::ca::error::CaError;
 use crate::ca::journal::{Journal, Slot, Status};
 use crate::ca::manager::{Manager, Slots, State};
 use crate::ca::params::AuthorityState;
+use crate::ca::template;
 
 impl Manager {
     /// Fills the slots from `journal`: per slot letter, only the newest entry can be loaded,
@@ -51,6 +52,11 @@ impl Manager {
                 st.x509.old = Some(AuthorityState {
                     authority_id: e.authority_id.clone(),
                     expires_at: e.not_after,
+                    upstream_authority_id: if with_upstream {
+                        template::authority_key_id_hex(&e.cert)
+                    } else {
+                        String::new()
+                    },
                 });
             }
             x509.push(e);
@@ -78,6 +84,7 @@ impl Manager {
                 st.jwt.old = Some(AuthorityState {
                     authority_id: e.kid.clone(),
                     expires_at: e.not_after,
+                    upstream_authority_id: String::new(),
                 });
             }
             jwt.push(e);

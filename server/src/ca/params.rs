@@ -122,12 +122,15 @@ pub struct JwtSvid {
 }
 
 /// State of one authority slot, as the local-authority view reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuthorityState {
     /// X.509: lower-case hex SKI of the CA cert; JWT: the `kid`.
     pub authority_id: String,
     /// NotAfter, Unix seconds.
     pub expires_at: i64,
+    /// X.509 under an upstream authority: hex SKI of the upstream certificate that signed
+    /// this CA (its AKI). Empty otherwise.
+    pub upstream_authority_id: String,
 }
 
 /// One authority kind's slots, as the local-authority API reports them.

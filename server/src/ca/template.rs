@@ -12,6 +12,7 @@ use signet_common::clock::unix_seconds;
 use signet_common::id::TrustDomain;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::X509Name;
 
@@ -211,6 +212,40 @@ pub(super) fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, String> {
         Ok(_) => Err("trailing bytes after the certificate".into()),
         Err(e) => Err(format!("invalid certificate: {e}")),
     }
+}
+
+/// The hex subject key ID of a certificate (SHA-1 of its key when it has no SKI extension):
+/// an X.509 authority ID.
+pub(super) fn subject_key_id_hex(der: &[u8]) -> Option<String> {
+    let cert = parse_cert(der).ok()?;
+    let ski = cert
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+            _ => None,
+        });
+    Some(hex(&ski.unwrap_or_else(|| {
+        key_id(&cert.public_key().subject_public_key.data)
+    })))
+}
+
+/// The hex authority key ID of a certificate, empty when it has none: for a CA under an
+/// upstream authority, the ID of the upstream certificate that signed it.
+pub(super) fn authority_key_id_hex(der: &[u8]) -> String {
+    parse_cert(der)
+        .ok()
+        .and_then(|cert| {
+            cert.extensions()
+                .iter()
+                .find_map(|e| match e.parsed_extension() {
+                    ParsedExtension::AuthorityKeyIdentifier(k) => {
+                        k.key_identifier.as_ref().map(|id| hex(id.0))
+                    }
+                    _ => None,
+                })
+        })
+        .unwrap_or_default()
 }
 
 /// The signer for certificates issued under the CA certificate `ca_der` with `key`: its

@@ -46,6 +46,8 @@ const FLAGS: &[(&str, &str, bool)] = &[
     ("mode", "mode", false),
     ("audience", "audience", false),
     ("write", "write", false),
+    ("authorityID", "authority-id", false),
+    ("subjectKeyID", "subject-key-id", false),
     ("help", "help", true),
 ];
 

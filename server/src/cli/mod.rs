@@ -1,12 +1,13 @@
 //! The `signet-server` command line: `run`, plus the admin commands that talk to a running
 //! server over its admin Unix socket with SPIRE's server API (`entry`, `agent`, `token`,
-//! `bundle`, `x509`, `jwt`, `healthcheck`), and `validate`. Flags are SPIRE's, kebab-cased
+//! `bundle`, `x509`, `jwt`, `localauthority`, `upstreamauthority`, `healthcheck`), and `validate`. Flags are SPIRE's, kebab-cased
 //! (`-spiffeID` becomes `--spiffe-id`); [`compat::normalize`] also accepts SPIRE's spelling.
 //! Output matches `spire-server` 1.13, human-readable or `--output json`.
 
 use clap::{Parser, Subcommand};
 
 pub mod agent;
+pub mod authority;
 pub mod bundle;
 mod bundle_format;
 pub mod client;
@@ -72,6 +73,12 @@ pub enum AdminCommand {
     /// Mints JWT-SVIDs.
     #[command(subcommand)]
     Jwt(mint::JwtCommand),
+    /// Manages the server's local X.509 and JWT authorities (forced rotation).
+    #[command(subcommand, name = "localauthority")]
+    LocalAuthority(authority::LocalAuthorityCommand),
+    /// Manages the upstream X.509 authority's roots in the bundle.
+    #[command(subcommand, name = "upstreamauthority")]
+    UpstreamAuthority(authority::UpstreamAuthorityCommand),
 }
 
 /// Runs one admin command. An `Err` is the one-line reason the command failed; the caller
@@ -85,6 +92,8 @@ pub async fn execute(command: AdminCommand, env: &mut Env<'_>) -> anyhow::Result
         AdminCommand::Bundle(cmd) => bundle::execute(cmd, env).await,
         AdminCommand::X509(cmd) => mint::execute_x509(cmd, env).await,
         AdminCommand::Jwt(cmd) => mint::execute_jwt(cmd, env).await,
+        AdminCommand::LocalAuthority(cmd) => authority::execute(cmd, env).await,
+        AdminCommand::UpstreamAuthority(cmd) => authority::execute_upstream(cmd, env).await,
     }
 }
 

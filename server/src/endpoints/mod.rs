@@ -15,6 +15,7 @@ use signet_proto::signet::sync::v1::sync_server::SyncServer;
 use signet_proto::spire::api::server::agent::v1::agent_server::AgentServer;
 use signet_proto::spire::api::server::bundle::v1::bundle_server::BundleServer;
 use signet_proto::spire::api::server::entry::v1::entry_server::EntryServer;
+use signet_proto::spire::api::server::localauthority::v1::local_authority_server::LocalAuthorityServer;
 use signet_proto::spire::api::server::svid::v1::svid_server::SvidServer;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch};
@@ -28,6 +29,7 @@ use crate::api::agent::AgentService;
 use crate::api::bundle::BundleService;
 use crate::api::entry::EntryService;
 use crate::api::istio::IstioCaService;
+use crate::api::localauthority::LocalAuthorityService;
 use crate::api::svid::SvidService;
 use crate::api::watch::SyncService;
 
@@ -52,6 +54,8 @@ pub struct Services {
     pub svid: Arc<SvidService>,
     /// `signet.sync.v1.Sync`.
     pub sync: Arc<SyncService>,
+    /// `spire.api.server.localauthority.v1.LocalAuthority`.
+    pub local_authority: Arc<LocalAuthorityService>,
     /// `istio.v1.auth.IstioCertificateService`, TCP only, when `istio_ca` is configured.
     pub istio: Option<Arc<IstioCaService>>,
     /// Counts and times every call on both transports.
@@ -69,6 +73,9 @@ fn router(s: &Services) -> Router {
         .add_service(BundleServer::from_arc(Arc::clone(&s.bundle)))
         .add_service(SvidServer::from_arc(Arc::clone(&s.svid)))
         .add_service(SyncServer::from_arc(Arc::clone(&s.sync)))
+        .add_service(LocalAuthorityServer::from_arc(Arc::clone(
+            &s.local_authority,
+        )))
 }
 
 /// Binds the TCP listener (so the port is known before serving starts).

@@ -96,6 +96,24 @@ impl ServerIdentity {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The hex key ID of the CA that signed the current SVID (the leaf's AKI).
+    pub fn issuer_key_id(&self) -> Option<String> {
+        use x509_parser::extensions::ParsedExtension;
+        use x509_parser::prelude::FromDer;
+        let current = self.current();
+        let leaf = current.cert.first()?;
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(leaf.as_ref()).ok()?;
+        cert.extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::AuthorityKeyIdentifier(k) => k
+                    .key_identifier
+                    .as_ref()
+                    .map(|id| id.0.iter().map(|b| format!("{b:02x}")).collect()),
+                _ => None,
+            })
+    }
+
     /// The current chain and key.
     pub fn current(&self) -> Arc<CertifiedKey> {
         Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))

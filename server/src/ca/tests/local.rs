@@ -12,6 +12,13 @@ fn invalid<T: std::fmt::Debug>(r: Result<T, CaError>) -> String {
     }
 }
 
+fn failed<T: std::fmt::Debug>(r: Result<T, CaError>) -> String {
+    match r {
+        Err(CaError::Failed(m)) => m,
+        other => panic!("expected Failed, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn prepare_and_activate_ahead_of_schedule() {
     let fx = Fixture::new();
@@ -25,7 +32,14 @@ async fn prepare_and_activate_ahead_of_schedule() {
             old: None
         }
     );
-    assert!(invalid(ca.activate_x509_authority(&first.authority_id).await).contains("no prepared"));
+    assert_eq!(
+        invalid(ca.activate_x509_authority(&first.authority_id).await),
+        "unexpected authority ID"
+    );
+    assert_eq!(
+        invalid(ca.activate_x509_authority("").await),
+        "no authority ID provided"
+    );
 
     let prepared = ca.prepare_x509_authority().await.unwrap();
     assert_eq!(
@@ -66,16 +80,37 @@ async fn only_the_old_authority_can_be_tainted_then_revoked() {
     let ca = fx.ca(config()).await;
     let first = ca.active_x509_authority().unwrap();
     let first_kid = ca.active_jwt_authority().await.unwrap();
-    assert!(invalid(ca.taint_x509_authority(&first.authority_id).await).contains("no old"));
+    assert_eq!(
+        invalid(ca.taint_x509_authority(&first.authority_id).await),
+        "unable to taint current local authority"
+    );
     let next = ca.prepare_x509_authority().await.unwrap();
+    assert_eq!(
+        invalid(ca.taint_x509_authority(&next.authority_id).await),
+        "only Old local authorities can be tainted"
+    );
     ca.activate_x509_authority(&next.authority_id)
         .await
         .unwrap();
     let kid = ca.prepare_jwt_authority().await.unwrap();
     ca.activate_jwt_authority(&kid.authority_id).await.unwrap();
 
-    assert!(invalid(ca.taint_x509_authority(&next.authority_id).await).contains("only the old"));
-    assert!(invalid(ca.revoke_x509_authority(&first.authority_id).await).contains("only tainted"));
+    assert_eq!(
+        invalid(ca.taint_x509_authority(&next.authority_id).await),
+        "unable to taint current local authority"
+    );
+    assert_eq!(
+        invalid(ca.taint_x509_authority("00ff").await),
+        "unexpected authority ID"
+    );
+    assert_eq!(
+        invalid(ca.revoke_x509_authority(&next.authority_id).await),
+        "invalid authority ID: unable to use current authority"
+    );
+    assert_eq!(
+        failed(ca.revoke_x509_authority(&first.authority_id).await),
+        "failed to revoke X.509 authority: it is not possible to revoke an untainted root CA"
+    );
     let seq = fx.bundle().await.sequence_number;
     assert_eq!(
         ca.taint_x509_authority(&first.authority_id).await.unwrap(),
@@ -90,9 +125,14 @@ async fn only_the_old_authority_can_be_tainted_then_revoked() {
             .collect::<Vec<_>>(),
         [true, false]
     );
-    assert!(
-        invalid(ca.taint_x509_authority(&first.authority_id).await).contains("already tainted")
+    assert_eq!(
+        failed(ca.taint_x509_authority(&first.authority_id).await),
+        "failed to taint X.509 authority: root CA is already tainted"
     );
+    assert!(matches!(
+        ca.taint_upstream_authority("abcd").await,
+        Err(CaError::Refused(m)) if m == "upstream authority is not configured"
+    ));
 
     // Rotation keeps the taint and never re-adds what was revoked.
     ca.rotate().await.unwrap();
@@ -101,6 +141,18 @@ async fn only_the_old_authority_can_be_tainted_then_revoked() {
     ca.rotate().await.unwrap();
     assert_eq!(fx.root_ders().await, [ca.active_x509_ca_der().unwrap()]);
 
+    assert_eq!(
+        failed(ca.revoke_jwt_authority(&first_kid.authority_id).await),
+        "failed to revoke JWT authority: it is not possible to revoke an untainted key"
+    );
+    assert_eq!(
+        invalid(ca.revoke_jwt_authority(&kid.authority_id).await),
+        "invalid authority ID: unable to use current authority"
+    );
+    assert_eq!(
+        invalid(ca.taint_jwt_authority(&kid.authority_id).await),
+        "unable to taint current local authority"
+    );
     ca.taint_jwt_authority(&first_kid.authority_id)
         .await
         .unwrap();

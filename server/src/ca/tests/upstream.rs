@@ -135,7 +135,22 @@ async fn self_signed_upstream_signs_the_server_ca() {
     let r = ca
         .taint_x509_authority(&ca.active_x509_authority().unwrap().authority_id)
         .await;
-    assert!(matches!(r, Err(CaError::InvalidRequest(m)) if m.contains("upstream")));
+    assert!(matches!(r, Err(CaError::Refused(m))
+        if m == "local authority can't be tainted if there is an upstream authority"));
+
+    // The upstream that signed the current CA cannot be tainted.
+    let upstream_id = ca.active_x509_authority().unwrap().upstream_authority_id;
+    assert_eq!(upstream_id.len(), 40, "hex SHA-1 AKI: {upstream_id}");
+    let next = ca.prepare_x509_authority().await.unwrap();
+    assert_eq!(next.upstream_authority_id, upstream_id);
+    let r = ca
+        .taint_upstream_authority(&upstream_id.to_uppercase())
+        .await;
+    assert!(matches!(r, Err(CaError::InvalidRequest(m))
+        if m == "provided subject key id is not valid: unable to use upstream authority singing current authority"));
+    let r = ca.revoke_upstream_authority("").await;
+    assert!(matches!(r, Err(CaError::InvalidRequest(m))
+        if m == "invalid subject key ID: no subject key ID provided"));
 }
 
 #[tokio::test]
