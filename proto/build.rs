@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/spire/api/server/entry/v1/entry.proto",
         "proto/spire/api/server/svid/v1/svid.proto",
         "proto/spire/api/server/bundle/v1/bundle.proto",
+        "proto/spire/api/server/trustdomain/v1/trustdomain.proto",
         "proto/signet/sync/v1/sync.proto",
         "proto/istio/security/v1alpha1/ca.proto",
     ];

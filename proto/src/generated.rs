@@ -32,6 +32,14 @@ pub mod spire {
                     include!(concat!(env!("OUT_DIR"), "/spire.api.server.bundle.v1.rs"));
                 }
             }
+            pub mod trustdomain {
+                pub mod v1 {
+                    include!(concat!(
+                        env!("OUT_DIR"),
+                        "/spire.api.server.trustdomain.v1.rs"
+                    ));
+                }
+            }
         }
     }
 }

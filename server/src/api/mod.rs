@@ -21,6 +21,7 @@ pub mod istio;
 pub mod svid;
 #[cfg(test)]
 pub(crate) mod tests;
+pub mod trustdomain;
 pub mod watch;
 
 pub use error::{ApiError, ok_status};

@@ -46,6 +46,15 @@ const FLAGS: &[(&str, &str, bool)] = &[
     ("mode", "mode", false),
     ("audience", "audience", false),
     ("write", "write", false),
+    ("bundleEndpointURL", "bundle-endpoint-url", false),
+    ("bundleEndpointProfile", "bundle-endpoint-profile", false),
+    ("endpointSpiffeID", "endpoint-spiffe-id", false),
+    ("trustDomainBundlePath", "trust-domain-bundle-path", false),
+    (
+        "trustDomainBundleFormat",
+        "trust-domain-bundle-format",
+        false,
+    ),
     ("help", "help", true),
 ];
 

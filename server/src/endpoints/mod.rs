@@ -15,6 +15,7 @@ use signet_proto::spire::api::server::agent::v1::agent_server::AgentServer;
 use signet_proto::spire::api::server::bundle::v1::bundle_server::BundleServer;
 use signet_proto::spire::api::server::entry::v1::entry_server::EntryServer;
 use signet_proto::spire::api::server::svid::v1::svid_server::SvidServer;
+use signet_proto::spire::api::server::trustdomain::v1::trust_domain_server::TrustDomainServer;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -27,6 +28,7 @@ use crate::api::bundle::BundleService;
 use crate::api::entry::EntryService;
 use crate::api::istio::IstioCaService;
 use crate::api::svid::SvidService;
+use crate::api::trustdomain::TrustDomainService;
 use crate::api::watch::SyncService;
 
 pub mod health;
@@ -49,6 +51,8 @@ pub struct Services {
     pub svid: Arc<SvidService>,
     /// `signet.sync.v1.Sync`.
     pub sync: Arc<SyncService>,
+    /// `spire.api.server.trustdomain.v1.TrustDomain`.
+    pub trustdomain: Arc<TrustDomainService>,
     /// `istio.v1.auth.IstioCertificateService`, TCP only, when `istio_ca` is configured.
     pub istio: Option<Arc<IstioCaService>>,
 }
@@ -61,6 +65,7 @@ fn router(s: &Services) -> tonic::transport::server::Router {
         .add_service(BundleServer::from_arc(Arc::clone(&s.bundle)))
         .add_service(SvidServer::from_arc(Arc::clone(&s.svid)))
         .add_service(SyncServer::from_arc(Arc::clone(&s.sync)))
+        .add_service(TrustDomainServer::from_arc(Arc::clone(&s.trustdomain)))
 }
 
 /// Binds the TCP listener (so the port is known before serving starts).
