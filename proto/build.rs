@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/spire/api/server/svid/v1/svid.proto",
         "proto/spire/api/server/bundle/v1/bundle.proto",
         "proto/spire/api/server/localauthority/v1/localauthority.proto",
+        "proto/spire/api/server/trustdomain/v1/trustdomain.proto",
         "proto/signet/sync/v1/sync.proto",
         "proto/istio/security/v1alpha1/ca.proto",
     ];

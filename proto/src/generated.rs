@@ -40,6 +40,14 @@ pub mod spire {
                     ));
                 }
             }
+            pub mod trustdomain {
+                pub mod v1 {
+                    include!(concat!(
+                        env!("OUT_DIR"),
+                        "/spire.api.server.trustdomain.v1.rs"
+                    ));
+                }
+            }
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::api::entry::EntryService;
 use crate::api::istio::IstioCaService;
 use crate::api::localauthority::LocalAuthorityService;
 use crate::api::svid::SvidService;
+use crate::api::trustdomain::TrustDomainService;
 use crate::api::watch::SyncService;
 use crate::attestation::NodeAttestor;
 use crate::attestation::join_token::JoinTokenAttestor;
@@ -138,6 +139,21 @@ impl Server {
             )));
         }
         let (shutdown, stop) = watch::channel(false);
+        let federation = crate::federation::manager::Federation::new(
+            config.trust_domain.clone(),
+            config
+                .federation
+                .as_ref()
+                .map(|f| f.federates_with.clone())
+                .unwrap_or_default(),
+            Arc::clone(&registry),
+            crate::federation::fetch::FetchContext {
+                web_roots: Arc::new(crate::federation::fetch::system_roots()),
+                clock: Arc::clone(&clock),
+                timeout: crate::federation::fetch::FETCH_TIMEOUT,
+            },
+            config.federation_refresh_floor,
+        );
         let services = Services {
             agent: Arc::new(AgentService::new(Arc::clone(&state), attestors)),
             entry: Arc::new(EntryService::new(Arc::clone(&state))),
@@ -145,6 +161,10 @@ impl Server {
             svid: Arc::new(SvidService::new(Arc::clone(&state))),
             sync: Arc::new(SyncService::new(Arc::clone(&state), stop.clone())),
             local_authority: Arc::new(LocalAuthorityService::new(Arc::clone(&state))),
+            trustdomain: Arc::new(TrustDomainService::new(
+                Arc::clone(&state),
+                Arc::clone(&federation),
+            )),
             istio: match &config.istio_ca {
                 Some(c) => Some(Arc::new(IstioCaService::new(Arc::clone(&state), c)?)),
                 None => None,
@@ -235,6 +255,7 @@ impl Server {
                 Ok(())
             });
         }
+        federation.spawn(&mut tasks, stop.clone());
         spawn_pruner(&mut tasks, Arc::clone(&state), stop);
         tracing::info!(trust_domain = %config.trust_domain, "Server started");
         Ok(Self {

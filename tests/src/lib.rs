@@ -54,6 +54,10 @@ pub struct Options {
     pub publish_interval: Option<std::time::Duration>,
     /// A `DataStore` block instead of sled in the temp dir (see [`postgres_datastore`]).
     pub datastore: Option<String>,
+    /// The trust domain instead of [`TRUST_DOMAIN`].
+    pub trust_domain: Option<String>,
+    /// The shortest wait between federated bundle refreshes, instead of 1 min.
+    pub federation_refresh_floor: Option<std::time::Duration>,
 }
 
 /// The `DataStore "sql"` block for a PostgreSQL connection string.
@@ -95,7 +99,7 @@ server {{
     bind_address = "127.0.0.1"
     bind_port = 0
     socket_path = "{d}/api.sock"
-    trust_domain = "{TRUST_DOMAIN}"
+    trust_domain = "{}"
     data_dir = "{d}/data"
     log_level = "DEBUG"
     {}
@@ -114,6 +118,7 @@ plugins {{
 }}
 {}
 "#,
+            opts.trust_domain.as_deref().unwrap_or(TRUST_DOMAIN),
             opts.server_lines.join("\n    "),
             opts.datastore.clone().unwrap_or_else(|| format!(
                 r#"DataStore "sled" {{
@@ -136,6 +141,9 @@ plugins {{
         .unwrap();
         if let Some(every) = opts.publish_interval {
             config.bundle_publish_interval = every;
+        }
+        if let Some(floor) = opts.federation_refresh_floor {
+            config.federation_refresh_floor = floor;
         }
         config
     }

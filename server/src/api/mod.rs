@@ -23,6 +23,7 @@ pub mod localauthority;
 pub mod svid;
 #[cfg(test)]
 pub(crate) mod tests;
+pub mod trustdomain;
 pub mod watch;
 
 pub use error::{ApiError, ok_status};

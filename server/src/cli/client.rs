@@ -10,6 +10,7 @@ use signet_proto::spire::api::server::agent::v1::agent_client::AgentClient;
 use signet_proto::spire::api::server::bundle::v1::bundle_client::BundleClient;
 use signet_proto::spire::api::server::entry::v1::entry_client::EntryClient;
 use signet_proto::spire::api::server::svid::v1::svid_client::SvidClient;
+use signet_proto::spire::api::server::trustdomain::v1::trust_domain_client::TrustDomainClient;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic_health::pb::health_client::HealthClient;
@@ -84,6 +85,11 @@ impl Admin {
     /// An SVID API client.
     pub async fn svid(&mut self) -> Result<SvidClient<Channel>, ConnectError> {
         Ok(SvidClient::new(self.channel().await?))
+    }
+
+    /// A TrustDomain API client.
+    pub async fn trust_domain(&mut self) -> Result<TrustDomainClient<Channel>, ConnectError> {
+        Ok(TrustDomainClient::new(self.channel().await?))
     }
 
     /// A grpc.health.v1 client.

@@ -48,6 +48,15 @@ const FLAGS: &[(&str, &str, bool)] = &[
     ("write", "write", false),
     ("authorityID", "authority-id", false),
     ("subjectKeyID", "subject-key-id", false),
+    ("bundleEndpointURL", "bundle-endpoint-url", false),
+    ("bundleEndpointProfile", "bundle-endpoint-profile", false),
+    ("endpointSpiffeID", "endpoint-spiffe-id", false),
+    ("trustDomainBundlePath", "trust-domain-bundle-path", false),
+    (
+        "trustDomainBundleFormat",
+        "trust-domain-bundle-format",
+        false,
+    ),
     ("help", "help", true),
 ];
 

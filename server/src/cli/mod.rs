@@ -1,6 +1,6 @@
 //! The `signet-server` command line: `run`, plus the admin commands that talk to a running
 //! server over its admin Unix socket with SPIRE's server API (`entry`, `agent`, `token`,
-//! `bundle`, `x509`, `jwt`, `localauthority`, `upstreamauthority`, `healthcheck`), and `validate`. Flags are SPIRE's, kebab-cased
+//! `bundle`, `x509`, `jwt`, `federation`, `localauthority`, `upstreamauthority`, `healthcheck`), and `validate`. Flags are SPIRE's, kebab-cased
 //! (`-spiffeID` becomes `--spiffe-id`); [`compat::normalize`] also accepts SPIRE's spelling.
 //! Output matches `spire-server` 1.13, human-readable or `--output json`.
 
@@ -15,6 +15,7 @@ pub mod common;
 pub mod compat;
 pub mod entry;
 mod env;
+pub mod federation;
 pub mod health;
 pub mod import;
 pub mod mint;
@@ -67,6 +68,9 @@ pub enum AdminCommand {
     /// Manages the server bundle and federated bundles.
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
+    /// Manages federation relationships with foreign trust domains.
+    #[command(subcommand)]
+    Federation(federation::FederationCommand),
     /// Mints X509-SVIDs.
     #[command(subcommand)]
     X509(mint::X509Command),
@@ -90,6 +94,7 @@ pub async fn execute(command: AdminCommand, env: &mut Env<'_>) -> anyhow::Result
         AdminCommand::Agent(cmd) => agent::execute(cmd, env).await,
         AdminCommand::Token(cmd) => token::execute(cmd, env).await,
         AdminCommand::Bundle(cmd) => bundle::execute(cmd, env).await,
+        AdminCommand::Federation(cmd) => federation::execute(cmd, env).await,
         AdminCommand::X509(cmd) => mint::execute_x509(cmd, env).await,
         AdminCommand::Jwt(cmd) => mint::execute_jwt(cmd, env).await,
         AdminCommand::LocalAuthority(cmd) => authority::execute(cmd, env).await,

@@ -265,6 +265,9 @@ pub struct Config {
     pub federation: Option<FederationConfig>,
     /// Keys accepted without effect, one message each (logged once at start-up).
     pub no_effect: Vec<String>,
+    /// The shortest wait between refreshes of a federated bundle, whatever the remote's hint
+    /// (SPIRE: 1 min; not in the file, tests shorten it).
+    pub federation_refresh_floor: Duration,
 }
 
 impl Config {
@@ -296,15 +299,6 @@ impl Config {
                  (it serves from \"postgres\", or from DataStore \"sled\"): import its data with \
                  `signet-server import spire --config {path}`"
             )));
-        }
-        if self
-            .federation
-            .as_ref()
-            .is_some_and(|f| !f.federates_with.is_empty())
-        {
-            return Err(invalid(
-                "server.federation.federates_with is not supported by Signet yet: remove it (set federated bundles with `bundle set`)".into(),
-            ));
         }
         if let Some(FederationConfig {
             bundle_endpoint:
@@ -470,6 +464,7 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
         metrics,
         federation,
         no_effect: notes,
+        federation_refresh_floor: crate::federation::manager::MIN_REFRESH,
     })
 }
 

@@ -11,6 +11,8 @@ use signet_common::id::{SpiffeId, TrustDomain};
 use signet_common::node::AttestedNode;
 use signet_common::selector::Selector;
 
+use crate::federation::Relationship;
+
 pub(crate) mod codec;
 pub mod postgres;
 pub mod sled;
@@ -214,6 +216,19 @@ pub trait DataStore: Send + Sync + Debug {
     ) -> Result<Bundle, StoreError>;
     /// Deletes a bundle and returns it. `NotFound` if absent.
     async fn delete_bundle(&self, td: &TrustDomain) -> Result<Bundle, StoreError>;
+
+    // === Federation relationships (dynamic ones; static ones live in the config) ===
+
+    /// Stores a new relationship. `AlreadyExists` if one exists for its trust domain.
+    async fn create_federation(&self, rel: Relationship) -> Result<Relationship, StoreError>;
+    /// Replaces the relationship for its trust domain. `NotFound` if absent.
+    async fn update_federation(&self, rel: Relationship) -> Result<Relationship, StoreError>;
+    /// Deletes the relationship with `td` and returns it. `NotFound` if absent.
+    async fn delete_federation(&self, td: &TrustDomain) -> Result<Relationship, StoreError>;
+    /// The relationship with `td`, if any.
+    async fn federation(&self, td: &TrustDomain) -> Result<Option<Relationship>, StoreError>;
+    /// Every relationship, ordered by trust domain.
+    async fn list_federations(&self) -> Result<Vec<Relationship>, StoreError>;
 
     // === CA journal ===
 

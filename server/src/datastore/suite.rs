@@ -58,6 +58,7 @@ pub(crate) const CASES: &[Case] = cases![
     deleting_a_bundle_returns_it_once,
     bundles_are_listed_by_trust_domain,
     ca_journals_are_kept_per_key,
+    federation_relationships_are_kept_per_trust_domain,
 ];
 
 /// Runs every case, each on a fresh store from `make`, as its own task (so a failed case is
@@ -928,4 +929,56 @@ pub(crate) async fn entry_count_follows_creates_deletes_and_prunes(store: Arc<dy
         store.count_entries().await.unwrap(),
         store.list_entries().await.unwrap().len() as u64
     );
+}
+
+async fn federation_relationships_are_kept_per_trust_domain(store: Arc<dyn DataStore>) {
+    use crate::federation::{EndpointProfile, Relationship};
+    let own = td("own.test");
+    let rel = |name: &str, url: &str| {
+        Relationship::new(&own, td(name), url.into(), EndpointProfile::HttpsWeb).unwrap()
+    };
+    assert_eq!(store.list_federations().await.unwrap(), vec![]);
+    assert!(store.federation(&td("b.test")).await.unwrap().is_none());
+    store
+        .create_federation(rel("b.test", "https://b.test/bundle"))
+        .await
+        .unwrap();
+    store
+        .create_federation(rel("a.test", "https://a.test"))
+        .await
+        .unwrap();
+    let dup = store
+        .create_federation(rel("b.test", "https://other.test"))
+        .await
+        .unwrap_err();
+    assert!(matches!(dup, StoreError::AlreadyExists(_)), "{dup}");
+    let mut spiffe = rel("b.test", "https://b.test:8443");
+    spiffe.profile = EndpointProfile::HttpsSpiffe {
+        endpoint_spiffe_id: id("spiffe://b.test/spire/server"),
+    };
+    store.update_federation(spiffe.clone()).await.unwrap();
+    assert_eq!(
+        store.federation(&td("b.test")).await.unwrap(),
+        Some(spiffe.clone())
+    );
+    let missing = store
+        .update_federation(rel("c.test", "https://c.test"))
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, StoreError::NotFound(_)), "{missing}");
+    let names: Vec<String> = store
+        .list_federations()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.trust_domain.to_string())
+        .collect();
+    assert_eq!(names, ["a.test", "b.test"]);
+    assert_eq!(
+        store.delete_federation(&td("b.test")).await.unwrap(),
+        spiffe
+    );
+    let gone = store.delete_federation(&td("b.test")).await.unwrap_err();
+    assert!(matches!(gone, StoreError::NotFound(_)), "{gone}");
+    assert_eq!(store.list_federations().await.unwrap().len(), 1);
 }

@@ -152,6 +152,33 @@ impl DataStore for FailingStore {
     async fn delete_bundle(&self, td: &TrustDomain) -> Result<Bundle, StoreError> {
         self.write()?.delete_bundle(td).await
     }
+    async fn create_federation(
+        &self,
+        rel: crate::federation::Relationship,
+    ) -> Result<crate::federation::Relationship, StoreError> {
+        self.write()?.create_federation(rel).await
+    }
+    async fn update_federation(
+        &self,
+        rel: crate::federation::Relationship,
+    ) -> Result<crate::federation::Relationship, StoreError> {
+        self.write()?.update_federation(rel).await
+    }
+    async fn delete_federation(
+        &self,
+        td: &TrustDomain,
+    ) -> Result<crate::federation::Relationship, StoreError> {
+        self.write()?.delete_federation(td).await
+    }
+    async fn federation(
+        &self,
+        td: &TrustDomain,
+    ) -> Result<Option<crate::federation::Relationship>, StoreError> {
+        self.inner.federation(td).await
+    }
+    async fn list_federations(&self) -> Result<Vec<crate::federation::Relationship>, StoreError> {
+        self.inner.list_federations().await
+    }
     async fn ca_journal(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.ca_journal(key).await
     }

@@ -17,6 +17,7 @@ use signet_proto::spire::api::server::bundle::v1::bundle_server::BundleServer;
 use signet_proto::spire::api::server::entry::v1::entry_server::EntryServer;
 use signet_proto::spire::api::server::localauthority::v1::local_authority_server::LocalAuthorityServer;
 use signet_proto::spire::api::server::svid::v1::svid_server::SvidServer;
+use signet_proto::spire::api::server::trustdomain::v1::trust_domain_server::TrustDomainServer;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -31,6 +32,7 @@ use crate::api::entry::EntryService;
 use crate::api::istio::IstioCaService;
 use crate::api::localauthority::LocalAuthorityService;
 use crate::api::svid::SvidService;
+use crate::api::trustdomain::TrustDomainService;
 use crate::api::watch::SyncService;
 
 pub mod health;
@@ -56,6 +58,8 @@ pub struct Services {
     pub sync: Arc<SyncService>,
     /// `spire.api.server.localauthority.v1.LocalAuthority`.
     pub local_authority: Arc<LocalAuthorityService>,
+    /// `spire.api.server.trustdomain.v1.TrustDomain`.
+    pub trustdomain: Arc<TrustDomainService>,
     /// `istio.v1.auth.IstioCertificateService`, TCP only, when `istio_ca` is configured.
     pub istio: Option<Arc<IstioCaService>>,
     /// Counts and times every call on both transports.
@@ -76,6 +80,7 @@ fn router(s: &Services) -> Router {
         .add_service(LocalAuthorityServer::from_arc(Arc::clone(
             &s.local_authority,
         )))
+        .add_service(TrustDomainServer::from_arc(Arc::clone(&s.trustdomain)))
 }
 
 /// Binds the TCP listener (so the port is known before serving starts).

@@ -8,6 +8,7 @@ use signet_common::id::{self, SpiffeId, TrustDomain};
 
 pub mod endpoint;
 pub mod fetch;
+pub mod manager;
 
 /// The profile of a foreign bundle endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

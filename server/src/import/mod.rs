@@ -169,8 +169,8 @@ pub async fn import_spire(args: &ImportArgs, now: SystemTime) -> Result<Report, 
     let mut warnings = Vec::new();
     if !rows.federations.is_empty() {
         warnings.push(format!(
-            "{} federation relationship(s) not imported ({}): Signet does not refresh bundles from bundle endpoints yet; \
-             their current bundles were imported, keep them fresh with `bundle set`",
+            "{} federation relationship(s) not imported ({}): their current bundles were imported; \
+             re-create the relationships with `signet-server federation create`",
             rows.federations.len(),
             rows.federations
                 .iter()

@@ -18,12 +18,15 @@ use signet_common::node::AttestedNode;
 use signet_common::selector::Selector;
 use tokio_postgres::Row;
 
+use crate::federation::Relationship;
+
 use crate::datastore::codec::{decode, encode, similarity_key};
 use crate::datastore::{Change, ChangeKind, Changes, DataStore, EntryScan, JoinToken, StoreError};
 use error::{pg_error, pool_error, violates};
 
 mod connect;
 mod error;
+mod federations;
 mod listen;
 mod schema;
 #[cfg(any(test, feature = "test-util"))]
@@ -658,6 +661,26 @@ impl DataStore for PgStore {
         decode_rows(&rows, "bundle")?
             .pop()
             .ok_or_else(|| StoreError::NotFound(format!("bundle for {td}")))
+    }
+
+    async fn create_federation(&self, rel: Relationship) -> Result<Relationship, StoreError> {
+        self.create_federation_row(rel).await
+    }
+
+    async fn update_federation(&self, rel: Relationship) -> Result<Relationship, StoreError> {
+        self.update_federation_row(rel).await
+    }
+
+    async fn delete_federation(&self, td: &TrustDomain) -> Result<Relationship, StoreError> {
+        self.delete_federation_row(td).await
+    }
+
+    async fn federation(&self, td: &TrustDomain) -> Result<Option<Relationship>, StoreError> {
+        self.federation_row(td).await
+    }
+
+    async fn list_federations(&self) -> Result<Vec<Relationship>, StoreError> {
+        self.federation_rows().await
     }
 
     async fn ca_journal(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

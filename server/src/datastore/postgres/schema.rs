@@ -85,6 +85,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER bundles_log AFTER INSERT OR UPDATE OR DELETE
         ON bundles FOR EACH ROW EXECUTE FUNCTION signet_log_change('bundle', 'trust_domain');
     "#,
+    // 3: federation relationships created through the TrustDomain API.
+    r#"
+    CREATE TABLE federation_relationships (
+        trust_domain  TEXT COLLATE "C" PRIMARY KEY,
+        data          BYTEA NOT NULL
+    );
+    "#,
 ];
 
 /// The advisory lock the change-log trigger takes (`signet_log_change`); writers take it

@@ -16,6 +16,7 @@
 //! | `join_tokens` | token | JSON `JoinToken` |
 //! | `bundles` | trust domain name | JSON `Bundle` |
 //! | `ca_journals` | journal key | the journal bytes |
+//! | `federations` | trust domain name | JSON federation `Relationship` |
 //!
 //! Every successful write flushes the database before returning.
 
@@ -31,11 +32,14 @@ use signet_common::node::AttestedNode;
 use signet_common::selector::Selector;
 use sled::Tree;
 
+use crate::federation::Relationship;
+
 use crate::datastore::sled::codec::{abort, backend, decode, decode_all, encode, read};
 use crate::datastore::{DataStore, EntryScan, JoinToken, StoreError};
 
 mod codec;
 mod entries;
+mod federations;
 
 /// The sled database's directory under the directory given to [`SledStore::open`].
 const DB_DIR: &str = "sled";
@@ -60,6 +64,7 @@ pub struct SledStore {
     ca_journals: Tree,
     /// How many entries the entry tree holds (counted at open, then kept by each write).
     entry_count: AtomicI64,
+    federations: Tree,
 }
 
 impl SledStore {
@@ -99,6 +104,7 @@ impl SledStore {
             join_tokens: tree("join_tokens")?,
             bundles: tree("bundles")?,
             ca_journals: tree("ca_journals")?,
+            federations: tree("federations")?,
             db,
         })
     }
@@ -449,6 +455,26 @@ impl DataStore for SledStore {
             format!("bundle for {td}"),
         )
         .await
+    }
+
+    async fn create_federation(&self, rel: Relationship) -> Result<Relationship, StoreError> {
+        self.create_federation_row(rel).await
+    }
+
+    async fn update_federation(&self, rel: Relationship) -> Result<Relationship, StoreError> {
+        self.update_federation_row(rel).await
+    }
+
+    async fn delete_federation(&self, td: &TrustDomain) -> Result<Relationship, StoreError> {
+        self.delete_federation_row(td).await
+    }
+
+    async fn federation(&self, td: &TrustDomain) -> Result<Option<Relationship>, StoreError> {
+        self.federation_row(td).await
+    }
+
+    async fn list_federations(&self) -> Result<Vec<Relationship>, StoreError> {
+        self.federation_rows().await
     }
 
     async fn ca_journal(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
