@@ -16,6 +16,7 @@ pub mod id;
 mod jwk;
 pub mod node;
 pub mod pem;
+pub mod private_dir;
 pub mod psat;
 pub mod rotation;
 pub mod selector;
