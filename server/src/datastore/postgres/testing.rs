@@ -21,11 +21,23 @@ pub struct PgCluster {
     port: u16,
     run_as: Option<(u32, u32)>,
     databases: AtomicU32,
+    /// Also listening on 127.0.0.1 with `ssl = on` (see `start_tls`).
+    tls: bool,
 }
 
 impl PgCluster {
     /// initdb + start; panics with the reason (and the server log) if either fails.
     pub fn start() -> Self {
+        Self::init(None)
+    }
+
+    /// As `start`, and also listening on 127.0.0.1 (port `port()`) with `ssl = on`, serving
+    /// `cert_pem` (its chain) and `key_pem`. TLS is never used on the Unix socket.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Self {
+        Self::init(Some((cert_pem, key_pem)))
+    }
+
+    fn init(tls: Option<(&str, &str)>) -> Self {
         let bin = pg_bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("signet-pg")
@@ -36,13 +48,21 @@ impl PgCluster {
             chown(dir.path(), uid, gid);
         }
         // The socket file is .s.PGSQL.<port>: a random port keeps clusters apart in logs.
-        let port = 20_000 + (std::process::id() % 20_000) as u16;
+        // With TCP, a port the kernel just handed out (and that was released again).
+        let port = match tls {
+            None => 20_000 + (std::process::id() % 20_000) as u16,
+            Some(_) => std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .unwrap_or_else(|e| panic!("a free port: {e}")),
+        };
         let cluster = Self {
             bin,
             dir,
             port,
             run_as,
             databases: AtomicU32::new(0),
+            tls: tls.is_some(),
         };
         cluster.run(
             "initdb",
@@ -59,8 +79,28 @@ impl PgCluster {
                 "--no-sync",
             ],
         );
+        if let Some((cert, key)) = tls {
+            let data = PathBuf::from(cluster.data_dir());
+            for (name, pem) in [("server.crt", cert), ("server.key", key)] {
+                let path = data.join(name);
+                std::fs::write(&path, pem).unwrap_or_else(|e| panic!("{name}: {e}"));
+                std::fs::set_permissions(
+                    &path,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                )
+                .unwrap_or_else(|e| panic!("chmod {name}: {e}"));
+                if let Some((uid, gid)) = cluster.run_as {
+                    chown(&path, uid, gid);
+                }
+            }
+        }
         cluster.pg_ctl("start");
         cluster
+    }
+
+    /// The port (of the Unix socket's name, and of 127.0.0.1 with `start_tls`).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     fn data_dir(&self) -> String {
@@ -118,8 +158,13 @@ impl PgCluster {
     }
 
     fn pg_ctl(&self, action: &str) {
+        let listen = if self.tls {
+            "-c listen_addresses=127.0.0.1 -c ssl=on"
+        } else {
+            "-c listen_addresses=''"
+        };
         let options = format!(
-            "-k {} -p {} -c listen_addresses='' -c fsync=off -c synchronous_commit=off \
+            "-k {} -p {} {listen} -c fsync=off -c synchronous_commit=off \
              -c full_page_writes=off -c max_connections=300",
             self.socket_dir().display(),
             self.port

@@ -291,3 +291,98 @@ async fn join_tokens_are_kept_as_digests_and_clear_ones_are_migrated() {
     );
     assert!(store.take_join_token("new-token").await.unwrap().is_some());
 }
+
+/// A CA (PEM) and, signed by it, a server certificate for DNS name `host` and its key (PEM).
+fn ca_and_server_cert(host: &str) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec![host.to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn tls_to_the_database_checks_the_server_as_libpq_does() {
+    let (ca, cert, key) = ca_and_server_cert("db.internal");
+    let (other_ca, _, _) = ca_and_server_cert("db.internal");
+    let cluster = PgCluster::start_tls(&cert, &key);
+    let unix = cluster.create_database().await;
+    let dbname = unix.rsplit("dbname=").next().unwrap().to_owned();
+    let files = tempfile::tempdir().unwrap();
+    let ca_file = files.path().join("ca.pem");
+    let other_file = files.path().join("other.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    std::fs::write(&other_file, &other_ca).unwrap();
+    let url = |host: &str, rest: String| {
+        format!(
+            "host={host} hostaddr=127.0.0.1 port={} user=signet dbname={dbname} {rest}",
+            cluster.port()
+        )
+    };
+    let root = |path: &std::path::Path| format!("sslrootcert={}", path.display());
+
+    // Accepted: each connection is encrypted (pg_stat_ssl says so for its own backend).
+    for (what, s) in [
+        ("require", url("localhost", "sslmode=require".into())),
+        (
+            "verify-ca, host name not checked",
+            url("localhost", format!("sslmode=verify-ca {}", root(&ca_file))),
+        ),
+        (
+            "verify-full, name and chain",
+            url(
+                "db.internal",
+                format!("sslmode=verify-full {}", root(&ca_file)),
+            ),
+        ),
+    ] {
+        let store = PgStore::connect(&PgOptions::new(s))
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let client = store.client().await.unwrap();
+        let row = client
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert!(row.get::<_, bool>(0), "{what}: not encrypted");
+    }
+
+    // Refused, each naming the database and why.
+    for (what, s, why) in [
+        (
+            "verify-full, wrong host name",
+            url(
+                "localhost",
+                format!("sslmode=verify-full {}", root(&ca_file)),
+            ),
+            "not valid for name",
+        ),
+        (
+            "verify-ca, another CA",
+            url(
+                "db.internal",
+                format!("sslmode=verify-ca {}", root(&other_file)),
+            ),
+            "invalid peer certificate",
+        ),
+    ] {
+        let err = PgStore::connect(&PgOptions::new(s))
+            .await
+            .expect_err(what)
+            .to_string();
+        assert!(
+            err.contains("cannot connect to") && err.to_lowercase().contains(why),
+            "{what}: {err}"
+        );
+    }
+}
