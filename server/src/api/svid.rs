@@ -9,58 +9,80 @@ use signet_common::id::{self, SpiffeId};
 use signet_proto::spire::api::server::svid::v1 as pb;
 use signet_proto::spire::api::server::svid::v1::svid_server::Svid;
 use signet_proto::types;
+use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
 
-use crate::api::{AgentCaller, ApiError, ApiState, ok_status};
+use crate::api::{ApiError, ApiState, ok_status};
 use crate::ca::{Ca, JwtSvidParams, SvidKind, X509SvidParams};
 use signet_proto::convert;
+
+/// CSRs a blocking signing job takes at least (smaller batches are not split further).
+const MIN_CSRS_PER_JOB: usize = 16;
 
 /// The SVID service.
 #[derive(Debug)]
 pub struct SvidService {
     state: Arc<ApiState>,
+    /// Bounds the blocking signing jobs in flight to the number of cores, so a burst of
+    /// batches queues here instead of occupying the runtime's whole blocking pool.
+    signers: Arc<Semaphore>,
+    cores: usize,
 }
 
 impl SvidService {
     /// The service.
     pub fn new(state: Arc<ApiState>) -> Self {
-        Self { state }
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        Self {
+            state,
+            signers: Arc::new(Semaphore::new(cores)),
+            cores,
+        }
     }
 
-    fn new_x509(
+    /// Signs a `BatchNewX509SVID` request's CSRs off the async reactor: split into at most
+    /// one job per core, each on the blocking pool; results come back in request order.
+    async fn sign_batch(
         &self,
-        agent: &AgentCaller,
-        p: &pb::NewX509svidParams,
-    ) -> Result<types::X509svid, ApiError> {
-        if p.entry_id.is_empty() {
-            return Err(ApiError::BadRequest("entry_id: missing".into()));
+        agent: SpiffeId,
+        params: Vec<pb::NewX509svidParams>,
+    ) -> Result<Vec<pb::batch_new_x509svid_response::Result>, ApiError> {
+        let per_job = params
+            .len()
+            .div_ceil(self.cores)
+            .max(MIN_CSRS_PER_JOB)
+            .max(1);
+        let agent = Arc::new(agent);
+        let mut jobs = Vec::new();
+        let mut params = params.into_iter().peekable();
+        while params.peek().is_some() {
+            let chunk: Vec<_> = params.by_ref().take(per_job).collect();
+            let permit = Arc::clone(&self.signers)
+                .acquire_owned()
+                .await
+                .map_err(|_| ApiError::ShuttingDown)?;
+            let state = Arc::clone(&self.state);
+            let agent = Arc::clone(&agent);
+            jobs.push(tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                chunk
+                    .iter()
+                    .map(|p| batch_result(new_x509(&state, &agent, p)))
+                    .collect::<Vec<_>>()
+            }));
         }
-        if p.csr.is_empty() {
-            return Err(ApiError::BadRequest("csr: missing".into()));
+        let mut results = Vec::new();
+        for job in jobs {
+            match job.await {
+                Ok(chunk) => results.extend(chunk),
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => return Err(ApiError::ShuttingDown),
+            }
         }
-        let entry = self
-            .state
-            .registry
-            .authorized_entry(&agent.id, &p.entry_id)
-            .ok_or_else(|| ApiError::Forbidden("entry not found or not authorized".into()))?;
-        let public_key = Ca::verify_csr(&p.csr)?;
-        let svid = self.state.ca.sign_x509_svid(X509SvidParams {
-            spiffe_id: entry.spiffe_id.clone(),
-            public_key,
-            ttl: secs(entry.x509_svid_ttl),
-            dns_names: entry.dns_names.clone(),
-            kind: SvidKind::Workload,
-        })?;
-        tracing::debug!(agent_id = %agent.id, entry_id = %entry.id, spiffe_id = %entry.spiffe_id, serial = %svid.serial, "Signed X509 SVID");
-        Ok(types::X509svid {
-            cert_chain: svid.chain,
-            id: Some(types::Spiffeid::from(&entry.spiffe_id)),
-            expires_at: svid.expires_at,
-            hint: entry.hint.clone(),
-        })
+        Ok(results)
     }
 
     fn jwt(
@@ -115,6 +137,54 @@ impl SvidService {
             expires_at: svid.expires_at,
             hint: String::new(),
         })
+    }
+}
+
+/// Mints one SVID for an agent's CSR: the entry must be authorized for the agent; the SPIFFE
+/// ID, DNS names and TTL come from it, only the key from the CSR. CPU-bound (CSR signature
+/// check and signing): runs on the blocking pool.
+fn new_x509(
+    state: &ApiState,
+    agent: &SpiffeId,
+    p: &pb::NewX509svidParams,
+) -> Result<types::X509svid, ApiError> {
+    if p.entry_id.is_empty() {
+        return Err(ApiError::BadRequest("entry_id: missing".into()));
+    }
+    if p.csr.is_empty() {
+        return Err(ApiError::BadRequest("csr: missing".into()));
+    }
+    let entry = state
+        .registry
+        .authorized_entry(agent, &p.entry_id)
+        .ok_or_else(|| ApiError::Forbidden("entry not found or not authorized".into()))?;
+    let public_key = Ca::verify_csr(&p.csr)?;
+    let svid = state.ca.sign_x509_svid(X509SvidParams {
+        spiffe_id: entry.spiffe_id.clone(),
+        public_key,
+        ttl: secs(entry.x509_svid_ttl),
+        dns_names: entry.dns_names.clone(),
+        kind: SvidKind::Workload,
+    })?;
+    tracing::debug!(agent_id = %agent, entry_id = %entry.id, spiffe_id = %entry.spiffe_id, serial = %svid.serial, "Signed X509 SVID");
+    Ok(types::X509svid {
+        cert_chain: svid.chain,
+        id: Some(types::Spiffeid::from(&entry.spiffe_id)),
+        expires_at: svid.expires_at,
+        hint: entry.hint.clone(),
+    })
+}
+
+fn batch_result(r: Result<types::X509svid, ApiError>) -> pb::batch_new_x509svid_response::Result {
+    match r {
+        Ok(svid) => pb::batch_new_x509svid_response::Result {
+            status: Some(ok_status()),
+            svid: Some(svid),
+        },
+        Err(e) => pb::batch_new_x509svid_response::Result {
+            status: Some(e.to_item_status()),
+            svid: None,
+        },
     }
 }
 
@@ -197,21 +267,7 @@ impl Svid for SvidService {
         req: Request<pb::BatchNewX509svidRequest>,
     ) -> Result<Response<pb::BatchNewX509svidResponse>, Status> {
         let agent = self.state.require_agent(&req).await?;
-        let results = req
-            .get_ref()
-            .params
-            .iter()
-            .map(|p| match self.new_x509(&agent, p) {
-                Ok(svid) => pb::batch_new_x509svid_response::Result {
-                    status: Some(ok_status()),
-                    svid: Some(svid),
-                },
-                Err(e) => pb::batch_new_x509svid_response::Result {
-                    status: Some(e.to_item_status()),
-                    svid: None,
-                },
-            })
-            .collect();
+        let results = self.sign_batch(agent.id, req.into_inner().params).await?;
         Ok(Response::new(pb::BatchNewX509svidResponse { results }))
     }
 

@@ -60,6 +60,19 @@ pub enum Changes {
     Pruned,
 }
 
+/// Which entries [`DataStore::entries_page`] walks, in entry ID order.
+#[derive(Debug, Clone, Copy)]
+pub enum EntryScan<'a> {
+    /// Every entry.
+    All,
+    /// Entries whose parent is this ID.
+    Parent(&'a SpiffeId),
+    /// Entries whose SPIFFE ID is this ID.
+    SpiffeId(&'a SpiffeId),
+    /// Entries that have this selector among theirs.
+    Selector(&'a Selector),
+}
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -128,6 +141,33 @@ pub trait DataStore: Send + Sync + Debug {
         &self,
         selector: &Selector,
     ) -> Result<Vec<RegistrationEntry>, StoreError>;
+    /// Up to `limit` entries of `scan` whose IDs sort after `after` (from the first when
+    /// empty), ordered by ID: one page of a listing, read as a range scan from `after`
+    /// rather than by reading everything. The default reads the whole set (correct for any
+    /// store; stores override it).
+    async fn entries_page(
+        &self,
+        scan: EntryScan<'_>,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<RegistrationEntry>, StoreError> {
+        let all = match scan {
+            EntryScan::All => self.list_entries().await?,
+            EntryScan::Parent(id) => self.entries_by_parent(id).await?,
+            EntryScan::SpiffeId(id) => self.entries_by_spiffe_id(id).await?,
+            EntryScan::Selector(s) => self.entries_by_selector(s).await?,
+        };
+        Ok(all
+            .into_iter()
+            .filter(|e| e.id.as_str() > after)
+            .take(limit)
+            .collect())
+    }
+    /// How many entries there are, without reading them (a maintained count or the
+    /// database's). The default counts a full listing; stores override it.
+    async fn count_entries(&self) -> Result<u64, StoreError> {
+        Ok(self.list_entries().await?.len() as u64)
+    }
     /// Deletes entries with `0 < expires_at < before`; returns them.
     async fn prune_entries(&self, before: i64) -> Result<Vec<RegistrationEntry>, StoreError>;
 

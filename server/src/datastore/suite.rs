@@ -13,7 +13,7 @@ use signet_common::id::{SpiffeId, TrustDomain, parse_id, parse_trust_domain};
 use signet_common::node::AttestedNode;
 use signet_common::selector::Selector;
 
-use crate::datastore::{DataStore, JoinToken, StoreError};
+use crate::datastore::{DataStore, EntryScan, JoinToken, StoreError};
 
 /// One conformance case: runs against a fresh store and panics on a broken contract.
 pub(crate) type CaseFn = fn(Arc<dyn DataStore>) -> BoxFuture<'static, ()>;
@@ -41,6 +41,8 @@ pub(crate) const CASES: &[Case] = cases![
     lookups_follow_an_updated_entry,
     lookups_forget_a_deleted_entry,
     prune_entries_removes_only_expired_entries,
+    entry_pages_are_ordered_scans_from_the_cursor,
+    entry_count_follows_creates_deletes_and_prunes,
     racing_similar_creates_store_exactly_one,
     nodes_are_put_read_listed_and_replaced,
     deleting_a_node_returns_it_once,
@@ -839,5 +841,91 @@ pub(crate) async fn ca_journals_are_kept_per_key(store: Arc<dyn DataStore>) {
     assert_eq!(
         store.ca_journal("server-b").await.unwrap().as_deref(),
         Some(&b"journal b"[..])
+    );
+}
+
+pub(crate) async fn entry_pages_are_ordered_scans_from_the_cursor(store: Arc<dyn DataStore>) {
+    let other = "spiffe://example.org/other";
+    // Created out of ID order; IDs that are prefixes of each other.
+    for (eid, path, parent, sels) in [
+        ("e3", "web", AGENT, &["a:1", "b:2"][..]),
+        ("e1", "web", other, &["a:1"][..]),
+        ("e10", "db", AGENT, &["b:2"][..]),
+        ("e2", "db", AGENT, &["a:1"][..]),
+        ("e4", "web2", other, &["c:3"][..]),
+    ] {
+        store
+            .create_entry(entry(eid, path, parent, sels))
+            .await
+            .unwrap();
+    }
+    let page = |scan, after: &'static str, limit| {
+        let store = Arc::clone(&store);
+        async move {
+            let page = store.entries_page(scan, after, limit).await.unwrap();
+            page.into_iter().map(|e| e.id).collect::<Vec<String>>()
+        }
+    };
+    assert_eq!(
+        page(EntryScan::All, "", 10).await,
+        ["e1", "e10", "e2", "e3", "e4"]
+    );
+    assert_eq!(page(EntryScan::All, "", 2).await, ["e1", "e10"]);
+    assert_eq!(page(EntryScan::All, "e10", 2).await, ["e2", "e3"]);
+    assert_eq!(page(EntryScan::All, "e4", 2).await, Vec::<String>::new());
+    // A cursor that is not itself an entry ID still starts after it.
+    assert_eq!(page(EntryScan::All, "e1x", 10).await, ["e2", "e3", "e4"]);
+    let agent = id(AGENT);
+    assert_eq!(
+        page(EntryScan::Parent(&agent), "", 10).await,
+        ["e10", "e2", "e3"]
+    );
+    assert_eq!(page(EntryScan::Parent(&agent), "e10", 1).await, ["e2"]);
+    let web = id("spiffe://example.org/web");
+    assert_eq!(page(EntryScan::SpiffeId(&web), "e1", 10).await, ["e3"]);
+    let a1 = selector("a:1");
+    assert_eq!(
+        page(EntryScan::Selector(&a1), "", 10).await,
+        ["e1", "e2", "e3"]
+    );
+    assert_eq!(page(EntryScan::Selector(&a1), "e1", 1).await, ["e2"]);
+    let nobody = id("spiffe://example.org/nobody");
+    assert!(page(EntryScan::Parent(&nobody), "", 10).await.is_empty());
+    // An updated entry is found under its new index values only.
+    let mut moved = entry("e2", "db", other, &["c:3"]);
+    moved.created_at = 1_000;
+    store.update_entry(moved).await.unwrap();
+    assert_eq!(page(EntryScan::Parent(&agent), "", 10).await, ["e10", "e3"]);
+    let c3 = selector("c:3");
+    assert_eq!(page(EntryScan::Selector(&c3), "", 10).await, ["e2", "e4"]);
+}
+
+pub(crate) async fn entry_count_follows_creates_deletes_and_prunes(store: Arc<dyn DataStore>) {
+    assert_eq!(store.count_entries().await.unwrap(), 0);
+    for i in 0..4 {
+        let mut e = entry(&format!("e{i}"), &format!("w{i}"), AGENT, &["a:1"]);
+        e.expires_at = if i < 2 { 10 } else { 0 };
+        store.create_entry(e).await.unwrap();
+    }
+    // Refused creates and updates change nothing.
+    assert!(
+        store
+            .create_entry(entry("e0", "other", AGENT, &["a:1"]))
+            .await
+            .is_err()
+    );
+    store
+        .update_entry(entry("e3", "w3", AGENT, &["b:2"]))
+        .await
+        .unwrap();
+    assert_eq!(store.count_entries().await.unwrap(), 4);
+    store.delete_entry("e3").await.unwrap();
+    assert!(store.delete_entry("e3").await.is_err());
+    assert_eq!(store.count_entries().await.unwrap(), 3);
+    assert_eq!(store.prune_entries(20).await.unwrap().len(), 2);
+    assert_eq!(store.count_entries().await.unwrap(), 1);
+    assert_eq!(
+        store.count_entries().await.unwrap(),
+        store.list_entries().await.unwrap().len() as u64
     );
 }

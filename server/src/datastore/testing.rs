@@ -13,7 +13,7 @@ use signet_common::selector::Selector;
 use tempfile::TempDir;
 
 use crate::datastore::sled::SledStore;
-use crate::datastore::{DataStore, JoinToken, StoreError};
+use crate::datastore::{DataStore, EntryScan, JoinToken, StoreError};
 
 /// A fresh sled store in its own temporary directory (removed when the guard drops).
 pub(crate) fn temp_sled() -> (Arc<SledStore>, TempDir) {
@@ -91,6 +91,17 @@ impl DataStore for FailingStore {
         selector: &Selector,
     ) -> Result<Vec<RegistrationEntry>, StoreError> {
         self.inner.entries_by_selector(selector).await
+    }
+    async fn entries_page(
+        &self,
+        scan: EntryScan<'_>,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<RegistrationEntry>, StoreError> {
+        self.inner.entries_page(scan, after, limit).await
+    }
+    async fn count_entries(&self) -> Result<u64, StoreError> {
+        self.inner.count_entries().await
     }
     async fn prune_entries(&self, before: i64) -> Result<Vec<RegistrationEntry>, StoreError> {
         self.write()?.prune_entries(before).await

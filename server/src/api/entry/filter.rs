@@ -9,7 +9,7 @@ use signet_proto::spire::api::server::entry::v1::{count_entries_request, list_en
 use signet_proto::types;
 
 use crate::api::ApiError;
-use crate::datastore::DataStore;
+use crate::datastore::{DataStore, EntryScan};
 use signet_proto::convert;
 
 /// A parsed filter; every present criterion must hold (AND).
@@ -187,6 +187,84 @@ impl EntryFilter {
         let mut out: Vec<_> = candidates.into_iter().filter(|e| self.matches(e)).collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
+    }
+}
+
+impl EntryFilter {
+    /// Whether the filter has no criterion (every entry matches).
+    pub(super) fn is_empty(&self) -> bool {
+        self.spiffe_id.is_none()
+            && self.parent_id.is_none()
+            && self.selectors.is_none()
+            && self.federates_with.is_none()
+            && self.hint.is_none()
+            && self.downstream.is_none()
+    }
+
+    /// The one ordered store scan every matching entry is found in (the same narrowing as
+    /// [`Self::select`]), or `None` when the candidates are a union of several lookups.
+    fn scan(&self) -> Option<EntryScan<'_>> {
+        if let Some(id) = &self.spiffe_id {
+            Some(EntryScan::SpiffeId(id))
+        } else if let Some(parent) = &self.parent_id {
+            Some(EntryScan::Parent(parent))
+        } else if let Some((m, sels)) = &self.selectors {
+            match m {
+                MatchBehavior::Exact | MatchBehavior::Superset => {
+                    sels.iter().next().map(EntryScan::Selector)
+                }
+                MatchBehavior::Subset | MatchBehavior::Any => None,
+            }
+        } else {
+            Some(EntryScan::All)
+        }
+    }
+
+    /// One page of the matching entries (as [`page`] would cut it from [`Self::select`]):
+    /// read in ID order by range scans from `token`, a page and one more at a time, so a
+    /// page costs what it returns, not the size of the store.
+    pub(super) async fn select_page(
+        &self,
+        store: &dyn DataStore,
+        page_size: i32,
+        token: &str,
+    ) -> Result<(Vec<RegistrationEntry>, String), ApiError> {
+        let (Some(scan), Ok(size)) = (self.scan(), usize::try_from(page_size)) else {
+            return Ok(page(self.select(store).await?, |e| &e.id, page_size, token));
+        };
+        if size == 0 {
+            return Ok(page(self.select(store).await?, |e| &e.id, page_size, token));
+        }
+        let want = size.saturating_add(1);
+        let mut found = Vec::new();
+        let mut cursor = token.to_owned();
+        loop {
+            let chunk = store.entries_page(scan, &cursor, want).await?;
+            let exhausted = chunk.len() < want;
+            if let Some(last) = chunk.last() {
+                cursor.clone_from(&last.id);
+            }
+            found.extend(chunk.into_iter().filter(|e| self.matches(e)));
+            if exhausted || found.len() >= want {
+                break;
+            }
+        }
+        found.truncate(want);
+        let next = if found.len() > size {
+            found.truncate(size);
+            found.last().map(|e| e.id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok((found, next))
+    }
+
+    /// How many entries match: the store's count when there is no criterion.
+    pub(super) async fn count(&self, store: &dyn DataStore) -> Result<u64, ApiError> {
+        if self.is_empty() {
+            return Ok(store.count_entries().await?);
+        }
+        Ok(self.select(store).await?.len() as u64)
     }
 }
 

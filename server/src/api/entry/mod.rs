@@ -221,8 +221,8 @@ impl Entry for EntryService {
             &self.state.trust_domain,
             req.get_ref().filter.as_ref(),
         )?;
-        let entries = filter.select(self.state.registry.store().as_ref()).await?;
-        let count = i32::try_from(entries.len()).unwrap_or(i32::MAX);
+        let count = filter.count(self.state.registry.store().as_ref()).await?;
+        let count = i32::try_from(count).unwrap_or(i32::MAX);
         Ok(Response::new(CountEntriesResponse { count }))
     }
 
@@ -234,9 +234,13 @@ impl Entry for EntryService {
         let req = req.into_inner();
         let filter = filter::EntryFilter::from_list(&self.state.trust_domain, req.filter.as_ref())?;
         filter::check_entry_token(req.page_size, &req.page_token)?;
-        let entries = filter.select(self.state.registry.store().as_ref()).await?;
-        let (page, next_page_token) =
-            filter::page(entries, |e| &e.id, req.page_size, &req.page_token);
+        let (page, next_page_token) = filter
+            .select_page(
+                self.state.registry.store().as_ref(),
+                req.page_size,
+                &req.page_token,
+            )
+            .await?;
         Ok(Response::new(ListEntriesResponse {
             entries: page
                 .iter()

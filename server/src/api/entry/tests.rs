@@ -470,6 +470,77 @@ async fn lists_in_pages() {
 }
 
 #[tokio::test]
+async fn filtered_listings_page_to_the_same_entries_and_count_the_store() {
+    use federates_with_match::MatchBehavior as F;
+    use selector_match::MatchBehavior as S;
+    let mut h = Harness::start().await;
+    seed(&mut h).await;
+    let filters = [
+        list_entries_request::Filter::default(),
+        list_entries_request::Filter {
+            by_parent_id: sid(AGENT),
+            ..Default::default()
+        },
+        list_entries_request::Filter {
+            by_spiffe_id: sid("/one"),
+            ..Default::default()
+        },
+        list_entries_request::Filter {
+            by_hint: Some("blue".into()),
+            ..Default::default()
+        },
+        list_entries_request::Filter {
+            by_downstream: Some(true),
+            ..Default::default()
+        },
+        by_selectors(S::MatchExact, &["unix:uid:1", "unix:gid:1"]),
+        by_selectors(S::MatchSuperset, &["unix:uid:1"]),
+        by_selectors(S::MatchSubset, &["unix:uid:1", "unix:gid:1"]),
+        by_selectors(S::MatchAny, &["unix:gid:1", "k8s:ns:x"]),
+        by_federates(F::MatchAny, &["a.org"]),
+    ];
+    for filter in filters {
+        let all = ids(&list(&mut h, filter.clone()).await)
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        for size in [1, 2, 3, 10] {
+            let mut token = String::new();
+            let mut paged = vec![];
+            loop {
+                let resp = h
+                    .entries
+                    .list_entries(ListEntriesRequest {
+                        filter: Some(filter.clone()),
+                        page_size: size,
+                        page_token: token.clone(),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert!(resp.entries.len() <= usize::try_from(size).unwrap());
+                paged.extend(resp.entries.iter().map(|e| e.id.clone()));
+                if resp.next_page_token.is_empty() {
+                    break;
+                }
+                assert!(!resp.entries.is_empty(), "a token follows a non-empty page");
+                token = resp.next_page_token;
+            }
+            assert_eq!(paged, all, "{filter:?} in pages of {size}");
+        }
+    }
+    let count = h
+        .entries
+        .count_entries(CountEntriesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .count;
+    assert_eq!(usize::try_from(count).unwrap(), stored_count(&h).await);
+}
+
+#[tokio::test]
 async fn updates_masked_fields_and_bumps_the_revision() {
     let mut h = Harness::start().await;
     let mut e = entry("/web", AGENT, &["unix:uid:1"]);

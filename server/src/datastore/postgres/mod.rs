@@ -20,7 +20,7 @@ use tokio_postgres::Row;
 
 use crate::datastore::codec::{decode, encode, similarity_key};
 use crate::datastore::token_digest::join_token_digest;
-use crate::datastore::{Change, ChangeKind, Changes, DataStore, JoinToken, StoreError};
+use crate::datastore::{Change, ChangeKind, Changes, DataStore, EntryScan, JoinToken, StoreError};
 use error::{pg_error, pool_error, violates};
 
 mod connect;
@@ -389,6 +389,56 @@ impl DataStore for PgStore {
             &selector.to_string(),
         )
         .await
+    }
+
+    async fn entries_page(
+        &self,
+        scan: EntryScan<'_>,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<RegistrationEntry>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = match scan {
+            EntryScan::All => {
+                self.query(
+                    true,
+                    "SELECT data FROM registration_entries WHERE id > $1 ORDER BY id LIMIT $2",
+                    &[&after, &limit],
+                )
+                .await?
+            }
+            EntryScan::Parent(parent) => {
+                let sql = "SELECT data FROM registration_entries WHERE parent_id = $1 AND id > $2
+                     ORDER BY id LIMIT $3";
+                self.query(false, sql, &[&parent.to_string(), &after, &limit])
+                    .await?
+            }
+            EntryScan::SpiffeId(id) => {
+                let sql = "SELECT data FROM registration_entries WHERE spiffe_id = $1 AND id > $2
+                     ORDER BY id LIMIT $3";
+                self.query(false, sql, &[&id.to_string(), &after, &limit])
+                    .await?
+            }
+            EntryScan::Selector(selector) => {
+                let sql = "SELECT e.data FROM registration_entries e
+                     JOIN registration_entry_selectors s ON s.entry_id = e.id
+                     WHERE s.selector = $1 AND s.entry_id > $2 ORDER BY s.entry_id LIMIT $3";
+                self.query(false, sql, &[&selector.to_string(), &after, &limit])
+                    .await?
+            }
+        };
+        decode_rows(&rows, "entry")
+    }
+
+    async fn count_entries(&self) -> Result<u64, StoreError> {
+        let rows = self
+            .query(true, "SELECT count(*) FROM registration_entries", &[])
+            .await?;
+        let count: i64 = match rows.first() {
+            Some(row) => row.try_get(0).map_err(pg_error)?,
+            None => 0,
+        };
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     async fn prune_entries(&self, before: i64) -> Result<Vec<RegistrationEntry>, StoreError> {

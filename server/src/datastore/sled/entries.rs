@@ -1,6 +1,9 @@
 //! Registration entries inside sled transactions: the entry tree, its secondary indexes and
 //! the keys they use (see the parent module's table).
 
+use std::ops::Bound;
+use std::sync::atomic::Ordering;
+
 use signet_common::entry::RegistrationEntry;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::{Transactional, Tree};
@@ -13,10 +16,12 @@ use crate::datastore::sled::codec::{PRESENT, TxResult, abort, backend, decode, e
 
 impl SledStore {
     /// Runs `f` as one transaction over the entry tree and all its indexes, then flushes.
-    /// `f` may run more than once if a concurrent transaction conflicts.
+    /// `f` may run more than once if a concurrent transaction conflicts. Once it has
+    /// committed, the maintained entry count moves by `added(&result)`.
     pub(super) async fn entry_transaction<T>(
         &self,
         f: impl Fn(&EntryTx<'_>) -> TxResult<T>,
+        added: impl FnOnce(&T) -> i64,
     ) -> Result<T, StoreError> {
         let trees = (
             &self.entries,
@@ -41,8 +46,59 @@ impl SledStore {
                 TransactionError::Abort(error) => error,
                 TransactionError::Storage(error) => backend(error),
             })?;
+        self.entry_count.fetch_add(added(&out), Ordering::SeqCst);
         self.flush().await?;
         Ok(out)
+    }
+
+    /// Up to `limit` entries with IDs after `after`, in ID order: a range scan of the
+    /// entry tree.
+    pub(super) fn entries_after(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<RegistrationEntry>, StoreError> {
+        self.entries
+            .range::<&[u8], _>((Bound::Excluded(after.as_bytes()), Bound::Unbounded))
+            .values()
+            .take(limit)
+            .map(|bytes| decode("entry", &bytes.map_err(backend)?))
+            .collect()
+    }
+
+    /// Up to `limit` of the entries listed under `value` in `index` with IDs after `after`,
+    /// in ID order (a range scan of the index from `after`), that still satisfy `keep`.
+    pub(super) fn entries_by_index_after(
+        &self,
+        index: &Tree,
+        value: &str,
+        after: &str,
+        limit: usize,
+        keep: impl Fn(&RegistrationEntry) -> bool,
+    ) -> Result<Vec<RegistrationEntry>, StoreError> {
+        let prefix = length_prefixed(value);
+        let mut start = prefix.clone();
+        start.extend_from_slice(after.as_bytes());
+        let mut found = Vec::new();
+        for item in index.range::<&[u8], _>((Bound::Excluded(start.as_slice()), Bound::Unbounded)) {
+            let (key, _) = item.map_err(backend)?;
+            if found.len() >= limit || !key.starts_with(&prefix) {
+                break;
+            }
+            if let Some(entry) = self.indexed_entry(&key[prefix.len()..])?
+                && keep(&entry)
+            {
+                found.push(entry);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The entry an index key's ID part names, if it still exists.
+    fn indexed_entry(&self, id: &[u8]) -> Result<Option<RegistrationEntry>, StoreError> {
+        let id = std::str::from_utf8(id)
+            .map_err(|_| StoreError::Corrupt("entry index key is not an entry ID".into()))?;
+        read::<RegistrationEntry>(&self.entries, id.as_bytes(), "entry")
     }
 
     /// The entries listed under `value` in `index` that still satisfy `keep` (an entry may

@@ -21,6 +21,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use serde::de::DeserializeOwned;
 use signet_common::bundle::Bundle;
@@ -33,7 +34,7 @@ use sled::Tree;
 
 use crate::datastore::sled::codec::{abort, backend, decode, decode_all, encode, read};
 use crate::datastore::token_digest::{self, join_token_digest};
-use crate::datastore::{DataStore, JoinToken, StoreError};
+use crate::datastore::{DataStore, EntryScan, JoinToken, StoreError};
 
 mod codec;
 mod entries;
@@ -61,6 +62,8 @@ pub struct SledStore {
     join_tokens: Tree,
     bundles: Tree,
     ca_journals: Tree,
+    /// How many entries the entry tree holds (counted at open, then kept by each write).
+    entry_count: AtomicI64,
 }
 
 impl SledStore {
@@ -94,9 +97,12 @@ impl SledStore {
             }
         }
         let tree = |name: &str| db.open_tree(name).map_err(backend);
+        let entries = tree("entries")?;
+        let entry_count = AtomicI64::new(i64::try_from(entries.len()).unwrap_or(i64::MAX));
         Ok(SledStore {
             dir: dir.to_path_buf(),
-            entries: tree("entries")?,
+            entries,
+            entry_count,
             by_parent: tree("entries_by_parent")?,
             by_spiffe_id: tree("entries_by_spiffe_id")?,
             by_selector: tree("entries_by_selector")?,
@@ -155,18 +161,21 @@ impl DataStore for SledStore {
         &self,
         entry: RegistrationEntry,
     ) -> Result<RegistrationEntry, StoreError> {
-        self.entry_transaction(|tx| {
-            if tx.entries.get(entry.id.as_bytes())?.is_some() {
-                return abort(StoreError::AlreadyExists(format!(
-                    "entry {} already exists",
-                    entry.id
-                )));
-            }
-            if let Some(similar) = tx.similar_to(&entry)? {
-                return abort(StoreError::SimilarEntry(Box::new(similar)));
-            }
-            tx.put(&entry)
-        })
+        self.entry_transaction(
+            |tx| {
+                if tx.entries.get(entry.id.as_bytes())?.is_some() {
+                    return abort(StoreError::AlreadyExists(format!(
+                        "entry {} already exists",
+                        entry.id
+                    )));
+                }
+                if let Some(similar) = tx.similar_to(&entry)? {
+                    return abort(StoreError::SimilarEntry(Box::new(similar)));
+                }
+                tx.put(&entry)
+            },
+            |()| 1,
+        )
         .await?;
         Ok(entry)
     }
@@ -175,35 +184,41 @@ impl DataStore for SledStore {
         &self,
         entry: RegistrationEntry,
     ) -> Result<RegistrationEntry, StoreError> {
-        self.entry_transaction(|tx| {
-            let Some(stored) = tx.entry(&entry.id)? else {
-                return abort(StoreError::NotFound(format!("entry {}", entry.id)));
-            };
-            let updated = RegistrationEntry {
-                revision_number: stored.revision_number.saturating_add(1),
-                created_at: stored.created_at,
-                ..entry.clone()
-            };
-            if let Some(similar) = tx.similar_to(&updated)?
-                && similar.id != updated.id
-            {
-                return abort(StoreError::SimilarEntry(Box::new(similar)));
-            }
-            tx.remove(&stored)?;
-            tx.put(&updated)?;
-            Ok(updated)
-        })
+        self.entry_transaction(
+            |tx| {
+                let Some(stored) = tx.entry(&entry.id)? else {
+                    return abort(StoreError::NotFound(format!("entry {}", entry.id)));
+                };
+                let updated = RegistrationEntry {
+                    revision_number: stored.revision_number.saturating_add(1),
+                    created_at: stored.created_at,
+                    ..entry.clone()
+                };
+                if let Some(similar) = tx.similar_to(&updated)?
+                    && similar.id != updated.id
+                {
+                    return abort(StoreError::SimilarEntry(Box::new(similar)));
+                }
+                tx.remove(&stored)?;
+                tx.put(&updated)?;
+                Ok(updated)
+            },
+            |_| 0,
+        )
         .await
     }
 
     async fn delete_entry(&self, id: &str) -> Result<RegistrationEntry, StoreError> {
-        self.entry_transaction(|tx| {
-            let Some(stored) = tx.entry(id)? else {
-                return abort(StoreError::NotFound(format!("entry {id}")));
-            };
-            tx.remove(&stored)?;
-            Ok(stored)
-        })
+        self.entry_transaction(
+            |tx| {
+                let Some(stored) = tx.entry(id)? else {
+                    return abort(StoreError::NotFound(format!("entry {id}")));
+                };
+                tx.remove(&stored)?;
+                Ok(stored)
+            },
+            |_| -1,
+        )
         .await
     }
 
@@ -240,6 +255,42 @@ impl DataStore for SledStore {
         })
     }
 
+    async fn entries_page(
+        &self,
+        scan: EntryScan<'_>,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<RegistrationEntry>, StoreError> {
+        match scan {
+            EntryScan::All => self.entries_after(after, limit),
+            EntryScan::Parent(parent) => self.entries_by_index_after(
+                &self.by_parent,
+                &parent.to_string(),
+                after,
+                limit,
+                |e| e.parent_id == *parent,
+            ),
+            EntryScan::SpiffeId(id) => self.entries_by_index_after(
+                &self.by_spiffe_id,
+                &id.to_string(),
+                after,
+                limit,
+                |e| e.spiffe_id == *id,
+            ),
+            EntryScan::Selector(selector) => self.entries_by_index_after(
+                &self.by_selector,
+                &selector.to_string(),
+                after,
+                limit,
+                |e| e.selectors.contains(selector),
+            ),
+        }
+    }
+
+    async fn count_entries(&self) -> Result<u64, StoreError> {
+        Ok(u64::try_from(self.entry_count.load(Ordering::SeqCst)).unwrap_or(0))
+    }
+
     async fn prune_entries(&self, before: i64) -> Result<Vec<RegistrationEntry>, StoreError> {
         let expired = |e: &RegistrationEntry| 0 < e.expires_at && e.expires_at < before;
         let candidates: Vec<String> = decode_all::<RegistrationEntry>(&self.entries, "entry")?
@@ -251,18 +302,21 @@ impl DataStore for SledStore {
             return Ok(Vec::new());
         }
         // Re-checked inside the transaction: an entry may have been updated meanwhile.
-        self.entry_transaction(|tx| {
-            let mut pruned = Vec::new();
-            for id in &candidates {
-                if let Some(stored) = tx.entry(id)?
-                    && expired(&stored)
-                {
-                    tx.remove(&stored)?;
-                    pruned.push(stored);
+        self.entry_transaction(
+            |tx| {
+                let mut pruned = Vec::new();
+                for id in &candidates {
+                    if let Some(stored) = tx.entry(id)?
+                        && expired(&stored)
+                    {
+                        tx.remove(&stored)?;
+                        pruned.push(stored);
+                    }
                 }
-            }
-            Ok(pruned)
-        })
+                Ok(pruned)
+            },
+            |pruned| -i64::try_from(pruned.len()).unwrap_or(i64::MAX),
+        )
         .await
     }
 

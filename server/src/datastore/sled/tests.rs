@@ -59,6 +59,7 @@ async fn acknowledged_writes_survive_reopening() {
     }
     let store = SledStore::open(dir.path()).unwrap();
     assert_eq!(store.entry("e1").await.unwrap(), Some(e.clone()));
+    assert_eq!(store.count_entries().await.unwrap(), 1, "counted at open");
     assert_eq!(
         store.entries_by_parent(&e.parent_id).await.unwrap(),
         vec![e.clone()]
