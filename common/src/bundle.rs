@@ -314,16 +314,19 @@ fn x509_from_jwk(jwk: &Jwk) -> Result<Vec<u8>, BundleError> {
     Ok(der)
 }
 
-mod serde_td {
+/// Serde helpers that store a `TrustDomain` as its name.
+pub mod serde_td {
     use serde::{Deserialize, Deserializer, Serializer};
 
     use crate::id::TrustDomain;
 
-    pub(super) fn serialize<S: Serializer>(td: &TrustDomain, s: S) -> Result<S::Ok, S::Error> {
+    /// Writes the name.
+    pub fn serialize<S: Serializer>(td: &TrustDomain, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(td)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<TrustDomain, D::Error> {
+    /// Reads and checks the name.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<TrustDomain, D::Error> {
         let s = String::deserialize(d)?;
         crate::id::parse_trust_domain(&s).map_err(serde::de::Error::custom)
     }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod datastore;
 pub mod endpoints;
 pub mod events;
+pub mod federation;
 pub mod import;
 pub mod k8s;
 pub mod keys;

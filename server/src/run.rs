@@ -71,6 +71,8 @@ pub struct Server {
     pub socket_path: PathBuf,
     /// Where the health listener listens, if enabled.
     pub health_addr: Option<SocketAddr>,
+    /// Where the SPIFFE bundle endpoint listens, if configured.
+    pub bundle_endpoint_addr: Option<SocketAddr>,
     /// Shared API state (for in-process tests).
     pub state: Arc<ApiState>,
     shutdown: watch::Sender<bool>,
@@ -179,6 +181,25 @@ impl Server {
             ),
             None => None,
         };
+        let bundle_endpoint_addr = match config
+            .federation
+            .as_ref()
+            .and_then(|f| f.bundle_endpoint.as_ref())
+        {
+            Some(endpoint) => Some(
+                crate::federation::endpoint::start(
+                    &mut tasks,
+                    endpoint,
+                    config.trust_domain.clone(),
+                    Arc::clone(&store),
+                    Arc::clone(&identity),
+                    Arc::clone(&clock),
+                    stop.clone(),
+                )
+                .await?,
+            ),
+            None => None,
+        };
         spawn_rotator(
             &mut tasks,
             Arc::clone(&ca),
@@ -213,6 +234,7 @@ impl Server {
             tcp_addr,
             socket_path: config.socket_path,
             health_addr,
+            bundle_endpoint_addr,
             state,
             shutdown,
             tasks,

@@ -1,10 +1,16 @@
 //! `server.federation {}` as SPIRE writes it: a bundle endpoint and `federates_with`
-//! relationships. Parsed into typed form so that SPIRE's files load (and `import` reads
-//! them); the server refuses to run with it until federation exists.
+//! relationships, checked into [`FederationConfig`]. ACME parses (SPIRE's files load) but is
+//! refused when the server runs.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
+use signet_common::config::duration;
+use signet_common::id::{TrustDomain, parse_id, parse_trust_domain};
+
+use crate::federation::{EndpointProfile, Relationship};
 
 /// `federation { bundle_endpoint {...} federates_with "<td>" {...} }`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -23,7 +29,7 @@ pub struct BundleEndpointBlock {
     /// Listen address.
     pub address: Option<String>,
     /// Listen port.
-    pub port: Option<u16>,
+    pub port: Option<signet_common::config::PortValue>,
     /// Refresh hint published in the bundle.
     pub refresh_hint: Option<String>,
     /// ACME (deprecated position; now under `profile "https_web"`).
@@ -84,4 +90,185 @@ pub struct FederatesWithBlock {
 pub struct RemoteProfileBlock {
     /// The SPIFFE ID the remote endpoint presents (`https_spiffe`).
     pub endpoint_spiffe_id: Option<String>,
+}
+
+// === Typed form ===
+
+/// `server.federation {}` checked and typed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FederationConfig {
+    /// This server's bundle endpoint, if it serves one.
+    pub bundle_endpoint: Option<BundleEndpointConfig>,
+    /// Static relationships (`federates_with`), by trust domain.
+    pub federates_with: Vec<Relationship>,
+}
+
+/// Where and how this server serves its bundle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BundleEndpointConfig {
+    /// Listen address (SPIRE: 0.0.0.0).
+    pub address: String,
+    /// Listen port (SPIRE: 443).
+    pub port: u16,
+    /// `spiffe_refresh_hint` published in the bundle (SPIRE: 5m).
+    pub refresh_hint: Duration,
+    /// The certificate the endpoint presents.
+    pub profile: ServingProfile,
+}
+
+/// The certificate a bundle endpoint presents.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServingProfile {
+    /// `https_spiffe`: the server's own SVID.
+    HttpsSpiffe,
+    /// `https_web` with `serving_cert_file`.
+    HttpsWebFiles {
+        /// Chain PEM.
+        cert_file_path: PathBuf,
+        /// Key PEM.
+        key_file_path: PathBuf,
+        /// How often the files are checked for changes (SPIRE: 1h).
+        file_sync_interval: Duration,
+    },
+    /// `https_web` with `acme` (parsed, refused when run).
+    Acme,
+}
+
+/// SPIRE's default bundle endpoint refresh hint.
+pub const DEFAULT_REFRESH_HINT: Duration = Duration::from_secs(300);
+const DEFAULT_FILE_SYNC: Duration = Duration::from_secs(3600);
+
+impl FederationBlock {
+    /// Checks the block for a server of trust domain `own`.
+    pub fn build(self, own: &TrustDomain) -> Result<FederationConfig, String> {
+        let bundle_endpoint = self
+            .bundle_endpoint
+            .map(BundleEndpointBlock::build)
+            .transpose()?;
+        let mut federates_with = Vec::new();
+        for (name, block) in self.federates_with.unwrap_or_default() {
+            federates_with.push(block.build(own, &name)?);
+        }
+        Ok(FederationConfig {
+            bundle_endpoint,
+            federates_with,
+        })
+    }
+}
+
+impl BundleEndpointBlock {
+    fn build(self) -> Result<BundleEndpointConfig, String> {
+        const AT: &str = "server.federation.bundle_endpoint";
+        let refresh_hint = duration(
+            &format!("{AT}.refresh_hint"),
+            self.refresh_hint.as_deref(),
+            DEFAULT_REFRESH_HINT,
+        )?;
+        let mut profiles = self.profile.unwrap_or_default();
+        if profiles.len() > 1 {
+            return Err(format!("{AT}: only one profile may be set"));
+        }
+        let profile = match profiles.pop_first() {
+            None if self.acme.is_some() => ServingProfile::Acme,
+            None => ServingProfile::HttpsSpiffe,
+            Some(_) if self.acme.is_some() => {
+                return Err(format!("{AT}: acme is set both outside and inside profile"));
+            }
+            Some((name, p)) => match name.as_str() {
+                "https_spiffe" => {
+                    if p.acme.is_some() || p.serving_cert_file.is_some() {
+                        return Err(format!(
+                            "{AT}.profile \"https_spiffe\" takes no acme or serving_cert_file"
+                        ));
+                    }
+                    ServingProfile::HttpsSpiffe
+                }
+                "https_web" => match (p.acme, p.serving_cert_file) {
+                    (Some(_), None) => ServingProfile::Acme,
+                    (None, Some(f)) => ServingProfile::HttpsWebFiles {
+                        cert_file_path: f
+                            .cert_file_path
+                            .filter(|p| !p.is_empty())
+                            .ok_or(format!("{AT}.profile \"https_web\".serving_cert_file.cert_file_path is required"))?
+                            .into(),
+                        key_file_path: f
+                            .key_file_path
+                            .filter(|p| !p.is_empty())
+                            .ok_or(format!("{AT}.profile \"https_web\".serving_cert_file.key_file_path is required"))?
+                            .into(),
+                        file_sync_interval: duration(
+                            &format!("{AT}.profile \"https_web\".serving_cert_file.file_sync_interval"),
+                            f.file_sync_interval.as_deref(),
+                            DEFAULT_FILE_SYNC,
+                        )?,
+                    },
+                    _ => {
+                        return Err(format!(
+                            "{AT}.profile \"https_web\" needs exactly one of acme or serving_cert_file"
+                        ));
+                    }
+                },
+                other => {
+                    return Err(format!(
+                        "{AT}.profile {other:?} is unknown (https_spiffe or https_web)"
+                    ));
+                }
+            },
+        };
+        Ok(BundleEndpointConfig {
+            address: self
+                .address
+                .filter(|a| !a.is_empty())
+                .unwrap_or_else(|| "0.0.0.0".into()),
+            port: self.port.map_or(443, |p| p.0),
+            refresh_hint,
+            profile,
+        })
+    }
+}
+
+impl FederatesWithBlock {
+    fn build(self, own: &TrustDomain, name: &str) -> Result<Relationship, String> {
+        let at = format!("server.federation.federates_with {name:?}");
+        let trust_domain = parse_trust_domain(name).map_err(|e| format!("{at}: {e}"))?;
+        let url = self
+            .bundle_endpoint_url
+            .filter(|u| !u.is_empty())
+            .ok_or(format!("{at}.bundle_endpoint_url is required"))?;
+        let mut profiles = self.bundle_endpoint_profile.unwrap_or_default();
+        if profiles.len() != 1 {
+            return Err(format!(
+                "{at}.bundle_endpoint_profile: exactly one of \"https_web\" or \"https_spiffe\" is required"
+            ));
+        }
+        let profile = match profiles.pop_first() {
+            Some((p, block)) if p == "https_web" => {
+                if block.endpoint_spiffe_id.is_some() {
+                    return Err(format!(
+                        "{at}.bundle_endpoint_profile \"https_web\" takes no endpoint_spiffe_id"
+                    ));
+                }
+                EndpointProfile::HttpsWeb
+            }
+            Some((p, block)) if p == "https_spiffe" => {
+                let text = block.endpoint_spiffe_id.ok_or(format!(
+                    "{at}.bundle_endpoint_profile \"https_spiffe\".endpoint_spiffe_id is required"
+                ))?;
+                EndpointProfile::HttpsSpiffe {
+                    endpoint_spiffe_id: parse_id(&text).map_err(|e| {
+                        format!(
+                            "{at}.bundle_endpoint_profile \"https_spiffe\".endpoint_spiffe_id: {e}"
+                        )
+                    })?,
+                }
+            }
+            Some((other, _)) => {
+                return Err(format!(
+                    "{at}.bundle_endpoint_profile {other:?} is unknown (https_web or https_spiffe)"
+                ));
+            }
+            None => unreachable!("one profile checked above"),
+        };
+        Relationship::new(own, trust_domain, url, profile).map_err(|e| format!("{at}: {e}"))
+    }
 }

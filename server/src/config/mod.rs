@@ -23,7 +23,9 @@ use crate::publish::{ConfigMapTarget, PUBLISH_EVERY};
 mod federation;
 mod istio;
 mod k8s;
-pub use federation::FederationBlock;
+pub use federation::{
+    BundleEndpointConfig, DEFAULT_REFRESH_HINT, FederationBlock, FederationConfig, ServingProfile,
+};
 pub use istio::IstioCaConfig;
 
 /// SPIRE's default admin socket.
@@ -257,8 +259,8 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
     /// `telemetry {}` as written (not exported yet).
     pub telemetry: TelemetryBlock,
-    /// `server.federation {}` as written (refused by [`Config::check_runnable`]).
-    pub federation: Option<FederationBlock>,
+    /// `server.federation {}`, if written (ACME is refused by [`Config::check_runnable`]).
+    pub federation: Option<FederationConfig>,
     /// Keys accepted without effect, one message each (logged once at start-up).
     pub no_effect: Vec<String>,
 }
@@ -293,9 +295,26 @@ impl Config {
                  `signet-server import spire --config {path}`"
             )));
         }
-        if self.federation.is_some() {
+        if self
+            .federation
+            .as_ref()
+            .is_some_and(|f| !f.federates_with.is_empty())
+        {
             return Err(invalid(
-                "server.federation is not supported by Signet yet: remove the block (set federated bundles with `bundle set`)".into(),
+                "server.federation.federates_with is not supported by Signet yet: remove it (set federated bundles with `bundle set`)".into(),
+            ));
+        }
+        if let Some(FederationConfig {
+            bundle_endpoint:
+                Some(BundleEndpointConfig {
+                    profile: ServingProfile::Acme,
+                    ..
+                }),
+            ..
+        }) = &self.federation
+        {
+            return Err(invalid(
+                "server.federation.bundle_endpoint: ACME is not supported by Signet: use profile \"https_web\" { serving_cert_file { cert_file_path key_file_path } } or profile \"https_spiffe\" {}".into(),
             ));
         }
         Ok(())
@@ -405,6 +424,7 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
         .transpose()?
         .flatten();
     let istio_ca = file.istio_ca.map(istio::IstioCaBlock::build).transpose()?;
+    let federation = s.federation.map(|f| f.build(&trust_domain)).transpose()?;
     Ok(Config {
         bind_address: args
             .bind_address
@@ -444,7 +464,7 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
         istio_ca,
         log_file: s.log_file,
         telemetry,
-        federation: s.federation,
+        federation,
         no_effect: notes,
     })
 }

@@ -30,6 +30,7 @@ use crate::api::svid::SvidService;
 use crate::api::watch::SyncService;
 
 pub mod health;
+pub mod https;
 pub mod tls;
 
 /// How long a TLS handshake may take before the connection is dropped.
