@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use signet_common::clock::{Clock, SystemClock};
 use signet_common::id::SpiffeId;
+use signet_common::private_dir::ensure_private_dir;
 use signet_common::telemetry;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -98,8 +99,7 @@ pub struct Agent {
 impl Agent {
     /// Loads or obtains the agent SVID and starts everything.
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+        ensure_private_dir("data_dir", &config.data_dir).context("data_dir")?;
         let identity = Arc::new(AgentIdentity::load_or_attest(&config, Arc::clone(&clock)).await?);
         let agent_id = identity.current().id.clone();
         let client = Arc::new(ServerClient::new(

@@ -18,6 +18,7 @@ mod jwk;
 pub mod metrics;
 pub mod node;
 pub mod pem;
+pub mod private_dir;
 pub mod psat;
 pub mod rotation;
 pub mod selector;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use signet_common::clock::{Clock, SystemClock};
+use signet_common::private_dir::ensure_private_dir;
 use signet_common::telemetry;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -86,8 +87,7 @@ pub struct Server {
 impl Server {
     /// Builds everything and starts serving.
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+        ensure_private_dir("data_dir", &config.data_dir).context("data_dir")?;
         let mut ca_config = config.ca.clone();
         let store: Arc<dyn DataStore> = match &config.datastore {
             DataStoreConfig::Sled { directory } => Arc::new(SledStore::open(directory)?),

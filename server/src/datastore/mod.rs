@@ -20,6 +20,7 @@ pub mod sled;
 pub(crate) mod suite;
 #[cfg(test)]
 pub(crate) mod testing;
+pub(crate) mod token_digest;
 
 /// A join token as stored.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

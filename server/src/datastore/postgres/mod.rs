@@ -21,6 +21,7 @@ use tokio_postgres::Row;
 use crate::federation::Relationship;
 
 use crate::datastore::codec::{decode, encode, similarity_key};
+use crate::datastore::token_digest::join_token_digest;
 use crate::datastore::{Change, ChangeKind, Changes, DataStore, EntryScan, JoinToken, StoreError};
 use error::{pg_error, pool_error, violates};
 
@@ -505,7 +506,7 @@ impl DataStore for PgStore {
         match client
             .execute(
                 "INSERT INTO join_tokens (token, expires_at) VALUES ($1, $2)",
-                &[&token.token, &token.expires_at],
+                &[&join_token_digest(&token.token), &token.expires_at],
             )
             .await
         {
@@ -524,7 +525,7 @@ impl DataStore for PgStore {
             .query(
                 false,
                 "DELETE FROM join_tokens WHERE token = $1 RETURNING expires_at",
-                &[&token],
+                &[&join_token_digest(token)],
             )
             .await?;
         Ok(rows.first().map(|r| JoinToken {

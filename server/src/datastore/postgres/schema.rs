@@ -4,6 +4,7 @@
 
 use crate::datastore::StoreError;
 use crate::datastore::postgres::error::pg_error;
+use crate::datastore::token_digest::{self, join_token_digest};
 
 /// Migration `n` (1-based) brings the schema from version `n - 1` to `n`.
 const MIGRATIONS: &[&str] = &[
@@ -92,7 +93,15 @@ const MIGRATIONS: &[&str] = &[
         data          BYTEA NOT NULL
     );
     "#,
+    // 4: join tokens are kept as keyed digests, never in the clear (the rows already there
+    // are rewritten by `digest_clear_tokens` in the same transaction).
+    r#"
+    COMMENT ON COLUMN join_tokens.token IS 'keyed digest of the join token, never its value';
+    "#,
 ];
+
+/// The first version that keeps join tokens as digests.
+const DIGESTED_TOKENS: i32 = 4;
 
 /// The advisory lock the change-log trigger takes (`signet_log_change`); writers take it
 /// first so that lock order is always the same.
@@ -142,6 +151,9 @@ pub(crate) async fn migrate(
             StoreError::Schema(format!("migration to schema version {}: {e}", n + 1))
         })?;
     }
+    if found < DIGESTED_TOKENS {
+        digest_clear_tokens(&tx).await?;
+    }
     if found < VERSION {
         tx.execute(
             "INSERT INTO signet_schema (version, code_version) VALUES ($1, $2)
@@ -156,6 +168,27 @@ pub(crate) async fn migrate(
         tracing::info!(from = found, to = VERSION, "Migrated the PostgreSQL schema");
     }
     Ok(found)
+}
+
+/// Rewrites the join tokens a pre-3 schema kept in the clear as their digests.
+async fn digest_clear_tokens(tx: &deadpool_postgres::Transaction<'_>) -> Result<(), StoreError> {
+    let rows = tx
+        .query("SELECT token FROM join_tokens", &[])
+        .await
+        .map_err(pg_error)?;
+    for row in rows {
+        let token: String = row.get(0);
+        if token.starts_with(token_digest::PREFIX) {
+            continue;
+        }
+        tx.execute(
+            "UPDATE join_tokens SET token = $1 WHERE token = $2",
+            &[&join_token_digest(&token), &token],
+        )
+        .await
+        .map_err(pg_error)?;
+    }
+    Ok(())
 }
 
 async fn current(client: &deadpool_postgres::Transaction<'_>) -> Result<i32, StoreError> {

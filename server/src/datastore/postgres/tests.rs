@@ -245,6 +245,53 @@ async fn bench_create_throughput_and_cold_start() {
     assert!(registry.is_shared());
 }
 
+#[tokio::test]
+async fn join_tokens_are_kept_as_digests_and_clear_ones_are_migrated() {
+    let cluster = PgCluster::start();
+    let url = cluster.create_database().await;
+    let store = PgStore::connect(&PgOptions::new(url.clone()))
+        .await
+        .unwrap();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    store
+        .create_join_token(JoinToken {
+            token: "new-token".into(),
+            expires_at: 99,
+        })
+        .await
+        .unwrap();
+    // A row as schema 3 kept it (in the clear), and the schema put back to 3.
+    client
+        .batch_execute(
+            "INSERT INTO join_tokens (token, expires_at) VALUES ('old-token', 77);
+             UPDATE signet_schema SET version = 3",
+        )
+        .await
+        .unwrap();
+    drop(store);
+    let store = PgStore::connect(&PgOptions::new(url)).await.unwrap();
+    let rows = client
+        .query("SELECT token FROM join_tokens ORDER BY token", &[])
+        .await
+        .unwrap();
+    let stored: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(stored.len(), 2);
+    for t in &stored {
+        assert!(t.starts_with(crate::datastore::token_digest::PREFIX), "{t}");
+    }
+    assert_eq!(
+        store.take_join_token("old-token").await.unwrap(),
+        Some(JoinToken {
+            token: "old-token".into(),
+            expires_at: 77
+        })
+    );
+    assert!(store.take_join_token("new-token").await.unwrap().is_some());
+}
+
 /// A CA (PEM) and, signed by it, a server certificate for DNS name `host` and its key (PEM).
 fn ca_and_server_cert(host: &str) -> (String, String, String) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};

@@ -13,7 +13,7 @@
 //! | `entries_by_selector` | `lp(type:value)` ++ entry ID | empty |
 //! | `entries_by_similarity` | `lp(SPIFFE ID)` `lp(parent ID)` `lp(selector)`... | entry ID |
 //! | `nodes` | SPIFFE ID | JSON `AttestedNode` |
-//! | `join_tokens` | token | JSON `JoinToken` |
+//! | `join_tokens` | keyed digest of the token (`token_digest`) | JSON `{"expires_at": n}` |
 //! | `bundles` | trust domain name | JSON `Bundle` |
 //! | `ca_journals` | journal key | the journal bytes |
 //! | `federations` | trust domain name | JSON federation `Relationship` |
@@ -29,12 +29,14 @@ use signet_common::bundle::Bundle;
 use signet_common::entry::RegistrationEntry;
 use signet_common::id::{SpiffeId, TrustDomain};
 use signet_common::node::AttestedNode;
+use signet_common::private_dir::{PrivateDirError, ensure_private_dir};
 use signet_common::selector::Selector;
 use sled::Tree;
 
 use crate::federation::Relationship;
 
 use crate::datastore::sled::codec::{abort, backend, decode, decode_all, encode, read};
+use crate::datastore::token_digest::{self, join_token_digest};
 use crate::datastore::{DataStore, EntryScan, JoinToken, StoreError};
 
 mod codec;
@@ -46,7 +48,9 @@ const DB_DIR: &str = "sled";
 /// Key, in the default tree, of the on-disk layout version.
 const SCHEMA_KEY: &[u8] = b"schema_version";
 /// The layout described in the module docs.
-const SCHEMA_VERSION: &[u8] = b"1";
+const SCHEMA_VERSION: &[u8] = b"2";
+/// The layout before join tokens were kept as digests (migrated at open).
+const SCHEMA_V1: &[u8] = b"1";
 
 /// The sled-backed `DataStore`. Cheap to share behind an `Arc`; every method is short and
 /// synchronous.
@@ -72,12 +76,20 @@ impl SledStore {
     /// directory cannot be created or another process holds the database open, and with
     /// `Corrupt` if it was written with an unknown layout.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|error| {
-            StoreError::Backend(format!("cannot create {}: {error}", dir.display()))
-        })?;
+        // 0700, and what an older release left readable is tightened: the store holds the
+        // attested nodes and (hashed) join tokens.
+        let private = |e: PrivateDirError| StoreError::Backend(e.to_string());
+        ensure_private_dir("datastore directory", dir).map_err(private)?;
         let db = open_db(&dir.join(DB_DIR))?;
+        ensure_private_dir("datastore directory", dir).map_err(private)?;
         match db.get(SCHEMA_KEY).map_err(backend)? {
             Some(version) if version.as_ref() == SCHEMA_VERSION => {}
+            Some(version) if version.as_ref() == SCHEMA_V1 => {
+                let tokens = db.open_tree("join_tokens").map_err(backend)?;
+                digest_clear_tokens(&tokens)?;
+                db.insert(SCHEMA_KEY, SCHEMA_VERSION).map_err(backend)?;
+                db.flush().map_err(backend)?;
+            }
             Some(version) => {
                 return Err(StoreError::Corrupt(format!(
                     "unsupported schema version {:?}",
@@ -337,10 +349,13 @@ impl DataStore for SledStore {
 
     async fn create_join_token(&self, token: JoinToken) -> Result<(), StoreError> {
         let taken = "join token already exists".to_owned();
+        let stored = StoredToken {
+            expires_at: token.expires_at,
+        };
         self.insert_new(
             &self.join_tokens,
-            token.token.as_bytes(),
-            encode(&token)?,
+            join_token_digest(&token.token).as_bytes(),
+            encode(&stored)?,
             taken,
         )
         .await
@@ -348,11 +363,16 @@ impl DataStore for SledStore {
 
     async fn take_join_token(&self, token: &str) -> Result<Option<JoinToken>, StoreError> {
         // sled's remove is atomic: of several concurrent callers exactly one gets the value.
-        let Some(bytes) = self.join_tokens.remove(token.as_bytes()).map_err(backend)? else {
+        let key = join_token_digest(token);
+        let Some(bytes) = self.join_tokens.remove(key.as_bytes()).map_err(backend)? else {
             return Ok(None);
         };
         self.flush().await?;
-        decode("join token", &bytes).map(Some)
+        let stored: StoredToken = decode("join token", &bytes)?;
+        Ok(Some(JoinToken {
+            token: token.to_owned(),
+            expires_at: stored.expires_at,
+        }))
     }
 
     async fn prune_join_tokens(&self, before: i64) -> Result<usize, StoreError> {
@@ -360,7 +380,7 @@ impl DataStore for SledStore {
         let mut expired = Vec::new();
         for item in self.join_tokens.iter() {
             let (key, bytes) = item.map_err(backend)?;
-            let token: JoinToken = decode("join token", &bytes)?;
+            let token: StoredToken = decode("join token", &bytes)?;
             if token.expires_at < before {
                 expired.push((key, bytes));
             }
@@ -515,6 +535,29 @@ fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
             Err(e) => return Err(backend(e)),
         }
     }
+}
+
+/// A join token as this store keeps it: under its digest, without the value.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredToken {
+    expires_at: i64,
+}
+
+/// Replaces the join tokens a version-1 store kept under their clear value (with the value
+/// in the record too) by their digests.
+fn digest_clear_tokens(tree: &Tree) -> Result<(), StoreError> {
+    for item in tree.iter() {
+        let (key, bytes) = item.map_err(backend)?;
+        if key.starts_with(token_digest::PREFIX.as_bytes()) {
+            continue;
+        }
+        let old: StoredToken = decode("join token", &bytes)?;
+        let token = String::from_utf8_lossy(&key);
+        tree.insert(join_token_digest(&token).as_bytes(), encode(&old)?)
+            .map_err(backend)?;
+        tree.remove(&key).map_err(backend)?;
+    }
+    Ok(())
 }
 
 /// Whether opening failed because another handle holds the directory lock. sled reports it

@@ -267,3 +267,42 @@ fn opening_waits_for_a_lock_that_is_released_shortly_after() {
     release.join().unwrap();
     assert!(reopened.is_ok(), "{:?}", reopened.err());
 }
+
+#[tokio::test]
+async fn join_tokens_are_kept_as_digests_and_a_version_1_store_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // A store as release 1 wrote it: the token as key and in the record.
+        let db = sled::open(dir.path().join(DB_DIR)).unwrap();
+        db.insert(SCHEMA_KEY, SCHEMA_V1).unwrap();
+        let tokens = db.open_tree("join_tokens").unwrap();
+        tokens
+            .insert(
+                b"old-token",
+                br#"{"token":"old-token","expires_at":77}"#.as_slice(),
+            )
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    let new = JoinToken {
+        token: "new-token".into(),
+        expires_at: 99,
+    };
+    store.create_join_token(new.clone()).await.unwrap();
+    for (key, value) in store.join_tokens.iter().map(Result::unwrap) {
+        assert!(key.starts_with(token_digest::PREFIX.as_bytes()), "{key:?}");
+        let text = String::from_utf8_lossy(&value);
+        assert!(!text.contains("token\""), "no value in the record: {text}");
+    }
+    assert_eq!(store.db.get(SCHEMA_KEY).unwrap().unwrap(), SCHEMA_VERSION);
+    assert_eq!(store.take_join_token("new-token").await.unwrap(), Some(new));
+    assert_eq!(
+        store.take_join_token("old-token").await.unwrap(),
+        Some(JoinToken {
+            token: "old-token".into(),
+            expires_at: 77
+        })
+    );
+    assert_eq!(store.join_tokens.len(), 0);
+}

@@ -89,6 +89,13 @@ async fn imports_every_record_and_the_ca_resumes_spires_authorities() {
         "SPIRE's datastore is not changed"
     );
 
+    for f in std::fs::read_dir(fx.store_dir().join("sled")).unwrap() {
+        let bytes = std::fs::read(f.unwrap().path()).unwrap_or_default();
+        assert!(
+            !bytes.windows(5).any(|w| w == b"tok-2"),
+            "the imported join token is stored as a digest, never in the clear"
+        );
+    }
     let store = Arc::new(SledStore::open(&fx.store_dir()).unwrap());
     let full = store.entry("entry-full").await.unwrap().unwrap();
     assert_eq!(
