@@ -78,6 +78,8 @@ pub struct Server {
     pub metrics_addr: Option<SocketAddr>,
     /// Where the SPIFFE bundle endpoint listens, if configured.
     pub bundle_endpoint_addr: Option<SocketAddr>,
+    /// Where the OIDC discovery listener listens, if configured.
+    pub oidc_discovery_addr: Option<SocketAddr>,
     /// Shared API state (for in-process tests).
     pub state: Arc<ApiState>,
     shutdown: watch::Sender<bool>,
@@ -234,6 +236,19 @@ impl Server {
             ),
             None => None,
         };
+        let oidc_discovery_addr = match &config.oidc_discovery {
+            Some(oidc) => Some(
+                endpoints::oidc::serve(
+                    &mut tasks,
+                    oidc,
+                    Arc::clone(&state),
+                    Arc::clone(&clock),
+                    stop.clone(),
+                )
+                .await?,
+            ),
+            None => None,
+        };
         spawn_rotator(&mut tasks, Arc::clone(&state), identity, stop.clone());
         crate::publish::spawn(
             &mut tasks,
@@ -264,6 +279,7 @@ impl Server {
             health_addr,
             metrics_addr,
             bundle_endpoint_addr,
+            oidc_discovery_addr,
             state,
             shutdown,
             tasks,

@@ -23,10 +23,12 @@ use crate::publish::{ConfigMapTarget, PUBLISH_EVERY};
 mod federation;
 mod istio;
 mod k8s;
+mod oidc;
 pub use federation::{
     BundleEndpointConfig, DEFAULT_REFRESH_HINT, FederationBlock, FederationConfig, ServingProfile,
 };
 pub use istio::IstioCaConfig;
+pub use oidc::OidcDiscoveryConfig;
 
 /// SPIRE's default admin socket.
 pub const DEFAULT_SOCKET_PATH: &str = "/tmp/spire-server/private/api.sock";
@@ -66,6 +68,7 @@ struct ServerBlock {
     default_jwt_svid_ttl: Option<String>,
     agent_ttl: Option<String>,
     jwt_issuer: Option<String>,
+    oidc_discovery: Option<oidc::OidcDiscoveryBlock>,
     admin_ids: Option<Vec<String>>,
     federation: Option<FederationBlock>,
     experimental: Option<ExperimentalBlock>,
@@ -261,6 +264,8 @@ pub struct Config {
     pub telemetry: TelemetryBlock,
     /// The Prometheus listener (`telemetry { Prometheus {} }`), if configured.
     pub metrics: Option<MetricsConfig>,
+    /// The OIDC discovery listener (`server.oidc_discovery {}`), if configured.
+    pub oidc_discovery: Option<OidcDiscoveryConfig>,
     /// `server.federation {}`, if written (ACME is refused by [`Config::check_runnable`]).
     pub federation: Option<FederationConfig>,
     /// Keys accepted without effect, one message each (logged once at start-up).
@@ -329,6 +334,12 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
     let telemetry = file.telemetry.unwrap_or_default();
     telemetry.note(&mut notes);
     let metrics = telemetry.metrics("signet_server")?;
+    let jwt_issuer = s.jwt_issuer.clone().filter(|i| !i.is_empty());
+    let oidc_discovery = s
+        .oidc_discovery
+        .clone()
+        .map(|o| o.into_config(jwt_issuer.as_deref()))
+        .transpose()?;
     let td_text = args
         .trust_domain
         .clone()
@@ -442,7 +453,7 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
             default_x509_svid_ttl: x509_ttl,
             default_jwt_svid_ttl: jwt_ttl,
             agent_ttl,
-            jwt_issuer: s.jwt_issuer.filter(|i| !i.is_empty()),
+            jwt_issuer: jwt_issuer.clone(),
             upstream: plugins.upstream,
             journal_key: JOURNAL_KEY.into(),
         },
@@ -462,6 +473,7 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
         log_file: s.log_file,
         telemetry,
         metrics,
+        oidc_discovery,
         federation,
         no_effect: notes,
         federation_refresh_floor: crate::federation::manager::MIN_REFRESH,

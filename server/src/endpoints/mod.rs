@@ -38,6 +38,7 @@ use crate::api::watch::SyncService;
 pub mod health;
 pub mod https;
 pub mod metrics;
+pub mod oidc;
 pub mod tls;
 
 /// How long a TLS handshake may take before the connection is dropped.
