@@ -179,7 +179,8 @@ impl Cache {
             || self.is_tainted(&held.svid.chain)
     }
 
-    fn is_tainted(&self, chain: &[Vec<u8>]) -> bool {
+    /// Whether `chain` was signed by an authority the bundle marks tainted.
+    pub fn is_tainted(&self, chain: &[Vec<u8>]) -> bool {
         !self.tainted_keys.is_empty()
             && chain
                 .iter()

@@ -163,10 +163,16 @@ impl Manager {
                     .collect::<Vec<_>>(),
             )
         };
-        if let Some(identity) = &self.identity
-            && let Err(error) = identity.update_roots(roots)
-        {
-            tracing::warn!(%error, "Cannot store the trust bundle");
+        if let Some(identity) = &self.identity {
+            if let Err(error) = identity.update_roots(roots) {
+                tracing::warn!(%error, "Cannot store the trust bundle");
+            }
+            // As SPIRE's agent does: its own SVID is renewed at once when its signing
+            // authority is tainted, before that authority is revoked.
+            if self.cache().is_tainted(&identity.current().chain) {
+                tracing::info!("The agent SVID's authority is tainted; renewing it now");
+                identity.renew_now();
+            }
         }
         self.jwt.prune(&tainted_kids, self.clock.unix_now());
         self.mint().await?;

@@ -226,6 +226,12 @@ impl AgentIdentity {
         Ok(())
     }
 
+    /// Wakes the renewal loop to renew (or attest again) at once, for example when the SVID's
+    /// signing authority was tainted.
+    pub fn renew_now(&self) {
+        self.reattest_now.notify_one();
+    }
+
     /// Stores and publishes new trust bundle roots, if they differ. Empty roots are ignored.
     pub fn update_roots(&self, roots: Vec<Vec<u8>>) -> Result<bool, StorageError> {
         if roots.is_empty() || **self.roots.borrow() == roots {
