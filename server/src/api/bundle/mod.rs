@@ -22,7 +22,7 @@ use signet_proto::spire::api::server::bundle::v1::{
 use signet_proto::types;
 use tonic::{Request, Response, Status};
 
-use crate::api::entry::{bad_token, page, with_context};
+use crate::api::entry::{check_trust_domain_token, page, with_context};
 use crate::api::{ApiError, ApiState, ok_status};
 use crate::datastore::StoreError;
 use signet_proto::convert::bundle_to_proto;
@@ -334,12 +334,7 @@ impl Bundle for BundleService {
     ) -> Result<Response<ListFederatedBundlesResponse>, Status> {
         self.state.require_admin(&req).await?;
         let req = req.into_inner();
-        if req.page_size > 0
-            && !req.page_token.is_empty()
-            && id::parse_trust_domain(&req.page_token).is_err()
-        {
-            return Err(bad_token(&req.page_token).into());
-        }
+        check_trust_domain_token(req.page_size, &req.page_token)?;
         let mut bundles: Vec<(String, StoredBundle)> = self
             .state
             .registry

@@ -292,6 +292,14 @@ pub(crate) fn bad_token(token: &str) -> ApiError {
     ApiError::BadRequest(format!("could not parse token {token:?}"))
 }
 
+/// A page token over trust domains must be one, when paging (`page_size > 0`) at all.
+pub(crate) fn check_trust_domain_token(page_size: i32, token: &str) -> Result<(), ApiError> {
+    if page_size > 0 && !token.is_empty() && id::parse_trust_domain(token).is_err() {
+        return Err(bad_token(token));
+    }
+    Ok(())
+}
+
 /// One page of `items` (sorted by `key`): at most `page_size` of those after `token` (from
 /// the start when empty). As in SPIRE, `page_size <= 0` means no paging and the token is
 /// ignored. The next token is the last key returned, or empty when nothing follows.

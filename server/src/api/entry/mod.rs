@@ -32,7 +32,7 @@ mod filter;
 mod tests;
 
 pub use authorized_entries::SYNC_PAGE_SIZE;
-pub(crate) use filter::{bad_token, page};
+pub(crate) use filter::{check_trust_domain_token, page};
 
 /// The entry service.
 #[derive(Debug, Clone)]

@@ -23,7 +23,7 @@ use signet_proto::spire::api::server::trustdomain::v1::{
 use signet_proto::types::{self, federation_relationship::BundleEndpointProfile as Profile};
 use tonic::{Request, Response, Status};
 
-use crate::api::entry::{bad_token, page, with_context};
+use crate::api::entry::{check_trust_domain_token, page, with_context};
 use crate::api::{ApiError, ApiState, ok_status};
 use crate::datastore::StoreError;
 use crate::federation::manager::Federation;
@@ -295,12 +295,7 @@ impl TrustDomainApi for TrustDomainService {
     ) -> Result<Response<ListFederationRelationshipsResponse>, Status> {
         self.state.require_admin(&req).await?;
         let req = req.into_inner();
-        if req.page_size > 0
-            && !req.page_token.is_empty()
-            && id::parse_trust_domain(&req.page_token).is_err()
-        {
-            return Err(bad_token(&req.page_token).into());
-        }
+        check_trust_domain_token(req.page_size, &req.page_token)?;
         let rels = if req.include_static {
             self.federation.relationships().await
         } else {
