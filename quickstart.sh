@@ -14,8 +14,8 @@ cd "$root"
 data="$root/.data/quickstart"
 server_sock="$data/server/api.sock"
 agent_sock="$data/agent/api.sock"
-server="$root/target/debug/signet-server"
-agent="$root/target/debug/signet-agent"
+server="${CARGO_TARGET_DIR:-$root/target}/debug/signet-server"
+agent="${CARGO_TARGET_DIR:-$root/target}/debug/signet-agent"
 td="example.org"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }

@@ -65,6 +65,7 @@ impl Setup {
     /// The agent configuration text.
     pub fn config_text(&self, port: u16, agent_lines: &str) -> String {
         let d = self.dir.path().display();
+        let td = self.server.config.trust_domain.as_str();
         format!(
             r#"
 agent {{
@@ -72,7 +73,7 @@ agent {{
     server_address = "127.0.0.1"
     server_port = {port}
     socket_path = "{d}/public/api.sock"
-    trust_domain = "example.org"
+    trust_domain = "{td}"
     trust_bundle_path = "{d}/bootstrap.pem"
     log_level = "DEBUG"
     {agent_lines}
@@ -110,7 +111,7 @@ plugins {{
         self.dir.path().join("agent")
     }
 
-    /// Creates an entry `spiffe://example.org<path>` under `parent`; returns its ID.
+    /// Creates an entry `spiffe://<trust domain><path>` under `parent`; returns its ID.
     pub async fn create_entry(&self, parent: &SpiffeId, path: &str) -> String {
         self.create_entries(parent, &[path]).await.remove(0)
     }
@@ -152,6 +153,20 @@ plugins {{
             .remove(0)
     }
 
+    /// Creates an entry with the selector `unix:<unix_value>` whose workloads also get the
+    /// bundles of `federates_with` (trust domain names); returns its ID.
+    pub async fn create_federated_entry(
+        &self,
+        parent: &SpiffeId,
+        path: &str,
+        unix_value: &str,
+        federates_with: &[&str],
+    ) -> String {
+        self.create_entries_federated(parent, &[path], 0, unix_value, federates_with)
+            .await
+            .remove(0)
+    }
+
     async fn create_entries_with(
         &self,
         parent: &SpiffeId,
@@ -159,11 +174,23 @@ plugins {{
         ttl: i32,
         unix_value: &str,
     ) -> Vec<String> {
+        self.create_entries_federated(parent, paths, ttl, unix_value, &[])
+            .await
+    }
+
+    async fn create_entries_federated(
+        &self,
+        parent: &SpiffeId,
+        paths: &[&str],
+        ttl: i32,
+        unix_value: &str,
+        federates_with: &[&str],
+    ) -> Vec<String> {
         let entries = paths
             .iter()
             .map(|path| types::Entry {
                 spiffe_id: Some(types::Spiffeid {
-                    trust_domain: "example.org".into(),
+                    trust_domain: self.server.config.trust_domain.as_str().into(),
                     path: (*path).into(),
                 }),
                 parent_id: Some(proto_id(parent)),
@@ -172,6 +199,7 @@ plugins {{
                     value: unix_value.into(),
                 }],
                 x509_svid_ttl: ttl,
+                federates_with: federates_with.iter().map(|td| (*td).to_owned()).collect(),
                 ..Default::default()
             })
             .collect();

@@ -201,6 +201,30 @@ plugins {{
         attest(self.tls(None).await.unwrap(), token).await
     }
 
+    /// Runs `signet-server <args>` (SPIRE's or Signet's flag spelling) in-process against the
+    /// admin socket, as `main` does; returns its result (stdout, or the error) and stderr.
+    pub async fn cli(&self, args: &[&str]) -> (anyhow::Result<String>, String) {
+        use signet_server::cli::{Cli, Command, Env, compat, execute};
+        let argv = ["signet-server"]
+            .iter()
+            .chain(args)
+            .map(std::ffi::OsString::from)
+            .chain(["--socket-path".into(), self.socket().into_os_string()]);
+        let cli = <Cli as clap::Parser>::try_parse_from(compat::normalize(argv)).unwrap();
+        let Command::Admin(cmd) = cli.command else {
+            panic!("not an admin command: {args:?}")
+        };
+        let (mut stdin, mut stdout, mut stderr) = (std::io::empty(), Vec::new(), Vec::new());
+        let mut env = Env {
+            stdin: &mut stdin,
+            stdout: &mut stdout,
+            stderr: &mut stderr,
+        };
+        let result = execute(cmd, &mut env).await;
+        let stderr = String::from_utf8(stderr).unwrap();
+        (result.map(|()| String::from_utf8(stdout).unwrap()), stderr)
+    }
+
     /// Stops the server.
     pub async fn stop(&mut self) {
         if let Some(s) = self.server.take() {

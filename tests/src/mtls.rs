@@ -38,12 +38,23 @@ pub async fn handshake(
     server: &spiffe::X509Svid,
     roots: &[Vec<u8>],
 ) -> Result<(String, String), String> {
+    handshake_across(client, roots, server, roots).await
+}
+
+/// As [`handshake`] with each side trusting its own roots (e.g. workloads of two federated
+/// trust domains: each verifies the other against the bundle its own agent served).
+pub async fn handshake_across(
+    client: &spiffe::X509Svid,
+    client_roots: &[Vec<u8>],
+    server: &spiffe::X509Svid,
+    server_roots: &[Vec<u8>],
+) -> Result<(String, String), String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let server_config = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_client_cert_verifier(Arc::new(
-            ClientSvidVerifier::new(roots, Authorizer::exact(id_of(client)), &provider)
+            ClientSvidVerifier::new(server_roots, Authorizer::exact(id_of(client)), &provider)
                 .map_err(|e| e.to_string())?,
         ))
         .with_single_cert(chain(server), key(server))
@@ -53,7 +64,7 @@ pub async fn handshake(
         .map_err(|e| e.to_string())?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(
-            ServerSvidVerifier::new(roots, Authorizer::exact(id_of(server)), &provider)
+            ServerSvidVerifier::new(client_roots, Authorizer::exact(id_of(server)), &provider)
                 .map_err(|e| e.to_string())?,
         ))
         .with_client_auth_cert(chain(client), key(client))
@@ -84,4 +95,16 @@ pub async fn handshake(
     let tls = connected.map_err(|e| format!("client: {e}"))?;
     let client_saw = peer_id(tls.get_ref().1.peer_certificates())?;
     Ok((server_saw?, client_saw))
+}
+
+/// Whether the DER certificate `leaf` is signed by one of `roots` (DER).
+pub fn signed_by(leaf: &[u8], roots: &[Vec<u8>]) -> bool {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf) else {
+        return false;
+    };
+    roots.iter().any(|r| {
+        x509_parser::parse_x509_certificate(r).is_ok_and(|(_, root)| {
+            signet_common::sigcheck::verify_cert(&cert, root.public_key()).is_ok()
+        })
+    })
 }

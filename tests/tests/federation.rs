@@ -6,36 +6,16 @@
 
 use std::time::Duration;
 
-use clap::Parser;
 use signet_proto::spire::api::server::bundle::v1::GetFederatedBundleRequest;
 use signet_proto::spire::api::server::bundle::v1::bundle_client::BundleClient;
-use signet_server::cli::{Cli, Command, Env};
 use signet_tests::{Options, TestServer};
 
-/// Runs `signet-server <args>` against `server`'s admin socket; returns (ok, stdout, stderr
-/// plus the error).
+/// `signet-server <args>` against `server`: (ok, stdout, stderr plus the error).
 async fn cli(server: &TestServer, args: &[&str]) -> (bool, String, String) {
-    let socket = server.socket();
-    let mut argv = vec!["signet-server"];
-    argv.extend_from_slice(args);
-    argv.extend(["--socket-path", socket.to_str().unwrap()]);
-    let argv = signet_server::cli::compat::normalize(argv.iter().map(std::ffi::OsString::from));
-    let cli = Cli::try_parse_from(argv).unwrap();
-    let Command::Admin(cmd) = cli.command else {
-        panic!("not an admin command")
-    };
-    let (mut stdin, mut stdout, mut stderr) = (std::io::empty(), Vec::new(), Vec::new());
-    let mut env = Env {
-        stdin: &mut stdin,
-        stdout: &mut stdout,
-        stderr: &mut stderr,
-    };
-    let result = signet_server::cli::execute(cmd, &mut env).await;
-    let mut err = String::from_utf8(stderr).unwrap();
-    if let Err(e) = &result {
-        err.push_str(&format!("Error: {e:#}\n"));
+    match server.cli(args).await {
+        (Ok(out), err) => (true, out, err),
+        (Err(e), err) => (false, String::new(), format!("{err}Error: {e:#}\n")),
     }
-    (result.is_ok(), String::from_utf8(stdout).unwrap(), err)
 }
 
 async fn server(td: &str) -> TestServer {

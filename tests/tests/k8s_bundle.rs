@@ -12,38 +12,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser as _;
 use k8s_openapi::api::core::v1::ConfigMap;
 use signet_agent::run::Agent;
 use signet_common::bundle::{from_spiffe_json, parse_pem_certs};
 use signet_common::clock::SystemClock;
 use signet_common::id::parse_trust_domain;
-use signet_server::cli::{Cli, Command, Env};
 use signet_tests::kube::{KubeCluster, PodFixture, attest_psat, psat_agent_config, yaml_to_json};
 use signet_tests::{Options, TestServer};
 
 /// `signet-server bundle show` (PEM) against `server`, run in-process: exactly its stdout.
 async fn bundle_show(server: &TestServer) -> String {
-    let socket = server.socket();
-    let cli = Cli::try_parse_from([
-        "signet-server",
-        "bundle",
-        "show",
-        "--socket-path",
-        socket.to_str().unwrap(),
-    ])
-    .unwrap();
-    let Command::Admin(cmd) = cli.command else {
-        panic!("not an admin command")
-    };
-    let (mut stdin, mut stdout, mut stderr) = (std::io::empty(), Vec::new(), Vec::new());
-    let mut env = Env {
-        stdin: &mut stdin,
-        stdout: &mut stdout,
-        stderr: &mut stderr,
-    };
-    signet_server::cli::execute(cmd, &mut env).await.unwrap();
-    String::from_utf8(stdout).unwrap()
+    server.cli(&["bundle", "show"]).await.0.unwrap()
 }
 
 fn namespace(kube: &KubeCluster, ns: &str) {

@@ -7,20 +7,17 @@
 //! code and changes nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-use std::ffi::OsString;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use clap::Parser;
 use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{Secret, secret};
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient;
 use futures::StreamExt;
 use prost::Message;
-use signet_server::cli::{Cli, Command, Env};
 use signet_tests::TestServer;
 use signet_tests::agent::{Setup, until};
 use spiffe::{TrustDomain, WorkloadApiClient};
@@ -32,27 +29,7 @@ fn uid() -> String {
 /// Runs `signet-server <args> -socketPath <admin>` in-process, SPIRE's flag spelling
 /// rewritten as `main` does; stdout, or the error line.
 async fn cli(server: &TestServer, args: &[&str]) -> Result<String, String> {
-    let socket = server.socket();
-    let argv: Vec<OsString> = ["signet-server"]
-        .iter()
-        .chain(args)
-        .map(OsString::from)
-        .chain(["-socketPath".into(), socket.into_os_string()])
-        .collect();
-    let cli = Cli::try_parse_from(signet_server::cli::compat::normalize(argv)).unwrap();
-    let Command::Admin(cmd) = cli.command else {
-        panic!("not an admin command")
-    };
-    let (mut stdin, mut stdout, mut stderr) = (std::io::empty(), Vec::new(), Vec::new());
-    let mut env = Env {
-        stdin: &mut stdin,
-        stdout: &mut stdout,
-        stderr: &mut stderr,
-    };
-    match signet_server::cli::execute(cmd, &mut env).await {
-        Ok(()) => Ok(String::from_utf8(stdout).unwrap()),
-        Err(e) => Err(e.to_string()),
-    }
+    server.cli(args).await.0.map_err(|e| e.to_string())
 }
 
 async fn json(server: &TestServer, args: &[&str]) -> serde_json::Value {
@@ -85,15 +62,6 @@ fn key_ids(der: &[u8]) -> (String, String) {
         }
     }
     (ski, aki)
-}
-
-/// Whether `leaf` is signed by one of `roots`.
-fn verifies(leaf: &[u8], roots: &[Vec<u8>]) -> bool {
-    let (_, cert) = x509_parser::parse_x509_certificate(leaf).unwrap();
-    roots.iter().any(|r| {
-        let (_, root) = x509_parser::parse_x509_certificate(r).unwrap();
-        signet_common::sigcheck::verify_cert(&cert, root.public_key()).is_ok()
-    })
 }
 
 /// The issuers (AKI) of every SVID, and the bundle's root SKIs, from the Workload API.
@@ -245,7 +213,7 @@ async fn x509_prepare_activate_taint_revoke_replaces_svids_without_a_gap() {
             assert_eq!(ctx.svids().len(), 2, "both SVIDs in every update");
             for svid in ctx.svids() {
                 assert!(
-                    verifies(svid.leaf().as_bytes(), &roots),
+                    signet_tests::mtls::signed_by(svid.leaf().as_bytes(), &roots),
                     "an SVID that does not verify against its update's bundle"
                 );
                 seen.lock().unwrap().push(key_ids(svid.leaf().as_bytes()).1);

@@ -178,6 +178,23 @@ wait_for() {
     info "ok: $what"
 }
 
+# until_true <what> <seconds> <cmd...>: polls every 0.5 s; prints how long it took.
+until_true() {
+    local what="$1" limit="$2"; shift 2
+    local start=$SECONDS deadline=$((SECONDS + limit))
+    until "$@"; do
+        ((SECONDS < deadline)) || fail "$what: not within ${limit}s"
+        sleep 0.5
+    done
+    info "ok: $what after ~$((SECONDS - start))s"
+}
+
+# aki_of <pem file>: hex AKI of the first certificate.
+aki_of() {
+    openssl x509 -in "$1" -noout -ext authorityKeyIdentifier | tail -n +2 | head -n 1 |
+        sed 's/keyid://' | tr -d ' :' | tr 'A-F' 'a-f'
+}
+
 # wait_for_socket <proc name> <socket path> [timeout]: wait for a UDS, failing early if the process died.
 wait_for_socket() {
     local name="$1" sock="$2" timeout="${3:-60}"

@@ -27,11 +27,6 @@ for pem in re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----"
     print(out.splitlines()[-1].strip().replace(":", "").lower())
 EOF
 }
-# aki_of <pem file>: hex AKI of the first certificate.
-aki_of() {
-    openssl x509 -in "$1" -noout -ext authorityKeyIdentifier | tail -n +2 | head -n 1 |
-        sed 's/keyid://' | tr -d ' :' | tr 'A-F' 'a-f'
-}
 # fetch_into <dir> <socket>: spire-agent api fetch x509 -write <dir>.
 fetch_into() {
     rm -rf "$1"; mkdir -p "$1"
@@ -67,16 +62,6 @@ key = next(k for k in bundles if k.rstrip("/").endswith(sys.argv[2]))
 jwks = json.loads(base64.b64decode(bundles[key]))
 print(" ".join(sorted(k["kid"] for k in jwks["keys"])))
 EOF
-}
-# until_true <what> <seconds> <cmd...>: polls every 0.5 s; prints how long it took.
-until_true() {
-    local what="$1" limit="$2"; shift 2
-    local start=$SECONDS deadline=$((SECONDS + limit))
-    until "$@"; do
-        ((SECONDS < deadline)) || fail "$what: not within ${limit}s"
-        sleep 0.5
-    done
-    info "ok: $what after ~$((SECONDS - start))s"
 }
 la_json() { # la_json <name> <x509|jwt> <verb> [flags]: spire-server localauthority ... -output json
     local name="$1" kind="$2" verb="$3"; shift 3

@@ -121,10 +121,16 @@ impl SledStore {
         })
     }
 
-    /// Makes every write so far durable (sled's flush runs on its own thread pool, so no
-    /// runtime worker blocks on the disk).
+    /// Makes every write so far durable, on tokio's blocking pool so no runtime worker waits
+    /// on the disk. Not `flush_async`: in sled 0.34 concurrent `flush_async` calls can
+    /// deadlock (spacejam/sled#1308, fixed only on sled's unreleased main branch), which hung
+    /// every writer for good.
     pub(super) async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await.map(drop).map_err(backend)
+        let db = self.db.clone();
+        match tokio::task::spawn_blocking(move || db.flush()).await {
+            Ok(flushed) => flushed.map(drop).map_err(backend),
+            Err(e) => Err(StoreError::Backend(format!("datastore flush failed: {e}"))),
+        }
     }
 
     /// Stores `value` at `key` unless the key is taken (then `AlreadyExists(taken)`).

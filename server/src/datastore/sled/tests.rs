@@ -306,3 +306,39 @@ async fn join_tokens_are_kept_as_digests_and_a_version_1_store_is_migrated() {
     );
     assert_eq!(store.join_tokens.len(), 0);
 }
+
+/// sled 0.34's `flush_async` deadlocks when many writers flush at once (spacejam/sled#1308):
+/// hundreds of concurrent acknowledged writes must all return, and all be readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hundreds_of_concurrent_flushing_writes_all_complete() {
+    let (store, _dir) = fresh().await;
+    let writers: Vec<_> = (0..400)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .create_join_token(JoinToken {
+                        token: format!("token-{i}"),
+                        expires_at: 9,
+                    })
+                    .await
+            })
+        })
+        .collect();
+    let all = async {
+        for writer in writers {
+            writer.await.unwrap().unwrap();
+        }
+    };
+    // A hang is the defect; a minute is far beyond any healthy disk.
+    tokio::time::timeout(std::time::Duration::from_secs(60), all)
+        .await
+        .expect("concurrent flushing writes hung");
+    for i in 0..400 {
+        let token = format!("token-{i}");
+        assert!(
+            store.take_join_token(&token).await.unwrap().is_some(),
+            "{token}"
+        );
+    }
+}

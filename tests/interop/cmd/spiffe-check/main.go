@@ -7,6 +7,8 @@
 //	spiffe-check jwt   -addr unix:///path -audience A -expect spiffe://td/id
 //	spiffe-check watch -addr unix:///path -rotations N -timeout D [-expect spiffe://td/id]
 //	spiffe-check mtls  -addr unix:///path [-expect spiffe://td/id]
+//	spiffe-check xmtls -addr unix:///a -peer-addr unix:///b -server-id ID -client-id ID [-for D]
+//	spiffe-check bundle -trust-domain td -file bundle.json [-min-x509 N] [-min-jwt N]
 //
 // -addr defaults to $SPIFFE_ENDPOINT_SOCKET.
 package main
@@ -92,10 +94,12 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"x509":  {"fetch the X.509 context once; check the default SVID's ID and verify its chain", runX509},
-	"jwt":   {"fetch a JWT-SVID; validate it through the agent and locally against the JWT bundles", runJWT},
-	"watch": {"watch the X.509 context until the SVID has rotated N times, verifying every update", runWatch},
-	"mtls":  {"mutual TLS handshake over loopback between two users of one X509Source", runMTLS},
+	"x509":   {"fetch the X.509 context once; check the default SVID's ID and verify its chain", runX509},
+	"jwt":    {"fetch a JWT-SVID; validate it through the agent and locally against the JWT bundles", runJWT},
+	"watch":  {"watch the X.509 context until the SVID has rotated N times, verifying every update", runWatch},
+	"mtls":   {"mutual TLS handshake over loopback between two users of one X509Source", runMTLS},
+	"xmtls":  {"mutual TLS between the workloads of two agents (-addr serves, -peer-addr dials), across trust domains", runCrossMTLS},
+	"bundle": {"parse a SPIFFE bundle document with spiffebundle.Parse", runBundleParse},
 }
 
 func usage() {
@@ -596,23 +600,31 @@ func runMTLS(args []string) error {
 		return errors.New(strings.Join(errs, "; "))
 	}
 
-	// Negative check: a client that authorizes only another ID must refuse this server.
+	if err := refusesOtherID(ctx, self, source, source); err != nil {
+		return err
+	}
+	fmt.Printf("SPIFFE ID: %s\n", self)
+	return nil
+}
+
+// refusesOtherID checks that a client (from clientSource) authorizing only an ID other than
+// the server's own (self, from serverSource) refuses the server's handshake.
+func refusesOtherID(ctx context.Context, self spiffeid.ID, serverSource, clientSource *workloadapi.X509Source) error {
 	other := spiffeid.RequireFromPath(self.TrustDomain(), "/spiffe-check/not-the-server")
-	l2, err := spiffetls.ListenWithMode(ctx, "tcp", "127.0.0.1:0",
-		spiffetls.MTLSServerWithSource(tlsconfig.AuthorizeAny(), source))
+	l, err := spiffetls.ListenWithMode(ctx, "tcp", "127.0.0.1:0",
+		spiffetls.MTLSServerWithSource(tlsconfig.AuthorizeAny(), serverSource))
 	if err != nil {
 		return fmt.Errorf("spiffetls.ListenWithMode (second listener): %w", err)
 	}
-	defer l2.Close()
-	go drainOne(l2)
-	conn, err := spiffetls.DialWithMode(ctx, "tcp", l2.Addr().String(),
-		spiffetls.MTLSClientWithSource(tlsconfig.AuthorizeID(other), source))
+	defer l.Close()
+	go drainOne(l)
+	conn, err := spiffetls.DialWithMode(ctx, "tcp", l.Addr().String(),
+		spiffetls.MTLSClientWithSource(tlsconfig.AuthorizeID(other), clientSource))
 	if err == nil {
 		conn.Close()
 		return fmt.Errorf("a client authorizing only %s completed a handshake with %s", other, self)
 	}
 	fmt.Printf("client authorizing only %s was refused as expected: %v\n", other, err)
-	fmt.Printf("SPIFFE ID: %s\n", self)
 	return nil
 }
 
