@@ -60,6 +60,30 @@ pub struct Options {
     pub federation_refresh_floor: Option<std::time::Duration>,
 }
 
+impl Options {
+    /// A server of trust domain `td` serving its bundle on an `https_spiffe` bundle endpoint
+    /// (127.0.0.1, free port, refresh hint 1 s) and refreshing federated bundles at least
+    /// every 500 ms: one side of a federation.
+    pub fn bundle_endpoint(td: &str) -> Self {
+        Self {
+            trust_domain: Some(td.into()),
+            server_lines: vec![
+                r#"federation {
+        bundle_endpoint {
+            address = "127.0.0.1"
+            port = 0
+            refresh_hint = "1s"
+            profile "https_spiffe" {}
+        }
+    }"#
+                .into(),
+            ],
+            federation_refresh_floor: Some(std::time::Duration::from_millis(500)),
+            ..Self::default()
+        }
+    }
+}
+
 /// The `DataStore "sql"` block for a PostgreSQL connection string.
 pub fn postgres_datastore(connection_string: &str) -> String {
     format!(

@@ -19,23 +19,7 @@ async fn cli(server: &TestServer, args: &[&str]) -> (bool, String, String) {
 }
 
 async fn server(td: &str) -> TestServer {
-    TestServer::start(Options {
-        trust_domain: Some(td.into()),
-        server_lines: vec![
-            r#"federation {
-        bundle_endpoint {
-            address = "127.0.0.1"
-            port = 0
-            refresh_hint = "1s"
-            profile "https_spiffe" {}
-        }
-    }"#
-            .into(),
-        ],
-        federation_refresh_floor: Some(Duration::from_millis(500)),
-        ..Options::default()
-    })
-    .await
+    TestServer::start(Options::bundle_endpoint(td)).await
 }
 
 fn pem_file(server: &TestServer, roots: &[Vec<u8>], name: &str) -> String {

@@ -14,25 +14,12 @@ use signet_tests::agent::Setup;
 use signet_tests::mtls::{handshake_across, signed_by};
 use spiffe::{TrustDomain, WorkloadApiClient, X509Svid};
 
-const BUNDLE_ENDPOINT: &str = r#"federation {
-        bundle_endpoint {
-            address = "127.0.0.1"
-            port = 0
-            refresh_hint = "1s"
-            profile "https_spiffe" {}
-        }
-    }"#;
-
 async fn setup(td: &str, lines: &[&str]) -> Setup {
-    let mut server_lines = vec![BUNDLE_ENDPOINT.to_owned()];
-    server_lines.extend(lines.iter().map(|l| (*l).to_owned()));
-    Setup::with_options(Options {
-        trust_domain: Some(td.into()),
-        server_lines,
-        federation_refresh_floor: Some(Duration::from_millis(500)),
-        ..Options::default()
-    })
-    .await
+    let mut options = Options::bundle_endpoint(td);
+    options
+        .server_lines
+        .extend(lines.iter().map(|l| (*l).to_owned()));
+    Setup::with_options(options).await
 }
 
 /// `signet-server federation create` on `on` for `other`'s trust domain, with `other`'s bundle

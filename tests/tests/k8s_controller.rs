@@ -5,10 +5,11 @@
 //! workload in that pod, whose open Workload API stream receives the SVID by push; deleting
 //! the pod deletes the entry and takes the identity off the stream.
 //!
-//! Signet has no TrustDomain API yet, so the controller runs with
-//! `reconcile.clusterFederatedTrustDomains` off; webhooks are off (`ENABLE_WEBHOOKS=false`,
-//! they need in-cluster config). `entryIDPrefix` fences its entries off from the others,
-//! which it would otherwise delete.
+//! A second controller, reconciling only `ClusterFederatedTrustDomain`s, turns them into
+//! federation relationships through the TrustDomain API (and deletes undeclared ones), and
+//! signet-server then federates for real with another server's bundle endpoint.
+//! Webhooks are off (`ENABLE_WEBHOOKS=false`, they need in-cluster config). `entryIDPrefix`
+//! fences the first controller's entries off from the others, which it would otherwise delete.
 //!
 //! Ignored in `cargo test --workspace`; `tests/interop/run.sh 80` runs it with `--ignored`.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
@@ -18,12 +19,20 @@ use std::process::Stdio;
 use std::time::{Duration, UNIX_EPOCH};
 
 use futures::StreamExt;
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
+use signet_proto::spire::api::server::bundle::v1::GetFederatedBundleRequest;
+use signet_proto::spire::api::server::bundle::v1::bundle_client::BundleClient;
 use signet_proto::spire::api::server::entry::v1::entry_client::EntryClient;
 use signet_proto::spire::api::server::entry::v1::{BatchCreateEntryRequest, ListEntriesRequest};
+use signet_proto::spire::api::server::trustdomain::v1::ListFederationRelationshipsRequest;
+use signet_proto::spire::api::server::trustdomain::v1::trust_domain_client::TrustDomainClient;
 use signet_proto::types;
 use signet_tests::k8s_node::{CLUSTER, Node, WORKLOAD_UID, interop_bin};
 use signet_tests::kube::{KubeCluster, yaml_to_json};
 use signet_tests::kubelet::{PodCgroup, container_id, set_container, workload_pod};
+use signet_tests::{Options, TestServer};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// Set in the re-executed test binary: watch the Workload API at this address.
@@ -139,7 +148,14 @@ fn crds(cluster: &KubeCluster) {
     cluster.apply(&serde_json::Value::Array(docs));
 }
 
-fn controller(node: &Node, cluster: &KubeCluster, dir: &Path) -> tokio::process::Child {
+/// Starts the controller against `node`'s server; `reconcile` is its `reconcile` block as a
+/// YAML flow mapping (e.g. `{clusterSPIFFEIDs: true}`).
+fn controller(
+    node: &Node,
+    cluster: &KubeCluster,
+    dir: &Path,
+    reconcile: &str,
+) -> tokio::process::Child {
     let config = dir.join("controller-manager-config.yaml");
     std::fs::write(
         &config,
@@ -155,10 +171,7 @@ spireServerSocketPath: {socket}
 validatingWebhookConfigurationName: spire-controller-manager-webhook
 ignoreNamespaces: [kube-system, kube-public, spire-system]
 entryIDPrefix: scm-{CLUSTER}
-reconcile:
-  clusterSPIFFEIDs: true
-  clusterStaticEntries: true
-  clusterFederatedTrustDomains: false
+reconcile: {reconcile}
 metrics:
   bindAddress: "0"
 health:
@@ -247,7 +260,12 @@ async fn cluster_spiffeid_entries_follow_pods_and_reach_the_workload_by_push() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(applied, "ClusterSPIFFEID applied");
-    let mut scm = controller(&node, cluster, dir.path());
+    let mut scm = controller(
+        &node,
+        cluster,
+        dir.path(),
+        "{clusterSPIFFEIDs: true, clusterStaticEntries: true, clusterFederatedTrustDomains: false}",
+    );
 
     // The pod exists first, unlabelled (no entry for it); its workload watches.
     let kube = &node.kube;
@@ -355,4 +373,201 @@ async fn cluster_spiffeid_entries_follow_pods_and_reach_the_workload_by_push() {
     );
     assert!(entries(&node).await.iter().any(|e| e.id == base_id));
     let _ = watcher.kill().await;
+}
+
+/// Every federation relationship of `node`'s server, one line each:
+/// `<trust domain> <url> <profile> [<endpoint SPIFFE ID>]`, sorted.
+async fn relationships(node: &Node) -> Vec<String> {
+    use types::federation_relationship::BundleEndpointProfile;
+    let mut out: Vec<String> = TrustDomainClient::new(node.server.admin().await)
+        .list_federation_relationships(ListFederationRelationshipsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .federation_relationships
+        .into_iter()
+        .map(|r| {
+            let profile = match r.bundle_endpoint_profile {
+                Some(BundleEndpointProfile::HttpsWeb(_)) => "https_web".to_owned(),
+                Some(BundleEndpointProfile::HttpsSpiffe(p)) => {
+                    format!("https_spiffe {}", p.endpoint_spiffe_id)
+                }
+                None => "none".to_owned(),
+            };
+            format!("{} {} {profile}", r.trust_domain, r.bundle_endpoint_url)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Waits until `node`'s relationships are `want`.
+async fn wait_relationships(node: &Node, dir: &Path, want: &[&str]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = relationships(node).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "relationships {got:?}, want {want:?}; the controller's log:\n{}",
+            std::fs::read_to_string(dir.join("controller-manager.log")).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The X.509 roots `node`'s server holds for `td`, if any.
+async fn federated_roots(node: &Node, td: &str) -> Option<Vec<Vec<u8>>> {
+    BundleClient::new(node.server.admin().await)
+        .get_federated_bundle(GetFederatedBundleRequest {
+            trust_domain: td.into(),
+            output_mask: None,
+        })
+        .await
+        .ok()
+        .map(|b| {
+            let b = b.into_inner();
+            b.x509_authorities.into_iter().map(|a| a.asn1).collect()
+        })
+}
+
+fn cftd(name: &str, spec: serde_json::Value) -> DynamicObject {
+    let mut obj = DynamicObject::new(name, &cftd_resource());
+    obj.data = serde_json::json!({ "spec": spec });
+    obj
+}
+
+fn cftd_resource() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "spire.spiffe.io",
+        "v1alpha1",
+        "ClusterFederatedTrustDomain",
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kube-apiserver, spire-controller-manager (tests/interop/build.sh) and root; run by tests/interop/run.sh 80"]
+async fn cluster_federated_trust_domains_become_relationships_and_federate() {
+    let cluster = KubeCluster::shared();
+    let node = Node::start(cluster, "scm-fed", "scm-fed-node-1").await;
+    let dir = tempfile::tempdir().unwrap();
+    // The other side: a server of b.test with an https_spiffe bundle endpoint.
+    let b = TestServer::start(Options::bundle_endpoint("b.test")).await;
+    let b_url = format!("https://{}", b.server().bundle_endpoint_addr.unwrap());
+    let (b_bundle, stderr) = b.cli(&["bundle", "show", "-format", "spiffe"]).await;
+    let b_bundle = b_bundle.unwrap_or_else(|e| panic!("bundle show: {e:#} {stderr}"));
+
+    // A hand-made relationship: undeclared, so the controller deletes it.
+    let (made, stderr) = node
+        .server
+        .cli(&[
+            "federation",
+            "create",
+            "-trustDomain",
+            "old.test",
+            "-bundleEndpointURL",
+            "https://127.0.0.1:1/bundle",
+            "-bundleEndpointProfile",
+            "https_web",
+        ])
+        .await;
+    made.unwrap_or_else(|e| panic!("federation create: {e:#} {stderr}"));
+    assert_eq!(
+        relationships(&node).await,
+        ["old.test https://127.0.0.1:1/bundle https_web"]
+    );
+
+    crds(cluster);
+    let api: kube::Api<DynamicObject> = kube::Api::all_with(node.kube.clone(), &cftd_resource());
+    let declared = [
+        cftd(
+            "b-test",
+            serde_json::json!({
+                "trustDomain": "b.test",
+                "bundleEndpointURL": b_url,
+                "bundleEndpointProfile": {
+                    "type": "https_spiffe",
+                    "endpointSPIFFEID": "spiffe://b.test/spire/server",
+                },
+                "trustDomainBundle": b_bundle,
+            }),
+        ),
+        cftd(
+            "c-test",
+            serde_json::json!({
+                "trustDomain": "c.test",
+                "bundleEndpointURL": "https://c.test.example/bundle",
+                "bundleEndpointProfile": {"type": "https_web"},
+            }),
+        ),
+    ];
+    for obj in &declared {
+        let mut created = false;
+        for _ in 0..50 {
+            // The CRD takes a moment to be served.
+            if api.create(&PostParams::default(), obj).await.is_ok() {
+                created = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(created, "{} created", obj.metadata.name.as_deref().unwrap());
+    }
+    let mut scm = controller(
+        &node,
+        cluster,
+        dir.path(),
+        "{clusterFederatedTrustDomains: true}",
+    );
+
+    let b_line = format!("b.test {b_url} https_spiffe spiffe://b.test/spire/server");
+    wait_relationships(
+        &node,
+        dir.path(),
+        &[&b_line, "c.test https://c.test.example/bundle https_web"],
+    )
+    .await;
+    // b.test's bundle came with the declaration and stays current through its endpoint.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while federated_roots(&node, "b.test").await != Some(b.roots().await) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b.test's bundle never reached example.org's server"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // An edit of the declaration updates the relationship.
+    api.patch(
+        "c-test",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({
+            "spec": {"bundleEndpointURL": "https://c.test.example/v2/bundle"}
+        })),
+    )
+    .await
+    .unwrap();
+    wait_relationships(
+        &node,
+        dir.path(),
+        &[&b_line, "c.test https://c.test.example/v2/bundle https_web"],
+    )
+    .await;
+
+    // Deleting the declaration deletes the relationship; b.test's is untouched.
+    api.delete("c-test", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_relationships(&node, dir.path(), &[&b_line]).await;
+    assert!(
+        scm.try_wait().unwrap().is_none(),
+        "the controller kept running"
+    );
+    api.delete("b-test", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_relationships(&node, dir.path(), &[]).await;
+    let _ = scm.kill().await;
 }
