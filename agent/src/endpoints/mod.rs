@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryServiceServer;
 use signet_common::metrics::{RpcLayer, RpcMetrics};
+use signet_common::size_limit::SizeLimitLayer;
 use signet_common::uds;
 use signet_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApiServer;
 use tokio::net::UnixListener;
@@ -130,7 +131,7 @@ fn router(
     health: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
     >,
-) -> Router<Stack<RpcLayer, Identity>> {
+) -> Router<Stack<SizeLimitLayer, Stack<RpcLayer, Identity>>> {
     let attestor = Arc::new(CallerAttestor::new(Arc::clone(&api.attestors)));
     let sds = SdsService::new(
         api.snapshot.clone(),
@@ -140,7 +141,9 @@ fn router(
     );
     let workload = SpiffeWorkloadApiServer::new(WorkloadService::new(api, shutdown));
     Server::builder()
+        // Outermost first: the metrics layer sees the code the size layer rewrote.
         .layer(rpc.layer())
+        .layer(SizeLimitLayer)
         .add_service(health)
         .add_service(InterceptedService::new(workload, check_security_header))
         .add_service(SecretDiscoveryServiceServer::new(sds))
