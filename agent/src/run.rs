@@ -141,6 +141,7 @@ impl Agent {
             listener,
             api,
             config.sds.clone(),
+            config.conn_limits,
             metrics.rpc.clone(),
             stop.clone(),
         );

@@ -23,6 +23,8 @@ pub mod psat;
 pub mod rotation;
 pub mod selector;
 pub mod sigcheck;
+#[cfg(feature = "metrics")]
+pub mod size_limit;
 pub mod telemetry;
 pub mod tls;
 #[cfg(feature = "uds")]

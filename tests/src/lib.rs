@@ -22,6 +22,7 @@ use tempfile::TempDir;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 pub mod agent;
+pub mod agent_proc;
 pub mod k8s_node;
 pub mod kube;
 pub mod kubelet;

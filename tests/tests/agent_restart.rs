@@ -13,54 +13,11 @@ use signet_proto::spire::api::server::agent::v1::agent_client::AgentClient;
 use signet_proto::spire::api::server::entry::v1::BatchCreateEntryRequest;
 use signet_proto::spire::api::server::entry::v1::entry_client::EntryClient;
 use signet_proto::types;
+use signet_tests::agent_proc::{agent_config, bundle_roots};
 use signet_tests::procs::{ServerProc, spawn, wait_for};
 use signet_tests::{Options, uds_channel};
 use spiffe::WorkloadApiClient;
 use tokio_stream::StreamExt;
-
-fn agent_config(dir: &Path, port: u16) -> String {
-    let d = dir.display();
-    format!(
-        r#"
-agent {{
-    data_dir = "{d}/agent"
-    server_address = "127.0.0.1"
-    server_port = {port}
-    socket_path = "{d}/public/api.sock"
-    trust_domain = "example.org"
-    trust_bundle_path = "{d}/bootstrap.pem"
-    log_level = "DEBUG"
-}}
-plugins {{
-    KeyManager "disk" {{
-        plugin_data {{
-            directory = "{d}/agent/keys"
-        }}
-    }}
-    NodeAttestor "join_token" {{
-        plugin_data {{}}
-    }}
-    WorkloadAttestor "unix" {{
-        plugin_data {{}}
-    }}
-}}
-"#
-    )
-}
-
-async fn bundle_roots(socket: &Path) -> Vec<Vec<u8>> {
-    use signet_proto::spire::api::server::bundle::v1::GetBundleRequest;
-    use signet_proto::spire::api::server::bundle::v1::bundle_client::BundleClient;
-    BundleClient::new(uds_channel(socket).await)
-        .get_bundle(GetBundleRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .x509_authorities
-        .into_iter()
-        .map(|a| a.asn1)
-        .collect()
-}
 
 fn expiry(der: &[u8]) -> i64 {
     signet_common::x509::cert_info(der).unwrap().not_after
@@ -105,7 +62,11 @@ async fn an_agent_restarted_while_the_server_is_down_serves_its_stored_svids_at_
         .into_inner()
         .value;
     let agent_conf = dir.path().join("agent.conf");
-    std::fs::write(&agent_conf, agent_config(dir.path(), port)).unwrap();
+    std::fs::write(
+        &agent_conf,
+        agent_config(dir.path(), port, r#"log_level = "DEBUG""#),
+    )
+    .unwrap();
     let agent_args = ["run", "--config", agent_conf.to_str().unwrap()];
     let mut with_token = agent_args.to_vec();
     with_token.extend(["--join-token", &token]);

@@ -224,3 +224,100 @@ async fn a_server_error_echoes_at_most_256_bytes_of_a_long_entry_id() {
     assert!(status.message.len() < 1024, "{}", status.message.len());
     assert!(echoes_cut(&status.message, &long_id), "{}", status.message);
 }
+
+/// A message over the 4 MB receive limit answers `ResourceExhausted`, as grpc-go and SPIRE
+/// answer it (tonic's own code is `OutOfRange`), on every listener: the agent's public socket
+/// (Workload API and SDS), the server's admin socket and its TCP agent API.
+#[tokio::test]
+async fn an_oversized_message_is_resource_exhausted_on_every_listener() {
+    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+    use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient;
+    use signet_proto::spire::api::server::agent::v1::agent_client::AgentClient;
+    use signet_proto::spire::api::server::agent::v1::{AttestAgentRequest, attest_agent_request};
+
+    let five_mb = "x".repeat(5 << 20);
+    let setup = Setup::new(&[]).await;
+    let agent = setup.agent("").await;
+    let expect = |what: &str, status: tonic::Status| {
+        assert_eq!(status.code(), Code::ResourceExhausted, "{what}: {status:?}");
+        assert!(
+            status.message().contains("message length too large"),
+            "{what}: {status:?}"
+        );
+    };
+
+    let channel = signet_tests::uds_channel(&agent.socket_path).await;
+    let mut workload =
+        SpiffeWorkloadApiClient::with_interceptor(channel.clone(), |mut r: tonic::Request<()>| {
+            r.metadata_mut()
+                .insert("workload.spiffe.io", "true".parse().unwrap());
+            Ok(r)
+        });
+    let status = workload
+        .validate_jwtsvid(ValidateJwtsvidRequest {
+            audience: "db".into(),
+            svid: five_mb.clone(),
+        })
+        .await
+        .expect_err("5 MB is over the limit");
+    expect("ValidateJWTSVID", status);
+
+    let mut sds = SecretDiscoveryServiceClient::new(channel);
+    let status = sds
+        .fetch_secrets(DiscoveryRequest {
+            resource_names: vec![five_mb.clone()],
+            ..Default::default()
+        })
+        .await
+        .expect_err("5 MB is over the limit");
+    expect("FetchSecrets", status);
+    // A stream whose request is over the limit ends with that status, not OK.
+    let oversized = DiscoveryRequest {
+        resource_names: vec![five_mb.clone()],
+        ..Default::default()
+    };
+    let outbound = futures::stream::iter([oversized]).chain(futures::stream::pending());
+    let status = match sds.stream_secrets(outbound).await {
+        Ok(resp) => resp
+            .into_inner()
+            .message()
+            .await
+            .expect_err("5 MB is over the limit"),
+        Err(status) => status,
+    };
+    expect("StreamSecrets", status);
+
+    let status = EntryClient::new(setup.server.admin().await)
+        .batch_create_entry(BatchCreateEntryRequest {
+            entries: vec![types::Entry {
+                id: five_mb.clone(),
+                ..Default::default()
+            }],
+            output_mask: None,
+        })
+        .await
+        .expect_err("5 MB is over the limit");
+    expect("admin BatchCreateEntry", status);
+
+    let request = AttestAgentRequest {
+        step: Some(attest_agent_request::Step::Params(
+            attest_agent_request::Params {
+                data: Some(types::AttestationData {
+                    r#type: "join_token".into(),
+                    payload: five_mb.into_bytes(),
+                }),
+                params: None,
+            },
+        )),
+    };
+    let mut stream = AgentClient::new(setup.server.tls(None).await.unwrap())
+        .attest_agent(futures::stream::iter([request]))
+        .await
+        .map(tonic::Response::into_inner);
+    let status = match &mut stream {
+        Ok(s) => s.message().await.expect_err("5 MB is over the limit"),
+        Err(status) => status.clone(),
+    };
+    expect("TCP AttestAgent", status);
+    agent.shutdown().await.unwrap();
+}

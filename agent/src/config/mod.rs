@@ -59,6 +59,9 @@ struct AgentBlock {
     workload_x509_svid_key_type: Option<String>,
     x509_svid_cache_max_size: Option<i64>,
     jwt_svid_cache_max_size: Option<i64>,
+    workload_api_max_conns_per_uid: Option<i64>,
+    workload_api_max_streams_per_conn: Option<i64>,
+    workload_api_idle_timeout: Option<String>,
     sds: Option<SdsBlock>,
     experimental: Option<ExperimentalBlock>,
     admin_socket_path: Option<PathBuf>,
@@ -165,6 +168,30 @@ pub struct UnixConfig {
     pub discover_workload_path: bool,
     /// Largest binary hashed for `unix:sha256` (0 = unlimited, negative = never).
     pub workload_size_limit: i64,
+}
+
+/// Limits on the public socket's connections (Signet's keys; SPIRE has none): every local
+/// user may connect, so no one uid may hold the agent's file descriptors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// `workload_api_max_conns_per_uid`: connections one uid may hold (also capped at half
+    /// of the agent's open file limit).
+    pub max_conns_per_uid: usize,
+    /// `workload_api_max_streams_per_conn`: concurrent calls on one connection (HTTP/2
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub max_streams_per_conn: u32,
+    /// `workload_api_idle_timeout`: how long a connection with no open call stays open.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        Self {
+            max_conns_per_uid: 256,
+            max_streams_per_conn: 100,
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
 }
 
 /// The agent's `sds {}` block (SPIRE's keys and defaults).
@@ -280,6 +307,8 @@ pub struct Config {
     pub sync_interval: Duration,
     /// Envoy SDS names.
     pub sds: SdsConfig,
+    /// Limits on the public socket's connections.
+    pub conn_limits: ConnLimits,
     /// Where the agent's own key lives.
     pub key_manager: KeyManagerConfig,
     /// The `unix` workload attestor, if configured.
@@ -343,6 +372,7 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
     let a = file.agent;
     let mut notes = Vec::new();
     agent_keys(&a, &mut notes)?;
+    let conn_limits = conn_limits(&a)?;
     let telemetry = file.telemetry.unwrap_or_default();
     telemetry.note(&mut notes);
     let metrics = telemetry.metrics("signet_agent")?;
@@ -446,6 +476,7 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
         )?,
         sync_interval,
         sds: a.sds.map(sds).unwrap_or_default(),
+        conn_limits,
         key_manager: plugins.key_manager,
         unix_attestor: plugins.unix,
         k8s_attestor: plugins.k8s,
@@ -621,6 +652,35 @@ fn cache_size(name: &str, value: Option<i64>) -> Result<usize, String> {
         Some(v) if v > 0 => usize::try_from(v).map_err(|_| format!("{name}: {v} is too large")),
         Some(v) => Err(format!("{name}: must be greater than zero, not {v}")),
     }
+}
+
+fn conn_limits(a: &AgentBlock) -> Result<ConnLimits, String> {
+    let d = ConnLimits::default();
+    let count = |name: &str, value: Option<i64>, default: usize| match value {
+        None => Ok(default),
+        Some(v) if v > 0 => usize::try_from(v).map_err(|_| format!("{name}: {v} is too large")),
+        Some(v) => Err(format!("{name}: must be greater than zero, not {v}")),
+    };
+    let streams = count(
+        "agent.workload_api_max_streams_per_conn",
+        a.workload_api_max_streams_per_conn,
+        d.max_streams_per_conn as usize,
+    )?;
+    Ok(ConnLimits {
+        max_conns_per_uid: count(
+            "agent.workload_api_max_conns_per_uid",
+            a.workload_api_max_conns_per_uid,
+            d.max_conns_per_uid,
+        )?,
+        max_streams_per_conn: u32::try_from(streams).map_err(|_| {
+            format!("agent.workload_api_max_streams_per_conn: {streams} is too large")
+        })?,
+        idle_timeout: duration(
+            "agent.workload_api_idle_timeout",
+            a.workload_api_idle_timeout.as_deref(),
+            d.idle_timeout,
+        )?,
+    })
 }
 
 fn sds(s: SdsBlock) -> SdsConfig {

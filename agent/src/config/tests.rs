@@ -415,3 +415,44 @@ fn k8s_psat_node_attestor_with_spires_default_token_path() {
         NodeAttestorConfig::JoinToken
     );
 }
+
+#[test]
+fn workload_api_connection_limits_default_and_parse() {
+    assert_eq!(parse(MINIMAL).unwrap().conn_limits, ConnLimits::default());
+    let text = MINIMAL.replace(
+        "insecure_bootstrap = true",
+        r#"insecure_bootstrap = true
+    workload_api_max_conns_per_uid = 10
+    workload_api_max_streams_per_conn = 3
+    workload_api_idle_timeout = "30s""#,
+    );
+    assert_eq!(
+        parse(&text).unwrap().conn_limits,
+        ConnLimits {
+            max_conns_per_uid: 10,
+            max_streams_per_conn: 3,
+            idle_timeout: Duration::from_secs(30),
+        }
+    );
+    for (line, says) in [
+        (
+            "workload_api_max_conns_per_uid = 0",
+            "agent.workload_api_max_conns_per_uid: must be greater than zero, not 0",
+        ),
+        (
+            "workload_api_max_streams_per_conn = 5000000000",
+            "agent.workload_api_max_streams_per_conn: 5000000000 is too large",
+        ),
+        (
+            r#"workload_api_idle_timeout = "soon""#,
+            "agent.workload_api_idle_timeout: \"soon\" is not a duration",
+        ),
+    ] {
+        let text = MINIMAL.replace(
+            "insecure_bootstrap = true",
+            &format!("insecure_bootstrap = true\n    {line}"),
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains(says), "{line}: {err}");
+    }
+}

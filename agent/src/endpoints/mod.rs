@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryServiceServer;
 use signet_common::metrics::{RpcLayer, RpcMetrics};
+use signet_common::size_limit::SizeLimitLayer;
 use signet_common::uds;
 use signet_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApiServer;
 use tokio::net::UnixListener;
@@ -23,12 +24,16 @@ use tonic::transport::server::Router;
 use tonic::{Request, Status};
 use tower::layer::util::{Identity, Stack};
 
-use crate::config::SdsConfig;
+use self::open_streams::OpenStreamsLayer;
+
+use crate::config::{ConnLimits, SdsConfig};
 
 mod caller;
 mod error;
 pub mod health;
 mod jwt;
+pub mod limits;
+mod open_streams;
 pub mod sds;
 pub mod workload;
 
@@ -70,19 +75,22 @@ pub fn serve(
         listener,
         api,
         SdsConfig::default(),
+        ConnLimits::default(),
         RpcMetrics::default(),
         shutdown,
     );
 }
 
 /// Serves the Workload API, Envoy SDS (configured by `sds`) and gRPC health on `listener`
-/// until `shutdown` turns true, every call counted in `rpc`. Streams still open
+/// until `shutdown` turns true, every call counted in `rpc`, connections held to `limits`
+/// (the open file limit is raised to its hard limit first). Streams still open
 /// [`SHUTDOWN_GRACE`] after that are cut.
 pub fn serve_with_sds(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     listener: UnixListener,
     api: WorkloadApi,
     sds: SdsConfig,
+    limits: ConnLimits,
     rpc: RpcMetrics,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -91,7 +99,8 @@ pub fn serve_with_sds(
         .ok()
         .and_then(|a| a.as_pathname().map(Path::to_path_buf));
     let (reporter, health) = tonic_health::server::health_reporter();
-    let router = router(api, sds, rpc, shutdown.clone(), health);
+    let router = router(api, sds, &limits, rpc, shutdown.clone(), health);
+    let table = limits::ConnTable::new(&limits, limits::raise_fd_limit());
     let mut stop = shutdown.clone();
     let mut grace = shutdown;
     tasks.spawn(async move {
@@ -101,11 +110,11 @@ pub fn serve_with_sds(
         reporter
             .set_serving::<SecretDiscoveryServiceServer<SdsService>>()
             .await;
-        tracing::info!(path = ?path, "Starting Workload API");
-        let server =
-            router.serve_with_incoming_shutdown(crate::peer::incoming(listener), async move {
-                let _ = stop.wait_for(|stop| *stop).await;
-            });
+        tracing::info!(path = ?path, per_uid = table.per_uid(), "Starting Workload API");
+        let incoming = limits::incoming(listener, table, limits.idle_timeout);
+        let server = router.serve_with_incoming_shutdown(incoming, async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        });
         let grace = async move {
             let _ = grace.wait_for(|stop| *stop).await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;
@@ -120,17 +129,21 @@ pub fn serve_with_sds(
     });
 }
 
+/// The public socket's layers, outermost first: open streams, metrics, size-limit codes.
+type Layers = Stack<SizeLimitLayer, Stack<RpcLayer, Stack<OpenStreamsLayer, Identity>>>;
+
 /// The public socket's one router: the Workload API behind its security-header check,
 /// Envoy SDS (no header: Envoy does not send it) and gRPC health.
 fn router(
     api: WorkloadApi,
     sds: SdsConfig,
+    limits: &ConnLimits,
     rpc: RpcMetrics,
     shutdown: watch::Receiver<bool>,
     health: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
     >,
-) -> Router<Stack<RpcLayer, Identity>> {
+) -> Router<Layers> {
     let attestor = Arc::new(CallerAttestor::new(Arc::clone(&api.attestors)));
     let sds = SdsService::new(
         api.snapshot.clone(),
@@ -140,7 +153,11 @@ fn router(
     );
     let workload = SpiffeWorkloadApiServer::new(WorkloadService::new(api, shutdown));
     Server::builder()
+        .max_concurrent_streams(limits.max_streams_per_conn)
+        // Outermost first: the metrics layer sees the code the size layer rewrote.
+        .layer(OpenStreamsLayer)
         .layer(rpc.layer())
+        .layer(SizeLimitLayer)
         .add_service(health)
         .add_service(InterceptedService::new(workload, check_security_header))
         .add_service(SecretDiscoveryServiceServer::new(sds))

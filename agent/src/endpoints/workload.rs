@@ -41,6 +41,12 @@ const SYNC_WAIT: Duration = Duration::from_secs(10);
 /// Responses buffered per stream before the sender waits for the client.
 const STREAM_BUFFER: usize = 2;
 
+/// The most audience values one FetchJWTSVID may ask for.
+pub const MAX_AUDIENCES: usize = 32;
+
+/// The longest audience value FetchJWTSVID accepts, in bytes.
+pub const MAX_AUDIENCE_BYTES: usize = 2048;
+
 type Stream<T> = ReceiverStream<Result<T, Status>>;
 
 /// What the public socket serves from.
@@ -186,6 +192,7 @@ impl WorkloadService {
                 "audience values must not be empty".into(),
             ));
         }
+        check_audience_size(&req.audience)?;
         let only = match req.spiffe_id.as_str() {
             "" => None,
             // SPIRE's text: "invalid requested SPIFFE ID: <why>".
@@ -322,6 +329,24 @@ impl SpiffeWorkloadApi for WorkloadService {
     ) -> Result<Response<Self::FetchWITBundlesStream>, Status> {
         Err(ApiError::Unimplemented("WIT-SVIDs are not supported".into()).into())
     }
+}
+
+/// At most [`MAX_AUDIENCES`] audience values of at most [`MAX_AUDIENCE_BYTES`] each: every
+/// distinct audience set is a token minted, signed and cached for the caller.
+fn check_audience_size(audience: &[String]) -> Result<(), ApiError> {
+    if audience.len() > MAX_AUDIENCES {
+        return Err(ApiError::InvalidArgument(format!(
+            "too many audience values: {} (at most {MAX_AUDIENCES})",
+            audience.len()
+        )));
+    }
+    if let Some(long) = audience.iter().find(|a| a.len() > MAX_AUDIENCE_BYTES) {
+        return Err(ApiError::InvalidArgument(format!(
+            "audience value too long: {} bytes (at most {MAX_AUDIENCE_BYTES})",
+            long.len()
+        )));
+    }
+    Ok(())
 }
 
 fn peer_of<T>(req: &Request<T>) -> Result<Peer, Status> {

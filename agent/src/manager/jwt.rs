@@ -1,7 +1,8 @@
 //! JWT-SVID cache (SPIRE's `jwt_svid_cache_max_size`): one token per SPIFFE ID and audience
 //! set, reused until its jittered half life; if renewing fails, the cached token is still
-//! returned while it has not expired. Least recently used tokens go first when full; tokens
-//! signed by a tainted key are dropped.
+//! returned while it has not expired. Least recently used tokens go first when full, by
+//! count or by bytes (keys and tokens together: a token carries its audience, which callers
+//! choose); tokens signed by a tainted key are dropped.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -13,6 +14,11 @@ use signet_common::id::SpiffeId;
 use signet_common::rotation::renew_at;
 
 use crate::client::JwtSvid;
+
+/// The most bytes of keys and tokens the cache holds, whatever `jwt_svid_cache_max_size`
+/// says: with audiences of up to 32 x 2 KiB (the Workload API's limits) a token is ~90 KiB,
+/// so this still holds ~90 of the largest, and thousands of ordinary ones.
+pub const MAX_CACHE_BYTES: usize = 8 << 20;
 
 /// Cache key: the SPIFFE ID and the sorted, de-duplicated audience.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -32,6 +38,11 @@ impl JwtKey {
             audience,
         }
     }
+
+    /// What the key holds, in bytes.
+    fn size(&self) -> usize {
+        self.spiffe_id.len() + self.audience.iter().map(String::len).sum::<usize>()
+    }
 }
 
 #[derive(Debug)]
@@ -39,12 +50,15 @@ struct Cached {
     svid: JwtSvid,
     renew_at: i64,
     used: u64,
+    /// Key plus token, in bytes.
+    size: usize,
 }
 
 /// The cache.
 #[derive(Debug)]
 pub struct JwtCache {
     max: usize,
+    max_bytes: usize,
     inner: Mutex<Inner>,
 }
 
@@ -52,6 +66,8 @@ pub struct JwtCache {
 struct Inner {
     tokens: HashMap<JwtKey, Cached>,
     tick: u64,
+    /// The sum of the tokens' `size`.
+    bytes: usize,
 }
 
 /// A cache lookup.
@@ -66,10 +82,16 @@ pub enum Lookup {
 }
 
 impl JwtCache {
-    /// A cache of at most `max` tokens.
+    /// A cache of at most `max` tokens and [`MAX_CACHE_BYTES`].
     pub fn new(max: usize) -> Self {
+        Self::with_max_bytes(max, MAX_CACHE_BYTES)
+    }
+
+    /// A cache of at most `max` tokens and `max_bytes` bytes of keys and tokens.
+    pub fn with_max_bytes(max: usize, max_bytes: usize) -> Self {
         Self {
             max: max.max(1),
+            max_bytes,
             inner: Mutex::default(),
         }
     }
@@ -99,18 +121,21 @@ impl JwtCache {
             from_unix_seconds(svid.expires_at),
             jitter,
         ));
+        let size = key.size() + svid.token.len();
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         inner.tick += 1;
         let used = inner.tick;
-        inner.tokens.insert(
-            key,
-            Cached {
-                svid,
-                renew_at: renew,
-                used,
-            },
-        );
-        while inner.tokens.len() > self.max {
+        let cached = Cached {
+            svid,
+            renew_at: renew,
+            used,
+            size,
+        };
+        inner.bytes += size;
+        if let Some(old) = inner.tokens.insert(key, cached) {
+            inner.bytes -= old.size;
+        }
+        while inner.tokens.len() > self.max || inner.bytes > self.max_bytes {
             let Some(oldest) = inner
                 .tokens
                 .iter()
@@ -119,7 +144,9 @@ impl JwtCache {
             else {
                 break;
             };
-            inner.tokens.remove(&oldest);
+            if let Some(gone) = inner.tokens.remove(&oldest) {
+                inner.bytes -= gone.size;
+            }
         }
     }
 
@@ -130,6 +157,7 @@ impl JwtCache {
             c.svid.expires_at > now
                 && key_id(&c.svid.token).is_none_or(|kid| !tainted.contains(&kid))
         });
+        inner.bytes = inner.tokens.values().map(|c| c.size).sum();
     }
 
     /// How many tokens are cached.
@@ -140,6 +168,15 @@ impl JwtCache {
             .unwrap_or_else(PoisonError::into_inner)
             .tokens
             .len()
+    }
+
+    /// How many bytes of keys and tokens are cached.
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .bytes
     }
 }
 
@@ -203,6 +240,26 @@ mod tests {
         assert_eq!(c.count(), 2);
         assert_eq!(c.get(&key(&["b"]), 1000), Lookup::Missing);
         assert!(matches!(c.get(&key(&["a"]), 1000), Lookup::Fresh(_)));
+    }
+
+    #[test]
+    fn least_recently_used_tokens_are_dropped_when_over_the_byte_bound() {
+        // Each token is ~1 KB of audience in its key plus its token.
+        let big = |name: &str| key(&[&format!("{name}{}", "a".repeat(1000))]);
+        let c = JwtCache::with_max_bytes(100, 3500);
+        for name in ["a", "b", "c"] {
+            c.put(big(name), svid("k", 2000), 1000, 0.0);
+        }
+        let _ = c.get(&big("a"), 1000);
+        c.put(big("d"), svid("k", 2000), 1000, 0.0);
+        assert_eq!(c.count(), 3);
+        assert_eq!(c.get(&big("b"), 1000), Lookup::Missing);
+        assert!(matches!(c.get(&big("a"), 1000), Lookup::Fresh(_)));
+        assert!(matches!(c.get(&big("d"), 1000), Lookup::Fresh(_)));
+        assert!(c.bytes() <= 3500, "{}", c.bytes());
+        // Replacing a token does not count it twice.
+        c.put(big("d"), svid("k", 2000), 1000, 0.0);
+        assert_eq!(c.count(), 3);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use signet_common::selector::{Selector, SelectorSet};
 use signet_proto::spire::api::server::agent::v1 as pb;
 use signet_proto::spire::api::server::agent::v1::agent_server::Agent;
 use signet_proto::types;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::api::{ApiError, ApiState};
 use crate::attestation::{Attested, NodeAttestor};
@@ -47,7 +47,12 @@ impl AgentService {
             .message()
             .await
             .map_err(|s| {
-                ApiError::BadRequest(format!("failed to receive request: {}", s.message()))
+                let message = format!("failed to receive request: {}", s.message());
+                match s.code() {
+                    // tonic's code for a message over the size limit (see common's size_limit).
+                    Code::OutOfRange | Code::ResourceExhausted => ApiError::TooLarge(message),
+                    _ => ApiError::BadRequest(message),
+                }
             })?
             .ok_or_else(|| ApiError::BadRequest("malformed param: no request".into()))?;
         let Some(pb::attest_agent_request::Step::Params(params)) = first.step else {

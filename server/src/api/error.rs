@@ -27,6 +27,9 @@ pub enum ApiError {
     /// A SPIFFE ID or trust domain in the request is invalid.
     #[error(transparent)]
     Id(#[from] IdError),
+    /// A request message is over the size limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// A record the request names does not exist; the inner error is not exposed.
     #[error("{0}")]
     Missing(String),
@@ -97,6 +100,7 @@ impl ApiError {
     pub fn code(&self) -> Code {
         match self {
             Self::BadRequest(_) | Self::Convert(_) | Self::Id(_) => Code::InvalidArgument,
+            Self::TooLarge(_) => Code::ResourceExhausted,
             Self::Missing(_) => Code::NotFound,
             Self::Duplicate(_) => Code::AlreadyExists,
             Self::Forbidden(_) | Self::AgentRefused(..) => Code::PermissionDenied,

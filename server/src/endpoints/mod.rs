@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use signet_common::metrics::{RpcLayer, RpcMetrics};
+use signet_common::size_limit::SizeLimitLayer;
 use signet_common::uds;
 use signet_proto::istio::v1::auth::istio_certificate_service_server::IstioCertificateServiceServer;
 use signet_proto::signet::sync::v1::sync_server::SyncServer;
@@ -67,12 +68,14 @@ pub struct Services {
     pub rpc: RpcMetrics,
 }
 
-type Router = tonic::transport::server::Router<Stack<RpcLayer, Identity>>;
+type Router = tonic::transport::server::Router<Stack<SizeLimitLayer, Stack<RpcLayer, Identity>>>;
 
 fn router(s: &Services) -> Router {
     Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        // Outermost first: the metrics layer sees the code the size layer rewrote.
         .layer(s.rpc.layer())
+        .layer(SizeLimitLayer)
         .add_service(AgentServer::from_arc(Arc::clone(&s.agent)))
         .add_service(EntryServer::from_arc(Arc::clone(&s.entry)))
         .add_service(BundleServer::from_arc(Arc::clone(&s.bundle)))

@@ -183,7 +183,12 @@ impl SdsService {
             let send_needed = tokio::select! {
                 req = requests.message() => match req {
                     Ok(Some(req)) => self.on_request(&mut st, req),
-                    Ok(None) | Err(_) => return,
+                    Ok(None) => return,
+                    // Undecodable or oversized: the stream ends with that status, not OK.
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
                 },
                 changed = rx.changed() => {
                     if changed.is_err() {
