@@ -25,6 +25,7 @@ use tower::layer::util::{Identity, Stack};
 
 use crate::config::SdsConfig;
 
+pub mod admin;
 mod caller;
 mod error;
 pub mod health;
