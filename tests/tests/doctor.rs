@@ -62,6 +62,20 @@ fn text(v: &Value, field: &str) -> String {
     v[field].as_str().unwrap_or_default().to_owned()
 }
 
+/// `POST /v1/doctor` with `body` by hand; the whole HTTP response.
+async fn raw_post(socket: &std::path::Path, body: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::UnixStream::connect(socket).await.unwrap();
+    let req = format!(
+        "POST /v1/doctor HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
 /// Asserts the check `name` came out `status` with a message and a fix containing these.
 fn assert_check(report: &Value, name: &str, status: &str, message: &str, fix: &str) {
     let c = check(report, name);
@@ -153,6 +167,11 @@ async fn a_healthy_agent_passes_every_check_and_a_foreign_peer_fails_trust() {
     assert!(out.contains(" 0 failed"), "{out}");
     let (code, report) = agent_doctor(&setup, &["--spiffe-id", "spiffe://example.org/web"]).await;
     assert_eq!(code, 0, "{report:#}");
+
+    // A malformed request is refused with the reason; the agent keeps serving.
+    let reply = raw_post(&socket, r#"{"pid":"one"}"#).await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(reply.contains("invalid doctor request"), "{reply}");
 
     // A peer from a trust domain the agent has no bundle for.
     let (code, report) = agent_doctor(&setup, &["--peer", "spiffe://other.org/db"]).await;

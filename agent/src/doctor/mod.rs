@@ -30,6 +30,7 @@ const SKEW_FAIL: i64 = 10;
 /// Which workload to diagnose (at most one of `pid`, `uid`, `spiffe_id`; none: the caller
 /// of the admin socket), and the SPIFFE ID of the peer it talks to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DoctorRequest {
     /// A process ID, attested as the Workload API would attest it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
