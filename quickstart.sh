@@ -14,6 +14,7 @@ cd "$root"
 data="$root/.data/quickstart"
 server_sock="$data/server/api.sock"
 agent_sock="$data/agent/api.sock"
+agent_admin="$data/agent-admin/api.sock"
 server="${CARGO_TARGET_DIR:-$root/target}/debug/signet-server"
 agent="${CARGO_TARGET_DIR:-$root/target}/debug/signet-agent"
 td="example.org"
@@ -83,6 +84,7 @@ agent {
     server_address = "127.0.0.1"
     server_port = "$port"
     socket_path = "$agent_sock"
+    admin_socket_path = "$agent_admin"
     trust_domain = "$td"
     trust_bundle_path = "$data/bundle.pem"
 }
@@ -112,6 +114,10 @@ done
 say "A workload (this shell, uid $(id -u)) fetches its identity:"
 "$agent" api fetch x509 --socket-path "$agent_sock"
 
+say "The mTLS checklist for this shell (signet-agent doctor) and the server (signet-server doctor):"
+"$agent" doctor --config "$data/agent.conf" --peer "spiffe://$td/demo"
+"$server" doctor --socket-path "$server_sock" --spiffe-id "spiffe://$td/demo"
+
 if [[ "${QUICKSTART_ONESHOT:-}" == "1" ]]; then
     exit 0
 fi
@@ -122,6 +128,7 @@ Signet is running. Try, in another terminal:
     $agent api fetch x509 --socket-path $agent_sock
     $agent api fetch jwt --audience demo --socket-path $agent_sock
     $agent api watch --socket-path $agent_sock
+    $agent doctor --config $data/agent.conf --peer spiffe://$td/demo
     SPIFFE_ENDPOINT_SOCKET=unix://$agent_sock <any go-spiffe or spiffe-crate program>
     $server entry show --socket-path $server_sock
 Press Ctrl-C to stop both.

@@ -6,6 +6,7 @@ pub mod attestor;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod doctor;
 pub mod endpoints;
 pub mod manager;
 pub mod metrics;

@@ -19,6 +19,8 @@ use crate::attestor::workload::unix::UnixAttestor;
 use crate::attestor::workload::{Attestors, WorkloadAttestor};
 use crate::client::ServerClient;
 use crate::config::{Config, RunArgs};
+use crate::doctor::Doctor;
+use crate::endpoints::admin;
 use crate::endpoints::health::{self, Readiness};
 use crate::endpoints::{self, WorkloadApi};
 use crate::manager::{Manager, ManagerConfig, Snapshot};
@@ -83,6 +85,8 @@ pub struct Agent {
     pub socket_path: PathBuf,
     /// The agent's SPIFFE ID.
     pub agent_id: SpiffeId,
+    /// The admin socket, if configured.
+    pub admin_socket_path: Option<PathBuf>,
     /// Where the health listener listens, if enabled.
     pub health_addr: Option<SocketAddr>,
     /// Where the Prometheus listener listens, if configured.
@@ -102,8 +106,9 @@ impl Agent {
         ensure_private_dir("data_dir", &config.data_dir).context("data_dir")?;
         let identity = Arc::new(AgentIdentity::load_or_attest(&config, Arc::clone(&clock)).await?);
         let agent_id = identity.current().id.clone();
+        let servers = config.server_addrs();
         let client = Arc::new(ServerClient::new(
-            config.server_addrs(),
+            servers.clone(),
             config.trust_domain.clone(),
             Arc::clone(&clock),
             Arc::clone(&identity) as _,
@@ -121,7 +126,7 @@ impl Agent {
         let mut tasks = JoinSet::new();
         tasks.spawn(svid::rotate(
             Arc::clone(&identity),
-            client,
+            Arc::clone(&client),
             Arc::clone(&clock),
             random_jitter,
             stop.clone(),
@@ -129,11 +134,22 @@ impl Agent {
         manager.spawn(&mut tasks, stop.clone());
 
         let listener = endpoints::bind(&config.socket_path)?;
-        let attestors = Attestors::new(workload_attestors(&config)?);
+        let attestors = Arc::new(Attestors::new(workload_attestors(&config)?));
+        if let Some(path) = &config.admin_socket_path {
+            let doctor = Doctor {
+                identity: Arc::clone(&identity),
+                client,
+                manager: Arc::clone(&manager),
+                attestors: Arc::clone(&attestors),
+                clock: Arc::clone(&clock),
+                servers,
+            };
+            admin::serve(&mut tasks, admin::bind(path)?, doctor, stop.clone());
+        }
         let api = WorkloadApi {
             snapshot: manager.subscribe(),
             identities: Arc::clone(&manager) as _,
-            attestors: Arc::new(attestors),
+            attestors,
             clock: Arc::clone(&clock),
         };
         endpoints::serve_with_sds(
@@ -174,6 +190,7 @@ impl Agent {
         };
         Ok(Self {
             socket_path: config.socket_path,
+            admin_socket_path: config.admin_socket_path,
             agent_id,
             health_addr,
             metrics_addr,
@@ -212,6 +229,9 @@ impl Agent {
             }
         }
         let _ = std::fs::remove_file(&self.socket_path);
+        if let Some(admin) = &self.admin_socket_path {
+            let _ = std::fs::remove_file(admin);
+        }
         tracing::info!("Agent stopped");
         Ok(())
     }

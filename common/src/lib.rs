@@ -7,6 +7,7 @@
 pub mod bundle;
 pub mod clock;
 pub mod config;
+pub mod doctor;
 pub mod echo;
 pub mod entry;
 pub mod fs;

@@ -113,3 +113,20 @@ impl ServerProc {
         }
     }
 }
+
+/// Runs `bin args` to completion (at most a minute); its exit code, stdout and stderr.
+pub async fn run(bin: &str, args: &[&str]) -> (i32, String, String) {
+    let child = Command::new(binary(bin))
+        .args(args)
+        .stdin(Stdio::null())
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), child)
+        .await
+        .unwrap_or_else(|_| panic!("{bin} {args:?} did not finish within a minute"))
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}

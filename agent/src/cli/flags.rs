@@ -22,6 +22,8 @@ pub(crate) enum Command {
     Validate(RunFlags),
     /// Determines agent health status
     Healthcheck(HealthcheckFlags),
+    /// Diagnoses mTLS for a workload: PASS/WARN/FAIL per check, with the fix
+    Doctor(DoctorFlags),
     /// Talks to the Workload API on the agent's socket
     #[command(subcommand)]
     Api(ApiCommand),
@@ -73,6 +75,34 @@ pub(crate) struct HealthcheckFlags {
     /// Print verbose information
     #[arg(long)]
     pub(crate) verbose: bool,
+}
+
+/// `signet-agent doctor`: at most one of `--pid`, `--uid`, `--spiffe-id` (none: the
+/// caller itself).
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("workload").multiple(false))]
+pub(crate) struct DoctorFlags {
+    /// Path to the agent config file (to find admin_socket_path and data_dir)
+    #[arg(long, value_name = "PATH", default_value = "conf/agent/agent.conf")]
+    pub(crate) config: PathBuf,
+    /// Path to the agent's admin socket [default: admin_socket_path from --config]
+    #[arg(long, alias = "adminSocketPath", value_name = "PATH")]
+    pub(crate) admin_socket_path: Option<PathBuf>,
+    /// The workload's process ID
+    #[arg(long, group = "workload")]
+    pub(crate) pid: Option<i32>,
+    /// The workload's user ID
+    #[arg(long, group = "workload")]
+    pub(crate) uid: Option<u32>,
+    /// The SPIFFE ID the workload should get
+    #[arg(long, alias = "spiffeID", group = "workload")]
+    pub(crate) spiffe_id: Option<String>,
+    /// The SPIFFE ID of the peer the workload talks to (checks the workload can verify it)
+    #[arg(long)]
+    pub(crate) peer: Option<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Output::Pretty)]
+    pub(crate) output: Output,
 }
 
 /// The agent's Workload API socket.

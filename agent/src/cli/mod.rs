@@ -1,4 +1,4 @@
-//! The `signet-agent` command line: `run`, `healthcheck`, and `api ...`, a SPIFFE Workload API
+//! The `signet-agent` command line: `run`, `healthcheck`, `doctor`, and `api ...`, a SPIFFE Workload API
 //! client shaped like `spire-agent api ...` (same output, same `-write` files), whose
 //! `api watch --write DIR` / `--config helper.conf` also does spiffe-helper's job.
 //!
@@ -10,6 +10,7 @@ mod api;
 mod atomic_file;
 mod client;
 mod cmd_args;
+mod doctor;
 mod env;
 mod flags;
 mod format;
@@ -88,6 +89,7 @@ async fn dispatch(cli: Cli, env: &Env, io: &mut Io<'_>, interrupt: impl Future<O
         Command::Run(flags) => run_agent::execute(flags, io).await,
         Command::Validate(flags) => run_agent::validate(flags, io),
         Command::Healthcheck(flags) => healthcheck::execute(&flags, env, io).await,
+        Command::Doctor(flags) => doctor::execute(flags, io).await,
         Command::Api(api) => api::execute(api, env, io, interrupt).await,
     }
 }

@@ -177,6 +177,25 @@ impl ServerClient {
         bundle_for(&resp.into_inner(), &self.trust_domain)
     }
 
+    /// `GetBundle`, also reading the server's clock from the response's HTTP `Date` header
+    /// (whole seconds; `None` if it sent none): for `doctor`.
+    pub async fn probe(&self, timeout: Duration) -> Result<(Bundle, Option<i64>), ClientError> {
+        let mut client = BundleClient::new(self.channel()?);
+        let resp = tokio::time::timeout(timeout, client.get_bundle(GetBundleRequest::default()))
+            .await
+            .map_err(|_| ClientError::Timeout(timeout))??;
+        let server_time = resp
+            .metadata()
+            .get("date")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .map(signet_common::clock::unix_seconds);
+        Ok((
+            bundle_for(&resp.into_inner(), &self.trust_domain)?,
+            server_time,
+        ))
+    }
+
     /// `GetFederatedBundle` for `td`.
     pub async fn federated_bundle(&self, td: &TrustDomain) -> Result<Bundle, ClientError> {
         let req = GetFederatedBundleRequest {

@@ -319,6 +319,8 @@ pub struct Config {
     pub health: Option<HealthConfig>,
     /// Where logs go besides stderr (`log_file`).
     pub log_file: Option<PathBuf>,
+    /// The admin socket (`admin_socket_path`; `signet-agent doctor` talks to it), if set.
+    pub admin_socket_path: Option<PathBuf>,
     /// `telemetry {}` as written.
     pub telemetry: TelemetryBlock,
     /// The Prometheus listener (`telemetry { Prometheus {} }`), if configured.
@@ -449,16 +451,20 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
         DEFAULT_SYNC_INTERVAL,
     )?;
     let plugins = Plugins::new(file.plugins, &data_dir)?;
+    let socket_path = args
+        .socket_path
+        .clone()
+        .or(a.socket_path)
+        .unwrap_or_else(|| DEFAULT_SOCKET_PATH.into());
+    if let Some(admin) = &a.admin_socket_path {
+        admin_apart(admin, &socket_path)?;
+    }
     Ok(Config {
         trust_domain,
         server_address,
         server_port,
         other_servers,
-        socket_path: args
-            .socket_path
-            .clone()
-            .or(a.socket_path)
-            .unwrap_or_else(|| DEFAULT_SOCKET_PATH.into()),
+        socket_path,
         data_dir,
         log_level,
         log_format,
@@ -486,20 +492,34 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
             .transpose()?
             .flatten(),
         log_file: a.log_file,
+        admin_socket_path: a.admin_socket_path,
         telemetry,
         metrics,
         no_effect: notes,
     })
 }
 
+/// SPIRE's rule: the admin socket may not sit in (or under) the public socket's directory,
+/// which every workload can reach.
+fn admin_apart(admin: &Path, public: &Path) -> Result<(), String> {
+    if admin.as_os_str().is_empty() {
+        return Err("agent.admin_socket_path is empty".into());
+    }
+    let public_dir = public.parent().unwrap_or(Path::new(""));
+    let admin_dir = admin.parent().unwrap_or(Path::new(""));
+    if !public_dir.as_os_str().is_empty() && admin_dir.starts_with(public_dir) {
+        return Err(format!(
+            "agent.admin_socket_path {} is in the directory of the Workload API socket {}; put it in a directory of its own",
+            admin.display(),
+            public.display()
+        ));
+    }
+    Ok(())
+}
+
 /// SPIRE's agent keys that Signet accepts without effect or refuses (README: Configuration).
 fn agent_keys(a: &AgentBlock, notes: &mut Vec<String>) -> Result<(), String> {
     let mut k = KeyCheck::new("agent", notes);
-    k.refuse(
-        "admin_socket_path",
-        a.admin_socket_path.is_some(),
-        "there is no agent admin API (Debug, Logger, Delegated Identity); remove it",
-    )?;
     k.refuse(
         "rebootstrap_mode",
         a.rebootstrap_mode.as_deref().is_some_and(|m| m != "never"),

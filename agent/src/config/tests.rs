@@ -272,6 +272,39 @@ fn bad_values_are_refused() {
 }
 
 #[test]
+fn admin_socket_path_is_kept_apart_from_the_public_socket() {
+    let with = |lines: &str| {
+        MINIMAL.replace(
+            "insecure_bootstrap",
+            &format!("{lines}\n insecure_bootstrap"),
+        )
+    };
+    let c = parse(&with(
+        "socket_path = \"/run/signet/public/api.sock\"\n admin_socket_path = \"/run/signet/admin/api.sock\"",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.admin_socket_path,
+        Some(PathBuf::from("/run/signet/admin/api.sock"))
+    );
+    assert_eq!(parse(MINIMAL).unwrap().admin_socket_path, None);
+    for admin in [
+        "/run/signet/public/admin.sock",
+        "/run/signet/public/admin/api.sock",
+    ] {
+        let err = parse(&with(&format!(
+            "socket_path = \"/run/signet/public/api.sock\"\n admin_socket_path = \"{admin}\""
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("admin_socket_path") && err.contains("directory of its own"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn plugins_are_checked() {
     let no_km = MINIMAL.replace("KeyManager \"memory\"", "Unused \"memory\"");
     assert!(

@@ -28,6 +28,7 @@ use self::open_streams::OpenStreamsLayer;
 
 use crate::config::{ConnLimits, SdsConfig};
 
+pub mod admin;
 mod caller;
 mod error;
 pub mod health;

@@ -177,6 +177,12 @@ impl Manager {
         tasks.spawn(Arc::clone(self).run_watch(stop));
     }
 
+    /// The SVID held for `entry_id` with its renewal schedule, expired or not (the snapshot
+    /// leaves expired ones out); for `doctor`.
+    pub fn held_svid(&self, entry_id: &str) -> Option<cache::Held> {
+        self.cache().svids.get(entry_id).cloned()
+    }
+
     fn cache(&self) -> MutexGuard<'_, cache::Cache> {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }

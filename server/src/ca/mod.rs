@@ -31,6 +31,7 @@ pub use params::{
     AuthorityState, AuthorityStates, CaConfig, CaSubject, CsrPublicKey, JwtSvid, JwtSvidParams,
     SvidKind, UpstreamDisk, X509Svid, X509SvidParams,
 };
+pub use template::subject_key_id_hex;
 
 /// The CA. Cheap to share behind an `Arc`; every method takes `&self`.
 #[derive(Debug)]

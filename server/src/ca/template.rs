@@ -216,7 +216,7 @@ pub(super) fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, String> {
 
 /// The hex subject key ID of a certificate (SHA-1 of its key when it has no SKI extension):
 /// an X.509 authority ID.
-pub(super) fn subject_key_id_hex(der: &[u8]) -> Option<String> {
+pub fn subject_key_id_hex(der: &[u8]) -> Option<String> {
     let cert = parse_cert(der).ok()?;
     let ski = cert
         .extensions()

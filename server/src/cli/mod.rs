@@ -1,5 +1,5 @@
 //! The `signet-server` command line: `run`, plus the admin commands that talk to a running
-//! server over its admin Unix socket with SPIRE's server API (`entry`, `agent`, `token`,
+//! server over its admin Unix socket with SPIRE's server API (`doctor`, `entry`, `agent`, `token`,
 //! `bundle`, `x509`, `jwt`, `federation`, `localauthority`, `upstreamauthority`, `healthcheck`), and `validate`. Flags are SPIRE's, kebab-cased
 //! (`-spiffeID` becomes `--spiffe-id`); [`compat::normalize`] also accepts SPIRE's spelling.
 //! Output matches `spire-server` 1.13, human-readable or `--output json`.
@@ -13,6 +13,7 @@ mod bundle_format;
 pub mod client;
 pub mod common;
 pub mod compat;
+pub mod doctor;
 pub mod entry;
 mod env;
 pub mod federation;
@@ -56,6 +57,8 @@ pub enum Command {
 pub enum AdminCommand {
     /// Determines server health status.
     Healthcheck(health::HealthArgs),
+    /// Diagnoses the server's side of mTLS: CA, datastore, agents authorized for an entry.
+    Doctor(doctor::DoctorArgs),
     /// Manages registration entries.
     #[command(subcommand)]
     Entry(entry::EntryCommand),
@@ -90,6 +93,7 @@ pub enum AdminCommand {
 pub async fn execute(command: AdminCommand, env: &mut Env<'_>) -> anyhow::Result<()> {
     match command {
         AdminCommand::Healthcheck(args) => health::run(&args, env).await,
+        AdminCommand::Doctor(args) => doctor::execute(&args, env).await,
         AdminCommand::Entry(cmd) => entry::execute(cmd, env).await,
         AdminCommand::Agent(cmd) => agent::execute(cmd, env).await,
         AdminCommand::Token(cmd) => token::execute(cmd, env).await,
