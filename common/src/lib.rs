@@ -10,6 +10,8 @@ pub mod config;
 pub mod echo;
 pub mod entry;
 pub mod fs;
+#[cfg(any(test, feature = "test-util"))]
+pub mod fuzz;
 #[cfg(feature = "health")]
 pub mod health;
 pub mod id;

@@ -29,6 +29,8 @@ mod caller;
 mod error;
 pub mod health;
 mod jwt;
+#[cfg(test)]
+mod jwt_fuzz;
 pub mod sds;
 pub mod workload;
 
