@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestError, TestRng, TestRunner};
 
 /// Cases and seconds each target may use.
@@ -416,18 +415,10 @@ fn len_delimited(b: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Runs a strategy once, for seeds built from generated values.
-pub fn sample<S: Strategy>(strategy: &S) -> S::Value {
-    let mut runner = TestRunner::deterministic();
-    match strategy.new_tree(&mut runner) {
-        Ok(tree) => tree.current(),
-        Err(why) => panic!("sample: {why}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::ValueTree;
 
     #[test]
     fn varints_are_protobufs() {

@@ -67,13 +67,13 @@ pub enum Outcome {
 }
 
 /// Sends `payload` as the one request message of `path` (a unary or streaming method alike:
-/// the wire form is the same), with `headers`, and waits up to `wait` for the first
-/// response message or the status.
+/// the wire form is the same), with `headers` (values that are not valid metadata left
+/// out), and waits up to `wait` for the first response message or the status.
 pub async fn call(
     channel: Channel,
     path: &str,
     payload: Vec<u8>,
-    headers: &[(&'static str, &'static str)],
+    headers: &[(&'static str, String)],
     wait: Duration,
 ) -> Outcome {
     let mut grpc = tonic::client::Grpc::new(channel);
@@ -85,9 +85,9 @@ pub async fn call(
     };
     let mut request = Request::new(futures::stream::iter([payload]));
     for (k, v) in headers {
-        request
-            .metadata_mut()
-            .insert(*k, MetadataValue::from_static(v));
+        if let Ok(v) = MetadataValue::try_from(v.as_str()) {
+            request.metadata_mut().insert(*k, v);
+        }
     }
     let call = async {
         match grpc.streaming(request, path, RawCodec).await {

@@ -165,7 +165,8 @@ fn agent_methods() -> Vec<Method> {
     }
 }
 
-/// Counts panics anywhere in this process (server and agent tasks included).
+/// Counts panics in the server's and agent's tasks (tokio's threads; not the test threads,
+/// where a failing target panics on purpose).
 static PANICS: AtomicUsize = AtomicUsize::new(0);
 
 fn count_panics() {
@@ -173,7 +174,12 @@ fn count_panics() {
     HOOK.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            PANICS.fetch_add(1, Ordering::SeqCst);
+            if std::thread::current()
+                .name()
+                .is_some_and(|n| n.starts_with("tokio-"))
+            {
+                PANICS.fetch_add(1, Ordering::SeqCst);
+            }
             default(info);
         }));
     });
@@ -385,6 +391,8 @@ struct Case {
     /// Server: 0 admin socket, 1 TLS with the agent SVID, 2 TLS without one. Agent: 0 with
     /// the Workload API security header, 1 without.
     route: u8,
+    /// An `authorization: Bearer` token (the Istio CA's service-account token).
+    bearer: Option<String>,
 }
 
 fn cases(
@@ -406,6 +414,7 @@ fn cases(
                 method,
                 payload,
                 route,
+                bearer: None,
             })
         })
         .boxed()
@@ -440,6 +449,14 @@ impl Tally {
                 method.rsplit('/').next().unwrap_or(method)
             ))
             .or_default() += 1;
+    }
+
+    fn messages(&self) -> usize {
+        let t = self.0.lock().unwrap();
+        t.iter()
+            .filter(|(k, _)| k.ends_with(" Message"))
+            .map(|(_, n)| n)
+            .sum()
     }
 
     fn print(&self, name: &str) {
@@ -514,18 +531,18 @@ fn request_decoding() {
 }
 
 /// Request metadata for a call.
-type Headers = &'static [(&'static str, &'static str)];
+type Headers = Vec<(&'static str, String)>;
 
 /// Runs the calls of `cases` against a live process: each sent where `route` says, its
 /// outcome tallied and [`check`]ed; every 256 calls and at the end `alive` must pass, and
-/// nothing in the process may have panicked.
+/// nothing in the process may have panicked. Returns how many calls got a response message.
 fn fuzz_live(
     rt: &Runtime,
     name: &str,
     cases: BoxedStrategy<Case>,
     route: impl Fn(&Case) -> (Channel, Headers),
     alive: impl Fn() -> Result<(), String>,
-) {
+) -> usize {
     let tally = Tally::default();
     let calls = AtomicUsize::new(0);
     fuzz::run(name, cases, |case| {
@@ -535,7 +552,7 @@ fn fuzz_live(
             channel,
             case.method.path,
             case.payload.clone(),
-            headers,
+            &headers,
             Duration::from_millis(300),
         ));
         tally.add(case.method.path, &outcome, start.elapsed());
@@ -548,6 +565,12 @@ fn fuzz_live(
     tally.print(name);
     alive().unwrap();
     assert_eq!(PANICS.load(Ordering::SeqCst), 0, "a panic in the process");
+    let answered = tally.messages();
+    assert!(
+        answered > 0,
+        "{name}: no call got past the checks to a response"
+    );
+    answered
 }
 
 /// The server's liveness check: gRPC health SERVING on the admin socket and a bundle with a
@@ -597,7 +620,7 @@ fn server_api() {
             1 => agent_tls.clone(),
             _ => anon_tls.clone(),
         };
-        (channel, &[])
+        (channel, Vec::new())
     };
     fuzz_live(
         &rt,
@@ -615,7 +638,7 @@ async fn agent_answers(socket: &std::path::Path) -> Result<(), String> {
         uds_channel(socket).await,
         "/SpiffeWorkloadAPI/FetchX509Bundles",
         Vec::new(),
-        &[("workload.spiffe.io", "true")],
+        &[("workload.spiffe.io", "true".into())],
         Duration::from_secs(5),
     )
     .await;
@@ -670,9 +693,9 @@ fn agent_api() {
     let channel = rt.block_on(uds_channel(&socket));
     let route = |case: &Case| -> (Channel, Headers) {
         let headers: Headers = if case.route == 0 {
-            &[("workload.spiffe.io", "true")]
+            vec![("workload.spiffe.io", "true".into())]
         } else {
-            &[]
+            Vec::new()
         };
         (channel.clone(), headers)
     };
@@ -712,5 +735,141 @@ fn method_tables_name_served_methods() {
                 m.path
             );
         }
+    });
+}
+
+const ISTIO_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
+/// Service-account token claims of every shape: right and wrong subject, audience, issuer,
+/// times and Kubernetes claims.
+fn istio_claims(now: i64) -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::json;
+    (
+        prop::sample::select(vec![
+            json!("system:serviceaccount:default:httpbin"),
+            json!("system:serviceaccount::"),
+            json!("system:serviceaccount:a:b:c"),
+            json!(""),
+            json!(7),
+        ]),
+        prop::sample::select(vec![json!(["istio-ca"]), json!("istio-ca"), json!(["x"]), json!([])]),
+        prop::sample::select(vec![json!(now + 3600), json!(now - 600), json!("x"), json!(1e308)]),
+        prop::sample::select(vec![json!(ISTIO_ISSUER), json!("https://evil"), json!(null)]),
+        prop::sample::select(vec![
+            json!({"namespace": "default", "serviceaccount": {"name": "httpbin"}}),
+            json!({"namespace": "other", "serviceaccount": {"name": "httpbin"}}),
+            json!({"namespace": 1, "serviceaccount": []}),
+            json!(null),
+        ]),
+    )
+        .prop_map(move |(sub, aud, exp, iss, k8s)| {
+            json!({"sub": sub, "aud": aud, "exp": exp, "iat": now, "nbf": now, "iss": iss, "kubernetes.io": k8s})
+        })
+}
+
+/// The Istio CA's CreateCertificate over TLS: requests (mutated valid ones with a PEM CSR,
+/// protobuf-shaped, raw) with service-account tokens really signed by the JWKS key over
+/// claims of every shape, mutated valid tokens, raw text or none.
+#[test]
+fn istio_ca_api() {
+    use jsonwebtoken::jwk::{Jwk, JwkSet};
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    count_panics();
+    let rt = runtime();
+    let jwks_dir = tempfile::tempdir().unwrap();
+    let jwks = jwks_dir.path().join("jwks.json");
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let encoding = EncodingKey::from_rsa_pem(pair.serialize_pem().as_bytes()).unwrap();
+    let mut jwk = Jwk::from_encoding_key(&encoding, Algorithm::RS256).unwrap();
+    jwk.common.key_id = Some("k".into());
+    std::fs::write(
+        &jwks,
+        serde_json::to_string(&JwkSet { keys: vec![jwk] }).unwrap(),
+    )
+    .unwrap();
+    let block = format!(
+        "istio_ca {{\n token_issuer = \"{ISTIO_ISSUER}\"\n token_audience = \"istio-ca\"\n \
+         jwks_path = \"{}\"\n server_dns_names = [\"signet.signet-system.svc\"]\n}}",
+        jwks.display()
+    );
+    let (server, tls) = rt.block_on(async {
+        let server = TestServer::start(signet_tests::Options {
+            blocks: vec![block],
+            ..Default::default()
+        })
+        .await;
+        let tls = server.tls(None).await.unwrap();
+        (server, tls)
+    });
+    let now = signet_common::clock::Clock::unix_now(&signet_common::clock::SystemClock);
+    let sign = move |claims: &serde_json::Value| {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some("k".into());
+        jsonwebtoken::encode(&header, claims, &encoding).unwrap()
+    };
+    let valid_token = sign(&serde_json::json!({
+        "sub": "system:serviceaccount:default:httpbin", "aud": ["istio-ca"], "exp": now + 3600,
+        "iat": now, "nbf": now, "iss": ISTIO_ISSUER,
+        "kubernetes.io": {"namespace": "default", "serviceaccount": {"name": "httpbin"}}
+    }));
+    let csr = {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        rcgen::CertificateParams::default()
+            .serialize_request(&key)
+            .unwrap()
+            .pem()
+            .unwrap()
+    };
+    let encode = |csr: String, validity_duration: i64| {
+        signet_proto::istio::v1::auth::IstioCertificateRequest {
+            csr,
+            validity_duration,
+            metadata: None,
+        }
+        .encode_to_vec()
+    };
+    let request = encode(csr.clone(), 3600);
+    let pem_tokens: &[&[u8]] = &[
+        b"-----BEGIN CERTIFICATE REQUEST-----\n",
+        b"-----END",
+        b"=",
+        b"\n",
+    ];
+    let method = server_methods()
+        .into_iter()
+        .find(|m| m.path.ends_with("/CreateCertificate"))
+        .unwrap();
+    let jwt_tokens: &[&[u8]] = &[b".", b"=", b"eyJ", b"Bearer "];
+    let token = prop_oneof![
+        2 => Just(Some(valid_token.clone())),
+        4 => istio_claims(now).prop_map(move |c| Some(sign(&c))),
+        3 => fuzz::mutated(vec![valid_token.into_bytes()], jwt_tokens)
+            .prop_map(|t| Some(String::from_utf8_lossy(&t).into_owned())),
+        1 => any::<String>().prop_map(Some),
+        1 => Just(None),
+    ];
+    let payload = prop_oneof![
+        1 => fuzz::proto_message(),
+        2 => fuzz::raw_or_mutated(vec![request], PROTO_TOKENS, 64),
+        3 => (fuzz::text(vec![csr], pem_tokens), prop_oneof![Just(3600i64), any::<i64>()])
+            .prop_map(move |(csr, ttl)| encode(csr, ttl)),
+    ];
+    let cases = (token, payload)
+        .prop_map(move |(bearer, payload)| Case {
+            method,
+            payload,
+            route: 0,
+            bearer,
+        })
+        .boxed();
+    let route = |case: &Case| -> (Channel, Headers) {
+        let mut headers: Headers = vec![("clusterid", "Kubernetes".into())];
+        if let Some(t) = &case.bearer {
+            headers.push(("authorization", format!("Bearer {t}")));
+        }
+        (tls.clone(), headers)
+    };
+    fuzz_live(&rt, "istio_ca_api", cases, route, || {
+        rt.block_on(server_answers(&server))
     });
 }
