@@ -11,6 +11,8 @@ pub mod doctor;
 pub mod echo;
 pub mod entry;
 pub mod fs;
+#[cfg(any(test, feature = "test-util"))]
+pub mod fuzz;
 #[cfg(feature = "health")]
 pub mod health;
 pub mod id;

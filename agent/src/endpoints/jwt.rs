@@ -156,13 +156,14 @@ fn check_times(claims: &Map<String, Value>, now: i64) -> Result<(), String> {
         }
     };
     let exp = time("exp")?.ok_or("token missing exp claim")?;
-    if exp + LEEWAY < now {
+    // Saturating: a time of 1e308 is i64::MAX here, and must not overflow (`jwt_fuzz` found it).
+    if exp.saturating_add(LEEWAY) < now {
         return Err("token has expired".into());
     }
-    if time("nbf")?.is_some_and(|nbf| nbf > now + LEEWAY) {
+    if time("nbf")?.is_some_and(|nbf| nbf > now.saturating_add(LEEWAY)) {
         return Err("token is not valid yet".into());
     }
-    if time("iat")?.is_some_and(|iat| iat > now + LEEWAY) {
+    if time("iat")?.is_some_and(|iat| iat > now.saturating_add(LEEWAY)) {
         return Err("token issued in the future".into());
     }
     Ok(())
@@ -232,6 +233,23 @@ fn proto_value(v: Value) -> prost_types::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (found by `jwt_fuzz`): times at the ends of the number range are far
+    /// future or far past, never an overflow.
+    #[test]
+    fn extreme_times_do_not_overflow() {
+        let claims = |json: &str| -> Map<String, Value> { serde_json::from_str(json).unwrap() };
+        assert!(check_times(&claims(r#"{"exp":1e308}"#), i64::MAX).is_ok());
+        assert_eq!(
+            check_times(&claims(r#"{"exp":-1e308}"#), 0).unwrap_err(),
+            "token has expired"
+        );
+        assert_eq!(
+            check_times(&claims(r#"{"exp":1e308,"nbf":1e308}"#), 0).unwrap_err(),
+            "token is not valid yet"
+        );
+        assert!(check_times(&claims(r#"{"exp":1e308,"iat":1e308}"#), i64::MAX).is_ok());
+    }
 
     #[test]
     fn a_wrong_audience_names_the_asked_audience_first_as_spire_does() {

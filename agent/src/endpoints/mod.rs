@@ -33,6 +33,8 @@ mod caller;
 mod error;
 pub mod health;
 mod jwt;
+#[cfg(test)]
+mod jwt_fuzz;
 pub mod limits;
 mod open_streams;
 pub mod sds;
