@@ -152,7 +152,10 @@ impl Agent {
                     &mut tasks,
                     m,
                     metrics,
-                    manager.subscribe(),
+                    {
+                        let snapshot = manager.subscribe();
+                        move || snapshot.borrow().held()
+                    },
                     Arc::clone(&clock),
                     stop.clone(),
                 )

@@ -10,7 +10,10 @@ use serde::Deserialize;
 use signet_common::config::{KeyError, duration};
 use signet_common::id::{TrustDomain, parse_id, parse_trust_domain};
 
-use crate::federation::{EndpointProfile, Relationship};
+use crate::relationship::{EndpointProfile, Relationship};
+
+/// Shortest refresh interval whatever the hint says (SPIRE: 1 min).
+pub const MIN_REFRESH: Duration = Duration::from_secs(60);
 
 /// `federation { bundle_endpoint {...} federates_with "<td>" {...} }`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -25,7 +25,8 @@ mod istio;
 mod k8s;
 mod oidc;
 pub use federation::{
-    BundleEndpointConfig, DEFAULT_REFRESH_HINT, FederationBlock, FederationConfig, ServingProfile,
+    BundleEndpointConfig, DEFAULT_REFRESH_HINT, FederationBlock, FederationConfig, MIN_REFRESH,
+    ServingProfile,
 };
 pub use istio::IstioCaConfig;
 pub use oidc::OidcDiscoveryConfig;
@@ -489,7 +490,7 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, KeyError> {
         oidc_discovery,
         federation,
         no_effect: notes,
-        federation_refresh_floor: crate::federation::manager::MIN_REFRESH,
+        federation_refresh_floor: MIN_REFRESH,
     })
 }
 
