@@ -20,8 +20,6 @@ use signet_common::metrics::{RpcMetrics, latency_histogram};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::manager::Snapshot;
-
 /// The gRPC service names of the public socket, as `rpc_open_calls` labels them.
 const WORKLOAD_API: &str = "SpiffeWorkloadAPI";
 const SDS_API: &str = "envoy.service.secret.v3.SecretDiscoveryService";
@@ -134,33 +132,45 @@ impl AgentMetrics {
         self.server_connected.set(i64::from(connected));
     }
 
-    /// Sets the state-backed gauges from `snapshot` at `now` (Unix seconds).
-    pub fn observe(&self, snapshot: &Snapshot, now: i64) {
+    /// Sets the state-backed gauges from what the manager holds at `now` (Unix seconds).
+    pub fn observe(&self, held: Held, now: i64) {
         let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        self.svids_cached.set(count(snapshot.svids.len()));
-        self.entries.set(count(snapshot.entries.len()));
-        let soonest = snapshot.svids.values().map(|s| s.not_after).min();
-        self.soonest_expiry
-            .set(soonest.map_or(0, |t| t.saturating_sub(now).max(0)));
+        self.svids_cached.set(count(held.svids));
+        self.entries.set(count(held.entries));
+        self.soonest_expiry.set(
+            held.soonest_not_after
+                .map_or(0, |t| t.saturating_sub(now).max(0)),
+        );
         self.workload_connections
             .set(self.rpc.open_calls(WORKLOAD_API));
         self.sds_connections.set(self.rpc.open_calls(SDS_API));
     }
 }
 
-/// Binds and serves `/metrics` until `shutdown`; returns the bound address.
+/// What the manager holds, read from its published snapshot at each scrape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Held {
+    /// Cached workload SVIDs.
+    pub svids: usize,
+    /// Authorized entries.
+    pub entries: usize,
+    /// The soonest `not_after` of the cached SVIDs (Unix seconds).
+    pub soonest_not_after: Option<i64>,
+}
+
+/// Binds and serves `/metrics` until `shutdown`, reading `held` before each scrape; returns
+/// the bound address.
 pub async fn serve(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     config: &MetricsConfig,
     metrics: Arc<AgentMetrics>,
-    snapshot: watch::Receiver<Arc<Snapshot>>,
+    held: impl Fn() -> Held + Clone + Send + Sync + 'static,
     clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<std::net::SocketAddr> {
     let registry = metrics.registry(&config.prefix);
     let refresh = move || {
-        let snap = Arc::clone(&snapshot.borrow());
-        metrics.observe(&snap, clock.unix_now());
+        metrics.observe(held(), clock.unix_now());
         std::future::ready(())
     };
     let (addr, serve) = signet_common::metrics::bind(config, registry, refresh, shutdown).await?;

@@ -169,7 +169,10 @@ impl Agent {
                     &mut tasks,
                     m,
                     metrics,
-                    manager.subscribe(),
+                    {
+                        let snapshot = manager.subscribe();
+                        move || snapshot.borrow().held()
+                    },
                     Arc::clone(&clock),
                     stop.clone(),
                 )

@@ -38,15 +38,13 @@ where
     R: Fn() -> F + Clone + Send + Sync + 'static,
     F: Future<Output = (StatusCode, String)> + Send + 'static,
 {
-    let refused = |source| BindError {
-        address: config.bind_address.clone(),
-        port: config.bind_port,
-        source,
-    };
-    let listener = tokio::net::TcpListener::bind((config.bind_address.as_str(), config.bind_port))
+    let (listener, addr) = listen(&config.bind_address, config.bind_port)
         .await
-        .map_err(refused)?;
-    let addr = listener.local_addr().map_err(refused)?;
+        .map_err(|source| BindError {
+            address: config.bind_address.clone(),
+            port: config.bind_port,
+            source,
+        })?;
     let app = Router::new()
         .route(
             &config.live_path,
@@ -54,6 +52,17 @@ where
         )
         .route(&config.ready_path, get(ready));
     Ok((addr, serve_until(listener, app, shutdown)))
+}
+
+/// Binds `host:port` (the health and metrics listeners); returns the listener and the address
+/// it got.
+pub(crate) async fn listen(
+    host: &str,
+    port: u16,
+) -> std::io::Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind((host, port)).await?;
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
 }
 
 /// Serves `app` on `listener` until `shutdown` turns true (the health and metrics listeners).

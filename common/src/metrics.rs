@@ -71,15 +71,13 @@ where
     R: Fn() -> F + Clone + Send + Sync + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
-    let refused = |source| BindError {
-        host: config.host.clone(),
-        port: config.port,
-        source,
-    };
-    let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
+    let (listener, addr) = crate::health::listen(&config.host, config.port)
         .await
-        .map_err(refused)?;
-    let addr = listener.local_addr().map_err(refused)?;
+        .map_err(|source| BindError {
+            host: config.host.clone(),
+            port: config.port,
+            source,
+        })?;
     let registry = Arc::new(registry);
     let app = Router::new().route(
         "/metrics",

@@ -4,7 +4,8 @@
 use std::time::{Duration, SystemTime};
 
 const THIRTY_DAYS: Duration = Duration::from_secs(30 * 24 * 3600);
-const SEVEN_DAYS: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The longest an SVID can be guaranteed by any CA (SPIRE caps `ca_ttl / 6` there).
+pub const SEVEN_DAYS: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Certificates are back-dated by this much to absorb clock skew (as SPIRE does).
 pub const BACKDATE: Duration = Duration::from_secs(10);

@@ -35,9 +35,7 @@ impl std::str::FromStr for LogFormat {
         match s.to_ascii_lowercase().as_str() {
             "text" => Ok(Self::Text),
             "json" => Ok(Self::Json),
-            other => Err(format!(
-                "unknown log_format {other:?} (expected text or json)"
-            )),
+            other => Err(format!("expected \"text\" or \"json\", got {other:?}")),
         }
     }
 }
@@ -51,7 +49,9 @@ pub fn parse_level(level: &str) -> Result<&'static str, String> {
         "info" => Ok("info"),
         "warn" | "warning" => Ok("warn"),
         "error" | "fatal" | "panic" => Ok("error"),
-        other => Err(format!("unknown log_level {other:?}")),
+        _ => Err(format!(
+            "expected one of DEBUG, INFO, WARN, ERROR (or TRACE), got {level:?}"
+        )),
     }
 }
 

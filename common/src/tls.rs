@@ -286,6 +286,11 @@ fn chain_to(
     )
 }
 
+/// The one crypto provider both binaries use (aws-lc-rs).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
 // === impl ServerSvidVerifier ===
 
 /// A client's check of a server: its X509-SVID chains to the anchors and its SPIFFE ID is one
@@ -522,10 +527,6 @@ mod tests {
             .signed_by(&KeyPair::generate().unwrap(), &issuer)
             .unwrap();
         (ca_cert.der().to_vec(), leaf_cert.der().to_vec())
-    }
-
-    fn provider() -> Arc<CryptoProvider> {
-        Arc::new(rustls::crypto::aws_lc_rs::default_provider())
     }
 
     fn verify(v: &ServerSvidVerifier, leaf: &[u8]) -> Result<ServerCertVerified, Error> {

@@ -18,4 +18,5 @@ pub mod keys;
 pub mod metrics;
 pub mod publish;
 pub mod registry;
+pub mod relationship;
 pub mod run;

@@ -296,14 +296,6 @@ fn set_expiry(
     prepared.set(i64::from(states.prepared.is_some()));
 }
 
-/// Reads the state-backed gauges (CA, entries) before a scrape.
-pub async fn refresh(metrics: &ServerMetrics, state: &crate::api::ApiState) {
-    let x509 = state.ca.x509_authority_states().await;
-    let jwt = state.ca.jwt_authority_states().await;
-    metrics.observe_ca(&x509, &jwt, state.clock.unix_now());
-    metrics.set_entries(state.registry.entry_count());
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

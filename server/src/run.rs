@@ -223,7 +223,7 @@ impl Server {
             .and_then(|f| f.bundle_endpoint.as_ref())
         {
             Some(endpoint) => Some(
-                crate::federation::endpoint::start(
+                crate::endpoints::bundle::start(
                     &mut tasks,
                     endpoint,
                     config.trust_domain.clone(),
@@ -345,7 +345,7 @@ fn spawn_rotator(
                     tracing::error!(%error, "CA rotation failed")
                 }
             }
-            crate::metrics::refresh(&state.metrics, &state).await;
+            state.refresh_metrics().await;
             // A forced rotation (LocalAuthority) may taint the CA that signed the server's
             // own SVID: replace it at once, as SPIRE's NotifyTaintedX509Authority does.
             let stale = ca.active_x509_authority().is_some_and(|a| {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use signet_common::config::Raw;
+use signet_common::config::{KeyError, Raw};
 
 /// SPIRE's default number of kubelet polls for a container not listed yet.
 pub const DEFAULT_MAX_POLL_ATTEMPTS: u32 = 60;
@@ -120,7 +120,12 @@ fn non_empty(v: Option<String>) -> Option<String> {
 }
 
 /// Go's rule for SPIRE's durations: unset, zero or negative means the default.
-fn interval(text: Option<String>, what: &str, default: Duration) -> Result<Duration, String> {
+fn interval(
+    text: Option<String>,
+    key: &str,
+    what: &str,
+    default: Duration,
+) -> Result<Duration, KeyError> {
     match non_empty(text) {
         None => Ok(default),
         Some(t) if t.starts_with('-') || t.trim_end_matches(char::is_alphabetic) == "0" => {
@@ -129,8 +134,9 @@ fn interval(text: Option<String>, what: &str, default: Duration) -> Result<Durat
         Some(t) => match humantime::parse_duration(&t) {
             Ok(d) if d.is_zero() => Ok(default),
             Ok(d) => Ok(d),
-            Err(e) => Err(format!(
-                "unable to parse {what}: time: invalid duration {t:?} ({e})"
+            Err(e) => Err(KeyError::new(
+                key,
+                format!("unable to parse {what}: time: invalid duration {t:?} ({e})"),
             )),
         },
     }
@@ -142,10 +148,11 @@ impl K8sData {
         self,
         what: &str,
         env: impl Fn(&str) -> Option<String>,
-    ) -> Result<K8sConfig, String> {
-        let refuse = |key: &str, set: bool, why: &str| {
+    ) -> Result<K8sConfig, KeyError> {
+        let at = |name: &str| format!("{what}.plugin_data.{name}");
+        let refuse = |name: &str, set: bool, why: &str| {
             if set {
-                Err(format!("{what}: {key}: {why}"))
+                Err(KeyError::new(at(name), why))
             } else {
                 Ok(())
             }
@@ -179,31 +186,38 @@ impl K8sData {
         let read_only = self.kubelet_read_only_port.unwrap_or(0);
         let secure = self.kubelet_secure_port.unwrap_or(0);
         if read_only > 0 && secure > 0 {
-            return Err(format!(
-                "{what}: cannot use both the read-only and secure port"
+            return Err(KeyError::new(
+                at("kubelet_read_only_port"),
+                "cannot use both the read-only and secure port",
             ));
         }
-        let port =
-            |p: i64| u16::try_from(p).map_err(|_| format!("{what}: port {p} is out of range"));
+        let port = |name: &str, p: i64| {
+            u16::try_from(p).map_err(|_| {
+                KeyError::new(
+                    at(name),
+                    format!("expected a port number (0 to 65535), got {p}"),
+                )
+            })
+        };
         let max_poll_attempts = match self.max_poll_attempts.unwrap_or(0) {
             n if n <= 0 => DEFAULT_MAX_POLL_ATTEMPTS,
             n => u32::try_from(n).unwrap_or(u32::MAX),
         };
         let poll_retry_interval = interval(
             self.poll_retry_interval,
+            &at("poll_retry_interval"),
             "poll retry interval",
             DEFAULT_POLL_RETRY_INTERVAL,
-        )
-        .map_err(|e| format!("{what}: {e}"))?;
+        )?;
         let reload_interval = interval(
             self.reload_interval,
+            &at("reload_interval"),
             "reload interval",
             DEFAULT_RELOAD_INTERVAL,
-        )
-        .map_err(|e| format!("{what}: {e}"))?;
+        )?;
         let kubelet = if read_only > 0 {
             KubeletConfig::ReadOnly {
-                port: port(read_only)?,
+                port: port("kubelet_read_only_port", read_only)?,
             }
         } else {
             let cert = non_empty(self.certificate_path).map(PathBuf::from);
@@ -216,13 +230,15 @@ impl K8sData {
                 (true, _, _) => KubeletAuth::Anonymous,
                 (false, Some(cert), Some(key)) => KubeletAuth::Certificate { cert, key },
                 (false, Some(_), None) => {
-                    return Err(format!(
-                        "{what}: the private key path is required with the certificate path"
+                    return Err(KeyError::new(
+                        at("private_key_path"),
+                        "the private key path is required with the certificate path",
                     ));
                 }
                 (false, None, Some(_)) => {
-                    return Err(format!(
-                        "{what}: the certificate path is required with the private key path"
+                    return Err(KeyError::new(
+                        at("certificate_path"),
+                        "the certificate path is required with the private key path",
                     ));
                 }
                 (false, None, None) => KubeletAuth::Token(
@@ -244,7 +260,7 @@ impl K8sData {
                 non_empty(self.node_name_env).unwrap_or_else(|| DEFAULT_NODE_NAME_ENV.into());
             KubeletConfig::Secure(SecureKubelet {
                 port: if secure > 0 {
-                    port(secure)?
+                    port("kubelet_secure_port", secure)?
                 } else {
                     DEFAULT_KUBELET_SECURE_PORT
                 },
@@ -268,7 +284,7 @@ impl K8sData {
 mod tests {
     use super::*;
 
-    fn build(text: &str, env: &[(&str, &str)]) -> Result<K8sConfig, String> {
+    fn build(text: &str, env: &[(&str, &str)]) -> Result<K8sConfig, KeyError> {
         let body = format!("plugins {{ WorkloadAttestor \"k8s\" {{ plugin_data {{ {text} }} }} }}");
         #[derive(Deserialize)]
         struct Top {
@@ -426,7 +442,7 @@ mod tests {
             ("disable_kubelet_client = true", "Broker API"),
             ("bogus = 1", "bogus"),
         ] {
-            let err = build(text, &[]).unwrap_err();
+            let err = build(text, &[]).unwrap_err().to_string();
             assert!(err.contains(want), "{text}: {err}");
         }
     }

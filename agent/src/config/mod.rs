@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 pub use signet_common::config::{ConfigError, HealthConfig, expand_env};
 use signet_common::config::{
-    GoOnlyKeys, HealthBlock, KeyCheck, MetricsConfig, PluginBlock, PortValue, Raw, TelemetryBlock,
-    duration, is_true, non_empty, plugin_data, port,
+    GoOnlyKeys, HealthBlock, KeyCheck, KeyError, MetricsConfig, PluginBlock, PortValue, Raw,
+    TelemetryBlock, duration, is_true, non_empty, plugin_data, port,
 };
 use signet_common::id::{TrustDomain, parse_trust_domain};
 use signet_common::telemetry::{LogFormat, parse_level};
@@ -358,8 +358,13 @@ impl Config {
 }
 
 /// A `server_addresses` item must be `host:port` (`[v6]:port` for an IPv6 address).
-fn host_port(s: &str) -> Result<(), String> {
-    let bad = |why: &str| format!("agent.server_addresses: {s:?} {why}; expected \"host:port\"");
+fn host_port(i: usize, s: &str) -> Result<(), KeyError> {
+    let bad = |why: &str| {
+        KeyError::new(
+            format!("agent.server_addresses[{i}]"),
+            format!("expected \"host:port\", got {s:?}, which {why}"),
+        )
+    };
     let (host, port) = s.rsplit_once(':').ok_or_else(|| bad("has no port"))?;
     if host.is_empty() || (host.contains(':') && !(host.starts_with('[') && host.ends_with(']'))) {
         return Err(bad("has no valid host"));
@@ -370,7 +375,7 @@ fn host_port(s: &str) -> Result<(), String> {
     }
 }
 
-fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
+fn build(file: FileConfig, args: &RunArgs) -> Result<Config, KeyError> {
     let a = file.agent;
     let mut notes = Vec::new();
     agent_keys(&a, &mut notes)?;
@@ -382,28 +387,29 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
         .trust_domain
         .clone()
         .or(a.trust_domain)
-        .ok_or("agent.trust_domain is required")?;
-    let trust_domain =
-        parse_trust_domain(&td_text).map_err(|e| format!("agent.trust_domain: {e}"))?;
+        .ok_or_else(|| KeyError::required("agent.trust_domain"))?;
+    let trust_domain = parse_trust_domain(&td_text)
+        .map_err(|e| KeyError::new("agent.trust_domain", e.to_string()))?;
     let server_address = args
         .server_address
         .clone()
         .or(a.server_address)
         .filter(|s| !s.is_empty())
-        .ok_or("agent.server_address is required")?;
+        .ok_or_else(|| KeyError::required("agent.server_address"))?;
     let server_port = match args.server_port {
         Some(p) => p,
         None => a
             .server_port
             .map(|p| port("agent.server_port", p))
             .transpose()?
-            .ok_or("agent.server_port is required")?,
+            .ok_or_else(|| KeyError::required("agent.server_port"))?,
     };
     let other_servers = a
         .server_addresses
         .unwrap_or_default()
         .into_iter()
-        .map(|s| host_port(&s).map(|()| s))
+        .enumerate()
+        .map(|(i, s)| host_port(i, &s).map(|()| s))
         .collect::<Result<Vec<_>, _>>()?;
     let data_dir = args
         .data_dir
@@ -416,14 +422,14 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
         .or(a.log_level)
         .unwrap_or_else(|| "INFO".into());
     let log_level = parse_level(&log_level)
-        .map_err(|e| format!("agent.log_level: {e}"))?
+        .map_err(|e| KeyError::new("agent.log_level", e))?
         .to_owned();
     let log_format = a
         .log_format
         .as_deref()
         .unwrap_or("text")
         .parse()
-        .map_err(|e| format!("agent.{e}"))?;
+        .map_err(|e| KeyError::new("agent.log_format", e))?;
     // A `--trust-bundle` flag replaces whichever source the file names.
     let trust_bundle = match &args.trust_bundle {
         Some(path) => TrustBundleSource::Path(path.clone()),
@@ -438,8 +444,9 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
         None | Some("ec-p256") => WorkloadKeyType::EcP256,
         Some("ec-p384") => WorkloadKeyType::EcP384,
         Some(other) => {
-            return Err(format!(
-                "agent.workload_x509_svid_key_type: {other:?} is not supported (ec-p256 or ec-p384)"
+            return Err(KeyError::new(
+                "agent.workload_x509_svid_key_type",
+                format!("expected \"ec-p256\" or \"ec-p384\", got {other:?}"),
             ));
         }
     };
@@ -518,7 +525,7 @@ fn admin_apart(admin: &Path, public: &Path) -> Result<(), String> {
 }
 
 /// SPIRE's agent keys that Signet accepts without effect or refuses (README: Configuration).
-fn agent_keys(a: &AgentBlock, notes: &mut Vec<String>) -> Result<(), String> {
+fn agent_keys(a: &AgentBlock, notes: &mut Vec<String>) -> Result<(), KeyError> {
     let mut k = KeyCheck::new("agent", notes);
     k.refuse(
         "rebootstrap_mode",
@@ -632,45 +639,59 @@ fn trust_bundle(
     path: Option<PathBuf>,
     format: Option<&str>,
     insecure: bool,
-) -> Result<TrustBundleSource, String> {
+) -> Result<TrustBundleSource, KeyError> {
     if let Some(f) = format
         && f != "pem"
     {
-        return Err(format!(
-            "agent.trust_bundle_format: {f:?} is not supported (pem)"
+        return Err(KeyError::new(
+            "agent.trust_bundle_format",
+            format!("expected \"pem\", got {f:?}"),
         ));
     }
     match (path, insecure) {
-        (Some(_), true) => Err(
-            "agent.trust_bundle_path and agent.insecure_bootstrap are mutually exclusive".into(),
-        ),
+        (Some(_), true) => Err(KeyError::sentence(
+            "agent.trust_bundle_path",
+            "and agent.insecure_bootstrap are mutually exclusive",
+        )),
         (Some(p), false) => Ok(TrustBundleSource::Path(p)),
         (None, true) => Ok(TrustBundleSource::InsecureBootstrap),
-        (None, false) => Err(
-            "a trust bundle source is required: agent.trust_bundle_path or agent.insecure_bootstrap"
-                .into(),
-        ),
+        (None, false) => Err(KeyError::new(
+            "agent.trust_bundle_path",
+            "a trust bundle source is required: agent.trust_bundle_path or agent.insecure_bootstrap",
+        )),
     }
 }
 
-fn join_token(token: Option<String>, file: Option<PathBuf>) -> Result<Option<String>, String> {
+fn join_token(token: Option<String>, file: Option<PathBuf>) -> Result<Option<String>, KeyError> {
     match (token.filter(|t| !t.is_empty()), file) {
-        (Some(_), Some(_)) => {
-            Err("agent.join_token and agent.join_token_file are mutually exclusive".into())
-        }
+        (Some(_), Some(_)) => Err(KeyError::sentence(
+            "agent.join_token",
+            "and agent.join_token_file are mutually exclusive",
+        )),
         (Some(t), None) => Ok(Some(t)),
         (None, Some(f)) => std::fs::read_to_string(&f)
             .map(|t| Some(t.trim().to_owned()))
-            .map_err(|e| format!("agent.join_token_file: cannot read {}: {e}", f.display())),
+            .map_err(|e| {
+                KeyError::new(
+                    "agent.join_token_file",
+                    format!("cannot read {}: {e}", f.display()),
+                )
+            }),
         (None, None) => Ok(None),
     }
 }
 
-fn cache_size(name: &str, value: Option<i64>) -> Result<usize, String> {
+fn cache_size(name: &str, value: Option<i64>) -> Result<usize, KeyError> {
+    let bad = |v: i64| {
+        KeyError::new(
+            name,
+            format!("expected a number greater than zero, got {v}"),
+        )
+    };
     match value {
         None => Ok(DEFAULT_CACHE_SIZE),
-        Some(v) if v > 0 => usize::try_from(v).map_err(|_| format!("{name}: {v} is too large")),
-        Some(v) => Err(format!("{name}: must be greater than zero, not {v}")),
+        Some(v) if v > 0 => usize::try_from(v).map_err(|_| bad(v)),
+        Some(v) => Err(bad(v)),
     }
 }
 
@@ -726,7 +747,7 @@ impl Plugins {
     fn new(
         plugins: BTreeMap<String, BTreeMap<String, PluginBlock>>,
         data_dir: &Path,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, KeyError> {
         let mut key_manager = None;
         let mut node_attestor = None;
         let mut unix = None;
@@ -737,7 +758,10 @@ impl Plugins {
                 .filter(|(_, b)| b.enabled.unwrap_or(true))
                 .collect();
             if matches!(kind.as_str(), "KeyManager" | "NodeAttestor") && enabled.len() > 1 {
-                return Err(format!("plugins: exactly one {kind} may be configured"));
+                return Err(KeyError::new(
+                    format!("plugins.{kind}"),
+                    format!("exactly one {kind} may be configured"),
+                ));
             }
             for (name, block) in enabled {
                 let what = format!("plugins.{kind} \"{name}\"");
@@ -760,7 +784,10 @@ impl Plugins {
                     ("NodeAttestor", "k8s_psat") => {
                         let d: PsatData = plugin_data(&what, data)?;
                         if d.cluster.is_empty() {
-                            return Err(format!("{what}: missing required cluster block"));
+                            return Err(KeyError::new(
+                                format!("{what}.plugin_data.cluster"),
+                                "missing required cluster block",
+                            ));
                         }
                         let token_path = if d.token_path.is_empty() {
                             DEFAULT_PSAT_TOKEN_PATH.into()
@@ -784,30 +811,43 @@ impl Plugins {
                         k8s = Some(d.build(&what, |name| std::env::var(name).ok())?);
                     }
                     ("KeyManager" | "NodeAttestor" | "WorkloadAttestor", _) => {
-                        return Err(format!("{what}: unknown plugin name {name:?}"));
+                        return Err(KeyError::new(what, format!("unknown plugin name {name:?}")));
                     }
                     ("SVIDStore", _) => {
-                        return Err(format!(
-                            "{what}: SVIDStore plugins are not supported by Signet"
+                        return Err(KeyError::new(
+                            what,
+                            "SVIDStore plugins are not supported by Signet",
                         ));
                     }
-                    _ => return Err(format!("plugins: unknown plugin type {kind:?}")),
+                    _ => {
+                        return Err(KeyError::new(
+                            format!("plugins.{kind}"),
+                            format!("unknown plugin type {kind:?}"),
+                        ));
+                    }
                 }
             }
         }
         if unix.is_none() && k8s.is_none() {
-            return Err(
-                "plugins: a WorkloadAttestor is required (WorkloadAttestor \"unix\" or \"k8s\")"
-                    .into(),
-            );
+            return Err(KeyError::new(
+                "plugins",
+                "a WorkloadAttestor is required (WorkloadAttestor \"unix\" or \"k8s\")",
+            ));
         }
-        let node_attestor = node_attestor.ok_or(
-            "plugins: a NodeAttestor is required (NodeAttestor \"join_token\" or \"k8s_psat\")",
-        )?;
+        let node_attestor = node_attestor.ok_or_else(|| {
+            KeyError::new(
+                "plugins",
+                "a NodeAttestor is required (NodeAttestor \"join_token\" or \"k8s_psat\")",
+            )
+        })?;
         Ok(Self {
             node_attestor,
-            key_manager: key_manager
-                .ok_or("plugins: a KeyManager is required (KeyManager \"disk\" or \"memory\")")?,
+            key_manager: key_manager.ok_or_else(|| {
+                KeyError::new(
+                    "plugins",
+                    "a KeyManager is required (KeyManager \"disk\" or \"memory\")",
+                )
+            })?,
             unix,
             k8s,
         })

@@ -44,6 +44,15 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// What the metrics show of it.
+    pub fn held(&self) -> crate::metrics::Held {
+        crate::metrics::Held {
+            svids: self.svids.len(),
+            entries: self.entries.len(),
+            soonest_not_after: self.svids.values().map(|s| s.not_after).min(),
+        }
+    }
+
     /// An empty, not yet synced snapshot.
     pub fn empty(trust_domain: TrustDomain) -> Self {
         Self {

@@ -10,7 +10,8 @@ pub mod hcl1;
 
 pub use hcl1::Raw;
 
-/// Why a configuration file was refused.
+/// Why a configuration file was refused: always the file, and the key when the fault is in
+/// one.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
@@ -22,36 +23,85 @@ pub enum ConfigError {
         error: std::io::Error,
     },
     /// The file is not valid HCL1 / JSON, or has unknown or mistyped keys.
-    #[error("invalid config file {path}{}: {error}", at.map(|p| format!(":{p}")).unwrap_or_default())]
+    #[error("invalid config file {path}{}: {}{error}", at.map(|p| format!(":{p}")).unwrap_or_default(), key.as_ref().map(|k| format!("{k}: ")).unwrap_or_default())]
     Parse {
         /// The file.
         path: String,
         /// Line and column, when known.
         at: Option<hcl1::Pos>,
-        /// What is wrong (names the key).
-        error: String,
-    },
-    /// A value was out of range or inconsistent.
-    #[error("invalid config file {path}{}", located(error))]
-    Invalid {
-        /// The file.
-        path: String,
+        /// The key (dotted path), when the fault is in a value.
+        key: Option<String>,
         /// What is wrong.
         error: String,
     },
+    /// A value was out of range or inconsistent.
+    #[error("invalid config file {path}{}: {error}", error.at.map(|p| format!(":{p}")).unwrap_or_default())]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The key and what was expected of it.
+        error: KeyError,
+    },
 }
 
-/// `: error`, or `:LINE:COLUMN: rest` when the error starts with a position.
-fn located(error: &str) -> String {
-    let mut parts = error.splitn(3, ':');
-    let is_num =
-        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    if is_num(parts.next()) && is_num(parts.next()) {
-        format!(":{error}")
-    } else {
-        format!(": {error}")
+/// A key the file got wrong: its dotted path from the top of the file
+/// (`server.ca_ttl`, `plugins.KeyManager "disk".plugin_data.keys_path`), what was expected
+/// of it and what it held, and where it is when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError {
+    /// The key.
+    pub key: String,
+    /// What was expected (and what was found).
+    pub reason: String,
+    /// Line and column, when known.
+    pub at: Option<hcl1::Pos>,
+    /// `reason` continues the key as a sentence (`server.data_dir is required`).
+    sentence: bool,
+}
+
+impl KeyError {
+    /// `key: reason`.
+    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            reason: reason.into(),
+            at: None,
+            sentence: false,
+        }
+    }
+
+    /// `key is required`.
+    pub fn required(key: impl Into<String>) -> Self {
+        Self {
+            sentence: true,
+            ..Self::new(key, "is required")
+        }
+    }
+
+    /// `key <reason>`, one sentence (`agent.join_token and agent.join_token_file are
+    /// mutually exclusive`).
+    pub fn sentence(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            sentence: true,
+            ..Self::new(key, reason)
+        }
+    }
+
+    /// The same error, inside `prefix` (`plugins.DataStore "sql"`).
+    pub fn within(mut self, prefix: &str) -> Self {
+        self.key = format!("{prefix}.{}", self.key);
+        self
     }
 }
+
+impl std::fmt::Display for KeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sep = if self.sentence { " " } else { ": " };
+        write!(f, "{}{sep}{}", self.key, self.reason)
+    }
+}
+
+impl std::error::Error for KeyError {}
 
 /// Reads a config file, expanding `$VAR` / `${VAR}` first when `expand` (`--expand-env`).
 pub fn read_file(path: &std::path::Path, expand: bool) -> Result<String, ConfigError> {
@@ -68,11 +118,13 @@ pub fn parse_hcl<T: serde::de::DeserializeOwned>(text: &str, path: &str) -> Resu
     let body = hcl1::parse(text, hcl1::is_json(text, path)).map_err(|e| ConfigError::Parse {
         path: path.into(),
         at: Some(e.pos),
+        key: None,
         error: e.message,
     })?;
     check_plugins(&body).map_err(|(pos, error)| ConfigError::Parse {
         path: path.into(),
         at: Some(pos),
+        key: Some("plugins".into()),
         error,
     })?;
     hcl1::from_body(&body).map_err(|e| de_error(path, e))
@@ -82,7 +134,7 @@ pub fn parse_hcl<T: serde::de::DeserializeOwned>(text: &str, path: &str) -> Resu
 pub fn load_with<F: serde::de::DeserializeOwned, C>(
     path: &std::path::Path,
     expand: bool,
-    build: impl FnOnce(F) -> Result<C, String>,
+    build: impl FnOnce(F) -> Result<C, KeyError>,
 ) -> Result<C, ConfigError> {
     let text = read_file(path, expand)?;
     parse_with(&text, &path.display().to_string(), build)
@@ -93,7 +145,7 @@ pub fn load_with<F: serde::de::DeserializeOwned, C>(
 pub fn parse_with<F: serde::de::DeserializeOwned, C>(
     text: &str,
     path: &str,
-    build: impl FnOnce(F) -> Result<C, String>,
+    build: impl FnOnce(F) -> Result<C, KeyError>,
 ) -> Result<C, ConfigError> {
     let file = parse_hcl(text, path)?;
     build(file).map_err(|error| ConfigError::Invalid {
@@ -106,10 +158,8 @@ fn de_error(path: &str, e: hcl1::DeError) -> ConfigError {
     ConfigError::Parse {
         path: path.into(),
         at: e.pos,
-        error: match e.path {
-            Some(p) if !p.is_empty() => format!("{p}: {}", e.message),
-            _ => e.message,
-        },
+        key: e.path.filter(|p| !p.is_empty()),
+        error: e.message,
     }
 }
 
@@ -180,30 +230,33 @@ impl PluginBlock {
 
     /// The plugin's settings from `plugin_data` or `plugin_data_file`, refusing external
     /// plugins and both sources at once; `what` names the plugin in errors.
-    pub fn data(self, what: &str) -> Result<Option<Raw>, String> {
+    pub fn data(self, what: &str) -> Result<Option<Raw>, KeyError> {
         for (key, set) in [
             ("plugin_cmd", self.plugin_cmd.is_some()),
             ("plugin_args", self.plugin_args.is_some()),
             ("plugin_checksum", self.plugin_checksum.is_some()),
         ] {
             if set {
-                return Err(format!(
-                    "{what}.{key}: external plugins are not supported; Signet's plugins are built in"
+                return Err(KeyError::new(
+                    format!("{what}.{key}"),
+                    "external plugins are not supported; Signet's plugins are built in",
                 ));
             }
         }
         match (self.plugin_data, self.plugin_data_file) {
-            (Some(_), Some(_)) => Err(format!(
-                "{what}: only one of [plugin_data, plugin_data_file] can be used"
+            (Some(_), Some(_)) => Err(KeyError::new(
+                what,
+                "only one of [plugin_data, plugin_data_file] can be used",
             )),
             (Some(d), None) => Ok(Some(d)),
             (None, None) => Ok(None),
             (None, Some(file)) => {
+                let key = format!("{what}.plugin_data_file");
                 let name = file.display().to_string();
                 let text = std::fs::read_to_string(&file)
-                    .map_err(|e| format!("{what}.plugin_data_file: cannot read {name}: {e}"))?;
+                    .map_err(|e| KeyError::new(&key, format!("cannot read {name}: {e}")))?;
                 let body = hcl1::parse(&text, hcl1::is_json(&text, &name))
-                    .map_err(|e| format!("{what}.plugin_data_file: {name}:{e}"))?;
+                    .map_err(|e| KeyError::new(&key, format!("{name}:{e}")))?;
                 Ok(Some(Raw::from_body(body, &format!("{what}.plugin_data"))))
             }
         }
@@ -211,23 +264,35 @@ impl PluginBlock {
 }
 
 /// A port written as a number or, as SPIRE's samples do, as a string (the HCL1 reader
-/// converts; a bad value is refused at its line and column).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
+/// converts; a bad value is refused at its line and column, naming the key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortValue(pub u16);
 
+impl<'de> Deserialize<'de> for PortValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        u16::try_from(n).map(PortValue).map_err(|_| {
+            serde::de::Error::custom(format!("expected a port number (0 to 65535), got {n}"))
+        })
+    }
+}
+
 /// The port (kept for the callers that name the key).
-pub fn port(_name: &str, p: PortValue) -> Result<u16, String> {
+pub fn port(_name: &str, p: PortValue) -> Result<u16, KeyError> {
     Ok(p.0)
 }
 
 /// A positive duration (`"1h"`, `"90s"`), `default` when absent, or an error naming `name`.
-pub fn duration(name: &str, text: Option<&str>, default: Duration) -> Result<Duration, String> {
+pub fn duration(name: &str, text: Option<&str>, default: Duration) -> Result<Duration, KeyError> {
     let Some(text) = text else { return Ok(default) };
-    let d = humantime::parse_duration(text)
-        .map_err(|e| format!("{name}: {text:?} is not a duration: {e}"))?;
+    let d = humantime::parse_duration(text).map_err(|e| {
+        KeyError::new(
+            name,
+            format!("expected a duration such as \"90s\" or \"1h\", got {text:?} ({e})"),
+        )
+    })?;
     if d.is_zero() {
-        return Err(format!("{name} must be greater than zero"));
+        return Err(KeyError::sentence(name, "must be greater than zero"));
     }
     Ok(d)
 }
@@ -237,7 +302,7 @@ pub fn duration(name: &str, text: Option<&str>, default: Duration) -> Result<Dur
 pub fn plugin_data<T: serde::de::DeserializeOwned + Default>(
     what: &str,
     data: Option<Raw>,
-) -> Result<T, String> {
+) -> Result<T, KeyError> {
     match data {
         None => Ok(T::default()),
         Some(raw) => raw_data(what, &raw),
@@ -248,19 +313,22 @@ pub fn plugin_data<T: serde::de::DeserializeOwned + Default>(
 pub fn required_plugin_data<T: serde::de::DeserializeOwned>(
     what: &str,
     data: Option<Raw>,
-) -> Result<T, String> {
+) -> Result<T, KeyError> {
     match data {
-        None => Err(format!("{what}: plugin_data is required")),
+        None => Err(KeyError::required(format!("{what}.plugin_data"))),
         Some(raw) => raw_data(what, &raw),
     }
 }
 
-fn raw_data<T: serde::de::DeserializeOwned>(what: &str, raw: &Raw) -> Result<T, String> {
+fn raw_data<T: serde::de::DeserializeOwned>(what: &str, raw: &Raw) -> Result<T, KeyError> {
     raw.parse().map_err(|e: hcl1::DeError| {
-        let at = e.pos.map(|p| format!("{p}: ")).unwrap_or_default();
-        match e.path {
-            Some(p) if !p.is_empty() => format!("{at}{p}: {}", e.message),
-            _ => format!("{at}{what} plugin_data: {}", e.message),
+        let key = match e.path {
+            Some(p) if !p.is_empty() => p,
+            _ => format!("{what}.plugin_data"),
+        };
+        KeyError {
+            at: e.pos,
+            ..KeyError::new(key, e.message)
         }
     })
 }
@@ -291,7 +359,7 @@ pub struct HealthConfig {
 
 impl HealthBlock {
     /// The listener's settings with SPIRE's defaults, or `None` unless enabled.
-    pub fn into_config(self) -> Result<Option<HealthConfig>, String> {
+    pub fn into_config(self) -> Result<Option<HealthConfig>, KeyError> {
         if !self.listener_enabled.unwrap_or(false) {
             return Ok(None);
         }
@@ -364,11 +432,11 @@ impl<'a> KeyCheck<'a> {
     }
 
     /// Refuses `key` when `set` (it is present with a value other than SPIRE's default).
-    pub fn refuse(&self, key: &str, set: bool, why: &str) -> Result<(), String> {
+    pub fn refuse(&self, key: &str, set: bool, why: &str) -> Result<(), KeyError> {
         if set {
-            return Err(format!(
-                "{}.{key} is not supported by Signet: {why}",
-                self.section
+            return Err(KeyError::sentence(
+                format!("{}.{key}", self.section),
+                format!("is not supported by Signet: {why}"),
             ));
         }
         Ok(())
@@ -498,7 +566,7 @@ pub struct EmptyBlock {}
 impl TelemetryBlock {
     /// The metrics listener, when a `Prometheus` block is written; `default_prefix` when no
     /// `MetricPrefix` is.
-    pub fn metrics(&self, default_prefix: &str) -> Result<Option<MetricsConfig>, String> {
+    pub fn metrics(&self, default_prefix: &str) -> Result<Option<MetricsConfig>, KeyError> {
         let Some(p) = &self.prometheus else {
             return Ok(None);
         };
@@ -506,7 +574,7 @@ impl TelemetryBlock {
             .port
             .map(|v| port("telemetry.Prometheus.port", v))
             .transpose()?
-            .ok_or("telemetry.Prometheus.port is required")?;
+            .ok_or_else(|| KeyError::required("telemetry.Prometheus.port"))?;
         let prefix = match self.metric_prefix.as_deref() {
             None => default_prefix.to_owned(),
             Some(text) => {
@@ -519,8 +587,11 @@ impl TelemetryBlock {
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !valid {
-                    return Err(format!(
-                        "telemetry.MetricPrefix {text:?} is not a valid Prometheus metric name prefix"
+                    return Err(KeyError::new(
+                        "telemetry.MetricPrefix",
+                        format!(
+                            "expected a Prometheus metric name prefix ([a-zA-Z_][a-zA-Z0-9_]*), got {text:?}"
+                        ),
                     ));
                 }
                 prefix.to_owned()

@@ -118,10 +118,9 @@ impl From<&RegistrationEntry> for types::Entry {
     }
 }
 
-/// An entry → proto, keeping only the fields in `mask` (all when `mask` is `None`). The ID
-/// is always set.
-pub fn entry_to_proto(e: &RegistrationEntry, mask: Option<&types::EntryMask>) -> types::Entry {
-    let all = types::EntryMask {
+/// The mask of every entry field.
+pub fn full_entry_mask() -> types::EntryMask {
+    types::EntryMask {
         spiffe_id: true,
         parent_id: true,
         selectors: true,
@@ -137,7 +136,13 @@ pub fn entry_to_proto(e: &RegistrationEntry, mask: Option<&types::EntryMask>) ->
         hint: true,
         created_at: true,
         additional_attributes: true,
-    };
+    }
+}
+
+/// An entry → proto, keeping only the fields in `mask` (all when `mask` is `None`). The ID
+/// is always set.
+pub fn entry_to_proto(e: &RegistrationEntry, mask: Option<&types::EntryMask>) -> types::Entry {
+    let all = full_entry_mask();
     let m = mask.unwrap_or(&all);
     types::Entry {
         id: e.id.clone(),

@@ -13,7 +13,7 @@ mod svid;
 
 pub use agent::agent_to_proto;
 pub use bundle::bundle_to_proto;
-pub use entry::{entry_to_proto, validated_entry};
+pub use entry::{entry_to_proto, full_entry_mask, validated_entry};
 pub use id::{match_behavior, selectors, spiffe_id};
 pub use status::{denial_details, denial_reason};
 pub use svid::x509_svid;

@@ -68,6 +68,14 @@ pub struct AgentCaller {
 }
 
 impl ApiState {
+    /// Reads the state-backed gauges (CA, entries) before a scrape.
+    pub async fn refresh_metrics(&self) {
+        let x509 = self.ca.x509_authority_states().await;
+        let jwt = self.ca.jwt_authority_states().await;
+        self.metrics.observe_ca(&x509, &jwt, self.clock.unix_now());
+        self.metrics.set_entries(self.registry.entry_count());
+    }
+
     /// Signs an X509-SVID with the CA, counting it.
     pub fn sign_x509_svid(&self, params: X509SvidParams) -> Result<X509Svid, CaError> {
         let kind = params.kind;

@@ -7,10 +7,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use signet_common::config::duration;
+use signet_common::config::{KeyError, duration};
 use signet_common::id::{TrustDomain, parse_id, parse_trust_domain};
 
-use crate::federation::{EndpointProfile, Relationship};
+use crate::relationship::{EndpointProfile, Relationship};
+
+/// Shortest refresh interval whatever the hint says (SPIRE: 1 min).
+pub const MIN_REFRESH: Duration = Duration::from_secs(60);
 
 /// `federation { bundle_endpoint {...} federates_with "<td>" {...} }`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -140,7 +143,7 @@ const DEFAULT_FILE_SYNC: Duration = Duration::from_secs(3600);
 
 impl FederationBlock {
     /// Checks the block for a server of trust domain `own`.
-    pub fn build(self, own: &TrustDomain) -> Result<FederationConfig, String> {
+    pub fn build(self, own: &TrustDomain) -> Result<FederationConfig, KeyError> {
         let bundle_endpoint = self
             .bundle_endpoint
             .map(BundleEndpointBlock::build)
@@ -157,7 +160,7 @@ impl FederationBlock {
 }
 
 impl BundleEndpointBlock {
-    fn build(self) -> Result<BundleEndpointConfig, String> {
+    fn build(self) -> Result<BundleEndpointConfig, KeyError> {
         const AT: &str = "server.federation.bundle_endpoint";
         let refresh_hint = duration(
             &format!("{AT}.refresh_hint"),
@@ -166,19 +169,26 @@ impl BundleEndpointBlock {
         )?;
         let mut profiles = self.profile.unwrap_or_default();
         if profiles.len() > 1 {
-            return Err(format!("{AT}: only one profile may be set"));
+            return Err(KeyError::new(
+                format!("{AT}.profile"),
+                "only one profile may be set",
+            ));
         }
         let profile = match profiles.pop_first() {
             None if self.acme.is_some() => ServingProfile::Acme,
             None => ServingProfile::HttpsSpiffe,
             Some(_) if self.acme.is_some() => {
-                return Err(format!("{AT}: acme is set both outside and inside profile"));
+                return Err(KeyError::new(
+                    format!("{AT}.acme"),
+                    "acme is set both outside and inside profile",
+                ));
             }
             Some((name, p)) => match name.as_str() {
                 "https_spiffe" => {
                     if p.acme.is_some() || p.serving_cert_file.is_some() {
-                        return Err(format!(
-                            "{AT}.profile \"https_spiffe\" takes no acme or serving_cert_file"
+                        return Err(KeyError::sentence(
+                            format!("{AT}.profile \"https_spiffe\""),
+                            "takes no acme or serving_cert_file",
                         ));
                     }
                     ServingProfile::HttpsSpiffe
@@ -189,28 +199,40 @@ impl BundleEndpointBlock {
                         cert_file_path: f
                             .cert_file_path
                             .filter(|p| !p.is_empty())
-                            .ok_or(format!("{AT}.profile \"https_web\".serving_cert_file.cert_file_path is required"))?
+                            .ok_or_else(|| {
+                                KeyError::required(format!(
+                                    "{AT}.profile \"https_web\".serving_cert_file.cert_file_path"
+                                ))
+                            })?
                             .into(),
                         key_file_path: f
                             .key_file_path
                             .filter(|p| !p.is_empty())
-                            .ok_or(format!("{AT}.profile \"https_web\".serving_cert_file.key_file_path is required"))?
+                            .ok_or_else(|| {
+                                KeyError::required(format!(
+                                    "{AT}.profile \"https_web\".serving_cert_file.key_file_path"
+                                ))
+                            })?
                             .into(),
                         file_sync_interval: duration(
-                            &format!("{AT}.profile \"https_web\".serving_cert_file.file_sync_interval"),
+                            &format!(
+                                "{AT}.profile \"https_web\".serving_cert_file.file_sync_interval"
+                            ),
                             f.file_sync_interval.as_deref(),
                             DEFAULT_FILE_SYNC,
                         )?,
                     },
                     _ => {
-                        return Err(format!(
-                            "{AT}.profile \"https_web\" needs exactly one of acme or serving_cert_file"
+                        return Err(KeyError::sentence(
+                            format!("{AT}.profile \"https_web\""),
+                            "needs exactly one of acme or serving_cert_file",
                         ));
                     }
                 },
                 other => {
-                    return Err(format!(
-                        "{AT}.profile {other:?} is unknown (https_spiffe or https_web)"
+                    return Err(KeyError::new(
+                        format!("{AT}.profile"),
+                        format!("{other:?} is unknown (expected https_spiffe or https_web)"),
                     ));
                 }
             },
@@ -228,47 +250,51 @@ impl BundleEndpointBlock {
 }
 
 impl FederatesWithBlock {
-    fn build(self, own: &TrustDomain, name: &str) -> Result<Relationship, String> {
+    fn build(self, own: &TrustDomain, name: &str) -> Result<Relationship, KeyError> {
         let at = format!("server.federation.federates_with {name:?}");
-        let trust_domain = parse_trust_domain(name).map_err(|e| format!("{at}: {e}"))?;
+        let trust_domain =
+            parse_trust_domain(name).map_err(|e| KeyError::new(&at, e.to_string()))?;
         let url = self
             .bundle_endpoint_url
             .filter(|u| !u.is_empty())
-            .ok_or(format!("{at}.bundle_endpoint_url is required"))?;
+            .ok_or_else(|| KeyError::required(format!("{at}.bundle_endpoint_url")))?;
         let mut profiles = self.bundle_endpoint_profile.unwrap_or_default();
         if profiles.len() != 1 {
-            return Err(format!(
-                "{at}.bundle_endpoint_profile: exactly one of \"https_web\" or \"https_spiffe\" is required"
+            return Err(KeyError::new(
+                format!("{at}.bundle_endpoint_profile"),
+                "exactly one of \"https_web\" or \"https_spiffe\" is required",
             ));
         }
         let profile = match profiles.pop_first() {
             Some((p, block)) if p == "https_web" => {
                 if block.endpoint_spiffe_id.is_some() {
-                    return Err(format!(
-                        "{at}.bundle_endpoint_profile \"https_web\" takes no endpoint_spiffe_id"
+                    return Err(KeyError::sentence(
+                        format!("{at}.bundle_endpoint_profile \"https_web\""),
+                        "takes no endpoint_spiffe_id",
                     ));
                 }
                 EndpointProfile::HttpsWeb
             }
             Some((p, block)) if p == "https_spiffe" => {
-                let text = block.endpoint_spiffe_id.ok_or(format!(
-                    "{at}.bundle_endpoint_profile \"https_spiffe\".endpoint_spiffe_id is required"
-                ))?;
+                let key =
+                    format!("{at}.bundle_endpoint_profile \"https_spiffe\".endpoint_spiffe_id");
+                let text = block
+                    .endpoint_spiffe_id
+                    .ok_or_else(|| KeyError::required(&key))?;
                 EndpointProfile::HttpsSpiffe {
-                    endpoint_spiffe_id: parse_id(&text).map_err(|e| {
-                        format!(
-                            "{at}.bundle_endpoint_profile \"https_spiffe\".endpoint_spiffe_id: {e}"
-                        )
-                    })?,
+                    endpoint_spiffe_id: parse_id(&text)
+                        .map_err(|e| KeyError::new(&key, e.to_string()))?,
                 }
             }
             Some((other, _)) => {
-                return Err(format!(
-                    "{at}.bundle_endpoint_profile {other:?} is unknown (https_web or https_spiffe)"
+                return Err(KeyError::new(
+                    format!("{at}.bundle_endpoint_profile"),
+                    format!("{other:?} is unknown (expected https_web or https_spiffe)"),
                 ));
             }
             None => unreachable!("one profile checked above"),
         };
-        Relationship::new(own, trust_domain, url, profile).map_err(|e| format!("{at}: {e}"))
+        Relationship::new(own, trust_domain, url, profile)
+            .map_err(|e| KeyError::new(&at, e.to_string()))
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use signet_common::config::duration;
+use signet_common::config::{KeyError, duration};
 
 /// Istio's default token audience (`TOKEN_AUDIENCES`).
 const DEFAULT_TOKEN_AUDIENCE: &str = "istio-ca";
@@ -44,14 +44,17 @@ pub struct IstioCaConfig {
 
 impl IstioCaBlock {
     /// Checks the block and fills in the defaults.
-    pub(super) fn build(self) -> Result<IstioCaConfig, String> {
+    pub(super) fn build(self) -> Result<IstioCaConfig, KeyError> {
         let token_issuer = self
             .token_issuer
             .filter(|i| !i.is_empty())
-            .ok_or("istio_ca.token_issuer is required")?;
+            .ok_or_else(|| KeyError::required("istio_ca.token_issuer"))?;
         let token_audience = match self.token_audience {
             Some(a) if a.is_empty() => {
-                return Err("istio_ca.token_audience must not be empty".into());
+                return Err(KeyError::sentence(
+                    "istio_ca.token_audience",
+                    "must not be empty",
+                ));
             }
             Some(a) => a,
             None => DEFAULT_TOKEN_AUDIENCE.into(),
@@ -59,7 +62,7 @@ impl IstioCaBlock {
         let jwks_path = self
             .jwks_path
             .filter(|p| !p.as_os_str().is_empty())
-            .ok_or("istio_ca.jwks_path is required")?;
+            .ok_or_else(|| KeyError::required("istio_ca.jwks_path"))?;
         let max_validity = duration(
             "istio_ca.max_validity",
             self.max_validity.as_deref(),
@@ -71,12 +74,16 @@ impl IstioCaBlock {
             DEFAULT_VALIDITY.min(max_validity),
         )?;
         if default_validity > max_validity {
-            return Err("istio_ca.default_validity must not exceed max_validity".into());
+            return Err(KeyError::sentence(
+                "istio_ca.default_validity",
+                "must not exceed max_validity",
+            ));
         }
         let server_dns_names = self.server_dns_names.unwrap_or_default();
         if let Some(bad) = server_dns_names.iter().find(|d| !valid_dns_name(d)) {
-            return Err(format!(
-                "istio_ca.server_dns_names: {bad:?} is not a DNS name"
+            return Err(KeyError::new(
+                "istio_ca.server_dns_names",
+                format!("expected DNS names, got {bad:?}"),
             ));
         }
         Ok(IstioCaConfig {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 pub use signet_common::config::{ConfigError, HealthConfig, expand_env};
 use signet_common::config::{
-    GoOnlyKeys, HealthBlock, KeyCheck, MetricsConfig, PluginBlock, PortValue, TelemetryBlock,
-    duration, is_true, non_empty, plugin_data, port, required_plugin_data,
+    GoOnlyKeys, HealthBlock, KeyCheck, KeyError, MetricsConfig, PluginBlock, PortValue,
+    TelemetryBlock, duration, is_true, non_empty, plugin_data, port, required_plugin_data,
 };
 use signet_common::id::{SpiffeId, TrustDomain, parse_id, parse_trust_domain};
 use signet_common::rotation::max_svid_ttl_for_ca_ttl;
@@ -25,7 +25,8 @@ mod istio;
 mod k8s;
 mod oidc;
 pub use federation::{
-    BundleEndpointConfig, DEFAULT_REFRESH_HINT, FederationBlock, FederationConfig, ServingProfile,
+    BundleEndpointConfig, DEFAULT_REFRESH_HINT, FederationBlock, FederationConfig, MIN_REFRESH,
+    ServingProfile,
 };
 pub use istio::IstioCaConfig;
 pub use oidc::OidcDiscoveryConfig;
@@ -292,17 +293,20 @@ impl Config {
 
     /// Refuses what parses but cannot run in Signet, with one line saying what to do.
     pub fn check_runnable(&self, path: &str) -> Result<(), ConfigError> {
-        let invalid = |error: String| ConfigError::Invalid {
+        let invalid = |error: KeyError| ConfigError::Invalid {
             path: path.into(),
             error,
         };
         if let DataStoreConfig::Sql { database_type, .. } = &self.datastore
             && database_type != "postgres"
         {
-            return Err(invalid(format!(
-                "plugins.DataStore \"sql\" database_type {database_type:?} is not supported by signet-server \
-                 (it serves from \"postgres\", or from DataStore \"sled\"): import its data with \
-                 `signet-server import spire --config {path}`"
+            return Err(invalid(KeyError::sentence(
+                "plugins.DataStore \"sql\".plugin_data.database_type",
+                format!(
+                    "{database_type:?} is not supported by signet-server \
+                     (it serves from \"postgres\", or from DataStore \"sled\"): import its data with \
+                     `signet-server import spire --config {path}`"
+                ),
             )));
         }
         if let Some(FederationConfig {
@@ -314,9 +318,10 @@ impl Config {
             ..
         }) = &self.federation
         {
-            return Err(invalid(
-                "server.federation.bundle_endpoint: ACME is not supported by Signet: use profile \"https_web\" { serving_cert_file { cert_file_path key_file_path } } or profile \"https_spiffe\" {}".into(),
-            ));
+            return Err(invalid(KeyError::new(
+                "server.federation.bundle_endpoint",
+                "ACME is not supported by Signet: use profile \"https_web\" { serving_cert_file { cert_file_path key_file_path } } or profile \"https_spiffe\" {}",
+            )));
         }
         Ok(())
     }
@@ -327,7 +332,7 @@ impl Config {
     }
 }
 
-fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
+fn build(file: FileConfig, args: &RunArgs) -> Result<Config, KeyError> {
     let s = file.server;
     let mut notes = Vec::new();
     server_keys(&s, &mut notes)?;
@@ -344,14 +349,14 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
         .trust_domain
         .clone()
         .or(s.trust_domain)
-        .ok_or("server.trust_domain is required")?;
-    let trust_domain =
-        parse_trust_domain(&td_text).map_err(|e| format!("server.trust_domain: {e}"))?;
+        .ok_or_else(|| KeyError::required("server.trust_domain"))?;
+    let trust_domain = parse_trust_domain(&td_text)
+        .map_err(|e| KeyError::new("server.trust_domain", e.to_string()))?;
     let data_dir = args
         .data_dir
         .clone()
         .or(s.data_dir)
-        .ok_or("server.data_dir is required")?;
+        .ok_or_else(|| KeyError::required("server.data_dir"))?;
     let bind_port = match args.server_port {
         Some(p) => p,
         None => s
@@ -366,26 +371,29 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
         .or(s.log_level)
         .unwrap_or_else(|| "INFO".into());
     let log_level = parse_level(&log_level)
-        .map_err(|e| format!("server.log_level: {e}"))?
+        .map_err(|e| KeyError::new("server.log_level", e))?
         .to_owned();
     let log_format = s
         .log_format
         .as_deref()
         .unwrap_or("text")
         .parse()
-        .map_err(|e| format!("server.{e}"))?;
+        .map_err(|e| KeyError::new("server.log_format", e))?;
     let key_type: KeyType = s
         .ca_key_type
         .as_deref()
         .unwrap_or("ec-p256")
         .parse()
-        .map_err(|e| format!("server.ca_key_type: {e}"))?;
+        .map_err(|e: String| KeyError::new("server.ca_key_type", e))?;
     if let Some(jwt) = s.jwt_key_type.as_deref() {
         let jwt: KeyType = jwt
             .parse()
-            .map_err(|e| format!("server.jwt_key_type: {e}"))?;
+            .map_err(|e: String| KeyError::new("server.jwt_key_type", e))?;
         if jwt != key_type {
-            return Err("server.jwt_key_type must equal ca_key_type in this version".into());
+            return Err(KeyError::sentence(
+                "server.jwt_key_type",
+                "must equal ca_key_type in this version",
+            ));
         }
     }
     let ca_ttl = duration(
@@ -404,16 +412,19 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
         Duration::from_secs(300),
     )?;
     let agent_ttl = duration("server.agent_ttl", s.agent_ttl.as_deref(), x509_ttl)?;
-    let max = max_svid_ttl_for_ca_ttl(ca_ttl);
-    for (name, ttl) in [
-        ("default_x509_svid_ttl", x509_ttl),
-        ("default_jwt_svid_ttl", jwt_ttl),
-        ("agent_ttl", agent_ttl),
-    ] {
-        if ttl > max {
-            tracing::warn!(ttl = %humantime::format_duration(ttl), max = %humantime::format_duration(max), "server.{name} exceeds what ca_ttl can guarantee; SVIDs will be capped at the CA's expiry");
-        }
-    }
+    check_svid_ttls(
+        ca_ttl,
+        [
+            ("default_x509_svid_ttl", x509_ttl, true),
+            ("agent_ttl", agent_ttl, true),
+            (
+                "default_jwt_svid_ttl",
+                jwt_ttl,
+                s.default_jwt_svid_ttl.is_some(),
+            ),
+        ],
+        &mut notes,
+    )?;
     let ca_subject = s.ca_subject.map_or_else(CaSubject::default, |c| CaSubject {
         country: c.country,
         organization: c.organization,
@@ -423,7 +434,10 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
         .admin_ids
         .unwrap_or_default()
         .iter()
-        .map(|id| parse_id(id).map_err(|e| format!("server.admin_ids: {e}")))
+        .enumerate()
+        .map(|(i, id)| {
+            parse_id(id).map_err(|e| KeyError::new(format!("server.admin_ids[{i}]"), e.to_string()))
+        })
         .collect::<Result<_, _>>()?;
     let plugins = Plugins::new(file.plugins, &data_dir)?;
     let health = file
@@ -476,12 +490,59 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, String> {
         oidc_discovery,
         federation,
         no_effect: notes,
-        federation_refresh_floor: crate::federation::manager::MIN_REFRESH,
+        federation_refresh_floor: MIN_REFRESH,
     })
 }
 
+/// SPIRE's rule for SVID TTLs (`MaxSVIDTTLForCATTL`): a CA is replaced at a sixth of its
+/// life before it expires, so an SVID can only be given its whole TTL when
+/// `ttl <= min(ca_ttl / 6, 7d)`. A TTL the file sets (or the X509-SVID default every agent
+/// and workload SVID gets) that `ca_ttl` cannot hold is refused, naming both values; an unset
+/// JWT-SVID TTL that does not fit (its 5 m default under a very short test `ca_ttl`) is only
+/// noted, as SPIRE does, and its JWT-SVIDs are capped at the key's expiry.
+fn check_svid_ttls(
+    ca_ttl: Duration,
+    ttls: [(&str, Duration, bool); 3],
+    notes: &mut Vec<String>,
+) -> Result<(), KeyError> {
+    let max = max_svid_ttl_for_ca_ttl(ca_ttl);
+    // Whole milliseconds: `1s / 6` reads 166ms, not 166ms 666us 666ns.
+    let show = |d: Duration| {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        humantime::format_duration(Duration::from_millis(ms)).to_string()
+    };
+    for (name, ttl, enforced) in ttls {
+        if ttl <= max {
+            continue;
+        }
+        let advice = if ttl <= signet_common::rotation::SEVEN_DAYS {
+            format!(
+                "set ca_ttl to {} or more, or {name} to {} or less",
+                show(ttl.saturating_mul(6)),
+                show(max)
+            )
+        } else {
+            format!("set {name} to {} or less", show(max))
+        };
+        let why = format!(
+            "{} cannot hold server.{name} {}: an SVID TTL must be at most \
+             min(ca_ttl/6, 7d), here {}; {advice}",
+            show(ca_ttl),
+            show(ttl),
+            show(max),
+        );
+        if enforced {
+            return Err(KeyError::new("server.ca_ttl", why));
+        }
+        notes.push(format!(
+            "server.ca_ttl {why}; its SVIDs will be capped at the CA's expiry"
+        ));
+    }
+    Ok(())
+}
+
 /// SPIRE's server keys that Signet accepts without effect or refuses (README: Configuration).
-fn server_keys(s: &ServerBlock, notes: &mut Vec<String>) -> Result<(), String> {
+fn server_keys(s: &ServerBlock, notes: &mut Vec<String>) -> Result<(), KeyError> {
     let mut k = KeyCheck::new("server", notes);
     k.refuse(
         "audit_log_enabled",
@@ -591,7 +652,7 @@ impl Plugins {
     fn new(
         plugins: BTreeMap<String, BTreeMap<String, PluginBlock>>,
         data_dir: &Path,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, KeyError> {
         let mut datastore = None;
         let mut key_manager = None;
         let mut join_token = false;
@@ -605,7 +666,10 @@ impl Plugins {
                 .collect();
             match kind.as_str() {
                 "DataStore" | "KeyManager" | "UpstreamAuthority" if enabled.len() > 1 => {
-                    return Err(format!("plugins: at most one {kind} may be configured"));
+                    return Err(KeyError::new(
+                        format!("plugins.{kind}"),
+                        format!("at most one {kind} may be configured"),
+                    ));
                 }
                 _ => {}
             }
@@ -626,8 +690,9 @@ impl Plugins {
                             None => 100,
                             Some(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
                             Some(n) => {
-                                return Err(format!(
-                                    "{what}: plugin_data.max_open_conns must be positive, not {n}"
+                                return Err(KeyError::new(
+                                    format!("{what}.plugin_data.max_open_conns"),
+                                    format!("expected a positive number, got {n}"),
                                 ));
                             }
                         };
@@ -636,17 +701,17 @@ impl Plugins {
                             .as_deref()
                             .map(|t| {
                                 signet_common::config::duration(
-                                    &format!("{what}: plugin_data.conn_max_lifetime"),
+                                    &format!("{what}.plugin_data.conn_max_lifetime"),
                                     Some(t),
                                     Duration::ZERO,
                                 )
                             })
                             .transpose()?;
                         let database_type = d.database_type.ok_or_else(|| {
-                            format!("{what}: plugin_data.database_type is required")
+                            KeyError::required(format!("{what}.plugin_data.database_type"))
                         })?;
                         let connection_string = d.connection_string.ok_or_else(|| {
-                            format!("{what}: plugin_data.connection_string is required")
+                            KeyError::required(format!("{what}.plugin_data.connection_string"))
                         })?;
                         let options = crate::datastore::postgres::PgOptions {
                             connection_string: connection_string.clone(),
@@ -702,21 +767,33 @@ impl Plugins {
                         });
                     }
                     ("DataStore" | "KeyManager" | "NodeAttestor" | "UpstreamAuthority", _) => {
-                        return Err(format!("{what}: unknown plugin name {name:?}"));
+                        return Err(KeyError::new(what, format!("unknown plugin name {name:?}")));
                     }
                     ("Notifier" | "BundlePublisher" | "CredentialComposer", _) => {
-                        return Err(format!(
-                            "{what}: {kind} plugins are not supported by Signet"
+                        return Err(KeyError::new(
+                            what,
+                            format!("{kind} plugins are not supported by Signet"),
                         ));
                     }
-                    _ => return Err(format!("plugins: unknown plugin type {kind:?}")),
+                    _ => {
+                        return Err(KeyError::new(
+                            format!("plugins.{kind}"),
+                            format!("unknown plugin type {kind:?}"),
+                        ));
+                    }
                 }
             }
         }
         Ok(Self {
-            datastore: datastore.ok_or("plugins: a DataStore is required (DataStore \"sled\")")?,
-            key_manager: key_manager
-                .ok_or("plugins: a KeyManager is required (KeyManager \"disk\" or \"memory\")")?,
+            datastore: datastore.ok_or_else(|| {
+                KeyError::new("plugins", "a DataStore is required (DataStore \"sled\")")
+            })?,
+            key_manager: key_manager.ok_or_else(|| {
+                KeyError::new(
+                    "plugins",
+                    "a KeyManager is required (KeyManager \"disk\" or \"memory\")",
+                )
+            })?,
             join_token,
             k8s_psat,
             bundle_publishers,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use signet_common::config::{PortValue, duration, port};
+use signet_common::config::{KeyError, PortValue, duration, port};
 
 use super::federation::ServingCertFileBlock;
 
@@ -57,27 +57,33 @@ impl OidcDiscoveryBlock {
     pub(super) fn into_config(
         self,
         jwt_issuer: Option<&str>,
-    ) -> Result<OidcDiscoveryConfig, String> {
-        let issuer = jwt_issuer.ok_or(format!(
-            "{AT} needs server.jwt_issuer: it is the issuer relying parties verify"
-        ))?;
+    ) -> Result<OidcDiscoveryConfig, KeyError> {
+        let issuer = jwt_issuer.ok_or_else(|| {
+            KeyError::sentence(
+                AT,
+                "needs server.jwt_issuer: it is the issuer relying parties verify",
+            )
+        })?;
         let valid = issuer.strip_prefix("https://").is_some_and(|rest| {
             !rest.is_empty() && !rest.starts_with('/') && !rest.contains(['?', '#'])
         });
         if !valid {
-            return Err(format!(
-                "{AT}: server.jwt_issuer {issuer:?} must be an https URL without query or fragment (OIDC discovery)"
+            return Err(KeyError::new(
+                "server.jwt_issuer",
+                format!(
+                    "{issuer:?} must be an https URL without query or fragment (the issuer of server.oidc_discovery)"
+                ),
             ));
         }
         let files = self
             .serving_cert_file
-            .ok_or(format!("{AT}.serving_cert_file is required"))?;
+            .ok_or_else(|| KeyError::required(format!("{AT}.serving_cert_file")))?;
         let cert_file = files
             .cert_file_path
-            .ok_or(format!("{AT}.serving_cert_file.cert_file_path is required"))?;
+            .ok_or_else(|| KeyError::required(format!("{AT}.serving_cert_file.cert_file_path")))?;
         let key_file = files
             .key_file_path
-            .ok_or(format!("{AT}.serving_cert_file.key_file_path is required"))?;
+            .ok_or_else(|| KeyError::required(format!("{AT}.serving_cert_file.key_file_path")))?;
         let file_sync_interval = duration(
             &format!("{AT}.serving_cert_file.file_sync_interval"),
             files.file_sync_interval.as_deref(),

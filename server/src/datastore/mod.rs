@@ -11,7 +11,7 @@ use signet_common::id::{SpiffeId, TrustDomain};
 use signet_common::node::AttestedNode;
 use signet_common::selector::Selector;
 
-use crate::federation::Relationship;
+use crate::relationship::Relationship;
 
 pub(crate) mod codec;
 pub mod postgres;

@@ -932,7 +932,7 @@ pub(crate) async fn entry_count_follows_creates_deletes_and_prunes(store: Arc<dy
 }
 
 async fn federation_relationships_are_kept_per_trust_domain(store: Arc<dyn DataStore>) {
-    use crate::federation::{EndpointProfile, Relationship};
+    use crate::relationship::{EndpointProfile, Relationship};
     let own = td("own.test");
     let rel = |name: &str, url: &str| {
         Relationship::new(&own, td(name), url.into(), EndpointProfile::HttpsWeb).unwrap()

@@ -154,29 +154,29 @@ impl DataStore for FailingStore {
     }
     async fn create_federation(
         &self,
-        rel: crate::federation::Relationship,
-    ) -> Result<crate::federation::Relationship, StoreError> {
+        rel: crate::relationship::Relationship,
+    ) -> Result<crate::relationship::Relationship, StoreError> {
         self.write()?.create_federation(rel).await
     }
     async fn update_federation(
         &self,
-        rel: crate::federation::Relationship,
-    ) -> Result<crate::federation::Relationship, StoreError> {
+        rel: crate::relationship::Relationship,
+    ) -> Result<crate::relationship::Relationship, StoreError> {
         self.write()?.update_federation(rel).await
     }
     async fn delete_federation(
         &self,
         td: &TrustDomain,
-    ) -> Result<crate::federation::Relationship, StoreError> {
+    ) -> Result<crate::relationship::Relationship, StoreError> {
         self.write()?.delete_federation(td).await
     }
     async fn federation(
         &self,
         td: &TrustDomain,
-    ) -> Result<Option<crate::federation::Relationship>, StoreError> {
+    ) -> Result<Option<crate::relationship::Relationship>, StoreError> {
         self.inner.federation(td).await
     }
-    async fn list_federations(&self) -> Result<Vec<crate::federation::Relationship>, StoreError> {
+    async fn list_federations(&self) -> Result<Vec<crate::relationship::Relationship>, StoreError> {
         self.inner.list_federations().await
     }
     async fn ca_journal(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

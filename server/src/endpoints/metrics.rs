@@ -20,7 +20,7 @@ pub async fn serve(
     let registry = state.metrics.registry(&config.prefix);
     let refresh = move || {
         let state = Arc::clone(&state);
-        async move { crate::metrics::refresh(&state.metrics, &state).await }
+        async move { state.refresh_metrics().await }
     };
     let (addr, serve) = signet_common::metrics::bind(config, registry, refresh, shutdown).await?;
     tracing::info!(address = %addr, "Serving Prometheus metrics");

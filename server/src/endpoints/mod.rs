@@ -36,6 +36,7 @@ use crate::api::svid::SvidService;
 use crate::api::trustdomain::TrustDomainService;
 use crate::api::watch::SyncService;
 
+pub mod bundle;
 pub mod health;
 pub mod https;
 pub mod metrics;

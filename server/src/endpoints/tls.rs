@@ -8,7 +8,6 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use rustls::ServerConfig;
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -20,10 +19,7 @@ use tokio::sync::watch;
 use crate::ca::{Ca, CsrPublicKey, SvidKind, X509SvidParams};
 use crate::datastore::DataStore;
 
-/// The one crypto provider (aws-lc-rs).
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
+pub use signet_common::tls::provider;
 
 pub use signet_common::tls::ClockTime;
 

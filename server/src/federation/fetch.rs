@@ -14,11 +14,10 @@ use rustls::pki_types::ServerName;
 use signet_common::bundle::{self, Bundle};
 use signet_common::clock::Clock;
 use signet_common::id::TrustDomain;
-use signet_common::tls::{Authorizer, ClockTime, ServerSvidVerifier};
+use signet_common::tls::{Authorizer, ClockTime, ServerSvidVerifier, provider};
 use tokio_rustls::TlsConnector;
 
-use super::{EndpointProfile, Relationship};
-use crate::endpoints::tls::provider;
+use crate::relationship::{EndpointProfile, Relationship};
 
 /// How long one fetch may take, connection to last byte (SPIRE: 10 s).
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);

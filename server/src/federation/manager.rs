@@ -14,15 +14,13 @@ use signet_common::id::TrustDomain;
 use tokio::sync::{Notify, watch};
 use tokio::task::{AbortHandle, JoinSet};
 
-use super::Relationship;
 use super::fetch::{self, FetchContext, FetchError};
 use crate::datastore::StoreError;
 use crate::registry::Registry;
+use crate::relationship::Relationship;
 
 /// Refresh interval when the remote publishes no hint (SPIRE: 5 min).
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
-/// Shortest refresh interval whatever the hint says (SPIRE: 1 min).
-pub const MIN_REFRESH: Duration = Duration::from_secs(60);
 /// How often the relationships are re-read without a local change (others may share the
 /// store).
 const RELIST_EVERY: Duration = Duration::from_secs(30);
@@ -59,7 +57,7 @@ impl std::fmt::Debug for Federation {
 
 impl Federation {
     /// Relationships of a server in `own`; `floor` is the shortest refresh interval
-    /// ([`MIN_REFRESH`] outside tests).
+    /// ([`crate::config::MIN_REFRESH`] outside tests).
     pub fn new(
         own: TrustDomain,
         statics: Vec<Relationship>,
@@ -271,6 +269,7 @@ pub fn retry_interval(failures: u32, floor: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::MIN_REFRESH;
 
     #[test]
     fn refresh_follows_the_hint_within_floor_and_default() {

@@ -58,6 +58,7 @@ struct DiskData {
 pub(super) fn read(path: &Path, expand_env: bool) -> Result<SpireConf, ImportError> {
     let name = path.display().to_string();
     let bad = |e: String| ImportError::Config(format!("{name}: {e}"));
+    let bad_key = |e: signet_common::config::KeyError| bad(e.to_string());
     let text = read_file(path, expand_env).map_err(|e| ImportError::Config(e.to_string()))?;
     let file: File = parse_hcl(&text, &name).map_err(|e| ImportError::Config(e.to_string()))?;
     let td = file
@@ -80,8 +81,8 @@ pub(super) fn read(path: &Path, expand_env: bool) -> Result<SpireConf, ImportErr
             let what = format!("plugins.{kind} \"{plugin}\"");
             match (kind.as_str(), plugin.as_str()) {
                 ("DataStore", "sql") => {
-                    let d: SqlData =
-                        plugin_data(&what, block.data(&what).map_err(&bad)?).map_err(&bad)?;
+                    let d: SqlData = plugin_data(&what, block.data(&what).map_err(&bad_key)?)
+                        .map_err(&bad_key)?;
                     let cs = d.connection_string.ok_or_else(|| {
                         bad(format!("{what}: plugin_data.connection_string is required"))
                     })?;
@@ -106,8 +107,8 @@ pub(super) fn read(path: &Path, expand_env: bool) -> Result<SpireConf, ImportErr
                     )));
                 }
                 ("KeyManager", "disk") => {
-                    let d: DiskData =
-                        plugin_data(&what, block.data(&what).map_err(&bad)?).map_err(&bad)?;
+                    let d: DiskData = plugin_data(&what, block.data(&what).map_err(&bad_key)?)
+                        .map_err(&bad_key)?;
                     keys_path = Some(d.keys_path.ok_or_else(|| {
                         bad(format!("{what}: plugin_data.keys_path is required"))
                     })?);

@@ -24,7 +24,7 @@ impl std::str::FromStr for KeyType {
             "ec-p256" => Ok(Self::EcP256),
             "ec-p384" => Ok(Self::EcP384),
             other => Err(format!(
-                "unsupported key type {other:?} (expected ec-p256 or ec-p384)"
+                "expected \"ec-p256\" or \"ec-p384\", got {other:?}"
             )),
         }
     }

@@ -46,6 +46,18 @@ impl de::Error for DeError {
     fn unknown_field(field: &str, _expected: &'static [&'static str]) -> Self {
         Self::custom(format!("unknown key {field:?}"))
     }
+
+    fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
+        Self::custom(format!("expected {exp}, got {unexp}"))
+    }
+
+    fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
+        Self::custom(format!("expected {exp}, got {unexp}"))
+    }
+
+    fn missing_field(field: &'static str) -> Self {
+        Self::custom(format!("key {field:?} is required"))
+    }
 }
 
 impl DeError {
@@ -372,7 +384,7 @@ impl<'de> de::Deserializer<'de> for Group {
             Value::Bool(b) => visitor.visit_bool(*b),
             Value::Str(s) => match parse_bool(s) {
                 Some(b) => visitor.visit_bool(b),
-                None => Err(self.err(format!("{s:?} is not a bool"))),
+                None => Err(self.err(format!("expected a bool, got {s:?}"))),
             },
             v => Err(self.err(format!("expected a bool, got a {}", kind(v)))),
         }
@@ -383,7 +395,7 @@ impl<'de> de::Deserializer<'de> for Group {
             Value::Int(i) => visitor.visit_i64(*i),
             Value::Str(s) => match super::lexer::parse_int(s.trim()) {
                 Some(i) => visitor.visit_i64(i),
-                None => Err(self.err(format!("{s:?} is not an integer"))),
+                None => Err(self.err(format!("expected an integer, got {s:?}"))),
             },
             v => Err(self.err(format!("expected an integer, got a {}", kind(v)))),
         }
@@ -395,7 +407,7 @@ impl<'de> de::Deserializer<'de> for Group {
             Value::Float(f) => visitor.visit_f64(*f),
             Value::Str(s) => match s.trim().parse::<f64>() {
                 Ok(f) => visitor.visit_f64(f),
-                Err(_) => Err(self.err(format!("{s:?} is not a number"))),
+                Err(_) => Err(self.err(format!("expected a number, got {s:?}"))),
             },
             v => Err(self.err(format!("expected a number, got a {}", kind(v)))),
         }

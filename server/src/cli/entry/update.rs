@@ -106,19 +106,10 @@ impl UpdateArgs {
 /// field". Spelled out here so the request means the same to any server.
 pub(super) fn replace_all_mask() -> types::EntryMask {
     types::EntryMask {
-        spiffe_id: true,
-        parent_id: true,
-        selectors: true,
-        x509_svid_ttl: true,
-        federates_with: true,
-        admin: true,
-        downstream: true,
-        expires_at: true,
-        dns_names: true,
-        store_svid: true,
-        jwt_svid_ttl: true,
-        hint: true,
-        ..Default::default()
+        revision_number: false,
+        created_at: false,
+        additional_attributes: false,
+        ..signet_proto::convert::full_entry_mask()
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use signet_common::config::duration;
+use signet_common::config::{KeyError, duration};
 
 use crate::attestation::k8s_psat::PsatCluster;
 use crate::publish::{BundleFormat, ConfigMapTarget, WriteMode};
@@ -38,13 +38,14 @@ struct PsatClusterData {
 }
 
 impl PsatData {
-    pub(super) fn build(self, what: &str) -> Result<BTreeMap<String, PsatCluster>, String> {
+    pub(super) fn build(self, what: &str) -> Result<BTreeMap<String, PsatCluster>, KeyError> {
         self.clusters
             .into_iter()
             .map(|(name, c)| {
                 if c.service_account_allow_list.is_empty() {
-                    return Err(format!(
-                        "{what}: cluster {name:?} configuration must have at least one service account allowed"
+                    return Err(KeyError::new(
+                        format!("{what}.plugin_data.clusters.{name:?}.service_account_allow_list"),
+                        format!("cluster {name:?} configuration must have at least one service account allowed"),
                     ));
                 }
                 let cluster = PsatCluster {
@@ -91,11 +92,13 @@ struct ConfigMapClusterData {
 }
 
 impl ConfigMapPublisherData {
-    pub(super) fn build(self, what: &str) -> Result<Vec<ConfigMapTarget>, String> {
+    pub(super) fn build(self, what: &str) -> Result<Vec<ConfigMapTarget>, KeyError> {
         self.clusters
             .into_iter()
             .map(|(id, c)| {
-                let missing = |field: &str| format!("{what}: missing {field} in cluster {id:?}");
+                let at = format!("{what}.plugin_data.clusters.{id:?}");
+                let missing =
+                    |field: &str| KeyError::new(&at, format!("missing {field} in cluster {id:?}"));
                 if c.configmap_name.is_empty() {
                     return Err(missing("configmap name"));
                 }
@@ -111,17 +114,11 @@ impl ConfigMapPublisherData {
                 let format: BundleFormat = c
                     .format
                     .parse()
-                    .map_err(|e| format!("{what}: cluster {id:?}: {e}"))?;
+                    .map_err(|e| KeyError::new(format!("{at}.format"), e))?;
                 let refresh_hint = c
                     .refresh_hint
                     .as_deref()
-                    .map(|h| {
-                        duration(
-                            &format!("{what}: cluster {id:?} refresh_hint"),
-                            Some(h),
-                            Duration::ZERO,
-                        )
-                    })
+                    .map(|h| duration(&format!("{at}.refresh_hint"), Some(h), Duration::ZERO))
                     .transpose()?;
                 Ok(ConfigMapTarget {
                     plugin: "k8s_configmap",
@@ -174,14 +171,15 @@ impl K8sBundleCluster {
             || self.api_service_label.is_some()
     }
 
-    fn target(self, what: &str) -> Result<ConfigMapTarget, String> {
+    fn target(self, what: &str) -> Result<ConfigMapTarget, KeyError> {
         for (key, v) in [
             ("webhook_label", &self.webhook_label),
             ("api_service_label", &self.api_service_label),
         ] {
             if v.as_deref().is_some_and(|l| !l.is_empty()) {
-                return Err(format!(
-                    "{what}: {key} is not supported by Signet (only the bundle ConfigMap is kept current)"
+                return Err(KeyError::sentence(
+                    format!("{what}.plugin_data.{key}"),
+                    "is not supported by Signet (only the bundle ConfigMap is kept current)",
                 ));
             }
         }
@@ -201,7 +199,7 @@ impl K8sBundleCluster {
 }
 
 impl K8sBundleData {
-    pub(super) fn build(self, what: &str) -> Result<Vec<ConfigMapTarget>, String> {
+    pub(super) fn build(self, what: &str) -> Result<Vec<ConfigMapTarget>, KeyError> {
         let mut out = Vec::new();
         let root = K8sBundleCluster {
             namespace: self.namespace,
@@ -217,8 +215,9 @@ impl K8sBundleData {
         }
         for c in self.clusters {
             if c.kube_config_file_path.as_deref().is_none_or(str::is_empty) {
-                return Err(format!(
-                    "{what}: cluster configuration is missing kube_config_file_path"
+                return Err(KeyError::new(
+                    format!("{what}.plugin_data.clusters"),
+                    "cluster configuration is missing kube_config_file_path",
                 ));
             }
             out.push(c.target(what)?);

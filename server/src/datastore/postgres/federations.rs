@@ -7,7 +7,7 @@ use signet_common::id::TrustDomain;
 use super::{PgStore, decode_rows};
 use crate::datastore::StoreError;
 use crate::datastore::codec::encode;
-use crate::federation::Relationship;
+use crate::relationship::Relationship;
 
 impl PgStore {
     pub(super) async fn create_federation_row(

@@ -18,7 +18,7 @@ use signet_common::node::AttestedNode;
 use signet_common::selector::Selector;
 use tokio_postgres::Row;
 
-use crate::federation::Relationship;
+use crate::relationship::Relationship;
 
 use crate::datastore::codec::{decode, encode, similarity_key};
 use crate::datastore::token_digest::join_token_digest;

@@ -5,7 +5,7 @@ use signet_common::id::TrustDomain;
 use super::SledStore;
 use super::codec::{backend, decode_all, encode, read};
 use crate::datastore::StoreError;
-use crate::federation::Relationship;
+use crate::relationship::Relationship;
 
 impl SledStore {
     pub(super) async fn create_federation_row(

@@ -33,7 +33,7 @@ use signet_common::private_dir::{PrivateDirError, ensure_private_dir};
 use signet_common::selector::Selector;
 use sled::Tree;
 
-use crate::federation::Relationship;
+use crate::relationship::Relationship;
 
 use crate::datastore::sled::codec::{abort, backend, decode, decode_all, encode, read};
 use crate::datastore::token_digest::{self, join_token_digest};

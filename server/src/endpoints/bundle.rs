@@ -74,12 +74,12 @@ pub async fn start(
     config: &crate::config::BundleEndpointConfig,
     trust_domain: TrustDomain,
     store: Arc<dyn DataStore>,
-    identity: Arc<crate::endpoints::tls::ServerIdentity>,
+    identity: Arc<super::tls::ServerIdentity>,
     clock: Arc<dyn signet_common::clock::Clock>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<std::net::SocketAddr> {
+    use super::https;
     use crate::config::ServingProfile;
-    use crate::endpoints::https;
     let certs: Arc<dyn rustls::server::ResolvesServerCert> = match &config.profile {
         ServingProfile::HttpsSpiffe => identity,
         ServingProfile::HttpsWebFiles {
