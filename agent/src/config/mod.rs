@@ -508,17 +508,24 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, KeyError> {
 
 /// SPIRE's rule: the admin socket may not sit in (or under) the public socket's directory,
 /// which every workload can reach.
-fn admin_apart(admin: &Path, public: &Path) -> Result<(), String> {
+fn admin_apart(admin: &Path, public: &Path) -> Result<(), KeyError> {
+    let key = "agent.admin_socket_path";
     if admin.as_os_str().is_empty() {
-        return Err("agent.admin_socket_path is empty".into());
+        return Err(KeyError::new(
+            key,
+            "expected a socket path, got an empty one",
+        ));
     }
     let public_dir = public.parent().unwrap_or(Path::new(""));
     let admin_dir = admin.parent().unwrap_or(Path::new(""));
     if !public_dir.as_os_str().is_empty() && admin_dir.starts_with(public_dir) {
-        return Err(format!(
-            "agent.admin_socket_path {} is in the directory of the Workload API socket {}; put it in a directory of its own",
-            admin.display(),
-            public.display()
+        return Err(KeyError::new(
+            key,
+            format!(
+                "{} is in the directory of the Workload API socket {}; put it in a directory of its own",
+                admin.display(),
+                public.display()
+            ),
         ));
     }
     Ok(())
@@ -695,15 +702,20 @@ fn cache_size(name: &str, value: Option<i64>) -> Result<usize, KeyError> {
     }
 }
 
-fn conn_limits(a: &AgentBlock) -> Result<ConnLimits, String> {
+fn conn_limits(a: &AgentBlock) -> Result<ConnLimits, KeyError> {
     let d = ConnLimits::default();
     let count = |name: &str, value: Option<i64>, default: usize| match value {
         None => Ok(default),
-        Some(v) if v > 0 => usize::try_from(v).map_err(|_| format!("{name}: {v} is too large")),
-        Some(v) => Err(format!("{name}: must be greater than zero, not {v}")),
+        Some(v) if v > 0 => usize::try_from(v)
+            .map_err(|_| KeyError::new(name, format!("expected a smaller number, got {v}"))),
+        Some(v) => Err(KeyError::new(
+            name,
+            format!("expected a number greater than zero, got {v}"),
+        )),
     };
+    let streams_key = "agent.workload_api_max_streams_per_conn";
     let streams = count(
-        "agent.workload_api_max_streams_per_conn",
+        streams_key,
         a.workload_api_max_streams_per_conn,
         d.max_streams_per_conn as usize,
     )?;
@@ -714,7 +726,10 @@ fn conn_limits(a: &AgentBlock) -> Result<ConnLimits, String> {
             d.max_conns_per_uid,
         )?,
         max_streams_per_conn: u32::try_from(streams).map_err(|_| {
-            format!("agent.workload_api_max_streams_per_conn: {streams} is too large")
+            KeyError::new(
+                streams_key,
+                format!("expected at most {}, got {streams}", u32::MAX),
+            )
         })?,
         idle_timeout: duration(
             "agent.workload_api_idle_timeout",

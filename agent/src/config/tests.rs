@@ -470,15 +470,15 @@ fn workload_api_connection_limits_default_and_parse() {
     for (line, says) in [
         (
             "workload_api_max_conns_per_uid = 0",
-            "agent.workload_api_max_conns_per_uid: must be greater than zero, not 0",
+            "agent.workload_api_max_conns_per_uid: expected a number greater than zero, got 0",
         ),
         (
             "workload_api_max_streams_per_conn = 5000000000",
-            "agent.workload_api_max_streams_per_conn: 5000000000 is too large",
+            "agent.workload_api_max_streams_per_conn: expected at most 4294967295, got 5000000000",
         ),
         (
             r#"workload_api_idle_timeout = "soon""#,
-            "agent.workload_api_idle_timeout: \"soon\" is not a duration",
+            "agent.workload_api_idle_timeout: expected a duration",
         ),
     ] {
         let text = MINIMAL.replace(
