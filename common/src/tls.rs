@@ -224,6 +224,35 @@ macro_rules! handshake_signatures {
     };
 }
 
+/// The two constructors every SVID verifier has, built on [`SvidCheck`] and the role's
+/// `from_check`: `new` trusts the roots (DER) of one bundle, `with_trust` takes its anchors
+/// from a [`TrustSource`]. `$note` ends both doc lines.
+macro_rules! svid_constructors {
+    ($note:literal) => {
+        #[doc = concat!("A verifier trusting the roots (DER) of one bundle", $note)]
+        pub fn new(
+            der_roots: &[Vec<u8>],
+            authorizer: Authorizer,
+            provider: &Arc<CryptoProvider>,
+        ) -> Result<Self, Error> {
+            SvidCheck::bundle(der_roots, authorizer, provider).map(Self::from_check)
+        }
+
+        #[doc = concat!("A verifier taking its anchors from `trust`", $note)]
+        pub fn with_trust(
+            trust: impl TrustSource + 'static,
+            authorizer: Authorizer,
+            provider: &CryptoProvider,
+        ) -> Self {
+            Self::from_check(SvidCheck::with_trust(
+                Some(Arc::new(trust)),
+                authorizer,
+                provider,
+            ))
+        }
+    };
+}
+
 /// What the SVID verifiers of both roles check: the chain against the anchors (none with
 /// `insecure_bootstrap`), the peer's ID against the authorizer, and handshake signatures with
 /// the provider's algorithms.
@@ -301,30 +330,15 @@ pub struct ServerSvidVerifier {
 }
 
 impl ServerSvidVerifier {
-    /// A verifier trusting the roots (DER) of one bundle.
-    pub fn new(
-        der_roots: &[Vec<u8>],
-        authorizer: Authorizer,
-        provider: &Arc<CryptoProvider>,
-    ) -> Result<Self, Error> {
-        let check = SvidCheck::bundle(der_roots, authorizer, provider)?;
-        Ok(Self { check })
-    }
-
-    /// A verifier taking its anchors from `trust`.
-    pub fn with_trust(
-        trust: impl TrustSource + 'static,
-        authorizer: Authorizer,
-        provider: &CryptoProvider,
-    ) -> Self {
-        let check = SvidCheck::with_trust(Some(Arc::new(trust)), authorizer, provider);
-        Self { check }
-    }
+    svid_constructors!(".");
 
     /// `insecure_bootstrap` (SPIRE's agent option): the chain is not validated, but the server
     /// must still present an ID the authorizer accepts and prove it holds the key.
     pub fn insecure_bootstrap(authorizer: Authorizer, provider: &CryptoProvider) -> Self {
-        let check = SvidCheck::with_trust(None, authorizer, provider);
+        Self::from_check(SvidCheck::with_trust(None, authorizer, provider))
+    }
+
+    fn from_check(check: SvidCheck) -> Self {
         Self { check }
     }
 }
@@ -366,26 +380,9 @@ pub struct ClientSvidVerifier {
 }
 
 impl ClientSvidVerifier {
-    /// A verifier trusting the roots (DER) of one bundle; a client certificate is required.
-    pub fn new(
-        der_roots: &[Vec<u8>],
-        authorizer: Authorizer,
-        provider: &Arc<CryptoProvider>,
-    ) -> Result<Self, Error> {
-        let check = SvidCheck::bundle(der_roots, authorizer, provider)?;
-        Ok(Self {
-            check,
-            mandatory: true,
-        })
-    }
+    svid_constructors!("; a client certificate is required.");
 
-    /// A verifier taking its anchors from `trust`; a client certificate is required.
-    pub fn with_trust(
-        trust: impl TrustSource + 'static,
-        authorizer: Authorizer,
-        provider: &CryptoProvider,
-    ) -> Self {
-        let check = SvidCheck::with_trust(Some(Arc::new(trust)), authorizer, provider);
+    fn from_check(check: SvidCheck) -> Self {
         Self {
             check,
             mandatory: true,

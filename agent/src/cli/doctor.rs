@@ -9,6 +9,7 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use signet_common::clock::{Clock, SystemClock};
+use signet_common::config::CommonOverrides;
 use signet_common::doctor::{Report, seconds};
 use tokio::net::UnixStream;
 
@@ -38,7 +39,7 @@ pub(crate) async fn execute(flags: DoctorFlags, io: &mut Io<'_>) -> u8 {
 
 async fn diagnose(flags: &DoctorFlags) -> Report {
     let args = RunArgs {
-        config: flags.config.clone(),
+        common: CommonOverrides::with_config(&flags.config),
         ..RunArgs::default()
     };
     let config = match Config::load(&args) {

@@ -3,20 +3,23 @@
 use crate::cli::env::Io;
 use crate::cli::flags::RunFlags;
 use crate::config::RunArgs;
+use signet_common::config::CommonOverrides;
 
 impl From<RunFlags> for RunArgs {
     fn from(f: RunFlags) -> Self {
         Self {
-            config: f.config,
+            common: CommonOverrides {
+                config: f.config,
+                server_port: f.server_port,
+                socket_path: f.socket_path,
+                trust_domain: f.trust_domain,
+                data_dir: f.data_dir,
+                log_level: f.log_level,
+                expand_env: f.expand_env,
+            },
             join_token: f.join_token,
             server_address: f.server_address,
-            server_port: f.server_port,
-            socket_path: f.socket_path,
             trust_bundle: f.trust_bundle,
-            trust_domain: f.trust_domain,
-            data_dir: f.data_dir,
-            log_level: f.log_level,
-            expand_env: f.expand_env,
         }
     }
 }

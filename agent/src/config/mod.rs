@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-pub use signet_common::config::{ConfigError, HealthConfig, expand_env};
 use signet_common::config::{
-    GoOnlyKeys, HealthBlock, KeyCheck, KeyError, MetricsConfig, PluginBlock, PortValue, Raw,
-    TelemetryBlock, duration, is_true, non_empty, plugin_data, port,
+    CommonOverrides, GoOnlyKeys, HealthBlock, KeyCheck, KeyError, MetricsConfig, PluginBlock,
+    PortValue, Raw, TelemetryBlock, duration, is_true, non_empty, plugin_data, port,
 };
-use signet_common::id::{TrustDomain, parse_trust_domain};
-use signet_common::telemetry::{LogFormat, parse_level};
+pub use signet_common::config::{ConfigError, HealthConfig, expand_env};
+use signet_common::id::TrustDomain;
+use signet_common::telemetry::LogFormat;
 
 pub mod k8s;
 #[cfg(test)]
@@ -139,26 +139,23 @@ struct UnixData {
 /// `signet-agent run` flags; each overrides the matching key of the config file.
 #[derive(Debug, Clone, Default)]
 pub struct RunArgs {
-    /// `--config`.
-    pub config: PathBuf,
+    /// The flags the server has too (`--config`, `--trust-domain`, `--log-level`, ...).
+    pub common: CommonOverrides,
     /// `--join-token`.
     pub join_token: Option<String>,
     /// `--server-address`.
     pub server_address: Option<String>,
-    /// `--server-port`.
-    pub server_port: Option<u16>,
-    /// `--socket-path`.
-    pub socket_path: Option<PathBuf>,
     /// `--trust-bundle` (PEM file).
     pub trust_bundle: Option<PathBuf>,
-    /// `--trust-domain`.
-    pub trust_domain: Option<String>,
-    /// `--data-dir`.
-    pub data_dir: Option<PathBuf>,
-    /// `--log-level`.
-    pub log_level: Option<String>,
-    /// `--expand-env`.
-    pub expand_env: bool,
+}
+
+/// The shared flags read as fields of the agent's own (`args.config`, `args.trust_domain`).
+impl std::ops::Deref for RunArgs {
+    type Target = CommonOverrides;
+
+    fn deref(&self) -> &CommonOverrides {
+        &self.common
+    }
 }
 
 /// `WorkloadAttestor "unix" { plugin_data { ... } }`.
@@ -383,13 +380,7 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, KeyError> {
     let telemetry = file.telemetry.unwrap_or_default();
     telemetry.note(&mut notes);
     let metrics = telemetry.metrics("signet_agent")?;
-    let td_text = args
-        .trust_domain
-        .clone()
-        .or(a.trust_domain)
-        .ok_or_else(|| KeyError::required("agent.trust_domain"))?;
-    let trust_domain = parse_trust_domain(&td_text)
-        .map_err(|e| KeyError::new("agent.trust_domain", e.to_string()))?;
+    let trust_domain = args.resolve_trust_domain("agent", a.trust_domain)?;
     let server_address = args
         .server_address
         .clone()
@@ -416,20 +407,8 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, KeyError> {
         .clone()
         .or(a.data_dir)
         .unwrap_or_else(|| ".".into());
-    let log_level = args
-        .log_level
-        .clone()
-        .or(a.log_level)
-        .unwrap_or_else(|| "INFO".into());
-    let log_level = parse_level(&log_level)
-        .map_err(|e| KeyError::new("agent.log_level", e))?
-        .to_owned();
-    let log_format = a
-        .log_format
-        .as_deref()
-        .unwrap_or("text")
-        .parse()
-        .map_err(|e| KeyError::new("agent.log_format", e))?;
+    let (log_level, log_format) =
+        args.resolve_logging("agent", a.log_level, a.log_format.as_deref())?;
     // A `--trust-bundle` flag replaces whichever source the file names.
     let trust_bundle = match &args.trust_bundle {
         Some(path) => TrustBundleSource::Path(path.clone()),

@@ -32,7 +32,7 @@ plugins {
 fn sample_config_parses() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../conf/agent/agent.conf");
     let c = Config::load(&RunArgs {
-        config: path.into(),
+        common: CommonOverrides::with_config(path),
         ..args()
     })
     .unwrap();
@@ -59,7 +59,10 @@ fn sample_config_matches_the_sample_server() {
     ))
     .unwrap();
     let agent = Config::load(&RunArgs {
-        config: concat!(env!("CARGO_MANIFEST_DIR"), "/../conf/agent/agent.conf").into(),
+        common: CommonOverrides::with_config(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../conf/agent/agent.conf"
+        )),
         ..args()
     })
     .unwrap();
@@ -335,15 +338,17 @@ fn plugins_are_checked() {
 #[test]
 fn flags_override_the_file() {
     let a = RunArgs {
-        server_port: Some(9999),
+        common: CommonOverrides {
+            server_port: Some(9999),
+            trust_domain: Some("other.org".into()),
+            socket_path: Some("/s.sock".into()),
+            data_dir: Some("/d".into()),
+            log_level: Some("warn".into()),
+            ..CommonOverrides::default()
+        },
         server_address: Some("10.0.0.1".into()),
-        trust_domain: Some("other.org".into()),
         join_token: Some("tok".into()),
-        socket_path: Some("/s.sock".into()),
-        data_dir: Some("/d".into()),
         trust_bundle: Some("/flag.pem".into()),
-        log_level: Some("warn".into()),
-        ..args()
     };
     let c = Config::parse(MINIMAL, "t", &a).unwrap();
     assert_eq!(c.server_addr(), "10.0.0.1:9999");

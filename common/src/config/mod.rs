@@ -7,8 +7,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub mod hcl1;
+mod overrides;
 
 pub use hcl1::Raw;
+pub use overrides::CommonOverrides;
 
 /// Why a configuration file was refused: always the file, and the key when the fault is in
 /// one.

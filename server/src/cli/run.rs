@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use signet_common::config::CommonOverrides;
 
 use crate::config::RunArgs;
 
@@ -38,14 +39,16 @@ pub struct RunFlags {
 impl From<RunFlags> for RunArgs {
     fn from(f: RunFlags) -> Self {
         Self {
-            config: f.config,
+            common: CommonOverrides {
+                config: f.config,
+                server_port: f.server_port,
+                socket_path: f.socket_path,
+                trust_domain: f.trust_domain,
+                data_dir: f.data_dir,
+                log_level: f.log_level,
+                expand_env: f.expand_env,
+            },
             bind_address: f.bind_address,
-            server_port: f.server_port,
-            data_dir: f.data_dir,
-            log_level: f.log_level,
-            trust_domain: f.trust_domain,
-            socket_path: f.socket_path,
-            expand_env: f.expand_env,
         }
     }
 }

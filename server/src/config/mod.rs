@@ -6,14 +6,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-pub use signet_common::config::{ConfigError, HealthConfig, expand_env};
 use signet_common::config::{
-    GoOnlyKeys, HealthBlock, KeyCheck, KeyError, MetricsConfig, PluginBlock, PortValue,
-    TelemetryBlock, duration, is_true, non_empty, plugin_data, port, required_plugin_data,
+    CommonOverrides, GoOnlyKeys, HealthBlock, KeyCheck, KeyError, MetricsConfig, PluginBlock,
+    PortValue, TelemetryBlock, duration, is_true, non_empty, plugin_data, port,
+    required_plugin_data,
 };
-use signet_common::id::{SpiffeId, TrustDomain, parse_id, parse_trust_domain};
+pub use signet_common::config::{ConfigError, HealthConfig, expand_env};
+use signet_common::id::{SpiffeId, TrustDomain, parse_id};
 use signet_common::rotation::max_svid_ttl_for_ca_ttl;
-use signet_common::telemetry::{LogFormat, parse_level};
+use signet_common::telemetry::LogFormat;
 
 use crate::attestation::k8s_psat::PsatCluster;
 use crate::ca::{CaConfig, CaSubject, UpstreamDisk};
@@ -169,22 +170,19 @@ struct UpstreamDiskData {
 /// `signet-server run` flags; each overrides the matching key of the config file.
 #[derive(Debug, Clone, Default)]
 pub struct RunArgs {
-    /// `--config`: the HCL file.
-    pub config: PathBuf,
+    /// The flags the agent has too (`--config`, `--trust-domain`, `--log-level`, ...).
+    pub common: CommonOverrides,
     /// `--bind-address`.
     pub bind_address: Option<String>,
-    /// `--server-port`.
-    pub server_port: Option<u16>,
-    /// `--data-dir`.
-    pub data_dir: Option<PathBuf>,
-    /// `--log-level`.
-    pub log_level: Option<String>,
-    /// `--trust-domain`.
-    pub trust_domain: Option<String>,
-    /// `--socket-path`.
-    pub socket_path: Option<PathBuf>,
-    /// `--expand-env`: expand `$VAR` / `${VAR}` in the config file.
-    pub expand_env: bool,
+}
+
+/// The shared flags read as fields of the server's own (`args.config`, `args.trust_domain`).
+impl std::ops::Deref for RunArgs {
+    type Target = CommonOverrides;
+
+    fn deref(&self) -> &CommonOverrides {
+        &self.common
+    }
 }
 
 /// Where registration data lives.
@@ -345,13 +343,7 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, KeyError> {
         .clone()
         .map(|o| o.into_config(jwt_issuer.as_deref()))
         .transpose()?;
-    let td_text = args
-        .trust_domain
-        .clone()
-        .or(s.trust_domain)
-        .ok_or_else(|| KeyError::required("server.trust_domain"))?;
-    let trust_domain = parse_trust_domain(&td_text)
-        .map_err(|e| KeyError::new("server.trust_domain", e.to_string()))?;
+    let trust_domain = args.resolve_trust_domain("server", s.trust_domain)?;
     let data_dir = args
         .data_dir
         .clone()
@@ -365,20 +357,8 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, KeyError> {
             .transpose()?
             .unwrap_or(8081),
     };
-    let log_level = args
-        .log_level
-        .clone()
-        .or(s.log_level)
-        .unwrap_or_else(|| "INFO".into());
-    let log_level = parse_level(&log_level)
-        .map_err(|e| KeyError::new("server.log_level", e))?
-        .to_owned();
-    let log_format = s
-        .log_format
-        .as_deref()
-        .unwrap_or("text")
-        .parse()
-        .map_err(|e| KeyError::new("server.log_format", e))?;
+    let (log_level, log_format) =
+        args.resolve_logging("server", s.log_level, s.log_format.as_deref())?;
     let key_type: KeyType = s
         .ca_key_type
         .as_deref()

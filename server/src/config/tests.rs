@@ -30,7 +30,7 @@ plugins {
 fn sample_config_parses() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../conf/server/server.conf");
     let c = Config::load(&RunArgs {
-        config: path.into(),
+        common: CommonOverrides::with_config(path),
         ..args()
     })
     .unwrap();
@@ -109,8 +109,11 @@ fn missing_plugins_are_refused() {
 #[test]
 fn flags_override_the_file() {
     let a = RunArgs {
-        server_port: Some(9999),
-        trust_domain: Some("other.org".into()),
+        common: CommonOverrides {
+            server_port: Some(9999),
+            trust_domain: Some("other.org".into()),
+            ..CommonOverrides::default()
+        },
         ..args()
     };
     let c = Config::parse(MINIMAL, "t", &a).unwrap();

@@ -22,6 +22,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
+use signet_common::config::CommonOverrides;
+
 use crate::config::{Config, DataStoreConfig, JOURNAL_KEY, KeyManagerConfig, RunArgs};
 
 mod convert;
@@ -255,8 +257,10 @@ fn target_spec(args: &ImportArgs, conf: &spire_conf::SpireConf) -> Result<Target
         });
     };
     let target = Config::load(&RunArgs {
-        config: path.clone(),
-        expand_env: args.expand_env,
+        common: CommonOverrides {
+            expand_env: args.expand_env,
+            ..CommonOverrides::with_config(path)
+        },
         ..RunArgs::default()
     })
     .map_err(|e| ImportError::Config(format!("--target-config: {e}")))?;

@@ -302,7 +302,7 @@ plugins {{
 
     let journal_key = std::fs::read_to_string(data_dir.join("server_id")).unwrap();
     let config = crate::config::Config::load(&crate::config::RunArgs {
-        config: conf.clone(),
+        common: signet_common::config::CommonOverrides::with_config(&conf),
         ..Default::default()
     })
     .unwrap();
