@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use signet_common::config::CommonOverrides;
 
 /// `signet-agent`: the Signet agent and a Workload API client.
 #[derive(Debug, Parser)]
@@ -31,6 +32,10 @@ pub(crate) enum Command {
 
 /// `signet-agent run`: each flag overrides the matching key of the config file.
 #[derive(Debug, Args)]
+#[command(
+    mut_arg("socket_path", |a| a.help("Path to bind the Workload API socket to")),
+    mut_arg("trust_domain", |a| a.help("The trust domain this agent belongs to")),
+)]
 pub(crate) struct RunFlags {
     /// Path to an agent config file
     #[arg(long, value_name = "PATH", default_value = "conf/agent/agent.conf")]
@@ -41,27 +46,12 @@ pub(crate) struct RunFlags {
     /// IP address or DNS name of the server
     #[arg(long, alias = "serverAddress")]
     pub(crate) server_address: Option<String>,
-    /// Port number of the server
-    #[arg(long, alias = "serverPort")]
-    pub(crate) server_port: Option<u16>,
-    /// Path to bind the Workload API socket to
-    #[arg(long, alias = "socketPath")]
-    pub(crate) socket_path: Option<PathBuf>,
     /// Path to the server's CA bundle (PEM)
     #[arg(long, alias = "trustBundle")]
     pub(crate) trust_bundle: Option<PathBuf>,
-    /// The trust domain this agent belongs to
-    #[arg(long, alias = "trustDomain")]
-    pub(crate) trust_domain: Option<String>,
-    /// Directory to store runtime data in
-    #[arg(long, alias = "dataDir")]
-    pub(crate) data_dir: Option<PathBuf>,
-    /// DEBUG, INFO, WARN or ERROR
-    #[arg(long, alias = "logLevel")]
-    pub(crate) log_level: Option<String>,
-    /// Expand environment variables in the config file
-    #[arg(long, alias = "expandEnv")]
-    pub(crate) expand_env: bool,
+    /// The flags the server has too.
+    #[command(flatten)]
+    pub(crate) common: CommonOverrides,
 }
 
 /// `signet-agent healthcheck`.

@@ -10,12 +10,7 @@ impl From<RunFlags> for RunArgs {
         Self {
             common: CommonOverrides {
                 config: f.config,
-                server_port: f.server_port,
-                socket_path: f.socket_path,
-                trust_domain: f.trust_domain,
-                data_dir: f.data_dir,
-                log_level: f.log_level,
-                expand_env: f.expand_env,
+                ..f.common
             },
             join_token: f.join_token,
             server_address: f.server_address,

@@ -7,22 +7,38 @@ use crate::id::{TrustDomain, parse_trust_domain};
 use crate::telemetry::{LogFormat, parse_level};
 
 /// The `run` flags the agent and the server share; each overrides the matching key of the
-/// config file.
-#[derive(Debug, Clone, Default)]
+/// config file. Flattened into both binaries' clap `run` flags, which declare `--config` (its
+/// default differs) and name the socket and the trust domain for their role (`mut_arg`).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct CommonOverrides {
-    /// `--config`: the HCL file.
+    /// `--config`: the HCL file (declared by each binary).
+    #[arg(skip)]
     pub config: PathBuf,
     /// `--server-port`.
+    #[arg(long, alias = "serverPort", help = "Port number of the server")]
     pub server_port: Option<u16>,
-    /// `--socket-path`.
-    pub socket_path: Option<PathBuf>,
-    /// `--trust-domain`.
-    pub trust_domain: Option<String>,
     /// `--data-dir`.
+    #[arg(long, alias = "dataDir", help = "Directory to store runtime data in")]
     pub data_dir: Option<PathBuf>,
     /// `--log-level`.
+    #[arg(long, alias = "logLevel", help = "DEBUG, INFO, WARN or ERROR")]
     pub log_level: Option<String>,
+    /// `--trust-domain`.
+    #[arg(
+        long,
+        alias = "trustDomain",
+        help = "The trust domain this process belongs to"
+    )]
+    pub trust_domain: Option<String>,
+    /// `--socket-path`.
+    #[arg(long, alias = "socketPath", help = "Path to bind the API socket to")]
+    pub socket_path: Option<PathBuf>,
     /// `--expand-env`: expand `$VAR` / `${VAR}` in the config file.
+    #[arg(
+        long,
+        alias = "expandEnv",
+        help = "Expand environment variables in the config file"
+    )]
     pub expand_env: bool,
 }
 

@@ -9,6 +9,11 @@ use crate::config::RunArgs;
 
 /// `run` flags; each overrides the matching key of the config file.
 #[derive(Debug, Clone, Args)]
+#[command(
+    mut_arg("socket_path", |a| a.help("Path to bind the admin API socket to")),
+    mut_arg("trust_domain", |a| a.help("The trust domain that this server belongs to")),
+    mut_arg("data_dir", |a| a.help("Directory to store runtime data to")),
+)]
 pub struct RunFlags {
     /// Path to a server config file.
     #[arg(long, default_value = "conf/server/server.conf")]
@@ -16,24 +21,9 @@ pub struct RunFlags {
     /// IP address or DNS name of the server.
     #[arg(long)]
     pub bind_address: Option<String>,
-    /// Port number of the server.
-    #[arg(long)]
-    pub server_port: Option<u16>,
-    /// Directory to store runtime data to.
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// DEBUG, INFO, WARN or ERROR.
-    #[arg(long)]
-    pub log_level: Option<String>,
-    /// The trust domain that this server belongs to.
-    #[arg(long)]
-    pub trust_domain: Option<String>,
-    /// Path to bind the admin API socket to.
-    #[arg(long)]
-    pub socket_path: Option<PathBuf>,
-    /// Expand environment variables in the config file.
-    #[arg(long)]
-    pub expand_env: bool,
+    /// The flags the agent has too.
+    #[command(flatten)]
+    pub common: CommonOverrides,
 }
 
 impl From<RunFlags> for RunArgs {
@@ -41,12 +31,7 @@ impl From<RunFlags> for RunArgs {
         Self {
             common: CommonOverrides {
                 config: f.config,
-                server_port: f.server_port,
-                socket_path: f.socket_path,
-                trust_domain: f.trust_domain,
-                data_dir: f.data_dir,
-                log_level: f.log_level,
-                expand_env: f.expand_env,
+                ..f.common
             },
             bind_address: f.bind_address,
         }
