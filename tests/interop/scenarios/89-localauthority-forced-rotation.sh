@@ -159,7 +159,19 @@ for w in watch-signet watch-spire; do
     wait "${!pid_var}" || { cat "$LOGDIR/$w.log"; fail "$w: the go-spiffe watch failed"; }
     cat "$LOGDIR/$w.log"
     grep -q "watch: 1 rotation(s)" "$LOGDIR/$w.log" || fail "$w saw no rotation"
-    grep -q "0 watch error(s)" "$LOGDIR/$w.log" || fail "$w saw watch errors"
+    if grep -q "0 watch error(s)" "$LOGDIR/$w.log"; then
+        continue
+    fi
+    # spire-agent drops a tainted SVID from its cache before it re-mints it ("Tainted X.509
+    # SVIDs" in its log), so a watcher may see "no identity issued" for a moment: SPIRE's own
+    # agent, whatever the server. signet-agent keeps serving the old SVID until the new one
+    # arrives: it must show no error at all.
+    [[ "$w" == watch-spire ]] || fail "$w saw watch errors"
+    grep -q 'msg="Tainted X.509 SVIDs"' "$LOGDIR/spire-agent.log" || fail "$w saw watch errors"
+    if grep "watch error" "$LOGDIR/$w.log" | grep -v "watch error(s)" | grep -vq "PermissionDenied desc = no identity issued"; then
+        fail "$w saw watch errors other than spire-agent's own taint gap"
+    fi
+    info "$w: spire-agent's own gap while it re-minted the tainted SVID (its cache drops it first)"
 done
 
 step "x509 revoke (signet-server's CLI when testing signet): the old root leaves both bundles"
