@@ -16,7 +16,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tonic::transport::server::Connected;
 
 /// The body of an `AsyncWrite` impl that writes straight through to the wrapper's `io` field
-/// (the socket wrappers only change what is read).
+/// (the socket wrappers only change what is read). The caller has `io`, `Pin`, `Context` and
+/// `Poll` in scope.
+#[macro_export]
 macro_rules! forward_async_write {
     () => {
         fn poll_write(
