@@ -10,7 +10,6 @@ use anyhow::Context;
 use signet_common::clock::{Clock, SystemClock};
 use signet_common::id::SpiffeId;
 use signet_common::private_dir::ensure_private_dir;
-use signet_common::telemetry;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -32,14 +31,7 @@ use crate::svid::{self, AgentIdentity};
 /// the agent (banned or evicted): the agent SVID is then removed.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = Config::load(&args)?;
-    telemetry::init_with_file(
-        &config.log_level,
-        config.log_format,
-        config.log_file.as_deref(),
-    )?;
-    for note in &config.no_effect {
-        tracing::warn!("{note}");
-    }
+    config.process.start_logging()?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut agent = tokio::select! {
         agent = Agent::start(config, Arc::new(SystemClock)) => agent?,
@@ -163,7 +155,7 @@ impl Agent {
         );
         tracing::info!(path = %config.socket_path.display(), "Starting agent APIs");
 
-        let metrics_addr = match &config.metrics {
+        let metrics_addr = match &config.process.metrics {
             Some(m) => Some(
                 crate::metrics::serve(
                     &mut tasks,
@@ -180,7 +172,7 @@ impl Agent {
             ),
             None => None,
         };
-        let health_addr = match &config.health {
+        let health_addr = match &config.process.health {
             Some(h) => {
                 let readiness = Readiness {
                     snapshot: manager.subscribe(),

@@ -15,6 +15,8 @@ pub mod fs;
 pub mod fuzz;
 #[cfg(feature = "health")]
 pub mod health;
+#[cfg(feature = "health")]
+pub mod http_listener;
 pub mod id;
 mod jwk;
 #[cfg(feature = "metrics")]

@@ -27,20 +27,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::MetricsConfig;
+use crate::http_listener::Listener;
+pub use crate::http_listener::{BindError, Serve};
 
 /// The content type of the text exposition `prometheus-client` writes (OpenMetrics 1.0,
 /// which Prometheus scrapes natively).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// The metrics listener could not be bound (most often: the port is in use).
-#[derive(Debug, thiserror::Error)]
-#[error("cannot bind the Prometheus metrics listener on {host}:{port} (telemetry.Prometheus)")]
-pub struct BindError {
-    host: String,
-    port: u16,
-    #[source]
-    source: std::io::Error,
-}
 
 /// Latency buckets in seconds: 1 ms to about 16 s.
 pub fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -60,24 +52,11 @@ pub async fn bind<R, F>(
     registry: Registry,
     refresh: R,
     shutdown: watch::Receiver<bool>,
-) -> Result<
-    (
-        SocketAddr,
-        impl Future<Output = std::io::Result<()>> + Send + 'static,
-    ),
-    BindError,
->
+) -> Result<(SocketAddr, Serve), BindError>
 where
     R: Fn() -> F + Clone + Send + Sync + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
-    let (listener, addr) = crate::health::listen(&config.host, config.port)
-        .await
-        .map_err(|source| BindError {
-            host: config.host.clone(),
-            port: config.port,
-            source,
-        })?;
     let registry = Arc::new(registry);
     let app = Router::new().route(
         "/metrics",
@@ -90,7 +69,11 @@ where
             }
         }),
     );
-    Ok((addr, crate::health::serve_until(listener, app, shutdown)))
+    let which = Listener {
+        name: "Prometheus metrics",
+        key: "telemetry.Prometheus",
+    };
+    crate::http_listener::bind(which, &config.host, config.port, app, shutdown).await
 }
 
 fn scrape(registry: &Registry) -> axum::response::Response {

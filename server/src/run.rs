@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::Context;
 use signet_common::clock::{Clock, SystemClock};
 use signet_common::private_dir::ensure_private_dir;
-use signet_common::telemetry;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -48,14 +47,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(300);
 /// Loads the config, starts every endpoint and runs until SIGINT or SIGTERM.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = Config::load(&args)?;
-    telemetry::init_with_file(
-        &config.log_level,
-        config.log_format,
-        config.log_file.as_deref(),
-    )?;
-    for note in &config.no_effect {
-        tracing::warn!("{note}");
-    }
+    config.process.start_logging()?;
     let server = Server::start(config, Arc::new(SystemClock)).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -205,13 +197,13 @@ impl Server {
             .await;
         endpoints::serve_admin(&mut tasks, admin, &services, health, stop.clone());
         tracing::info!(path = %config.socket_path.display(), "Starting Server APIs");
-        let health_addr = match &config.health {
+        let health_addr = match &config.process.health {
             Some(h) => Some(
                 endpoints::health::serve(&mut tasks, h, Arc::clone(&state), stop.clone()).await?,
             ),
             None => None,
         };
-        let metrics_addr = match &config.metrics {
+        let metrics_addr = match &config.process.metrics {
             Some(m) => Some(
                 endpoints::metrics::serve(&mut tasks, m, Arc::clone(&state), stop.clone()).await?,
             ),

@@ -76,14 +76,18 @@ fn the_full_twins_use_every_syntax_feature_they_claim() {
         signet_server::config::Config::parse(&text, "compact.conf", &Default::default()).unwrap();
     assert_eq!(c.ca.ca_subject.common_name, "Example CA\n");
     assert_eq!(c.admin_ids.len(), 2);
-    assert_eq!(c.telemetry.dogstatsd.as_ref().map(Vec::len), Some(2));
+    assert_eq!(
+        c.process.telemetry.dogstatsd.as_ref().map(Vec::len),
+        Some(2)
+    );
     assert!(c.federation.is_some());
     assert!(
-        c.no_effect
+        c.process
+            .no_effect
             .iter()
             .any(|n| n.contains("cache_reload_interval")),
         "{:?}",
-        c.no_effect
+        c.process.no_effect
     );
 }
 

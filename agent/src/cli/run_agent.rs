@@ -35,7 +35,7 @@ pub(crate) async fn execute(flags: RunFlags, io: &mut Io<'_>) -> u8 {
 pub(crate) fn validate(flags: RunFlags, io: &mut Io<'_>) -> u8 {
     match crate::config::Config::load(&flags.into()) {
         Ok(config) => {
-            for note in &config.no_effect {
+            for note in &config.process.no_effect {
                 let _ = writeln!(io.err, "warning: {note}");
             }
             let _ = writeln!(io.out, "SPIRE agent configuration file is valid.");

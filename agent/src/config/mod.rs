@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use signet_common::config::{
-    CommonOverrides, GoOnlyKeys, HealthBlock, KeyCheck, KeyError, MetricsConfig, PluginBlock,
-    PortValue, Raw, TelemetryBlock, duration, is_true, non_empty, plugin_data, port,
+    CommonOverrides, GoOnlyKeys, HealthBlock, KeyCheck, KeyError, PluginBlock, PortValue,
+    ProcessConfig, ProcessKeys, Raw, TelemetryBlock, duration, enabled_plugins, is_true, non_empty,
+    plugin_data, port,
 };
 pub use signet_common::config::{ConfigError, HealthConfig, expand_env};
 use signet_common::id::TrustDomain;
-use signet_common::telemetry::LogFormat;
 
 pub mod k8s;
 #[cfg(test)]
@@ -284,10 +284,6 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The public Workload API / SDS socket.
     pub socket_path: PathBuf,
-    /// Log filter (`info`, `debug`, ...).
-    pub log_level: String,
-    /// Log format.
-    pub log_format: LogFormat,
     /// The bootstrap bundle.
     pub trust_bundle: TrustBundleSource,
     /// The join token for the first node attestation (`join_token` or `join_token_file`).
@@ -312,18 +308,10 @@ pub struct Config {
     pub unix_attestor: Option<UnixConfig>,
     /// The `k8s` workload attestor, if configured.
     pub k8s_attestor: Option<K8sConfig>,
-    /// HTTP health listener, if enabled.
-    pub health: Option<HealthConfig>,
-    /// Where logs go besides stderr (`log_file`).
-    pub log_file: Option<PathBuf>,
     /// The admin socket (`admin_socket_path`; `signet-agent doctor` talks to it), if set.
     pub admin_socket_path: Option<PathBuf>,
-    /// `telemetry {}` as written.
-    pub telemetry: TelemetryBlock,
-    /// The Prometheus listener (`telemetry { Prometheus {} }`), if configured.
-    pub metrics: Option<MetricsConfig>,
-    /// Keys accepted without effect, one message each (logged once at start-up).
-    pub no_effect: Vec<String>,
+    /// Logging, health and metrics listeners, telemetry, notes on keys without effect.
+    pub process: ProcessConfig,
 }
 
 impl Config {
@@ -373,13 +361,23 @@ fn host_port(i: usize, s: &str) -> Result<(), KeyError> {
 }
 
 fn build(file: FileConfig, args: &RunArgs) -> Result<Config, KeyError> {
-    let a = file.agent;
+    let mut a = file.agent;
     let mut notes = Vec::new();
     agent_keys(&a, &mut notes)?;
     let conn_limits = conn_limits(&a)?;
-    let telemetry = file.telemetry.unwrap_or_default();
-    telemetry.note(&mut notes);
-    let metrics = telemetry.metrics("signet_agent")?;
+    let process = ProcessConfig::build(
+        ProcessKeys {
+            section: "agent",
+            metrics_prefix: "signet_agent",
+            log_level: a.log_level.take(),
+            log_format: a.log_format.take(),
+            log_file: a.log_file.take(),
+            health_checks: file.health_checks,
+            telemetry: file.telemetry,
+        },
+        args,
+        notes,
+    )?;
     let trust_domain = args.resolve_trust_domain("agent", a.trust_domain)?;
     let server_address = args
         .server_address
@@ -407,8 +405,6 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, KeyError> {
         .clone()
         .or(a.data_dir)
         .unwrap_or_else(|| ".".into());
-    let (log_level, log_format) =
-        args.resolve_logging("agent", a.log_level, a.log_format.as_deref())?;
     // A `--trust-bundle` flag replaces whichever source the file names.
     let trust_bundle = match &args.trust_bundle {
         Some(path) => TrustBundleSource::Path(path.clone()),
@@ -452,8 +448,6 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, KeyError> {
         other_servers,
         socket_path,
         data_dir,
-        log_level,
-        log_format,
         trust_bundle,
         join_token,
         node_attestor: plugins.node_attestor,
@@ -472,16 +466,8 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, KeyError> {
         key_manager: plugins.key_manager,
         unix_attestor: plugins.unix,
         k8s_attestor: plugins.k8s,
-        health: file
-            .health_checks
-            .map(HealthBlock::into_config)
-            .transpose()?
-            .flatten(),
-        log_file: a.log_file,
         admin_socket_path: a.admin_socket_path,
-        telemetry,
-        metrics,
-        no_effect: notes,
+        process,
     })
 }
 
@@ -746,79 +732,55 @@ impl Plugins {
         let mut node_attestor = None;
         let mut unix = None;
         let mut k8s = None;
-        for (kind, named) in plugins {
-            let enabled: Vec<_> = named
-                .into_iter()
-                .filter(|(_, b)| b.enabled.unwrap_or(true))
-                .collect();
-            if matches!(kind.as_str(), "KeyManager" | "NodeAttestor") && enabled.len() > 1 {
-                return Err(KeyError::new(
-                    format!("plugins.{kind}"),
-                    format!("exactly one {kind} may be configured"),
-                ));
-            }
-            for (name, block) in enabled {
-                let what = format!("plugins.{kind} \"{name}\"");
-                let data = block.data(&what)?;
-                match (kind.as_str(), name.as_str()) {
-                    ("KeyManager", "disk") => {
-                        let d: DiskKeysData = plugin_data(&what, data)?;
-                        key_manager = Some(KeyManagerConfig::Disk {
-                            directory: d.directory.unwrap_or_else(|| data_dir.to_path_buf()),
-                        });
-                    }
-                    ("KeyManager", "memory") => {
-                        let _: EmptyData = plugin_data(&what, data)?;
-                        key_manager = Some(KeyManagerConfig::Memory);
-                    }
-                    ("NodeAttestor", "join_token") => {
-                        let _: EmptyData = plugin_data(&what, data)?;
-                        node_attestor = Some(NodeAttestorConfig::JoinToken);
-                    }
-                    ("NodeAttestor", "k8s_psat") => {
-                        let d: PsatData = plugin_data(&what, data)?;
-                        if d.cluster.is_empty() {
-                            return Err(KeyError::new(
-                                format!("{what}.plugin_data.cluster"),
-                                "missing required cluster block",
-                            ));
-                        }
-                        let token_path = if d.token_path.is_empty() {
-                            DEFAULT_PSAT_TOKEN_PATH.into()
-                        } else {
-                            d.token_path.into()
-                        };
-                        node_attestor = Some(NodeAttestorConfig::K8sPsat(K8sPsatConfig {
-                            cluster: d.cluster,
-                            token_path,
-                        }));
-                    }
-                    ("WorkloadAttestor", "unix") => {
-                        let d: UnixData = plugin_data(&what, data)?;
-                        unix = Some(UnixConfig {
-                            discover_workload_path: d.discover_workload_path.unwrap_or(false),
-                            workload_size_limit: d.workload_size_limit.unwrap_or(0),
-                        });
-                    }
-                    ("WorkloadAttestor", "k8s") => {
-                        let d: k8s::K8sData = plugin_data(&what, data)?;
-                        k8s = Some(d.build(&what, |name| std::env::var(name).ok())?);
-                    }
-                    ("KeyManager" | "NodeAttestor" | "WorkloadAttestor", _) => {
-                        return Err(KeyError::new(what, format!("unknown plugin name {name:?}")));
-                    }
-                    ("SVIDStore", _) => {
+        for mut plugin in enabled_plugins(plugins, &["KeyManager", "NodeAttestor"])? {
+            let (what, data) = (plugin.what.clone(), plugin.data.take());
+            match (plugin.kind.as_str(), plugin.name.as_str()) {
+                ("KeyManager", "disk") => {
+                    let d: DiskKeysData = plugin_data(&what, data)?;
+                    key_manager = Some(KeyManagerConfig::Disk {
+                        directory: d.directory.unwrap_or_else(|| data_dir.to_path_buf()),
+                    });
+                }
+                ("KeyManager", "memory") => {
+                    let _: EmptyData = plugin_data(&what, data)?;
+                    key_manager = Some(KeyManagerConfig::Memory);
+                }
+                ("NodeAttestor", "join_token") => {
+                    let _: EmptyData = plugin_data(&what, data)?;
+                    node_attestor = Some(NodeAttestorConfig::JoinToken);
+                }
+                ("NodeAttestor", "k8s_psat") => {
+                    let d: PsatData = plugin_data(&what, data)?;
+                    if d.cluster.is_empty() {
                         return Err(KeyError::new(
-                            what,
-                            "SVIDStore plugins are not supported by Signet",
+                            format!("{what}.plugin_data.cluster"),
+                            "missing required cluster block",
                         ));
                     }
-                    _ => {
-                        return Err(KeyError::new(
-                            format!("plugins.{kind}"),
-                            format!("unknown plugin type {kind:?}"),
-                        ));
-                    }
+                    let token_path = if d.token_path.is_empty() {
+                        DEFAULT_PSAT_TOKEN_PATH.into()
+                    } else {
+                        d.token_path.into()
+                    };
+                    node_attestor = Some(NodeAttestorConfig::K8sPsat(K8sPsatConfig {
+                        cluster: d.cluster,
+                        token_path,
+                    }));
+                }
+                ("WorkloadAttestor", "unix") => {
+                    let d: UnixData = plugin_data(&what, data)?;
+                    unix = Some(UnixConfig {
+                        discover_workload_path: d.discover_workload_path.unwrap_or(false),
+                        workload_size_limit: d.workload_size_limit.unwrap_or(0),
+                    });
+                }
+                ("WorkloadAttestor", "k8s") => {
+                    let d: k8s::K8sData = plugin_data(&what, data)?;
+                    k8s = Some(d.build(&what, |name| std::env::var(name).ok())?);
+                }
+                _ => {
+                    let known = ["KeyManager", "NodeAttestor", "WorkloadAttestor"];
+                    return Err(plugin.refusal(&known, &["SVIDStore"]));
                 }
             }
         }

@@ -1,4 +1,5 @@
 use super::*;
+use signet_common::telemetry::LogFormat;
 
 fn args() -> RunArgs {
     RunArgs::default()
@@ -48,7 +49,7 @@ fn sample_config_parses() {
         "keys default to data_dir"
     );
     assert_eq!(c.sds, SdsConfig::default());
-    assert!(c.health.is_none());
+    assert!(c.process.health.is_none());
 }
 
 #[test]
@@ -76,8 +77,8 @@ fn minimal_config_gets_spire_defaults() {
     let c = parse(MINIMAL).unwrap();
     assert_eq!(c.data_dir, PathBuf::from("."));
     assert_eq!(c.socket_path, PathBuf::from(DEFAULT_SOCKET_PATH));
-    assert_eq!(c.log_level, "info");
-    assert_eq!(c.log_format, LogFormat::Text);
+    assert_eq!(c.process.log_level, "info");
+    assert_eq!(c.process.log_format, LogFormat::Text);
     assert_eq!(c.workload_key_type, WorkloadKeyType::EcP256);
     assert_eq!(c.x509_svid_cache_max_size, 1000);
     assert_eq!(c.jwt_svid_cache_max_size, 1000);
@@ -143,8 +144,8 @@ telemetry {
 "#;
     let c = parse(text).unwrap();
     assert_eq!(c.server_addr(), "spire-server:8443");
-    assert_eq!(c.log_level, "debug");
-    assert_eq!(c.log_format, LogFormat::Json);
+    assert_eq!(c.process.log_level, "debug");
+    assert_eq!(c.process.log_format, LogFormat::Json);
     assert_eq!(
         c.trust_bundle,
         TrustBundleSource::Path("/etc/bundle.pem".into())
@@ -170,7 +171,7 @@ telemetry {
             workload_size_limit: -1
         })
     );
-    let h = c.health.unwrap();
+    let h = c.process.health.unwrap();
     assert_eq!((h.bind_address.as_str(), h.bind_port), ("localhost", 8088));
 }
 
@@ -356,7 +357,7 @@ fn flags_override_the_file() {
     assert_eq!(c.join_token.as_deref(), Some("tok"));
     assert_eq!(c.socket_path, PathBuf::from("/s.sock"));
     assert_eq!(c.data_dir, PathBuf::from("/d"));
-    assert_eq!(c.log_level, "warn");
+    assert_eq!(c.process.log_level, "warn");
     assert_eq!(
         c.trust_bundle,
         TrustBundleSource::Path("/flag.pem".into()),

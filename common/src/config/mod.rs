@@ -2,15 +2,18 @@
 //! JSON, [`hcl1`]), port and duration values, `plugin_data` blocks, the `health_checks {}`
 //! block, and SPIRE's `-expandEnv`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 pub mod hcl1;
 mod overrides;
+mod process;
 
 pub use hcl1::Raw;
 pub use overrides::CommonOverrides;
+pub use process::{ProcessConfig, ProcessKeys};
 
 /// Why a configuration file was refused: always the file, and the key when the fault is in
 /// one.
@@ -261,6 +264,69 @@ impl PluginBlock {
                     .map_err(|e| KeyError::new(&key, format!("{name}:{e}")))?;
                 Ok(Some(Raw::from_body(body, &format!("{what}.plugin_data"))))
             }
+        }
+    }
+}
+
+/// One enabled plugin of `plugins {}`, its settings read.
+#[derive(Debug)]
+pub struct EnabledPlugin {
+    /// The plugin type (`KeyManager`, `NodeAttestor`, ...).
+    pub kind: String,
+    /// The plugin's name (`disk`, `join_token`, ...).
+    pub name: String,
+    /// How errors name it: `plugins.Kind "name"`.
+    pub what: String,
+    /// Its `plugin_data` (or the file's), if any.
+    pub data: Option<Raw>,
+}
+
+/// Every enabled plugin of `plugins {}`, type by type, with its settings read; a second
+/// enabled plugin of a type in `singular` is refused.
+pub fn enabled_plugins(
+    plugins: BTreeMap<String, BTreeMap<String, PluginBlock>>,
+    singular: &[&str],
+) -> Result<Vec<EnabledPlugin>, KeyError> {
+    let mut out = Vec::new();
+    for (kind, named) in plugins {
+        let enabled: Vec<_> = named.into_iter().filter(|(_, b)| b.is_enabled()).collect();
+        if enabled.len() > 1 && singular.contains(&kind.as_str()) {
+            return Err(KeyError::new(
+                format!("plugins.{kind}"),
+                format!("at most one {kind} may be configured"),
+            ));
+        }
+        for (name, block) in enabled {
+            let what = format!("plugins.{kind} \"{name}\"");
+            let data = block.data(&what)?;
+            out.push(EnabledPlugin {
+                kind: kind.clone(),
+                name,
+                what,
+                data,
+            });
+        }
+    }
+    Ok(out)
+}
+
+impl EnabledPlugin {
+    /// The error for a plugin this binary has no arm for: an unknown name of a type in
+    /// `known`, a type in `unsupported`, or an unknown type.
+    pub fn refusal(&self, known: &[&str], unsupported: &[&str]) -> KeyError {
+        let (kind, name) = (self.kind.as_str(), self.name.as_str());
+        if known.contains(&kind) {
+            KeyError::new(&self.what, format!("unknown plugin name {name:?}"))
+        } else if unsupported.contains(&kind) {
+            KeyError::new(
+                &self.what,
+                format!("{kind} plugins are not supported by Signet"),
+            )
+        } else {
+            KeyError::new(
+                format!("plugins.{kind}"),
+                format!("unknown plugin type {kind:?}"),
+            )
         }
     }
 }

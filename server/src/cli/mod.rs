@@ -112,7 +112,7 @@ pub async fn execute(command: AdminCommand, env: &mut Env<'_>) -> anyhow::Result
 pub fn validate(flags: run::RunFlags, env: &mut Env<'_>) -> bool {
     match crate::config::Config::load(&flags.into()) {
         Ok(config) => {
-            for note in &config.no_effect {
+            for note in &config.process.no_effect {
                 let _ = writeln!(env.stderr, "warning: {note}");
             }
             let _ = writeln!(env.stdout, "SPIRE server configuration file is valid.");

@@ -7,14 +7,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use signet_common::config::{
-    CommonOverrides, GoOnlyKeys, HealthBlock, KeyCheck, KeyError, MetricsConfig, PluginBlock,
-    PortValue, TelemetryBlock, duration, is_true, non_empty, plugin_data, port,
-    required_plugin_data,
+    CommonOverrides, GoOnlyKeys, HealthBlock, KeyCheck, KeyError, PluginBlock, PortValue,
+    ProcessConfig, ProcessKeys, TelemetryBlock, duration, enabled_plugins, is_true, non_empty,
+    plugin_data, port, required_plugin_data,
 };
 pub use signet_common::config::{ConfigError, HealthConfig, expand_env};
 use signet_common::id::{SpiffeId, TrustDomain, parse_id};
 use signet_common::rotation::max_svid_ttl_for_ca_ttl;
-use signet_common::telemetry::LogFormat;
 
 use crate::attestation::k8s_psat::PsatCluster;
 use crate::ca::{CaConfig, CaSubject, UpstreamDisk};
@@ -232,10 +231,6 @@ pub struct Config {
     pub trust_domain: TrustDomain,
     /// Data directory.
     pub data_dir: PathBuf,
-    /// Log filter (`info`, `debug`, ...).
-    pub log_level: String,
-    /// Log format.
-    pub log_format: LogFormat,
     /// CA settings.
     pub ca: CaConfig,
     /// Registration store.
@@ -251,24 +246,16 @@ pub struct Config {
     pub bundle_publishers: Vec<ConfigMapTarget>,
     /// How often the bundle is published without a change (30 s; not in the file).
     pub bundle_publish_interval: std::time::Duration,
-    /// HTTP health listener, if enabled.
-    pub health: Option<HealthConfig>,
     /// SPIFFE IDs that get admin rights over TCP.
     pub admin_ids: Vec<SpiffeId>,
     /// The Istio CA service (`istio_ca`), if configured.
     pub istio_ca: Option<IstioCaConfig>,
-    /// Where logs go besides stderr (`log_file`).
-    pub log_file: Option<PathBuf>,
-    /// `telemetry {}` as written.
-    pub telemetry: TelemetryBlock,
-    /// The Prometheus listener (`telemetry { Prometheus {} }`), if configured.
-    pub metrics: Option<MetricsConfig>,
     /// The OIDC discovery listener (`server.oidc_discovery {}`), if configured.
     pub oidc_discovery: Option<OidcDiscoveryConfig>,
     /// `server.federation {}`, if written (ACME is refused by [`Config::check_runnable`]).
     pub federation: Option<FederationConfig>,
-    /// Keys accepted without effect, one message each (logged once at start-up).
-    pub no_effect: Vec<String>,
+    /// Logging, health and metrics listeners, telemetry, notes on keys without effect.
+    pub process: ProcessConfig,
     /// The shortest wait between refreshes of a federated bundle, whatever the remote's hint
     /// (SPIRE: 1 min; not in the file, tests shorten it).
     pub federation_refresh_floor: Duration,
@@ -331,12 +318,22 @@ impl Config {
 }
 
 fn build(file: FileConfig, args: &RunArgs) -> Result<Config, KeyError> {
-    let s = file.server;
+    let mut s = file.server;
     let mut notes = Vec::new();
     server_keys(&s, &mut notes)?;
-    let telemetry = file.telemetry.unwrap_or_default();
-    telemetry.note(&mut notes);
-    let metrics = telemetry.metrics("signet_server")?;
+    let mut process = ProcessConfig::build(
+        ProcessKeys {
+            section: "server",
+            metrics_prefix: "signet_server",
+            log_level: s.log_level.take(),
+            log_format: s.log_format.take(),
+            log_file: s.log_file.take(),
+            health_checks: file.health_checks,
+            telemetry: file.telemetry,
+        },
+        args,
+        notes,
+    )?;
     let jwt_issuer = s.jwt_issuer.clone().filter(|i| !i.is_empty());
     let oidc_discovery = s
         .oidc_discovery
@@ -357,8 +354,6 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, KeyError> {
             .transpose()?
             .unwrap_or(8081),
     };
-    let (log_level, log_format) =
-        args.resolve_logging("server", s.log_level, s.log_format.as_deref())?;
     let key_type: KeyType = s
         .ca_key_type
         .as_deref()
@@ -403,7 +398,7 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, KeyError> {
                 s.default_jwt_svid_ttl.is_some(),
             ),
         ],
-        &mut notes,
+        &mut process.no_effect,
     )?;
     let ca_subject = s.ca_subject.map_or_else(CaSubject::default, |c| CaSubject {
         country: c.country,
@@ -420,11 +415,6 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, KeyError> {
         })
         .collect::<Result<_, _>>()?;
     let plugins = Plugins::new(file.plugins, &data_dir)?;
-    let health = file
-        .health_checks
-        .map(HealthBlock::into_config)
-        .transpose()?
-        .flatten();
     let istio_ca = file.istio_ca.map(istio::IstioCaBlock::build).transpose()?;
     let federation = s.federation.map(|f| f.build(&trust_domain)).transpose()?;
     Ok(Config {
@@ -453,23 +443,17 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, KeyError> {
         },
         trust_domain,
         data_dir,
-        log_level,
-        log_format,
         datastore: plugins.datastore,
         key_manager: plugins.key_manager,
         join_token: plugins.join_token,
         k8s_psat: plugins.k8s_psat,
         bundle_publishers: plugins.bundle_publishers,
         bundle_publish_interval: PUBLISH_EVERY,
-        health,
         admin_ids,
         istio_ca,
-        log_file: s.log_file,
-        telemetry,
-        metrics,
         oidc_discovery,
         federation,
-        no_effect: notes,
+        process,
         federation_refresh_floor: MIN_REFRESH,
     })
 }
@@ -639,128 +623,108 @@ impl Plugins {
         let mut k8s_psat = None;
         let mut bundle_publishers = Vec::new();
         let mut upstream = None;
-        for (kind, named) in plugins {
-            let enabled: Vec<_> = named
-                .into_iter()
-                .filter(|(_, b)| b.enabled.unwrap_or(true))
-                .collect();
-            match kind.as_str() {
-                "DataStore" | "KeyManager" | "UpstreamAuthority" if enabled.len() > 1 => {
-                    return Err(KeyError::new(
-                        format!("plugins.{kind}"),
-                        format!("at most one {kind} may be configured"),
-                    ));
+        let singular = ["DataStore", "KeyManager", "UpstreamAuthority"];
+        for mut plugin in enabled_plugins(plugins, &singular)? {
+            let (what, data) = (plugin.what.clone(), plugin.data.take());
+            match (plugin.kind.as_str(), plugin.name.as_str()) {
+                ("DataStore", "sql") => {
+                    let d: SqlData = plugin_data(&what, data)?;
+                    let _ = (
+                        d.max_idle_conns,
+                        d.root_ca_path,
+                        d.client_cert_path,
+                        d.client_key_path,
+                        d.log_sql,
+                    );
+                    let max_open_conns = match d.max_open_conns {
+                        None => 100,
+                        Some(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
+                        Some(n) => {
+                            return Err(KeyError::new(
+                                format!("{what}.plugin_data.max_open_conns"),
+                                format!("expected a positive number, got {n}"),
+                            ));
+                        }
+                    };
+                    let conn_max_lifetime = d
+                        .conn_max_lifetime
+                        .as_deref()
+                        .map(|t| {
+                            signet_common::config::duration(
+                                &format!("{what}.plugin_data.conn_max_lifetime"),
+                                Some(t),
+                                Duration::ZERO,
+                            )
+                        })
+                        .transpose()?;
+                    let database_type = d.database_type.ok_or_else(|| {
+                        KeyError::required(format!("{what}.plugin_data.database_type"))
+                    })?;
+                    let connection_string = d.connection_string.ok_or_else(|| {
+                        KeyError::required(format!("{what}.plugin_data.connection_string"))
+                    })?;
+                    let options = crate::datastore::postgres::PgOptions {
+                        connection_string: connection_string.clone(),
+                        ro_connection_string: d.ro_connection_string,
+                        max_open_conns,
+                        conn_max_lifetime,
+                        migrate: !d.disable_migration.unwrap_or(false),
+                    };
+                    datastore = Some(DataStoreConfig::Sql {
+                        database_type,
+                        connection_string,
+                        options,
+                    });
                 }
-                _ => {}
-            }
-            for (name, block) in enabled {
-                let what = format!("plugins.{kind} \"{name}\"");
-                let data = block.data(&what)?;
-                match (kind.as_str(), name.as_str()) {
-                    ("DataStore", "sql") => {
-                        let d: SqlData = plugin_data(&what, data)?;
-                        let _ = (
-                            d.max_idle_conns,
-                            d.root_ca_path,
-                            d.client_cert_path,
-                            d.client_key_path,
-                            d.log_sql,
-                        );
-                        let max_open_conns = match d.max_open_conns {
-                            None => 100,
-                            Some(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
-                            Some(n) => {
-                                return Err(KeyError::new(
-                                    format!("{what}.plugin_data.max_open_conns"),
-                                    format!("expected a positive number, got {n}"),
-                                ));
-                            }
-                        };
-                        let conn_max_lifetime = d
-                            .conn_max_lifetime
-                            .as_deref()
-                            .map(|t| {
-                                signet_common::config::duration(
-                                    &format!("{what}.plugin_data.conn_max_lifetime"),
-                                    Some(t),
-                                    Duration::ZERO,
-                                )
-                            })
-                            .transpose()?;
-                        let database_type = d.database_type.ok_or_else(|| {
-                            KeyError::required(format!("{what}.plugin_data.database_type"))
-                        })?;
-                        let connection_string = d.connection_string.ok_or_else(|| {
-                            KeyError::required(format!("{what}.plugin_data.connection_string"))
-                        })?;
-                        let options = crate::datastore::postgres::PgOptions {
-                            connection_string: connection_string.clone(),
-                            ro_connection_string: d.ro_connection_string,
-                            max_open_conns,
-                            conn_max_lifetime,
-                            migrate: !d.disable_migration.unwrap_or(false),
-                        };
-                        datastore = Some(DataStoreConfig::Sql {
-                            database_type,
-                            connection_string,
-                            options,
-                        });
-                    }
-                    ("DataStore", "sled") => {
-                        let d: SledData = plugin_data(&what, data)?;
-                        datastore = Some(DataStoreConfig::Sled {
-                            directory: d.directory.unwrap_or_else(|| data_dir.join("datastore")),
-                        });
-                    }
-                    ("KeyManager", "disk") => {
-                        let d: DiskKeysData = plugin_data(&what, data)?;
-                        key_manager = Some(KeyManagerConfig::Disk {
-                            keys_path: d.keys_path.unwrap_or_else(|| data_dir.join("keys.json")),
-                        });
-                    }
-                    ("KeyManager", "memory") => {
-                        let _: EmptyData = plugin_data(&what, data)?;
-                        key_manager = Some(KeyManagerConfig::Memory);
-                    }
-                    ("NodeAttestor", "join_token") => {
-                        let _: EmptyData = plugin_data(&what, data)?;
-                        join_token = true;
-                    }
-                    ("NodeAttestor", "k8s_psat") => {
-                        let d: k8s::PsatData = plugin_data(&what, data)?;
-                        k8s_psat = Some(d.build(&what)?);
-                    }
-                    ("BundlePublisher", "k8s_configmap") => {
-                        let d: k8s::ConfigMapPublisherData = plugin_data(&what, data)?;
-                        bundle_publishers.extend(d.build(&what)?);
-                    }
-                    ("Notifier", "k8sbundle") => {
-                        let d: k8s::K8sBundleData = plugin_data(&what, data)?;
-                        bundle_publishers.extend(d.build(&what)?);
-                    }
-                    ("UpstreamAuthority", "disk") => {
-                        let d: UpstreamDiskData = required_plugin_data(&what, data)?;
-                        upstream = Some(UpstreamDisk {
-                            cert_file_path: d.cert_file_path,
-                            key_file_path: d.key_file_path,
-                            bundle_file_path: d.bundle_file_path,
-                        });
-                    }
-                    ("DataStore" | "KeyManager" | "NodeAttestor" | "UpstreamAuthority", _) => {
-                        return Err(KeyError::new(what, format!("unknown plugin name {name:?}")));
-                    }
-                    ("Notifier" | "BundlePublisher" | "CredentialComposer", _) => {
-                        return Err(KeyError::new(
-                            what,
-                            format!("{kind} plugins are not supported by Signet"),
-                        ));
-                    }
-                    _ => {
-                        return Err(KeyError::new(
-                            format!("plugins.{kind}"),
-                            format!("unknown plugin type {kind:?}"),
-                        ));
-                    }
+                ("DataStore", "sled") => {
+                    let d: SledData = plugin_data(&what, data)?;
+                    datastore = Some(DataStoreConfig::Sled {
+                        directory: d.directory.unwrap_or_else(|| data_dir.join("datastore")),
+                    });
+                }
+                ("KeyManager", "disk") => {
+                    let d: DiskKeysData = plugin_data(&what, data)?;
+                    key_manager = Some(KeyManagerConfig::Disk {
+                        keys_path: d.keys_path.unwrap_or_else(|| data_dir.join("keys.json")),
+                    });
+                }
+                ("KeyManager", "memory") => {
+                    let _: EmptyData = plugin_data(&what, data)?;
+                    key_manager = Some(KeyManagerConfig::Memory);
+                }
+                ("NodeAttestor", "join_token") => {
+                    let _: EmptyData = plugin_data(&what, data)?;
+                    join_token = true;
+                }
+                ("NodeAttestor", "k8s_psat") => {
+                    let d: k8s::PsatData = plugin_data(&what, data)?;
+                    k8s_psat = Some(d.build(&what)?);
+                }
+                ("BundlePublisher", "k8s_configmap") => {
+                    let d: k8s::ConfigMapPublisherData = plugin_data(&what, data)?;
+                    bundle_publishers.extend(d.build(&what)?);
+                }
+                ("Notifier", "k8sbundle") => {
+                    let d: k8s::K8sBundleData = plugin_data(&what, data)?;
+                    bundle_publishers.extend(d.build(&what)?);
+                }
+                ("UpstreamAuthority", "disk") => {
+                    let d: UpstreamDiskData = required_plugin_data(&what, data)?;
+                    upstream = Some(UpstreamDisk {
+                        cert_file_path: d.cert_file_path,
+                        key_file_path: d.key_file_path,
+                        bundle_file_path: d.bundle_file_path,
+                    });
+                }
+                _ => {
+                    let known = [
+                        "DataStore",
+                        "KeyManager",
+                        "NodeAttestor",
+                        "UpstreamAuthority",
+                    ];
+                    let unsupported = ["Notifier", "BundlePublisher", "CredentialComposer"];
+                    return Err(plugin.refusal(&known, &unsupported));
                 }
             }
         }

@@ -37,7 +37,7 @@ fn sample_config_parses() {
     assert_eq!(c.trust_domain.as_str(), "example.org");
     assert_eq!(c.bind_port, 8081);
     assert!(c.join_token);
-    assert_eq!(c.health.as_ref().map(|h| h.bind_port), Some(8080));
+    assert_eq!(c.process.health.as_ref().map(|h| h.bind_port), Some(8080));
     assert!(matches!(c.key_manager, KeyManagerConfig::Disk { .. }));
 }
 
@@ -58,7 +58,7 @@ fn minimal_config_gets_spire_defaults() {
             directory: "/tmp/x/datastore".into()
         }
     );
-    assert!(c.health.is_none());
+    assert!(c.process.health.is_none());
 }
 
 #[test]
@@ -271,7 +271,7 @@ health_checks {
             keys_path: "/opt/spire/data/keys.json".into()
         }
     );
-    assert_eq!(a.health.map(|h| h.bind_port), Some(8080));
+    assert_eq!(a.process.health.map(|h| h.bind_port), Some(8080));
 }
 
 #[test]
