@@ -17,6 +17,8 @@ pub mod fuzz;
 pub mod health;
 pub mod id;
 mod jwk;
+#[cfg(feature = "k8s")]
+pub mod k8s;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod node;
