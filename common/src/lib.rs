@@ -19,6 +19,8 @@ pub mod health;
 pub mod http_listener;
 pub mod id;
 mod jwk;
+#[cfg(feature = "k8s")]
+pub mod k8s;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod node;

@@ -13,7 +13,7 @@ pub mod endpoints;
 pub mod events;
 pub mod federation;
 pub mod import;
-pub mod k8s;
+pub use signet_common::k8s;
 pub mod keys;
 pub mod metrics;
 pub mod publish;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use signet_agent::config::ApiServerConfig;
 use signet_agent::run::Agent;
 use signet_common::clock::SystemClock;
 use signet_proto::spire::api::server::entry::v1::BatchCreateEntryRequest;
@@ -57,9 +58,28 @@ pub struct Node {
     _dir: tempfile::TempDir,
 }
 
+/// What [`Node::start_with`] turns on beyond [`Node::start`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NodeOptions {
+    /// `enable_namespace_labels = true`, the API server reached with the agent's service
+    /// account (which has no RBAC of its own: grant `get` on `namespaces` to
+    /// `<ns>:spire-agent` for it to work).
+    pub namespace_labels: bool,
+}
+
 impl Node {
     /// Starts the node `node` with its agent pod in namespace `ns`.
     pub async fn start(cluster: &KubeCluster, ns: &str, node: &str) -> Self {
+        Self::start_with(cluster, ns, node, NodeOptions::default()).await
+    }
+
+    /// [`Node::start`] with `options`.
+    pub async fn start_with(
+        cluster: &KubeCluster,
+        ns: &str,
+        node: &str,
+        options: NodeOptions,
+    ) -> Self {
         let agent_pod =
             cluster.agent_pod(&PodFixture::new(ns, "spire-agent", node, "spire-agent-0"));
         let server = TestServer::start(Options {
@@ -95,13 +115,15 @@ impl Node {
             kubelet_ca_path = "{ca}"
             token_path = "{token}"
             node_name_env = "SIGNET_TEST_UNSET_NODE_NAME"
+            enable_namespace_labels = {labels}
         }}
     }}"#,
             port = kubelet.port,
             ca = kubelet.ca_file.display(),
             token = sa_token.display(),
+            labels = options.namespace_labels,
         );
-        let config = psat_agent_config_with(
+        let mut config = psat_agent_config_with(
             server.server().tcp_addr.port(),
             dir.path(),
             CLUSTER,
@@ -109,6 +131,16 @@ impl Node {
             &bundle,
             &k8s,
         );
+        if options.namespace_labels {
+            // What `KUBECONFIG=<file>` in the agent's environment gives (the agent runs in
+            // this process, whose environment the tests share).
+            let kubeconfig = dir.path().join("agent-kubeconfig");
+            cluster.service_account_kubeconfig(ns, "spire-agent", &kubeconfig);
+            config.k8s_attestor.as_mut().unwrap().namespace_labels = Some(ApiServerConfig {
+                kubeconfig: vec![kubeconfig],
+                home_kubeconfig: None,
+            });
+        }
         let agent = Agent::start(config, Arc::new(SystemClock)).await.unwrap();
         std::fs::set_permissions(
             agent.socket_path.parent().unwrap(),
@@ -134,21 +166,31 @@ impl Node {
     /// An entry `/ns/<ns>/sa/<sa>` under the agent for `k8s:ns:<ns>` + `k8s:sa:<sa>`
     /// (X509-SVIDs of 6 s, so that sds-check sees a pushed rotation).
     pub async fn register(&self, ns: &str, sa: &str) -> String {
-        let id = format!("spiffe://example.org/ns/{ns}/sa/{sa}");
+        self.register_selectors(
+            &format!("/ns/{ns}/sa/{sa}"),
+            &[&format!("ns:{ns}"), &format!("sa:{sa}")],
+        )
+        .await
+    }
+
+    /// An entry `path` under the agent for the `k8s:<value>` selectors `values` (X509-SVIDs
+    /// of 6 s); waits until the agent has it.
+    pub async fn register_selectors(&self, path: &str, values: &[&str]) -> String {
+        let id = format!("spiffe://example.org{path}");
         let entry = types::Entry {
             spiffe_id: Some(types::Spiffeid {
                 trust_domain: "example.org".into(),
-                path: format!("/ns/{ns}/sa/{sa}"),
+                path: path.to_owned(),
             }),
             parent_id: Some(types::Spiffeid {
                 trust_domain: "example.org".into(),
                 path: self.agent.agent_id.path().to_owned(),
             }),
-            selectors: [("ns", ns), ("sa", sa)]
+            selectors: values
                 .iter()
-                .map(|(k, v)| types::Selector {
+                .map(|v| types::Selector {
                     r#type: "k8s".into(),
-                    value: format!("{k}:{v}"),
+                    value: (*v).to_owned(),
                 })
                 .collect(),
             x509_svid_ttl: 6,

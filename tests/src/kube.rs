@@ -239,6 +239,25 @@ impl KubeCluster {
             .is_ok_and(|s| s.success())
     }
 
+    /// Installs spire-controller-manager's CRDs (from its module, `tests/interop/build.sh`).
+    pub fn install_controller_crds(&self) {
+        let dir = crate::k8s_node::interop_bin("scm-crds");
+        let mut docs = Vec::new();
+        for f in std::fs::read_dir(&dir).unwrap() {
+            let path = f.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                for doc in
+                    yaml_rust2::YamlLoader::load_from_str(&std::fs::read_to_string(&path).unwrap())
+                        .unwrap()
+                {
+                    docs.push(yaml_to_json(&doc));
+                }
+            }
+        }
+        assert!(docs.len() >= 3, "CRDs in {}", dir.display());
+        self.apply(&serde_json::Value::Array(docs));
+    }
+
     /// Deletes a pod at once (no kubelet will ever confirm it stopped).
     pub fn delete_pod(&self, ns: &str, pod: &str) {
         run(&[

@@ -8,7 +8,7 @@
 //! A second controller, reconciling only `ClusterFederatedTrustDomain`s, turns them into
 //! federation relationships through the TrustDomain API (and deletes undeclared ones), and
 //! signet-server then federates for real with another server's bundle endpoint.
-//! Webhooks are off (`ENABLE_WEBHOOKS=false`, they need in-cluster config). `entryIDPrefix`
+//! Webhooks are off (`ENABLE_WEBHOOKS=false`; `k8s_webhook.rs` runs the controller with them). `entryIDPrefix`
 //! fences the first controller's entries off from the others, which it would otherwise delete.
 //!
 //! Ignored in `cargo test --workspace`; `tests/interop/run.sh 80` runs it with `--ignored`.
@@ -29,7 +29,8 @@ use signet_proto::spire::api::server::entry::v1::{BatchCreateEntryRequest, ListE
 use signet_proto::spire::api::server::trustdomain::v1::ListFederationRelationshipsRequest;
 use signet_proto::spire::api::server::trustdomain::v1::trust_domain_client::TrustDomainClient;
 use signet_proto::types;
-use signet_tests::k8s_node::{CLUSTER, Node, WORKLOAD_UID, interop_bin};
+use signet_tests::controller::{ControllerOptions, start_controller};
+use signet_tests::k8s_node::{CLUSTER, Node, WORKLOAD_UID};
 use signet_tests::kube::{KubeCluster, yaml_to_json};
 use signet_tests::kubelet::{PodCgroup, container_id, set_container, workload_pod};
 use signet_tests::{Options, TestServer};
@@ -130,71 +131,21 @@ async fn entries(node: &Node) -> Vec<types::Entry> {
         .entries
 }
 
-fn crds(cluster: &KubeCluster) {
-    let dir = interop_bin("scm-crds");
-    let mut docs = Vec::new();
-    for f in std::fs::read_dir(&dir).unwrap() {
-        let path = f.unwrap().path();
-        if path.extension().is_some_and(|e| e == "yaml") {
-            for doc in
-                yaml_rust2::YamlLoader::load_from_str(&std::fs::read_to_string(&path).unwrap())
-                    .unwrap()
-            {
-                docs.push(yaml_to_json(&doc));
-            }
-        }
-    }
-    assert!(docs.len() >= 3, "CRDs in {}", dir.display());
-    cluster.apply(&serde_json::Value::Array(docs));
-}
-
-/// Starts the controller against `node`'s server; `reconcile` is its `reconcile` block as a
-/// YAML flow mapping (e.g. `{clusterSPIFFEIDs: true}`).
+/// Starts the controller (webhook off) against `node`'s server; `reconcile` is its
+/// `reconcile` block as a YAML flow mapping (e.g. `{clusterSPIFFEIDs: true}`).
 fn controller(
     node: &Node,
     cluster: &KubeCluster,
     dir: &Path,
     reconcile: &str,
 ) -> tokio::process::Child {
-    let config = dir.join("controller-manager-config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"apiVersion: spire.spiffe.io/v1alpha1
-kind: ControllerManagerConfig
-metadata:
-  name: config
-clusterName: {CLUSTER}
-clusterDomain: cluster.local
-trustDomain: example.org
-spireServerSocketPath: {socket}
-validatingWebhookConfigurationName: spire-controller-manager-webhook
-ignoreNamespaces: [kube-system, kube-public, spire-system]
-entryIDPrefix: scm-{CLUSTER}
-reconcile: {reconcile}
-metrics:
-  bindAddress: "0"
-health:
-  healthProbeBindAddress: "0"
-leaderElection:
-  leaderElect: false
-"#,
-            socket = node.server.socket().display(),
-        ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.join("controller-manager.log")).unwrap();
-    tokio::process::Command::new(interop_bin("spire-controller-manager"))
-        .arg("--config")
-        .arg(&config)
-        .arg("--kubeconfig")
-        .arg(&cluster.info.kubeconfig)
-        .env("ENABLE_WEBHOOKS", "false")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+    let options = ControllerOptions {
+        cluster_name: CLUSTER,
+        entry_id_prefix: &format!("scm-{CLUSTER}"),
+        reconcile,
+        webhook: false,
+    };
+    start_controller(cluster, &node.server.socket(), dir, options).0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,7 +191,7 @@ async fn cluster_spiffeid_entries_follow_pods_and_reach_the_workload_by_push() {
     assert_eq!(resp.results[0].status.as_ref().unwrap().code, 0);
     let base_id = resp.results[0].entry.as_ref().unwrap().id.clone();
 
-    crds(cluster);
+    cluster.install_controller_crds();
     // Istio's ClusterSPIFFEID (conf/k8s/cluster-spiffeid.yaml).
     let csid = yaml_rust2::YamlLoader::load_from_str(
         &std::fs::read_to_string(
@@ -479,7 +430,7 @@ async fn cluster_federated_trust_domains_become_relationships_and_federate() {
         ["old.test https://127.0.0.1:1/bundle https_web"]
     );
 
-    crds(cluster);
+    cluster.install_controller_crds();
     let api: kube::Api<DynamicObject> = kube::Api::all_with(node.kube.clone(), &cftd_resource());
     let declared = [
         cftd(

@@ -11,12 +11,13 @@
 
 use std::time::Duration;
 
-use signet_tests::k8s_node::{Node, WORKLOAD_UID, interop_bin, run_in};
+use signet_tests::k8s_node::{Node, NodeOptions, WORKLOAD_UID, interop_bin, run_in};
 use signet_tests::kube::KubeCluster;
 use signet_tests::kubelet::{PodCgroup, set_container};
 
-/// go-spiffe's FetchX509Context from inside `cgroup`: exactly one SVID, `want`.
-async fn x509_exactly(node: &Node, cgroup: &PodCgroup, want: &str) {
+/// go-spiffe's FetchX509Context from inside `cgroup`, once: whether it got `want`, and its
+/// output.
+async fn x509_once(node: &Node, cgroup: &PodCgroup, want: &str) -> (bool, String) {
     let (ok, out, _) = run_in(
         cgroup,
         &interop_bin("spiffe-check"),
@@ -31,6 +32,12 @@ async fn x509_exactly(node: &Node, cgroup: &PodCgroup, want: &str) {
         ],
     )
     .await;
+    (ok, out)
+}
+
+/// go-spiffe's FetchX509Context from inside `cgroup`: exactly one SVID, `want`.
+async fn x509_exactly(node: &Node, cgroup: &PodCgroup, want: &str) {
+    let (ok, out) = x509_once(node, cgroup, want).await;
     assert!(ok, "spiffe-check x509 -expect {want}:\n{out}");
     let svids: Vec<&str> = out.lines().filter(|l| l.starts_with("svid[")).collect();
     assert_eq!(svids.len(), 1, "exactly one SVID for {want}:\n{out}");
@@ -189,4 +196,99 @@ async fn a_container_not_listed_yet_gets_its_identity_once_listed_and_a_down_kub
         took < Duration::from_secs(10),
         "failed after {took:?}:\n{out}"
     );
+}
+
+/// [`x509_once`] until it succeeds (at most `tries` times, a second apart); the last output.
+async fn x509_until(node: &Node, cgroup: &PodCgroup, want: &str, tries: u32) -> String {
+    let mut last = String::new();
+    for _ in 0..tries {
+        let (ok, out) = x509_once(node, cgroup, want).await;
+        if ok {
+            return out;
+        }
+        last = out;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    panic!("no {want} after {tries} tries:\n{last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kube-apiserver, the Go clients (tests/interop/build.sh) and root; run by tests/interop/run.sh 80"]
+async fn ns_label_selectors_come_from_the_namespace_the_api_server_holds() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+
+    let cluster = KubeCluster::shared();
+    let agent_ns = "wl-nslabel-spire";
+    let node = Node::start_with(
+        cluster,
+        agent_ns,
+        "wl-node-3",
+        NodeOptions {
+            namespace_labels: true,
+        },
+    )
+    .await;
+    let namespaces: Api<Namespace> = Api::all(node.kube.clone());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "labelled", "labels": {"team": "blue", "tier": "gold"}}
+    }))
+    .unwrap();
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let blue = node
+        .register_selectors("/team/blue", &["ns-label:team:blue", "ns-label:tier:gold"])
+        .await;
+    let red = node
+        .register_selectors("/team/red", &["ns-label:team:red"])
+        .await;
+    let pod = node.pod("labelled", "worker", "worker-0", true).await;
+
+    // The agent's service account may not read Namespaces yet: the caller is told why.
+    let (ok, out) = x509_once(&node, &pod, &blue).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("Unavailable")
+            && out.contains(
+                "workloadattestor(k8s): unable to get namespace labels for \"labelled\": \
+                 unable to get namespace \"labelled\": "
+            )
+            && out.contains("forbidden"),
+        "{out}"
+    );
+
+    // Granted (SPIRE's RBAC for the option: get on namespaces), the labels select the entry.
+    cluster.apply(&serde_json::json!([
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "wl-nslabel-read"},
+            "rules": [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "wl-nslabel-read"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "wl-nslabel-read"},
+            "subjects": [{"kind": "ServiceAccount", "name": "spire-agent", "namespace": agent_ns}],
+        },
+    ]));
+    x509_until(&node, &pod, &blue, 20).await;
+    // Exactly that one: the entry with a label the namespace does not have is not served.
+    x509_exactly(&node, &pod, &blue).await;
+
+    // Relabelled: once the cached labels are older than the poll interval (500 ms), new
+    // attestations see the new ones.
+    namespaces
+        .patch(
+            "labelled",
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"metadata": {"labels": {"team": "red", "tier": null}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    x509_until(&node, &pod, &red, 20).await;
+    x509_exactly(&node, &pod, &red).await;
 }

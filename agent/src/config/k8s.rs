@@ -61,6 +61,20 @@ pub struct K8sConfig {
     pub disable_container_selectors: bool,
     /// Log the cgroup paths the container is looked for in.
     pub verbose_container_locator_logs: bool,
+    /// `enable_namespace_labels`: `ns-label` selectors from the pod's Namespace, read from
+    /// this API server; `None` when off.
+    pub namespace_labels: Option<ApiServerConfig>,
+}
+
+/// Where the API server is found for `ns-label` selectors: controller-runtime's order, as
+/// SPIRE finds it (`$KUBECONFIG`, else the pod's service account, else `~/.kube/config`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ApiServerConfig {
+    /// The files of `$KUBECONFIG` (merged, first wins), when it is set.
+    pub kubeconfig: Vec<PathBuf>,
+    /// `$HOME/.kube/config`, used when `$KUBECONFIG` is unset and the agent is not in a pod
+    /// (no `KUBERNETES_SERVICE_HOST` or service account files).
+    pub home_kubeconfig: Option<PathBuf>,
 }
 
 /// Where the kubelet's `/pods` is.
@@ -164,11 +178,6 @@ impl K8sData {
              (SPIRE's default, the new locator, is what Signet does)",
         )?;
         refuse(
-            "enable_namespace_labels",
-            self.enable_namespace_labels == Some(true),
-            "ns-label selectors are not supported yet",
-        )?;
-        refuse(
             "disable_kubelet_client",
             self.disable_kubelet_client == Some(true),
             "the Broker API is not supported; the kubelet client is always used",
@@ -270,12 +279,28 @@ impl K8sData {
                 reload_interval,
             })
         };
+        let namespace_labels =
+            self.enable_namespace_labels
+                .unwrap_or(false)
+                .then(|| ApiServerConfig {
+                    kubeconfig: non_empty(env("KUBECONFIG"))
+                        .map(|list| {
+                            list.split(':')
+                                .filter(|p| !p.is_empty())
+                                .map(PathBuf::from)
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    home_kubeconfig: non_empty(env("HOME"))
+                        .map(|home| PathBuf::from(home).join(".kube").join("config")),
+                });
         Ok(K8sConfig {
             kubelet,
             max_poll_attempts,
             poll_retry_interval,
             disable_container_selectors: self.disable_container_selectors.unwrap_or(false),
             verbose_container_locator_logs: self.verbose_container_locator_logs.unwrap_or(false),
+            namespace_labels,
         })
     }
 }
@@ -329,6 +354,7 @@ mod tests {
                 poll_retry_interval: Duration::from_millis(500),
                 disable_container_selectors: false,
                 verbose_container_locator_logs: false,
+                namespace_labels: None,
             }
         );
         // The node name comes from MY_NODE_NAME unless named otherwise.
@@ -386,6 +412,28 @@ mod tests {
             (3, Duration::from_millis(100))
         );
         assert!(c.disable_container_selectors && c.verbose_container_locator_logs);
+        assert_eq!(c.namespace_labels, None);
+
+        // ns-label selectors: the API server is found the way controller-runtime finds it.
+        let on = "enable_namespace_labels = true";
+        let c = build(on, &[("HOME", "/home/a")]).unwrap();
+        assert_eq!(
+            c.namespace_labels,
+            Some(ApiServerConfig {
+                kubeconfig: vec![],
+                home_kubeconfig: Some("/home/a/.kube/config".into()),
+            })
+        );
+        let c = build(on, &[("KUBECONFIG", "/k1:/k2")]).unwrap();
+        assert_eq!(
+            c.namespace_labels,
+            Some(ApiServerConfig {
+                kubeconfig: vec!["/k1".into(), "/k2".into()],
+                home_kubeconfig: None,
+            })
+        );
+        let c = build("enable_namespace_labels = false", &[("KUBECONFIG", "/k1")]).unwrap();
+        assert_eq!(c.namespace_labels, None);
 
         let c = build(
             "kubelet_read_only_port = 10255\nmax_poll_attempts = -1\npoll_retry_interval = \"0s\"",
@@ -438,7 +486,6 @@ mod tests {
                 "use_new_container_locator = false",
                 "legacy container locator",
             ),
-            ("enable_namespace_labels = true", "ns-label"),
             ("disable_kubelet_client = true", "Broker API"),
             ("bogus = 1", "bogus"),
         ] {

@@ -18,7 +18,9 @@ pub mod k8s;
 #[cfg(test)]
 mod tests;
 
-pub use k8s::{K8sConfig, KubeletAuth, KubeletConfig, KubeletVerification, SecureKubelet};
+pub use k8s::{
+    ApiServerConfig, K8sConfig, KubeletAuth, KubeletConfig, KubeletVerification, SecureKubelet,
+};
 
 /// SPIRE's default public socket.
 pub const DEFAULT_SOCKET_PATH: &str = "/tmp/spire-agent/public/api.sock";

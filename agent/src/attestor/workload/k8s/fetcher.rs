@@ -1,8 +1,9 @@
-//! One pod list shared by concurrent attestations: at most one `/pods` request is in flight;
-//! callers waiting for it take its result, and a list (or failure) younger than the poll
-//! interval is reused by any caller that has not seen it yet. A caller polling for a
-//! container the kubelet does not list yet asks for a list newer than the one it saw, so
-//! every poll sees fresh data while a burst of connections costs one kubelet call.
+//! One answer shared by concurrent attestations (the kubelet's pod list, a namespace's
+//! labels): at most one request is in flight; callers waiting for it take its result, and
+//! an answer (or failure) younger than the poll interval is reused by any caller that has
+//! not seen it yet. A caller polling for a container the kubelet does not list yet asks for
+//! a list newer than the one it saw, so every poll sees fresh data while a burst of
+//! connections costs one call.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,33 +16,44 @@ use tokio::time::Instant;
 use super::pods::PodList;
 
 /// One fetch's outcome.
-#[derive(Debug, Clone)]
-pub struct Listing {
+#[derive(Debug)]
+pub struct Listing<T = PodList> {
     /// Increases with every fetch; 0 is "none seen yet".
     pub version: u64,
-    /// The pods, or the fetch's error text.
-    pub pods: Result<Arc<PodList>, String>,
+    /// The answer, or the fetch's error text.
+    pub result: Result<Arc<T>, String>,
     done: Instant,
 }
 
-/// Where pod lists come from (the kubelet; a stand-in in unit tests).
-pub trait Source: Send + Sync + std::fmt::Debug {
-    /// One `GET /pods`, parsed.
-    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<PodList, String>> + Send + '_>>;
+impl<T> Clone for Listing<T> {
+    fn clone(&self) -> Self {
+        Self {
+            version: self.version,
+            result: self.result.clone(),
+            done: self.done,
+        }
+    }
+}
+
+/// Where answers come from (the kubelet's `/pods`, the API server; stand-ins in unit
+/// tests).
+pub trait Source<T = PodList>: Send + Sync + std::fmt::Debug {
+    /// One request, parsed.
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<T, String>> + Send + '_>>;
 }
 
 /// The shared fetcher.
 #[derive(Debug)]
-pub struct Fetcher {
-    source: Arc<dyn Source>,
+pub struct Fetcher<T = PodList> {
+    source: Arc<dyn Source<T>>,
     fresh_for: Duration,
-    last: tokio::sync::Mutex<Option<Listing>>,
+    last: tokio::sync::Mutex<Option<Listing<T>>>,
     calls: AtomicU64,
 }
 
-impl Fetcher {
-    /// Lists reused for `fresh_for` (the poll retry interval).
-    pub fn new(source: Arc<dyn Source>, fresh_for: Duration) -> Self {
+impl<T> Fetcher<T> {
+    /// Answers reused for `fresh_for` (the poll retry interval).
+    pub fn new(source: Arc<dyn Source<T>>, fresh_for: Duration) -> Self {
         Self {
             source,
             fresh_for,
@@ -57,7 +69,7 @@ impl Fetcher {
 
     /// A listing newer than version `seen`: one finished after `since` (the caller waited
     /// for it) or still fresh, else a new fetch.
-    pub async fn newer_than(&self, seen: u64, since: Instant) -> Listing {
+    pub async fn newer_than(&self, seen: u64, since: Instant) -> Listing<T> {
         let mut last = self.last.lock().await;
         if let Some(l) = last.as_ref()
             && l.version > seen
@@ -66,10 +78,10 @@ impl Fetcher {
             return l.clone();
         }
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let pods = self.source.fetch().await.map(Arc::new);
+        let result = self.source.fetch().await.map(Arc::new);
         let listing = Listing {
             version: last.as_ref().map_or(0, |l| l.version) + 1,
-            pods,
+            result,
             done: Instant::now(),
         };
         *last = Some(listing.clone());
@@ -120,7 +132,7 @@ mod tests {
             assert_eq!(source.calls.load(Ordering::SeqCst), 1, "fail={fail}");
             assert!(
                 all.iter()
-                    .all(|l| l.version == 1 && l.pods.is_err() == fail)
+                    .all(|l| l.version == 1 && l.result.is_err() == fail)
             );
 
             // A newcomer within the interval reuses it; a caller that saw it gets a new one.

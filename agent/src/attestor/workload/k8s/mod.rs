@@ -2,13 +2,17 @@
 //! ID from its cgroups, then the kubelet's pod list, polled until the container is listed;
 //! selectors `k8s:sa`, `ns`, `node-name`, `pod-uid`, `pod-name`, `pod-image-count`,
 //! `pod-init-image-count`, `pod-image`, `pod-init-image`, `pod-label`, `pod-owner`,
-//! `pod-owner-uid`, `container-name` and `container-image`, exactly as SPIRE writes them.
+//! `pod-owner-uid`, `container-name` and `container-image`, exactly as SPIRE writes them;
+//! with `enable_namespace_labels`, then `ns-label` for every label of the pod's Namespace,
+//! read from the API server ([`namespace`]).
 //!
 //! A process in no container gets no k8s selectors (and no kubelet call). A kubelet that
 //! cannot be reached fails the attestation at once with the reason ([`AttestError::Unavailable`],
 //! so the caller is not served a partial identity from the other attestors), as SPIRE up to
-//! v1.15.2 fails its attestor at once. Like every attestor, the result is discarded if the
-//! caller exited or was replaced meanwhile.
+//! v1.15.2 fails its attestor at once. An API server that cannot be reached or refuses the
+//! Namespace read fails it the same way, with SPIRE's text (SPIRE fails the k8s attestor with
+//! `Internal` and serves what the other attestors found). Like every attestor, the result is
+//! discarded if the caller exited or was replaced meanwhile.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,11 +27,13 @@ use crate::config::K8sConfig;
 pub mod cgroup;
 pub mod fetcher;
 pub mod kubelet;
+pub mod namespace;
 pub mod pods;
 
 use cgroup::Location;
 use fetcher::{Fetcher, Source};
 use kubelet::Kubelet;
+use namespace::NamespaceLabels;
 use pods::PodList;
 
 /// SPIRE's prefix of the plugin's messages.
@@ -38,6 +44,7 @@ const PREFIX: &str = "workloadattestor(k8s)";
 pub struct K8sAttestor {
     config: K8sConfig,
     fetcher: Fetcher,
+    namespaces: Option<NamespaceLabels>,
 }
 
 impl Source for Kubelet {
@@ -57,7 +64,15 @@ impl K8sAttestor {
     /// An attestor listing pods from `source`.
     pub fn with_source(config: K8sConfig, source: Arc<dyn Source>) -> Self {
         let fetcher = Fetcher::new(source, config.poll_retry_interval);
-        Self { config, fetcher }
+        let namespaces = config
+            .namespace_labels
+            .clone()
+            .map(|api| NamespaceLabels::new(api, config.poll_retry_interval));
+        Self {
+            config,
+            fetcher,
+            namespaces,
+        }
     }
 
     /// How many pod lists were fetched so far.
@@ -65,24 +80,29 @@ impl K8sAttestor {
         self.fetcher.calls()
     }
 
+    /// How many Namespace objects were read from the API server so far.
+    pub fn api_server_calls(&self) -> u64 {
+        self.namespaces.as_ref().map_or(0, NamespaceLabels::calls)
+    }
+
     fn failed(why: impl std::fmt::Display) -> AttestError {
         AttestError::Failed(format!("{PREFIX}: {why}"))
     }
 
     /// Selector values for the container at `location`, polling the kubelet until it is
-    /// listed.
+    /// listed, and its pod's namespace.
     async fn find(
         &self,
         peer: &Peer,
         pod_uid: Option<&str>,
         container_id: &str,
-    ) -> Result<Vec<String>, AttestError> {
+    ) -> Result<(Vec<String>, String), AttestError> {
         let mut seen = 0;
         for attempt in 1..=self.config.max_poll_attempts {
             let listing = self.fetcher.newer_than(seen, Instant::now()).await;
             seen = listing.version;
             let pods = listing
-                .pods
+                .result
                 .map_err(|e| AttestError::Unavailable(format!("{PREFIX}: {e}")))?;
             if let Some(values) = self.lookup(&pods, pod_uid, container_id)? {
                 return Ok(values);
@@ -104,13 +124,14 @@ impl K8sAttestor {
         Err(Self::failed("no selectors found after max poll attempts"))
     }
 
-    /// The selector values of the pod (known or, if not, any) holding `container_id`.
+    /// The selector values of the pod (known or, if not, any) holding `container_id`, and
+    /// its namespace.
     fn lookup(
         &self,
         list: &PodList,
         pod_uid: Option<&str>,
         container_id: &str,
-    ) -> Result<Option<Vec<String>>, AttestError> {
+    ) -> Result<Option<(Vec<String>, String)>, AttestError> {
         let mut found = None;
         for (uid, pod) in &list.pods {
             if pod_uid.is_some_and(|known| known != uid) {
@@ -138,7 +159,7 @@ impl K8sAttestor {
                 tracing::warn!(container_id, "Two pods found with same container Id");
                 return Err(Self::failed("two pods found with same container Id"));
             }
-            found = Some(values);
+            found = Some((values, pod.namespace().to_owned()));
         }
         Ok(found)
     }
@@ -176,7 +197,14 @@ impl WorkloadAttestor for K8sAttestor {
                 Err(AttestError::Gone(peer.pid))
             };
         };
-        let values = self.find(peer, pod_uid.as_deref(), &container_id).await?;
+        let (mut values, namespace) = self.find(peer, pod_uid.as_deref(), &container_id).await?;
+        if let Some(labels) = &self.namespaces {
+            let found = labels
+                .selector_values(&namespace)
+                .await
+                .map_err(|e| AttestError::Unavailable(format!("{PREFIX}: {e}")))?;
+            values.extend(found);
+        }
         if !peer.is_alive() {
             return Err(AttestError::Gone(peer.pid));
         }

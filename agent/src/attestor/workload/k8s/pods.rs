@@ -137,6 +137,11 @@ impl ContainerStatus {
 }
 
 impl Pod {
+    /// `metadata.namespace`.
+    pub fn namespace(&self) -> &str {
+        &self.metadata.namespace
+    }
+
     /// The status of container `id`: regular containers, then init containers (ephemeral
     /// containers are not matched, as in SPIRE).
     pub fn container(&self, id: &str) -> Option<&ContainerStatus> {

@@ -71,6 +71,7 @@ fn config(max_poll_attempts: u32, disable_container_selectors: bool) -> K8sConfi
         poll_retry_interval: Duration::from_millis(500),
         disable_container_selectors,
         verbose_container_locator_logs: false,
+        namespace_labels: None,
     }
 }
 
@@ -90,12 +91,13 @@ async fn finds_the_container_in_the_known_pod_or_in_any() {
     ]);
     let a = attestor(Script::new(vec![Ok(list)]), 3, false);
     let peer = me();
-    let v = a.find(&peer, Some(UID), CID).await.unwrap();
+    let v = a.find(&peer, Some(UID), CID).await.unwrap().0;
     assert!(has(&v, "ns:ns1") && has(&v, "sa:sa1") && has(&v, "container-name:app"));
     assert!(has(&v, &format!("pod-uid:{UID}")));
     // Without a pod UID (cgroup v2 seen from another namespace) every pod is searched.
-    let v = a.find(&peer, None, CID2).await.unwrap();
+    let (v, ns) = a.find(&peer, None, CID2).await.unwrap();
     assert!(has(&v, "ns:ns2") && has(&v, "sa:sa2"));
+    assert_eq!(ns, "ns2", "the pod's namespace, for its ns-label selectors");
     // The known pod is the only one looked at.
     let err = a.find(&peer, Some(UID), CID2).await.unwrap_err();
     assert_eq!(
@@ -130,7 +132,7 @@ async fn a_container_not_listed_yet_is_polled_for() {
         false,
     );
     let started = tokio::time::Instant::now();
-    let v = a.find(&me(), Some(UID), CID).await.unwrap();
+    let v = a.find(&me(), Some(UID), CID).await.unwrap().0;
     assert!(has(&v, "container-name:app"));
     assert_eq!(a.kubelet_calls(), 3);
     assert!(started.elapsed() >= Duration::from_millis(1000));
@@ -140,14 +142,14 @@ async fn a_container_not_listed_yet_is_polled_for() {
 async fn disabled_container_selectors_need_only_the_pod() {
     let without = body(&[pod(UID, "ns1", "sa1", &[("app", "")])]);
     let a = attestor(Script::new(vec![Ok(without.clone())]), 2, true);
-    let v = a.find(&me(), Some(UID), CID).await.unwrap();
+    let v = a.find(&me(), Some(UID), CID).await.unwrap().0;
     assert!(has(&v, "ns:ns1"));
     assert!(!v.iter().any(|s| s.starts_with("container-")));
     // Without a known pod the container must still be found.
     assert!(a.find(&me(), None, CID).await.is_err());
     let with = body(&[pod(UID, "ns1", "sa1", &[("app", CID)])]);
     let a = attestor(Script::new(vec![Ok(with)]), 2, true);
-    let v = a.find(&me(), None, CID).await.unwrap();
+    let v = a.find(&me(), None, CID).await.unwrap().0;
     assert!(!v.iter().any(|s| s.starts_with("container-")));
 }
 

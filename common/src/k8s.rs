@@ -1,7 +1,8 @@
-//! Kubernetes API access for `k8s_psat` and the ConfigMap bundle publishers (SPIRE
-//! `pkg/common/plugin/k8s/apiserver`): a client from a kubeconfig file, or from the pod's
-//! service account when none is given, and API calls that always end, with an error naming
-//! the API server when it cannot be reached.
+//! Kubernetes API access (feature `k8s`) for the server's `k8s_psat` and ConfigMap bundle
+//! publishers (SPIRE `pkg/common/plugin/k8s/apiserver`) and the agent's `ns-label`
+//! selectors: a client from a kubeconfig file, or from the pod's service account when none
+//! is given, and API calls that always end, with an error naming the API server when it
+//! cannot be reached.
 
 use std::future::Future;
 use std::path::Path;
@@ -97,7 +98,7 @@ impl Kube {
     /// `/var/run/secrets/kubernetes.io/serviceaccount/`) when `None`. The file is read now,
     /// so a rotated credential is picked up by the next client.
     pub async fn connect(kubeconfig: Option<&Path>) -> Result<Self, ConnectError> {
-        let mut config = match kubeconfig {
+        let config = match kubeconfig {
             Some(path) => {
                 let err = |source| ConnectError::Kubeconfig {
                     path: path.display().to_string(),
@@ -110,6 +111,11 @@ impl Kube {
             }
             None => kube::Config::incluster().map_err(ConnectError::InCluster)?,
         };
+        Self::from_config(config)
+    }
+
+    /// A client for `config` (however it was found), with the bounds of [`Kube::connect`].
+    pub fn from_config(mut config: kube::Config) -> Result<Self, ConnectError> {
         config.connect_timeout = Some(CONNECT_TIMEOUT);
         config.read_timeout = Some(CALL_TIMEOUT);
         config.write_timeout = Some(CALL_TIMEOUT);
@@ -178,13 +184,15 @@ fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// Stand-ins for an API server that is down or silent, for tests of its callers.
-#[cfg(test)]
-pub(crate) mod testing {
+/// Stand-ins for an API server that is down or silent, for tests of its callers (feature
+/// `test-util`).
+#[cfg(any(test, feature = "test-util"))]
+#[allow(clippy::unwrap_used, reason = "test stand-ins")]
+pub mod testing {
     use std::path::{Path, PathBuf};
 
     /// A kubeconfig for `server` (TLS unchecked, a dummy token).
-    pub(crate) fn kubeconfig(dir: &Path, server: &str) -> PathBuf {
+    pub fn kubeconfig(dir: &Path, server: &str) -> PathBuf {
         let path = dir.join("kubeconfig");
         std::fs::write(
             &path,
@@ -197,14 +205,14 @@ pub(crate) mod testing {
     }
 
     /// `https://127.0.0.1:<port>` where nothing listens.
-    pub(crate) fn closed_server() -> String {
+    pub fn closed_server() -> String {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("https://{}", listener.local_addr().unwrap())
     }
 
     /// `https://127.0.0.1:<port>` that accepts connections and never answers, until the
     /// handle is aborted.
-    pub(crate) async fn silent_server() -> (String, tokio::task::JoinHandle<()>) {
+    pub async fn silent_server() -> (String, tokio::task::JoinHandle<()>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = format!("https://{}", listener.local_addr().unwrap());
         let hold = tokio::spawn(async move {
