@@ -1,11 +1,13 @@
 //! For the HA tests (several `signet-server` processes on one PostgreSQL): entries, an
 //! agent configuration for join-token agents of given servers, a workload watching its
-//! X509 context with the `spiffe` crate, how long it held an expired SVID, and every entry
-//! ID a server lists.
+//! X509 context with the `spiffe` crate, how long it held an expired SVID, a loop creating
+//! entries through several servers, and every entry ID a server lists.
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use signet_common::clock::{Clock, SystemClock, from_unix_seconds};
@@ -15,10 +17,25 @@ use signet_proto::types;
 use spiffe::WorkloadApiClient;
 use tokio_stream::StreamExt;
 
-use crate::uds_channel;
+use crate::procs::ServerProc;
+use crate::{Options, postgres_datastore, uds_channel};
 
 /// What a workload received: when, and each SVID's SPIFFE ID and NotAfter.
 pub type Updates = Arc<Mutex<Vec<(SystemTime, Vec<(String, SystemTime)>)>>>;
+
+/// Two server processes, `dir/a` and `dir/b`, started on the PostgreSQL database of
+/// `connection_string`.
+pub async fn two_servers(connection_string: &str, dir: &Path) -> (ServerProc, ServerProc) {
+    let opts = Options {
+        datastore: Some(postgres_datastore(connection_string)),
+        ..Options::default()
+    };
+    let mut a = ServerProc::new(dir.join("a"), &opts);
+    let mut b = ServerProc::new(dir.join("b"), &opts);
+    a.start().await;
+    b.start().await;
+    (a, b)
+}
 
 /// An entry of `example.org` with one `unix` selector.
 pub fn entry(path: &str, parent: &str, selector: &str, ttl: i32) -> types::Entry {
@@ -103,7 +120,7 @@ pub fn watch_x509(socket: &Path) -> Updates {
                         .map(|info| (info.id.to_string(), from_unix_seconds(info.not_after)))
                         .collect();
                     out.lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .unwrap_or_else(PoisonError::into_inner)
                         .push((SystemClock.now(), svids));
                 }
             }
@@ -117,7 +134,7 @@ pub fn watch_x509(socket: &Path) -> Updates {
 pub fn seen(updates: &Updates, path: &str) -> bool {
     updates
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .unwrap_or_else(PoisonError::into_inner)
         .iter()
         .any(|(_, s)| s.iter().any(|(id, _)| id.ends_with(path)))
 }
@@ -127,7 +144,7 @@ pub fn seen(updates: &Updates, path: &str) -> bool {
 pub fn expired_for(updates: &Updates, path: &str, from: SystemTime) -> (usize, Duration) {
     let updates = updates
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .unwrap_or_else(PoisonError::into_inner)
         .clone();
     let held: Vec<(SystemTime, SystemTime)> = updates
         .iter()
@@ -169,4 +186,82 @@ pub async fn listed_entry_ids(socket: &Path) -> BTreeSet<String> {
         }
         page_token = resp.next_page_token;
     }
+}
+
+/// Writers creating entries (`/load/<name>/<n>`, under no agent) through each server's
+/// admin socket, one after another as fast as they answer (50 ms apart after a refusal).
+pub struct CreateLoad<E> {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<BTreeSet<String>>>,
+    refused: Arc<Mutex<Vec<E>>>,
+    writers: Vec<tokio::task::JoinHandle<(&'static str, usize, usize)>>,
+}
+
+impl<E: Send + 'static> CreateLoad<E> {
+    /// Starts one writer per `(name, admin socket)`; `create` makes one entry, giving its
+    /// ID if the server acknowledged it.
+    pub fn start<F, Fut>(servers: Vec<(&'static str, PathBuf)>, create: F) -> Self
+    where
+        F: Fn(PathBuf, types::Entry) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = Result<String, E>> + Send,
+    {
+        let load = Self {
+            stop: Arc::default(),
+            acked: Arc::default(),
+            refused: Arc::default(),
+            writers: vec![],
+        };
+        let writers = servers
+            .into_iter()
+            .map(|(name, socket)| {
+                let (stop, acked, refused) = (
+                    Arc::clone(&load.stop),
+                    Arc::clone(&load.acked),
+                    Arc::clone(&load.refused),
+                );
+                let create = create.clone();
+                tokio::spawn(async move {
+                    let (mut ok, mut failed) = (0, 0);
+                    while !stop.load(Ordering::Relaxed) {
+                        let path = format!("/load/{name}/{}", ok + failed + 1);
+                        let e = entry(&path, "/spire/agent/elsewhere", "uid:1", 0);
+                        match create(socket.clone(), e).await {
+                            Ok(id) => {
+                                acked
+                                    .lock()
+                                    .unwrap_or_else(PoisonError::into_inner)
+                                    .insert(id);
+                                ok += 1;
+                            }
+                            Err(why) => {
+                                refused
+                                    .lock()
+                                    .unwrap_or_else(PoisonError::into_inner)
+                                    .push(why);
+                                failed += 1;
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                        }
+                    }
+                    (name, ok, failed)
+                })
+            })
+            .collect();
+        Self { writers, ..load }
+    }
+
+    /// Stops the writers (printing each one's counts); the acknowledged entry IDs and the
+    /// refusals.
+    pub async fn stop(self) -> (BTreeSet<String>, Vec<E>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for writer in self.writers {
+            let (name, ok, failed) = writer.await.unwrap_or_else(|e| panic!("writer: {e}"));
+            println!("writer through {name}: {ok} entries acknowledged, {failed} refused");
+        }
+        (taken(&self.acked), taken(&self.refused))
+    }
+}
+
+fn taken<T: Default>(m: &Mutex<T>) -> T {
+    std::mem::take(&mut *m.lock().unwrap_or_else(PoisonError::into_inner))
 }

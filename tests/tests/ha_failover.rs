@@ -4,10 +4,8 @@
 //! watching `spiffe` crate client never holds an expired SVID.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use signet_agent::run::Agent;
@@ -19,9 +17,10 @@ use signet_proto::spire::api::server::entry::v1::entry_client::EntryClient;
 use signet_proto::types;
 use signet_server::datastore::postgres::testing::PgCluster;
 use signet_tests::agent::parse;
-use signet_tests::ha::{agent_text, entry, expired_for, listed_entry_ids, seen, watch_x509};
-use signet_tests::procs::ServerProc;
-use signet_tests::{Options, postgres_datastore, uds_channel};
+use signet_tests::ha::{
+    CreateLoad, agent_text, entry, expired_for, listed_entry_ids, seen, two_servers, watch_x509,
+};
+use signet_tests::uds_channel;
 
 /// Creates one entry through the admin socket; its ID if the server said it was created.
 async fn create(socket: &std::path::Path, e: types::Entry) -> Option<String> {
@@ -69,14 +68,7 @@ async fn killing_one_of_two_servers_loses_no_entry_and_the_agent_moves_to_the_ot
     let cluster = PgCluster::start();
     let db = cluster.create_database().await;
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
-        datastore: Some(postgres_datastore(&db)),
-        ..Options::default()
-    };
-    let mut a = ServerProc::new(dir.path().join("a"), &opts);
-    let mut b = ServerProc::new(dir.path().join("b"), &opts);
-    a.start().await;
-    b.start().await;
+    let (mut a, mut b) = two_servers(&db, dir.path()).await;
 
     // The agent trusts the shared bundle (both roots) and knows both servers, A first.
     let bundle = signet_proto::spire::api::server::bundle::v1::bundle_client::BundleClient::new(
@@ -127,36 +119,10 @@ async fn killing_one_of_two_servers_loses_no_entry_and_the_agent_moves_to_the_ot
     let watch_from = SystemClock.now();
 
     // Entries created through both servers, as fast as they answer.
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
-    let mut writers = vec![];
-    for (name, socket) in [("a", a.socket()), ("b", b.socket())] {
-        let (stop, acked) = (Arc::clone(&stop), Arc::clone(&acked));
-        writers.push(tokio::spawn(async move {
-            let (mut ok, mut failed) = (0, 0);
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) {
-                i += 1;
-                let e = entry(
-                    &format!("/load/{name}/{i}"),
-                    "/spire/agent/elsewhere",
-                    "uid:1",
-                    0,
-                );
-                match create(&socket, e).await {
-                    Some(id) => {
-                        acked.lock().unwrap().insert(id);
-                        ok += 1;
-                    }
-                    None => {
-                        failed += 1;
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-            (name, ok, failed)
-        }));
-    }
+    let load = CreateLoad::start(
+        vec![("a", a.socket()), ("b", b.socket())],
+        |socket, e| async move { create(&socket, e).await.ok_or(()) },
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     a.kill9().await;
     let killed = Instant::now();
@@ -180,14 +146,8 @@ async fn killing_one_of_two_servers_loses_no_entry_and_the_agent_moves_to_the_ot
 
     // Long enough for the 10 s SVIDs to rotate through B.
     tokio::time::sleep(Duration::from_secs(10)).await;
-    stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        let (name, ok, failed) = w.await.unwrap();
-        println!("writer through {name}: {ok} entries acknowledged, {failed} failed");
-    }
-
+    let (acked, _) = load.stop().await;
     let listed = listed_entry_ids(&b.socket()).await;
-    let acked = acked.lock().unwrap().clone();
     let missing: Vec<_> = acked.difference(&listed).collect();
     println!(
         "{} acknowledged entries, {} missing after A's death",

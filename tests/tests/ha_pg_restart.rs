@@ -7,12 +7,10 @@
 //! across servers works again (LISTEN reconnected), and every acknowledged create is there.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-use std::collections::BTreeSet;
 use std::future::Future;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use signet_agent::run::Agent;
@@ -33,10 +31,11 @@ use signet_server::datastore::postgres::testing::PgCluster;
 use signet_tests::agent::parse;
 use signet_tests::agent_proc::bundle_roots;
 use signet_tests::ha::{
-    Updates, agent_text, entry, expired_for, listed_entry_ids, seen, watch_x509,
+    CreateLoad, Updates, agent_text, entry, expired_for, listed_entry_ids, seen, two_servers,
+    watch_x509,
 };
 use signet_tests::procs::ServerProc;
-use signet_tests::{Identity, Options, key_and_csr, postgres_datastore, tls_channel, uds_channel};
+use signet_tests::{Identity, key_and_csr, tls_channel, uds_channel};
 use spiffe::WorkloadApiClient;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -350,9 +349,6 @@ async fn attest(channel: Channel, token: &str) -> Result<(), Status> {
     Ok(())
 }
 
-/// A create a writer saw refused: the code and message.
-type Failure = (Code, String);
-
 fn alive(server: &mut ServerProc, name: &str) {
     let status = server.child.as_mut().unwrap().try_wait().unwrap();
     assert!(status.is_none(), "server {name} exited: {status:?}");
@@ -369,14 +365,7 @@ async fn stopping_and_restarting_postgresql_is_unavailable_then_both_servers_rec
         cluster.port()
     );
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
-        datastore: Some(postgres_datastore(&db)),
-        ..Options::default()
-    };
-    let mut a = ServerProc::new(dir.path().join("a"), &opts);
-    let mut b = ServerProc::new(dir.path().join("b"), &opts);
-    a.start().await;
-    b.start().await;
+    let (mut a, mut b) = two_servers(&db, dir.path()).await;
 
     let roots = bundle_roots(&b.socket()).await;
     assert_eq!(roots.len(), 2, "both servers' roots");
@@ -418,39 +407,10 @@ async fn stopping_and_restarting_postgresql_is_unavailable_then_both_servers_rec
     ];
 
     // Entries created through both servers, as fast as they answer.
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
-    let failures: Arc<Mutex<Vec<Failure>>> = Arc::default();
-    let mut writers = vec![];
-    for (name, socket) in [("a", a.socket()), ("b", b.socket())] {
-        let (stop, acked, failures) =
-            (Arc::clone(&stop), Arc::clone(&acked), Arc::clone(&failures));
-        writers.push(tokio::spawn(async move {
-            let (mut ok, mut failed) = (0, 0);
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) {
-                i += 1;
-                let e = entry(
-                    &format!("/load/{name}/{i}"),
-                    "/spire/agent/elsewhere",
-                    "uid:1",
-                    0,
-                );
-                match create(&socket, e).await {
-                    Ok(id) => {
-                        acked.lock().unwrap().insert(id);
-                        ok += 1;
-                    }
-                    Err(failure) => {
-                        failures.lock().unwrap().push(failure);
-                        failed += 1;
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-            (name, ok, failed)
-        }));
-    }
+    let load = CreateLoad::start(
+        vec![("a", a.socket()), ("b", b.socket())],
+        |socket, e| async move { create(&socket, e).await },
+    );
 
     for round in ["stop, down, start", "restart"] {
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -523,12 +483,7 @@ async fn stopping_and_restarting_postgresql_is_unavailable_then_both_servers_rec
         alive(&mut b, "B");
     }
 
-    stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        let (name, ok, failed) = w.await.unwrap();
-        println!("writer through {name}: {ok} entries acknowledged, {failed} refused");
-    }
-    let failures = failures.lock().unwrap().clone();
+    let (acked, failures) = load.stop().await;
     if let Some((_, message)) = failures.first() {
         println!("a create refused under load: {message}");
     }
@@ -540,7 +495,6 @@ async fn stopping_and_restarting_postgresql_is_unavailable_then_both_servers_rec
     // Every acknowledged create is in the database, read through either server.
     for socket in [a.socket(), b.socket()] {
         let listed = listed_entry_ids(&socket).await;
-        let acked = acked.lock().unwrap();
         let missing: Vec<_> = acked.difference(&listed).collect();
         println!(
             "{} acknowledged entries, {} missing",
