@@ -24,6 +24,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 pub mod agent;
 pub mod agent_proc;
 pub mod controller;
+pub mod ha;
 pub mod k8s_node;
 pub mod kube;
 pub mod kubelet;

@@ -4,47 +4,23 @@
 //! watching `spiffe` crate client never holds an expired SVID.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use signet_agent::run::Agent;
-use signet_common::clock::{Clock, SystemClock, from_unix_seconds};
+use signet_common::clock::{Clock, SystemClock};
 use signet_proto::spire::api::server::agent::v1::CreateJoinTokenRequest;
 use signet_proto::spire::api::server::agent::v1::agent_client::AgentClient;
+use signet_proto::spire::api::server::entry::v1::BatchCreateEntryRequest;
 use signet_proto::spire::api::server::entry::v1::entry_client::EntryClient;
-use signet_proto::spire::api::server::entry::v1::{BatchCreateEntryRequest, ListEntriesRequest};
 use signet_proto::types;
 use signet_server::datastore::postgres::testing::PgCluster;
 use signet_tests::agent::parse;
-use signet_tests::procs::ServerProc;
-use signet_tests::{Options, postgres_datastore, uds_channel};
-use spiffe::WorkloadApiClient;
-use tokio_stream::StreamExt;
-
-/// What the workload received: when, and each SVID's SPIFFE ID and NotAfter.
-type Updates = Arc<Mutex<Vec<(SystemTime, Vec<(String, SystemTime)>)>>>;
-
-fn entry(path: &str, parent: &str, selector: &str, ttl: i32) -> types::Entry {
-    types::Entry {
-        spiffe_id: Some(types::Spiffeid {
-            trust_domain: "example.org".into(),
-            path: path.into(),
-        }),
-        parent_id: Some(types::Spiffeid {
-            trust_domain: "example.org".into(),
-            path: parent.into(),
-        }),
-        selectors: vec![types::Selector {
-            r#type: "unix".into(),
-            value: selector.into(),
-        }],
-        x509_svid_ttl: ttl,
-        ..Default::default()
-    }
-}
+use signet_tests::ha::{
+    CreateLoad, agent_text, entry, expired_for, listed_entry_ids, seen, two_servers, watch_x509,
+};
+use signet_tests::uds_channel;
 
 /// Creates one entry through the admin socket; its ID if the server said it was created.
 async fn create(socket: &std::path::Path, e: types::Entry) -> Option<String> {
@@ -92,14 +68,7 @@ async fn killing_one_of_two_servers_loses_no_entry_and_the_agent_moves_to_the_ot
     let cluster = PgCluster::start();
     let db = cluster.create_database().await;
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
-        datastore: Some(postgres_datastore(&db)),
-        ..Options::default()
-    };
-    let mut a = ServerProc::new(dir.path().join("a"), &opts);
-    let mut b = ServerProc::new(dir.path().join("b"), &opts);
-    a.start().await;
-    b.start().await;
+    let (mut a, mut b) = two_servers(&db, dir.path()).await;
 
     // The agent trusts the shared bundle (both roots) and knows both servers, A first.
     let bundle = signet_proto::spire::api::server::bundle::v1::bundle_client::BundleClient::new(
@@ -120,38 +89,7 @@ async fn killing_one_of_two_servers_loses_no_entry_and_the_agent_moves_to_the_ot
         signet_common::pem::certificates(&roots),
     )
     .unwrap();
-    let d = dir.path().display();
-    let text = format!(
-        r#"
-agent {{
-    data_dir = "{d}/agent"
-    server_address = "127.0.0.1"
-    server_port = {}
-    server_addresses = ["127.0.0.1:{}"]
-    socket_path = "{d}/public/api.sock"
-    trust_domain = "example.org"
-    trust_bundle_path = "{d}/bootstrap.pem"
-    log_level = "DEBUG"
-    experimental {{
-        sync_interval = "1h"
-    }}
-}}
-plugins {{
-    KeyManager "disk" {{
-        plugin_data {{
-            directory = "{d}/agent/keys"
-        }}
-    }}
-    NodeAttestor "join_token" {{
-        plugin_data {{}}
-    }}
-    WorkloadAttestor "unix" {{
-        plugin_data {{}}
-    }}
-}}
-"#,
-        a.port, b.port
-    );
+    let text = agent_text(dir.path(), "agent", a.port, &[b.port]);
     let token = AgentClient::new(uds_channel(&a.socket()).await)
         .create_join_token(CreateJoinTokenRequest {
             ttl: 600,
@@ -172,70 +110,19 @@ plugins {{
         .unwrap();
 
     // The workload watches its X509 context from the start.
-    let updates: Updates = Arc::default();
-    {
-        let socket = format!("unix:{}", agent.socket_path.display());
-        let updates = Arc::clone(&updates);
-        tokio::spawn(async move {
-            loop {
-                if let Ok(client) = WorkloadApiClient::connect_to(&socket).await
-                    && let Ok(mut stream) = client.stream_x509_contexts().await
-                {
-                    while let Some(Ok(ctx)) = stream.next().await {
-                        let svids = ctx
-                            .svids()
-                            .iter()
-                            .map(|s| {
-                                let info =
-                                    signet_common::x509::cert_info(s.leaf().as_bytes()).unwrap();
-                                (info.id.to_string(), from_unix_seconds(info.not_after))
-                            })
-                            .collect();
-                        updates.lock().unwrap().push((SystemClock.now(), svids));
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        });
-    }
+    let updates = watch_x509(&agent.socket_path);
     let deadline = Instant::now() + Duration::from_secs(15);
-    while updates.lock().unwrap().is_empty() {
+    while !seen(&updates, "/ha") {
         assert!(Instant::now() < deadline, "the workload never got its SVID");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let watch_from = SystemClock.now();
 
     // Entries created through both servers, as fast as they answer.
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
-    let mut writers = vec![];
-    for (name, socket) in [("a", a.socket()), ("b", b.socket())] {
-        let (stop, acked) = (Arc::clone(&stop), Arc::clone(&acked));
-        writers.push(tokio::spawn(async move {
-            let (mut ok, mut failed) = (0, 0);
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) {
-                i += 1;
-                let e = entry(
-                    &format!("/load/{name}/{i}"),
-                    "/spire/agent/elsewhere",
-                    "uid:1",
-                    0,
-                );
-                match create(&socket, e).await {
-                    Some(id) => {
-                        acked.lock().unwrap().insert(id);
-                        ok += 1;
-                    }
-                    None => {
-                        failed += 1;
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-            (name, ok, failed)
-        }));
-    }
+    let load = CreateLoad::start(
+        vec![("a", a.socket()), ("b", b.socket())],
+        |socket, e| async move { create(&socket, e).await.ok_or(()) },
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     a.kill9().await;
     let killed = Instant::now();
@@ -246,12 +133,7 @@ plugins {{
         .await
         .unwrap();
     let arrived = loop {
-        let seen = updates
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|(_, s)| s.iter().any(|(id, _)| id.ends_with("/after-failover")));
-        if seen {
+        if seen(&updates, "/after-failover") {
             break killed.elapsed();
         }
         assert!(
@@ -264,31 +146,8 @@ plugins {{
 
     // Long enough for the 10 s SVIDs to rotate through B.
     tokio::time::sleep(Duration::from_secs(10)).await;
-    stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        let (name, ok, failed) = w.await.unwrap();
-        println!("writer through {name}: {ok} entries acknowledged, {failed} failed");
-    }
-
-    let mut listed = BTreeSet::new();
-    let mut page_token = String::new();
-    loop {
-        let resp = EntryClient::new(uds_channel(&b.socket()).await)
-            .list_entries(ListEntriesRequest {
-                page_size: 1000,
-                page_token: page_token.clone(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        listed.extend(resp.entries.into_iter().map(|e| e.id));
-        if resp.next_page_token.is_empty() {
-            break;
-        }
-        page_token = resp.next_page_token;
-    }
-    let acked = acked.lock().unwrap().clone();
+    let (acked, _) = load.stop().await;
+    let listed = listed_entry_ids(&b.socket()).await;
     let missing: Vec<_> = acked.difference(&listed).collect();
     println!(
         "{} acknowledged entries, {} missing after A's death",
@@ -298,33 +157,13 @@ plugins {{
     assert!(missing.is_empty(), "acknowledged entries lost: {missing:?}");
 
     // The workload never held an expired /ha SVID, and got a new one after A died.
-    let updates = updates.lock().unwrap().clone();
-    let ha: Vec<(SystemTime, SystemTime)> = updates
-        .iter()
-        .filter_map(|(t, s)| {
-            s.iter()
-                .find(|(id, _)| id.ends_with("/ha"))
-                .map(|(_, e)| (*t, *e))
-        })
-        .collect();
-    let end = SystemClock.now();
-    let mut expired = Duration::ZERO;
-    for (i, (got, expiry)) in ha.iter().enumerate() {
-        let until = ha.get(i + 1).map_or(end, |(t, _)| *t);
-        if let Ok(d) = until.duration_since((*got).max(*expiry).max(watch_from)) {
-            expired += d;
-        }
-    }
-    let expiries: BTreeSet<_> = ha.iter().map(|(_, e)| *e).collect();
+    let (svids, expired) = expired_for(&updates, "/ha", watch_from);
     println!(
         "the workload saw {} /ha SVIDs, expired for {} ms",
-        expiries.len(),
+        svids,
         expired.as_millis()
     );
-    assert!(
-        expiries.len() >= 3,
-        "the SVID rotated through B: {expiries:?}"
-    );
+    assert!(svids >= 3, "the SVID rotated through B: {svids} SVIDs");
     assert_eq!(expired, Duration::ZERO, "the workload held an expired SVID");
     agent.shutdown().await.unwrap();
     b.kill9().await;

@@ -40,11 +40,10 @@ fn config_map_entry<'a>(docs: &'a [Yaml], key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("ConfigMap with {key}"))
 }
 
-#[test]
-fn server_manifest_is_a_statefulset_whose_config_the_server_accepts() {
-    let docs = load("k8s/server.yaml");
-    let kinds = kinds(&docs);
-    for k in [
+/// A server manifest: its account and RBAC, its config, Service and StatefulSet, and `more`.
+fn has_server_kinds(docs: &[Yaml], more: &[&str]) {
+    let kinds = kinds(docs);
+    let server = [
         "Namespace",
         "ServiceAccount",
         "ClusterRole",
@@ -54,12 +53,19 @@ fn server_manifest_is_a_statefulset_whose_config_the_server_accepts() {
         "ConfigMap",
         "Service",
         "StatefulSet",
-    ] {
+    ];
+    for k in server.iter().chain(more) {
         assert!(
             kinds.iter().any(|have| have == k),
             "{k} missing from {kinds:?}"
         );
     }
+}
+
+#[test]
+fn server_manifest_is_a_statefulset_whose_config_the_server_accepts() {
+    let docs = load("k8s/server.yaml");
+    has_server_kinds(&docs, &[]);
     let config = Config::parse(
         config_map_entry(&docs, "server.conf"),
         "k8s/server.yaml",
@@ -150,8 +156,13 @@ fn binds(docs: &[Yaml], kind: &str, role: &str, sa: (&str, &str)) -> bool {
 
 #[test]
 fn server_rbac_covers_token_review_pods_nodes_and_the_bundle_configmap() {
-    let docs = load("k8s/server.yaml");
-    let cluster = rules(&docs, "ClusterRole", "signet-server");
+    for file in ["k8s/server.yaml", "k8s/server-ha.yaml"] {
+        server_rbac_in(&load(file));
+    }
+}
+
+fn server_rbac_in(docs: &[Yaml]) {
+    let cluster = rules(docs, "ClusterRole", "signet-server");
     for want in [
         ("authentication.k8s.io", "tokenreviews", "create"),
         ("", "pods", "get"),
@@ -160,14 +171,14 @@ fn server_rbac_covers_token_review_pods_nodes_and_the_bundle_configmap() {
         let want = (want.0.to_owned(), want.1.to_owned(), want.2.to_owned());
         assert!(cluster.contains(&want), "{want:?} missing from {cluster:?}");
     }
-    let ns = rules(&docs, "Role", "signet-server-bundle");
+    let ns = rules(docs, "Role", "signet-server-bundle");
     for verb in ["get", "patch", "create"] {
         let want = (String::new(), "configmaps".to_owned(), verb.to_owned());
         assert!(ns.contains(&want), "{want:?} missing from {ns:?}");
     }
     let sa = ("signet", "signet-server");
-    assert!(binds(&docs, "ClusterRoleBinding", "signet-server", sa));
-    assert!(binds(&docs, "RoleBinding", "signet-server-bundle", sa));
+    assert!(binds(docs, "ClusterRoleBinding", "signet-server", sa));
+    assert!(binds(docs, "RoleBinding", "signet-server-bundle", sa));
 }
 
 #[test]
@@ -314,5 +325,149 @@ fn workload_and_istio_samples_parse() {
     assert_eq!(
         mounts["mountPath"].as_str(),
         Some("/run/secrets/workload-spiffe-uds")
+    );
+}
+
+fn find<'a>(docs: &'a [Yaml], kind: &str) -> &'a Yaml {
+    docs.iter()
+        .find(|d| d["kind"].as_str() == Some(kind))
+        .unwrap_or_else(|| panic!("a {kind}"))
+}
+
+#[test]
+fn ha_server_manifest_runs_two_replicas_on_the_postgresql_named_by_its_secret() {
+    let docs = load("k8s/server-ha.yaml");
+    has_server_kinds(&docs, &["Secret", "PodDisruptionBudget"]);
+    let sts = find(&docs, "StatefulSet");
+    assert_eq!(sts["spec"]["replicas"].as_i64(), Some(2));
+    let container = &sts["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(args.contains(&"--expand-env"), "{args:?}");
+    // The connection string: from the Secret, through the container's environment, into
+    // server.conf (as --expand-env does).
+    let env = &container["env"][0];
+    let var = env["name"].as_str().unwrap();
+    let secret_ref = &env["valueFrom"]["secretKeyRef"];
+    let secret = find(&docs, "Secret");
+    assert_eq!(
+        secret["metadata"]["name"].as_str(),
+        secret_ref["name"].as_str()
+    );
+    let connection_string = secret["stringData"][secret_ref["key"].as_str().unwrap()]
+        .as_str()
+        .expect("the Secret holds the referenced key");
+    let text = config_map_entry(&docs, "server.conf");
+    let placeholder = format!("${{{var}}}");
+    assert!(
+        text.contains(&placeholder),
+        "server.conf reads {placeholder}"
+    );
+    let config = Config::parse(
+        &text.replace(&placeholder, connection_string),
+        "k8s/server-ha.yaml",
+        &RunArgs::default(),
+    )
+    .unwrap();
+    let signet_server::config::DataStoreConfig::Sql {
+        database_type,
+        connection_string: configured,
+        ..
+    } = &config.datastore
+    else {
+        panic!("DataStore \"sql\": {:?}", config.datastore);
+    };
+    assert_eq!(
+        (database_type.as_str(), configured.as_str()),
+        ("postgres", connection_string)
+    );
+    // Each replica has its own data_dir volume (CA keys, server_id).
+    let claims = sts["spec"]["volumeClaimTemplates"].as_vec().unwrap();
+    let data_mount = container["volumeMounts"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"].as_str() == claims[0]["metadata"]["name"].as_str())
+        .expect("the claimed volume is mounted");
+    assert_eq!(
+        PathBuf::from(data_mount["mountPath"].as_str().unwrap()),
+        config.data_dir
+    );
+}
+
+#[test]
+fn agents_reach_both_ha_replicas_through_the_headless_service_they_already_name() {
+    let ha = load("k8s/server-ha.yaml");
+    let single = load("k8s/server.yaml");
+    let agent = signet_agent::config::Config::parse(
+        config_map_entry(&load("k8s/agent.yaml"), "agent.conf"),
+        "k8s/agent.yaml",
+        &Default::default(),
+    )
+    .unwrap();
+    let service = find(&ha, "Service");
+    assert_eq!(
+        service["spec"]["clusterIP"].as_str(),
+        Some("None"),
+        "headless: the name resolves to every replica"
+    );
+    let name = format!(
+        "{}.{}.svc",
+        service["metadata"]["name"].as_str().unwrap(),
+        service["metadata"]["namespace"].as_str().unwrap()
+    );
+    assert_eq!(agent.server_address, name);
+    assert_eq!(
+        service["spec"]["selector"]["app"].as_str(),
+        find(&ha, "StatefulSet")["spec"]["template"]["metadata"]["labels"]["app"].as_str()
+    );
+    // The same names and bundle ConfigMap as the single server: agent.yaml works with either.
+    for kind in ["ServiceAccount", "ConfigMap", "Service", "StatefulSet"] {
+        assert_eq!(
+            find(&ha, kind)["metadata"]["name"].as_str(),
+            find(&single, kind)["metadata"]["name"].as_str(),
+            "{kind}"
+        );
+    }
+    let parse = |docs: &[Yaml]| {
+        let text = config_map_entry(docs, "server.conf")
+            .replace("${SIGNET_DB_CONNECTION_STRING}", "host=db");
+        Config::parse(&text, "k8s", &RunArgs::default()).unwrap()
+    };
+    let (ha_config, single_config) = (parse(&ha), parse(&single));
+    assert_eq!(ha_config.bundle_publishers, single_config.bundle_publishers);
+    assert_eq!(ha_config.k8s_psat, single_config.k8s_psat);
+}
+
+/// Needs kube-apiserver (run by `tests/interop/scenarios/80-k8s-rust.sh` with `--ignored`).
+#[tokio::test]
+#[ignore = "needs kube-apiserver from tests/interop/build.sh"]
+async fn the_real_api_server_accepts_the_ha_manifest_as_written() {
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use k8s_openapi::api::core::v1::Service;
+    let kube = signet_tests::kube::KubeCluster::shared();
+    let docs = load("k8s/server-ha.yaml");
+    let all: Vec<serde_json::Value> = docs.iter().map(signet_tests::kube::yaml_to_json).collect();
+    kube.apply(&serde_json::Value::Array(all));
+    let client = kube.client().await;
+    let sts = kube::Api::<StatefulSet>::namespaced(client.clone(), "signet")
+        .get("signet-server")
+        .await
+        .unwrap();
+    let spec = sts.spec.unwrap();
+    assert_eq!(spec.replicas, Some(2));
+    assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+    let service = kube::Api::<Service>::namespaced(client, "signet")
+        .get("signet-server")
+        .await
+        .unwrap();
+    assert_eq!(
+        service.spec.unwrap().cluster_ip.as_deref(),
+        Some("None"),
+        "stored headless"
     );
 }

@@ -155,6 +155,8 @@ CORE = {"Namespace": "namespaces", "Node": "nodes", "ServiceAccount": "serviceac
         "Endpoints": "endpoints"}
 GROUPED = {"ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings",
            "Role": "roles", "RoleBinding": "rolebindings",
+           "StatefulSet": "statefulsets", "DaemonSet": "daemonsets", "Deployment": "deployments",
+           "PodDisruptionBudget": "poddisruptionbudgets",
            "CustomResourceDefinition": "customresourcedefinitions",
            "ClusterSPIFFEID": "clusterspiffeids", "ClusterStaticEntry": "clusterstaticentries",
            "ClusterFederatedTrustDomain": "clusterfederatedtrustdomains"}

@@ -1,5 +1,7 @@
 //! PostgreSQL and pool errors as `StoreError`s: a database that cannot be reached is
 //! `Unavailable` (the call changed nothing and may be retried), anything else `Backend`.
+//! The messages do not say which database: the store prefixes its own description
+//! (`named`), so that a caller told `Unavailable` learns which database is down.
 
 use deadpool_postgres::PoolError;
 use tokio_postgres::error::SqlState;
@@ -9,14 +11,12 @@ use crate::datastore::StoreError;
 pub(crate) fn pg_error(error: tokio_postgres::Error) -> StoreError {
     match error.as_db_error() {
         Some(db) if is_unavailable_state(db.code()) => {
-            StoreError::Unavailable(format!("PostgreSQL: {}", db.message()))
+            StoreError::Unavailable(db.message().to_owned())
         }
-        Some(db) => StoreError::Backend(format!("PostgreSQL: {}", db.message())),
+        Some(db) => StoreError::Backend(db.message().to_owned()),
         // No server answer: the connection failed or closed.
-        None if error.is_closed() || is_io(&error) => {
-            StoreError::Unavailable(format!("PostgreSQL connection: {}", with_causes(&error)))
-        }
-        None => StoreError::Backend(format!("PostgreSQL: {}", with_causes(&error))),
+        None if error.is_closed() || is_io(&error) => StoreError::Unavailable(with_causes(&error)),
+        None => StoreError::Backend(with_causes(&error)),
     }
 }
 
@@ -27,10 +27,19 @@ pub(crate) fn pool_error(error: PoolError) -> StoreError {
             other => other,
         },
         PoolError::Timeout(_) => StoreError::Unavailable(
-            "timed out waiting for a PostgreSQL connection (database down or max_open_conns reached)"
-                .into(),
+            "timed out waiting for a connection (database down or max_open_conns reached)".into(),
         ),
-        other => StoreError::Unavailable(format!("PostgreSQL connection pool: {other}")),
+        other => StoreError::Unavailable(format!("connection pool: {other}")),
+    }
+}
+
+/// `error` with its message prefixed by `describe` (which database: "PostgreSQL at
+/// host:port/db", never a credential).
+pub(crate) fn named(describe: &str, error: StoreError) -> StoreError {
+    match error {
+        StoreError::Unavailable(msg) => StoreError::Unavailable(format!("{describe}: {msg}")),
+        StoreError::Backend(msg) => StoreError::Backend(format!("{describe}: {msg}")),
+        other => other,
     }
 }
 

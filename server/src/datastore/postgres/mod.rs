@@ -23,7 +23,7 @@ use crate::relationship::Relationship;
 use crate::datastore::codec::{decode, encode, similarity_key};
 use crate::datastore::token_digest::join_token_digest;
 use crate::datastore::{Change, ChangeKind, Changes, DataStore, EntryScan, JoinToken, StoreError};
-use error::{pg_error, pool_error, violates};
+use error::{named, pg_error, pool_error, violates};
 
 mod connect;
 mod error;
@@ -88,17 +88,16 @@ impl PgStore {
         let target = connect::parse(&options.connection_string, "connection_string")?;
         let pool = connect::pool(&target, options.max_open_conns, options.conn_max_lifetime)?;
         let describe = target.describe.clone();
-        let named = |e: StoreError| match e {
+        let at_start = |e: StoreError| match e {
             StoreError::Unavailable(msg) => {
                 StoreError::Unavailable(format!("cannot connect to {describe}: {msg}"))
             }
-            StoreError::Backend(msg) => StoreError::Backend(format!("{describe}: {msg}")),
-            other => other,
+            other => named(&describe, other),
         };
-        let mut client = pool.get().await.map_err(pool_error).map_err(named)?;
+        let mut client = pool.get().await.map_err(pool_error).map_err(at_start)?;
         schema::migrate(&mut client, options.migrate)
             .await
-            .map_err(named)?;
+            .map_err(at_start)?;
         drop(client);
         let ro = match &options.ro_connection_string {
             Some(s) => {
@@ -125,15 +124,38 @@ impl PgStore {
         &self.describe
     }
 
+    /// A PostgreSQL error as a `StoreError` naming this store's database.
+    fn pg(&self, error: tokio_postgres::Error) -> StoreError {
+        named(&self.describe, pg_error(error))
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
-        self.pool.get().await.map_err(pool_error)
+        self.pool
+            .get()
+            .await
+            .map_err(|e| named(&self.describe, pool_error(e)))
     }
 
     async fn ro_client(&self) -> Result<deadpool_postgres::Client, StoreError> {
         match &self.ro {
-            Some(ro) => ro.get().await.map_err(pool_error),
+            Some(ro) => ro
+                .get()
+                .await
+                .map_err(|e| named(&self.describe, pool_error(e))),
             None => self.client().await,
         }
+    }
+
+    /// A transaction holding the change-log lock.
+    async fn begin_write<'c>(
+        &self,
+        client: &'c mut deadpool_postgres::Client,
+    ) -> Result<deadpool_postgres::Transaction<'c>, StoreError> {
+        let tx = client.transaction().await.map_err(|e| self.pg(e))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::CHANGE_LOCK])
+            .await
+            .map_err(|e| self.pg(e))?;
+        Ok(tx)
     }
 
     async fn query(
@@ -147,8 +169,11 @@ impl PgStore {
         } else {
             self.client().await?
         };
-        let statement = client.prepare_cached(sql).await.map_err(pg_error)?;
-        client.query(&statement, params).await.map_err(pg_error)
+        let statement = client.prepare_cached(sql).await.map_err(|e| self.pg(e))?;
+        client
+            .query(&statement, params)
+            .await
+            .map_err(|e| self.pg(e))
     }
 
     /// Runs one writing statement in its own transaction, after taking the change-log lock
@@ -159,10 +184,10 @@ impl PgStore {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
         let mut client = self.client().await?;
-        let tx = begin_write(&mut client).await?;
-        let statement = tx.prepare_cached(sql).await.map_err(pg_error)?;
-        let rows = tx.query(&statement, params).await.map_err(pg_error)?;
-        tx.commit().await.map_err(pg_error)?;
+        let tx = self.begin_write(&mut client).await?;
+        let statement = tx.prepare_cached(sql).await.map_err(|e| self.pg(e))?;
+        let rows = tx.query(&statement, params).await.map_err(|e| self.pg(e))?;
+        tx.commit().await.map_err(|e| self.pg(e))?;
         Ok(rows)
     }
 
@@ -195,7 +220,7 @@ impl PgStore {
         update: bool,
     ) -> Result<Option<RegistrationEntry>, StoreError> {
         let mut client = self.client().await?;
-        let tx = begin_write(&mut client).await?;
+        let tx = self.begin_write(&mut client).await?;
         let stored = if update {
             let row = tx
                 .query_opt(
@@ -203,7 +228,7 @@ impl PgStore {
                     &[&entry.id],
                 )
                 .await
-                .map_err(pg_error)?;
+                .map_err(|e| self.pg(e))?;
             let Some(row) = row else {
                 return Err(StoreError::NotFound(format!("entry {}", entry.id)));
             };
@@ -251,7 +276,7 @@ impl PgStore {
                 )));
             }
             Err(e) if violates(&e, "registration_entries_similar") => return Ok(None),
-            Err(e) => return Err(pg_error(e)),
+            Err(e) => return Err(self.pg(e)),
         }
         let selectors: Vec<String> = entry.selectors.iter().map(|s| s.to_string()).collect();
         if update {
@@ -260,7 +285,7 @@ impl PgStore {
                 &[&entry.id],
             )
             .await
-            .map_err(pg_error)?;
+            .map_err(|e| self.pg(e))?;
         }
         tx.execute(
             "INSERT INTO registration_entry_selectors (selector, entry_id)
@@ -268,8 +293,8 @@ impl PgStore {
             &[&selectors, &entry.id],
         )
         .await
-        .map_err(pg_error)?;
-        tx.commit().await.map_err(pg_error)?;
+        .map_err(|e| self.pg(e))?;
+        tx.commit().await.map_err(|e| self.pg(e))?;
         Ok(Some(entry))
     }
 
@@ -291,17 +316,6 @@ impl PgStore {
             }
         }
     }
-}
-
-/// A transaction holding the change-log lock.
-async fn begin_write(
-    client: &mut deadpool_postgres::Client,
-) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
-    let tx = client.transaction().await.map_err(pg_error)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::CHANGE_LOCK])
-        .await
-        .map_err(pg_error)?;
-    Ok(tx)
 }
 
 fn decode_rows<T: serde::de::DeserializeOwned>(
@@ -438,7 +452,7 @@ impl DataStore for PgStore {
             .query(true, "SELECT count(*) FROM registration_entries", &[])
             .await?;
         let count: i64 = match rows.first() {
-            Some(row) => row.try_get(0).map_err(pg_error)?,
+            Some(row) => row.try_get(0).map_err(|e| self.pg(e))?,
             None => 0,
         };
         Ok(u64::try_from(count).unwrap_or(0))
@@ -515,7 +529,7 @@ impl DataStore for PgStore {
             Err(e) if violates(&e, "join_tokens_pkey") => Err(StoreError::AlreadyExists(
                 "join token already exists".into(),
             )),
-            Err(e) => Err(pg_error(e)),
+            Err(e) => Err(self.pg(e)),
         }
     }
 
@@ -539,7 +553,7 @@ impl DataStore for PgStore {
         let n = client
             .execute("DELETE FROM join_tokens WHERE expires_at < $1", &[&before])
             .await
-            .map_err(pg_error)?;
+            .map_err(|e| self.pg(e))?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
@@ -609,14 +623,14 @@ impl DataStore for PgStore {
     ) -> Result<Bundle, StoreError> {
         loop {
             let mut client = self.client().await?;
-            let tx = begin_write(&mut client).await?;
+            let tx = self.begin_write(&mut client).await?;
             let row = tx
                 .query_opt(
                     "SELECT data FROM bundles WHERE trust_domain = $1 FOR UPDATE",
                     &[&td.as_str()],
                 )
                 .await
-                .map_err(pg_error)?;
+                .map_err(|e| self.pg(e))?;
             let mut bundle = match &row {
                 Some(row) => decode("bundle", row.get(0))?,
                 None => Bundle::new(td.clone()),
@@ -632,7 +646,7 @@ impl DataStore for PgStore {
                     &[&td.as_str(), &data],
                 )
                 .await
-                .map_err(pg_error)?;
+                .map_err(|e| self.pg(e))?;
             } else {
                 let created = tx
                     .execute(
@@ -641,13 +655,13 @@ impl DataStore for PgStore {
                         &[&td.as_str(), &data],
                     )
                     .await
-                    .map_err(pg_error)?;
+                    .map_err(|e| self.pg(e))?;
                 if created == 0 {
                     // Another writer created it first: run `f` again on theirs.
                     continue;
                 }
             }
-            tx.commit().await.map_err(pg_error)?;
+            tx.commit().await.map_err(|e| self.pg(e))?;
             return Ok(bundle);
         }
     }
@@ -723,11 +737,11 @@ impl DataStore for PgStore {
         let horizon = client
             .prepare_cached("SELECT pruned_through FROM change_log_horizon")
             .await
-            .map_err(pg_error)?;
+            .map_err(|e| self.pg(e))?;
         let pruned: i64 = client
             .query_one(&horizon, &[])
             .await
-            .map_err(pg_error)?
+            .map_err(|e| self.pg(e))?
             .get(0);
         if after < pruned {
             return Ok(Changes::Pruned);
@@ -737,11 +751,11 @@ impl DataStore for PgStore {
                 "SELECT seq, kind, key FROM change_log WHERE seq > $1 ORDER BY seq LIMIT $2",
             )
             .await
-            .map_err(pg_error)?;
+            .map_err(|e| self.pg(e))?;
         let rows = client
             .query(&statement, &[&after, &limit])
             .await
-            .map_err(pg_error)?;
+            .map_err(|e| self.pg(e))?;
         rows.iter()
             .map(|r| {
                 let kind = match r.get::<_, &str>(1) {
@@ -769,7 +783,7 @@ impl DataStore for PgStore {
     async fn prune_changes(&self, retention: Duration) -> Result<u64, StoreError> {
         let seconds = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
         let mut client = self.client().await?;
-        let tx = begin_write(&mut client).await?;
+        let tx = self.begin_write(&mut client).await?;
         let rows = tx
             .query(
                 "DELETE FROM change_log WHERE at < now() - make_interval(secs => $1::double precision)
@@ -777,16 +791,16 @@ impl DataStore for PgStore {
                 &[&(seconds as f64)],
             )
             .await
-            .map_err(pg_error)?;
+            .map_err(|e| self.pg(e))?;
         if let Some(max) = rows.iter().map(|r| r.get::<_, i64>(0)).max() {
             tx.execute(
                 "UPDATE change_log_horizon SET pruned_through = GREATEST(pruned_through, $1)",
                 &[&max],
             )
             .await
-            .map_err(pg_error)?;
+            .map_err(|e| self.pg(e))?;
         }
-        tx.commit().await.map_err(pg_error)?;
+        tx.commit().await.map_err(|e| self.pg(e))?;
         Ok(rows.len() as u64)
     }
 }
