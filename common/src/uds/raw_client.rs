@@ -63,7 +63,7 @@ impl RawResponse {
         self.trailers
             .iter()
             .chain(&self.headers)
-            .find(|f| f.name == name.as_bytes())
+            .find(|f| f.name[..] == *name.as_bytes())
             .map(|f| String::from_utf8_lossy(&f.value).into_owned())
     }
 
@@ -101,7 +101,7 @@ impl RawResponse {
     pub fn http_status(&self) -> Option<String> {
         self.headers
             .iter()
-            .find(|f| f.name == b":status")
+            .find(|f| &f.name[..] == b":status")
             .map(|f| String::from_utf8_lossy(&f.value).into_owned())
     }
 }
@@ -141,7 +141,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> RawClient<IO> {
         let stream = self.next_stream;
         self.next_stream += 2;
         let mut block = Vec::new();
-        let mut put = |n: &[u8], v: &[u8]| hpack::encode_literal(&mut block, &Field::new(n, v));
+        let mut put = |n: &[u8], v: &[u8]| {
+            hpack::encode_literal(&mut block, &Field::new(n.to_vec(), v.to_vec()))
+        };
         put(b":method", b"POST");
         put(b":scheme", b"http");
         put(b":path", path.as_bytes());

@@ -264,7 +264,7 @@ impl<IO> AuthorityRewriter<IO> {
             let spans = self
                 .decoder
                 .decode_spans(&block.fragment, |field, repr| {
-                    if field.name != b":authority" || !bad(&field.value) {
+                    if &field.name[..] != b":authority" || !bad(&field.value) {
                         return None;
                     }
                     if repr != Repr::Incremental {
@@ -294,10 +294,10 @@ impl<IO> AuthorityRewriter<IO> {
     fn write_literals(&mut self, block: &PendingBlock, mut fields: Vec<Field>) -> io::Result<()> {
         let mut encoded = Vec::with_capacity(block.fragment.len() + 16);
         for field in &mut fields {
-            if field.name == b":authority"
-                && http::uri::Authority::try_from(field.value.as_slice()).is_err()
+            if &field.name[..] == b":authority"
+                && http::uri::Authority::try_from(&field.value[..]).is_err()
             {
-                field.value = REPLACEMENT.to_vec();
+                field.value = bytes::Bytes::from_static(REPLACEMENT);
             }
             hpack::encode_literal(&mut encoded, field);
         }

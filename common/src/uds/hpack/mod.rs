@@ -10,20 +10,22 @@
 
 use std::collections::VecDeque;
 
+use bytes::Bytes;
+
 /// One decoded header field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Field {
     /// The name, as sent (HTTP/2 requires lower case; not checked here).
-    pub name: Vec<u8>,
+    pub name: Bytes,
     /// The value.
-    pub value: Vec<u8>,
+    pub value: Bytes,
     /// Sent as "never indexed" (a sensitive value; must stay so when forwarded).
     pub never_indexed: bool,
 }
 
 impl Field {
     /// A field that may be indexed.
-    pub fn new(name: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
+    pub fn new(name: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
         Self {
             name: name.into(),
             value: value.into(),
@@ -168,10 +170,11 @@ fn entry_size(name: &[u8], value: &[u8]) -> usize {
 
 // === impl DynamicTable ===
 
-/// The dynamic table (§2.3.2): newest entry first, evicted from the back.
+/// The dynamic table (§2.3.2): newest entry first, evicted from the back. Entries are
+/// shared with the fields that refer to them (a field sent by index costs no copy).
 #[derive(Debug)]
 struct DynamicTable {
-    entries: VecDeque<(Vec<u8>, Vec<u8>)>,
+    entries: VecDeque<(Bytes, Bytes)>,
     size: usize,
     max_size: usize,
 }
@@ -203,7 +206,7 @@ impl DynamicTable {
     }
 
     /// §4.4: an entry larger than the table empties it and is not added.
-    fn insert(&mut self, name: Vec<u8>, value: Vec<u8>) {
+    fn insert(&mut self, name: Bytes, value: Bytes) {
         let size = entry_size(&name, &value);
         if size > self.max_size {
             self.entries.clear();
@@ -216,17 +219,20 @@ impl DynamicTable {
     }
 
     /// Entry `index` in the combined address space (1-based, static table first).
-    fn get(&self, index: usize) -> Result<(&[u8], &[u8]), HpackError> {
+    fn get(&self, index: usize) -> Result<(Bytes, Bytes), HpackError> {
         match index {
             0 => Err(HpackError::BadIndex(0)),
             i if i <= STATIC_TABLE.len() => {
                 let (n, v) = STATIC_TABLE[i - 1];
-                Ok((n.as_bytes(), v.as_bytes()))
+                Ok((
+                    Bytes::from_static(n.as_bytes()),
+                    Bytes::from_static(v.as_bytes()),
+                ))
             }
             i => self
                 .entries
                 .get(i - STATIC_TABLE.len() - 1)
-                .map(|(n, v)| (n.as_slice(), v.as_slice()))
+                .cloned()
                 .ok_or(HpackError::BadIndex(i)),
         }
     }
@@ -284,17 +290,17 @@ impl<'a> Reader<'a> {
     }
 
     /// A string literal (§5.2), Huffman-decoded when its H bit is set.
-    fn string(&mut self) -> Result<Vec<u8>, HpackError> {
+    fn string(&mut self) -> Result<Bytes, HpackError> {
         let huffman = self.peek().ok_or(HpackError::Truncated)? & 0x80 != 0;
         let len = self.integer(7)?;
         let raw = self.take(len)?;
         if !huffman {
-            return Ok(raw.to_vec());
+            return Ok(Bytes::copy_from_slice(raw));
         }
         let mut out = Vec::with_capacity(raw.len() * 8 / 5 + 1);
         httlib_huffman::decode(raw, &mut out, httlib_huffman::DecoderSpeed::FiveBits)
             .map_err(|_| HpackError::Huffman)?;
-        Ok(out)
+        Ok(out.into())
     }
 }
 
@@ -347,14 +353,19 @@ impl Decoder {
         mut fix: impl FnMut(&Field, Repr) -> Option<Vec<u8>>,
     ) -> Result<Vec<Spanned>, HpackError> {
         let mut r = Reader { buf: block, pos: 0 };
-        let mut fields = Vec::new();
+        let mut fields = Vec::with_capacity(16);
         let mut list_size = 0usize;
         while let Some(first) = r.peek() {
             let start = r.pos;
             let (mut field, repr) = if first & 0x80 != 0 {
                 let index = r.integer(7)?;
                 let (name, value) = self.table.get(index)?;
-                (Field::new(name, value), Repr::Indexed)
+                let field = Field {
+                    name,
+                    value,
+                    never_indexed: false,
+                };
+                (field, Repr::Indexed)
             } else if first & 0x40 != 0 {
                 (self.literal(&mut r, 6, false)?, Repr::Incremental)
             } else if first & 0x20 != 0 {
@@ -377,7 +388,7 @@ impl Decoder {
             };
             let fixed = match fix(&field, repr) {
                 Some(value) => {
-                    field.value = value;
+                    field.value = value.into();
                     true
                 }
                 None => false,
@@ -410,7 +421,7 @@ impl Decoder {
         let name = if index == 0 {
             r.string()?
         } else {
-            self.table.get(index)?.0.to_vec()
+            self.table.get(index)?.0
         };
         let value = r.string()?;
         Ok(Field {

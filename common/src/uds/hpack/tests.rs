@@ -13,8 +13,8 @@ fn pairs(fields: &[Field]) -> Vec<(String, String)> {
         .iter()
         .map(|f| {
             (
-                String::from_utf8(f.name.clone()).unwrap(),
-                String::from_utf8(f.value.clone()).unwrap(),
+                String::from_utf8(f.name.to_vec()).unwrap(),
+                String::from_utf8(f.value.to_vec()).unwrap(),
             )
         })
         .collect()
@@ -308,7 +308,7 @@ fn follows_an_independent_encoder_through_evictions() {
         let decoded = dec.decode(&block).unwrap();
         let got: Vec<(Vec<u8>, Vec<u8>)> = decoded
             .iter()
-            .map(|f| (f.name.clone(), f.value.clone()))
+            .map(|f| (f.name.to_vec(), f.value.to_vec()))
             .collect();
         assert_eq!(got, fields, "round {round}");
         assert!(dec.table_size() <= 256);
