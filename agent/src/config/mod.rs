@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use signet_common::config::{
-    CommonOverrides, GoOnlyKeys, HealthBlock, KeyCheck, KeyError, PluginBlock, PortValue,
-    ProcessConfig, ProcessKeys, Raw, TelemetryBlock, duration, enabled_plugins, is_true, non_empty,
-    plugin_data, port,
+    CommonOverrides, EmptyData, EnabledPlugin, GoOnlyKeys, HealthBlock, KeyCheck, KeyError,
+    PluginBlock, PluginTable, PortValue, ProcessConfig, ProcessKeys, Raw, TelemetryBlock, duration,
+    is_true, non_empty, plugin_data, port, read_plugins, required_plugin,
 };
 pub use signet_common::config::{ConfigError, HealthConfig, expand_env};
 use signet_common::id::TrustDomain;
@@ -115,10 +115,6 @@ struct ExperimentalBlock {
 struct DiskKeysData {
     directory: Option<PathBuf>,
 }
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct EmptyData {}
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -434,7 +430,23 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, KeyError> {
             .and_then(|e| e.sync_interval.as_deref()),
         DEFAULT_SYNC_INTERVAL,
     )?;
-    let plugins = Plugins::new(file.plugins, &data_dir)?;
+    let plugins: Plugins = read_plugins(file.plugins, &data_dir)?;
+    if plugins.unix.is_none() && plugins.k8s.is_none() {
+        return Err(KeyError::new(
+            "plugins",
+            "a WorkloadAttestor is required (WorkloadAttestor \"unix\" or \"k8s\")",
+        ));
+    }
+    let node_attestor = required_plugin(
+        plugins.node_attestor,
+        "NodeAttestor",
+        "NodeAttestor \"join_token\" or \"k8s_psat\"",
+    )?;
+    let key_manager = required_plugin(
+        plugins.key_manager,
+        "KeyManager",
+        "KeyManager \"disk\" or \"memory\"",
+    )?;
     let socket_path = args
         .socket_path
         .clone()
@@ -452,7 +464,7 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, KeyError> {
         data_dir,
         trust_bundle,
         join_token,
-        node_attestor: plugins.node_attestor,
+        node_attestor,
         workload_key_type,
         x509_svid_cache_max_size: cache_size(
             "agent.x509_svid_cache_max_size",
@@ -465,7 +477,7 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, KeyError> {
         sync_interval,
         sds: a.sds.map(sds).unwrap_or_default(),
         conn_limits,
-        key_manager: plugins.key_manager,
+        key_manager,
         unix_attestor: plugins.unix,
         k8s_attestor: plugins.k8s,
         admin_socket_path: a.admin_socket_path,
@@ -718,96 +730,68 @@ fn sds(s: SdsBlock) -> SdsConfig {
     }
 }
 
+/// The agent's plugins as the configuration enables them.
+#[derive(Default)]
 struct Plugins {
-    key_manager: KeyManagerConfig,
-    node_attestor: NodeAttestorConfig,
+    key_manager: Option<KeyManagerConfig>,
+    node_attestor: Option<NodeAttestorConfig>,
     unix: Option<UnixConfig>,
     k8s: Option<K8sConfig>,
 }
 
-impl Plugins {
-    fn new(
-        plugins: BTreeMap<String, BTreeMap<String, PluginBlock>>,
-        data_dir: &Path,
-    ) -> Result<Self, KeyError> {
-        let mut key_manager = None;
-        let mut node_attestor = None;
-        let mut unix = None;
-        let mut k8s = None;
-        for mut plugin in enabled_plugins(plugins, &["KeyManager", "NodeAttestor"])? {
-            let (what, data) = (plugin.what.clone(), plugin.data.take());
-            match (plugin.kind.as_str(), plugin.name.as_str()) {
-                ("KeyManager", "disk") => {
-                    let d: DiskKeysData = plugin_data(&what, data)?;
-                    key_manager = Some(KeyManagerConfig::Disk {
-                        directory: d.directory.unwrap_or_else(|| data_dir.to_path_buf()),
-                    });
-                }
-                ("KeyManager", "memory") => {
-                    let _: EmptyData = plugin_data(&what, data)?;
-                    key_manager = Some(KeyManagerConfig::Memory);
-                }
-                ("NodeAttestor", "join_token") => {
-                    let _: EmptyData = plugin_data(&what, data)?;
-                    node_attestor = Some(NodeAttestorConfig::JoinToken);
-                }
-                ("NodeAttestor", "k8s_psat") => {
-                    let d: PsatData = plugin_data(&what, data)?;
-                    if d.cluster.is_empty() {
-                        return Err(KeyError::new(
-                            format!("{what}.plugin_data.cluster"),
-                            "missing required cluster block",
-                        ));
-                    }
-                    let token_path = if d.token_path.is_empty() {
-                        DEFAULT_PSAT_TOKEN_PATH.into()
-                    } else {
-                        d.token_path.into()
-                    };
-                    node_attestor = Some(NodeAttestorConfig::K8sPsat(K8sPsatConfig {
-                        cluster: d.cluster,
-                        token_path,
-                    }));
-                }
-                ("WorkloadAttestor", "unix") => {
-                    let d: UnixData = plugin_data(&what, data)?;
-                    unix = Some(UnixConfig {
-                        discover_workload_path: d.discover_workload_path.unwrap_or(false),
-                        workload_size_limit: d.workload_size_limit.unwrap_or(0),
-                    });
-                }
-                ("WorkloadAttestor", "k8s") => {
-                    let d: k8s::K8sData = plugin_data(&what, data)?;
-                    k8s = Some(d.build(&what, |name| std::env::var(name).ok())?);
-                }
-                _ => {
-                    let known = ["KeyManager", "NodeAttestor", "WorkloadAttestor"];
-                    return Err(plugin.refusal(&known, &["SVIDStore"]));
-                }
+impl PluginTable for Plugins {
+    const KNOWN: &'static [&'static str] = &["KeyManager", "NodeAttestor", "WorkloadAttestor"];
+    const SINGULAR: &'static [&'static str] = &["KeyManager", "NodeAttestor"];
+    const UNSUPPORTED: &'static [&'static str] = &["SVIDStore"];
+
+    fn take(&mut self, plugin: &mut EnabledPlugin, data_dir: &Path) -> Result<bool, KeyError> {
+        let (what, data) = (plugin.what.as_str(), plugin.data.take());
+        match (plugin.kind.as_str(), plugin.name.as_str()) {
+            ("KeyManager", "disk") => {
+                let d: DiskKeysData = plugin_data(what, data)?;
+                self.key_manager = Some(KeyManagerConfig::Disk {
+                    directory: d.directory.unwrap_or_else(|| data_dir.to_path_buf()),
+                });
             }
+            ("KeyManager", "memory") => {
+                plugin_data::<EmptyData>(what, data)?;
+                self.key_manager = Some(KeyManagerConfig::Memory);
+            }
+            ("NodeAttestor", "join_token") => {
+                plugin_data::<EmptyData>(what, data)?;
+                self.node_attestor = Some(NodeAttestorConfig::JoinToken);
+            }
+            ("NodeAttestor", "k8s_psat") => {
+                let d: PsatData = plugin_data(what, data)?;
+                if d.cluster.is_empty() {
+                    return Err(KeyError::new(
+                        format!("{what}.plugin_data.cluster"),
+                        "missing required cluster block",
+                    ));
+                }
+                let token_path = if d.token_path.is_empty() {
+                    DEFAULT_PSAT_TOKEN_PATH.into()
+                } else {
+                    d.token_path.into()
+                };
+                self.node_attestor = Some(NodeAttestorConfig::K8sPsat(K8sPsatConfig {
+                    cluster: d.cluster,
+                    token_path,
+                }));
+            }
+            ("WorkloadAttestor", "unix") => {
+                let d: UnixData = plugin_data(what, data)?;
+                self.unix = Some(UnixConfig {
+                    discover_workload_path: d.discover_workload_path.unwrap_or(false),
+                    workload_size_limit: d.workload_size_limit.unwrap_or(0),
+                });
+            }
+            ("WorkloadAttestor", "k8s") => {
+                let d: k8s::K8sData = plugin_data(what, data)?;
+                self.k8s = Some(d.build(what, |name| std::env::var(name).ok())?);
+            }
+            _ => return Ok(false),
         }
-        if unix.is_none() && k8s.is_none() {
-            return Err(KeyError::new(
-                "plugins",
-                "a WorkloadAttestor is required (WorkloadAttestor \"unix\" or \"k8s\")",
-            ));
-        }
-        let node_attestor = node_attestor.ok_or_else(|| {
-            KeyError::new(
-                "plugins",
-                "a NodeAttestor is required (NodeAttestor \"join_token\" or \"k8s_psat\")",
-            )
-        })?;
-        Ok(Self {
-            node_attestor,
-            key_manager: key_manager.ok_or_else(|| {
-                KeyError::new(
-                    "plugins",
-                    "a KeyManager is required (KeyManager \"disk\" or \"memory\")",
-                )
-            })?,
-            unix,
-            k8s,
-        })
+        Ok(true)
     }
 }

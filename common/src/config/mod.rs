@@ -3,6 +3,7 @@
 //! block, and SPIRE's `-expandEnv`.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -330,6 +331,47 @@ impl EnabledPlugin {
         }
     }
 }
+
+/// A binary's table of built-in plugins: the types it knows, those of which at most one may
+/// be enabled, those SPIRE has and Signet refuses, and what it keeps of each enabled block.
+pub trait PluginTable: Default {
+    /// Plugin types this binary has.
+    const KNOWN: &'static [&'static str];
+    /// Types of which at most one may be enabled.
+    const SINGULAR: &'static [&'static str];
+    /// SPIRE's types that Signet does not support.
+    const UNSUPPORTED: &'static [&'static str];
+
+    /// Keeps `plugin` (its `data` taken); `Ok(false)` when this binary has no plugin of
+    /// that type and name.
+    fn take(&mut self, plugin: &mut EnabledPlugin, data_dir: &Path) -> Result<bool, KeyError>;
+}
+
+/// Every enabled plugin of `plugins {}` offered to a new `T`; one it has no arm for is
+/// refused as [`EnabledPlugin::refusal`] says.
+pub fn read_plugins<T: PluginTable>(
+    plugins: BTreeMap<String, BTreeMap<String, PluginBlock>>,
+    data_dir: &Path,
+) -> Result<T, KeyError> {
+    let mut table = T::default();
+    for mut plugin in enabled_plugins(plugins, T::SINGULAR)? {
+        if !table.take(&mut plugin, data_dir)? {
+            return Err(plugin.refusal(T::KNOWN, T::UNSUPPORTED));
+        }
+    }
+    Ok(table)
+}
+
+/// The plugin of type `kind` the configuration must enable; `choices` names the plugins
+/// that would do (`KeyManager "disk" or "memory"`).
+pub fn required_plugin<T>(plugin: Option<T>, kind: &str, choices: &str) -> Result<T, KeyError> {
+    plugin.ok_or_else(|| KeyError::new("plugins", format!("a {kind} is required ({choices})")))
+}
+
+/// The `plugin_data` of a plugin that has no settings: absent or empty.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyData {}
 
 /// A port written as a number or, as SPIRE's samples do, as a string (the HCL1 reader
 /// converts; a bad value is refused at its line and column, naming the key).

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use signet_common::config::{
-    CommonOverrides, GoOnlyKeys, HealthBlock, KeyCheck, KeyError, PluginBlock, PortValue,
-    ProcessConfig, ProcessKeys, TelemetryBlock, duration, enabled_plugins, is_true, non_empty,
-    plugin_data, port, required_plugin_data,
+    CommonOverrides, EmptyData, EnabledPlugin, GoOnlyKeys, HealthBlock, KeyCheck, KeyError,
+    PluginBlock, PluginTable, PortValue, ProcessConfig, ProcessKeys, TelemetryBlock, duration,
+    is_true, non_empty, plugin_data, port, read_plugins, required_plugin, required_plugin_data,
 };
 pub use signet_common::config::{ConfigError, HealthConfig, expand_env};
 use signet_common::id::{SpiffeId, TrustDomain, parse_id};
@@ -151,10 +151,6 @@ struct SqlData {
 struct DiskKeysData {
     keys_path: Option<PathBuf>,
 }
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct EmptyData {}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -414,7 +410,13 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, KeyError> {
             parse_id(id).map_err(|e| KeyError::new(format!("server.admin_ids[{i}]"), e.to_string()))
         })
         .collect::<Result<_, _>>()?;
-    let plugins = Plugins::new(file.plugins, &data_dir)?;
+    let plugins: Plugins = read_plugins(file.plugins, &data_dir)?;
+    let datastore = required_plugin(plugins.datastore, "DataStore", "DataStore \"sled\"")?;
+    let key_manager = required_plugin(
+        plugins.key_manager,
+        "KeyManager",
+        "KeyManager \"disk\" or \"memory\"",
+    )?;
     let istio_ca = file.istio_ca.map(istio::IstioCaBlock::build).transpose()?;
     let federation = s.federation.map(|f| f.build(&trust_domain)).transpose()?;
     Ok(Config {
@@ -443,8 +445,8 @@ fn build(file: FileConfig, args: &RunArgs) -> Result<Config, KeyError> {
         },
         trust_domain,
         data_dir,
-        datastore: plugins.datastore,
-        key_manager: plugins.key_manager,
+        datastore,
+        key_manager,
         join_token: plugins.join_token,
         k8s_psat: plugins.k8s_psat,
         bundle_publishers: plugins.bundle_publishers,
@@ -603,146 +605,123 @@ fn server_keys(s: &ServerBlock, notes: &mut Vec<String>) -> Result<(), KeyError>
     )
 }
 
+/// The server's plugins as the configuration enables them.
+#[derive(Default)]
 struct Plugins {
-    datastore: DataStoreConfig,
-    key_manager: KeyManagerConfig,
+    datastore: Option<DataStoreConfig>,
+    key_manager: Option<KeyManagerConfig>,
     join_token: bool,
     k8s_psat: Option<BTreeMap<String, PsatCluster>>,
     bundle_publishers: Vec<ConfigMapTarget>,
     upstream: Option<UpstreamDisk>,
 }
 
-impl Plugins {
-    fn new(
-        plugins: BTreeMap<String, BTreeMap<String, PluginBlock>>,
-        data_dir: &Path,
-    ) -> Result<Self, KeyError> {
-        let mut datastore = None;
-        let mut key_manager = None;
-        let mut join_token = false;
-        let mut k8s_psat = None;
-        let mut bundle_publishers = Vec::new();
-        let mut upstream = None;
-        let singular = ["DataStore", "KeyManager", "UpstreamAuthority"];
-        for mut plugin in enabled_plugins(plugins, &singular)? {
-            let (what, data) = (plugin.what.clone(), plugin.data.take());
-            match (plugin.kind.as_str(), plugin.name.as_str()) {
-                ("DataStore", "sql") => {
-                    let d: SqlData = plugin_data(&what, data)?;
-                    let _ = (
-                        d.max_idle_conns,
-                        d.root_ca_path,
-                        d.client_cert_path,
-                        d.client_key_path,
-                        d.log_sql,
-                    );
-                    let max_open_conns = match d.max_open_conns {
-                        None => 100,
-                        Some(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
-                        Some(n) => {
-                            return Err(KeyError::new(
-                                format!("{what}.plugin_data.max_open_conns"),
-                                format!("expected a positive number, got {n}"),
-                            ));
-                        }
-                    };
-                    let conn_max_lifetime = d
-                        .conn_max_lifetime
-                        .as_deref()
-                        .map(|t| {
-                            signet_common::config::duration(
-                                &format!("{what}.plugin_data.conn_max_lifetime"),
-                                Some(t),
-                                Duration::ZERO,
-                            )
-                        })
-                        .transpose()?;
-                    let database_type = d.database_type.ok_or_else(|| {
-                        KeyError::required(format!("{what}.plugin_data.database_type"))
-                    })?;
-                    let connection_string = d.connection_string.ok_or_else(|| {
-                        KeyError::required(format!("{what}.plugin_data.connection_string"))
-                    })?;
-                    let options = crate::datastore::postgres::PgOptions {
-                        connection_string: connection_string.clone(),
-                        ro_connection_string: d.ro_connection_string,
-                        max_open_conns,
-                        conn_max_lifetime,
-                        migrate: !d.disable_migration.unwrap_or(false),
-                    };
-                    datastore = Some(DataStoreConfig::Sql {
-                        database_type,
-                        connection_string,
-                        options,
-                    });
-                }
-                ("DataStore", "sled") => {
-                    let d: SledData = plugin_data(&what, data)?;
-                    datastore = Some(DataStoreConfig::Sled {
-                        directory: d.directory.unwrap_or_else(|| data_dir.join("datastore")),
-                    });
-                }
-                ("KeyManager", "disk") => {
-                    let d: DiskKeysData = plugin_data(&what, data)?;
-                    key_manager = Some(KeyManagerConfig::Disk {
-                        keys_path: d.keys_path.unwrap_or_else(|| data_dir.join("keys.json")),
-                    });
-                }
-                ("KeyManager", "memory") => {
-                    let _: EmptyData = plugin_data(&what, data)?;
-                    key_manager = Some(KeyManagerConfig::Memory);
-                }
-                ("NodeAttestor", "join_token") => {
-                    let _: EmptyData = plugin_data(&what, data)?;
-                    join_token = true;
-                }
-                ("NodeAttestor", "k8s_psat") => {
-                    let d: k8s::PsatData = plugin_data(&what, data)?;
-                    k8s_psat = Some(d.build(&what)?);
-                }
-                ("BundlePublisher", "k8s_configmap") => {
-                    let d: k8s::ConfigMapPublisherData = plugin_data(&what, data)?;
-                    bundle_publishers.extend(d.build(&what)?);
-                }
-                ("Notifier", "k8sbundle") => {
-                    let d: k8s::K8sBundleData = plugin_data(&what, data)?;
-                    bundle_publishers.extend(d.build(&what)?);
-                }
-                ("UpstreamAuthority", "disk") => {
-                    let d: UpstreamDiskData = required_plugin_data(&what, data)?;
-                    upstream = Some(UpstreamDisk {
-                        cert_file_path: d.cert_file_path,
-                        key_file_path: d.key_file_path,
-                        bundle_file_path: d.bundle_file_path,
-                    });
-                }
-                _ => {
-                    let known = [
-                        "DataStore",
-                        "KeyManager",
-                        "NodeAttestor",
-                        "UpstreamAuthority",
-                    ];
-                    let unsupported = ["Notifier", "BundlePublisher", "CredentialComposer"];
-                    return Err(plugin.refusal(&known, &unsupported));
-                }
+impl PluginTable for Plugins {
+    const KNOWN: &'static [&'static str] = &[
+        "DataStore",
+        "KeyManager",
+        "NodeAttestor",
+        "UpstreamAuthority",
+    ];
+    const SINGULAR: &'static [&'static str] = &["DataStore", "KeyManager", "UpstreamAuthority"];
+    const UNSUPPORTED: &'static [&'static str] =
+        &["Notifier", "BundlePublisher", "CredentialComposer"];
+
+    fn take(&mut self, plugin: &mut EnabledPlugin, data_dir: &Path) -> Result<bool, KeyError> {
+        let (what, data) = (plugin.what.as_str(), plugin.data.take());
+        match (plugin.kind.as_str(), plugin.name.as_str()) {
+            ("DataStore", "sql") => {
+                let d: SqlData = plugin_data(what, data)?;
+                let _ = (
+                    d.max_idle_conns,
+                    d.root_ca_path,
+                    d.client_cert_path,
+                    d.client_key_path,
+                    d.log_sql,
+                );
+                let max_open_conns = match d.max_open_conns {
+                    None => 100,
+                    Some(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
+                    Some(n) => {
+                        return Err(KeyError::new(
+                            format!("{what}.plugin_data.max_open_conns"),
+                            format!("expected a positive number, got {n}"),
+                        ));
+                    }
+                };
+                let conn_max_lifetime = d
+                    .conn_max_lifetime
+                    .as_deref()
+                    .map(|t| {
+                        signet_common::config::duration(
+                            &format!("{what}.plugin_data.conn_max_lifetime"),
+                            Some(t),
+                            Duration::ZERO,
+                        )
+                    })
+                    .transpose()?;
+                let database_type = d.database_type.ok_or_else(|| {
+                    KeyError::required(format!("{what}.plugin_data.database_type"))
+                })?;
+                let connection_string = d.connection_string.ok_or_else(|| {
+                    KeyError::required(format!("{what}.plugin_data.connection_string"))
+                })?;
+                let options = crate::datastore::postgres::PgOptions {
+                    connection_string: connection_string.clone(),
+                    ro_connection_string: d.ro_connection_string,
+                    max_open_conns,
+                    conn_max_lifetime,
+                    migrate: !d.disable_migration.unwrap_or(false),
+                };
+                self.datastore = Some(DataStoreConfig::Sql {
+                    database_type,
+                    connection_string,
+                    options,
+                });
             }
+            ("DataStore", "sled") => {
+                let d: SledData = plugin_data(what, data)?;
+                self.datastore = Some(DataStoreConfig::Sled {
+                    directory: d.directory.unwrap_or_else(|| data_dir.join("datastore")),
+                });
+            }
+            ("KeyManager", "disk") => {
+                let d: DiskKeysData = plugin_data(what, data)?;
+                self.key_manager = Some(KeyManagerConfig::Disk {
+                    keys_path: d.keys_path.unwrap_or_else(|| data_dir.join("keys.json")),
+                });
+            }
+            ("KeyManager", "memory") => {
+                plugin_data::<EmptyData>(what, data)?;
+                self.key_manager = Some(KeyManagerConfig::Memory);
+            }
+            ("NodeAttestor", "join_token") => {
+                plugin_data::<EmptyData>(what, data)?;
+                self.join_token = true;
+            }
+            ("NodeAttestor", "k8s_psat") => {
+                let d: k8s::PsatData = plugin_data(what, data)?;
+                self.k8s_psat = Some(d.build(what)?);
+            }
+            ("BundlePublisher", "k8s_configmap") => {
+                let d: k8s::ConfigMapPublisherData = plugin_data(what, data)?;
+                self.bundle_publishers.extend(d.build(what)?);
+            }
+            ("Notifier", "k8sbundle") => {
+                let d: k8s::K8sBundleData = plugin_data(what, data)?;
+                self.bundle_publishers.extend(d.build(what)?);
+            }
+            ("UpstreamAuthority", "disk") => {
+                let d: UpstreamDiskData = required_plugin_data(what, data)?;
+                self.upstream = Some(UpstreamDisk {
+                    cert_file_path: d.cert_file_path,
+                    key_file_path: d.key_file_path,
+                    bundle_file_path: d.bundle_file_path,
+                });
+            }
+            _ => return Ok(false),
         }
-        Ok(Self {
-            datastore: datastore.ok_or_else(|| {
-                KeyError::new("plugins", "a DataStore is required (DataStore \"sled\")")
-            })?,
-            key_manager: key_manager.ok_or_else(|| {
-                KeyError::new(
-                    "plugins",
-                    "a KeyManager is required (KeyManager \"disk\" or \"memory\")",
-                )
-            })?,
-            join_token,
-            k8s_psat,
-            bundle_publishers,
-            upstream,
-        })
+        Ok(true)
     }
 }
 
