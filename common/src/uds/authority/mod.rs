@@ -140,15 +140,9 @@ impl<IO> AuthorityRewriter<IO> {
                     };
                 }
                 State::FrameHeader => {
-                    let Some(head) = self.input.get(..FRAME_HEADER_LEN) else {
+                    let Some((len, kind, flags, stream)) = frame_header(&self.input) else {
                         return Ok(());
                     };
-                    let len = usize::from(head[0]) << 16
-                        | usize::from(head[1]) << 8
-                        | usize::from(head[2]);
-                    let (kind, flags) = (head[3], head[4]);
-                    let stream =
-                        u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
                     if kind == HEADERS || kind == CONTINUATION {
                         if len > MAX_BLOCK {
                             return Err(violation("header frame too large"));
@@ -200,34 +194,7 @@ impl<IO> AuthorityRewriter<IO> {
             if self.block.is_some() {
                 return Err(violation("HEADERS inside a header block"));
             }
-            let mut rest = payload;
-            let pad = if flags & PADDED != 0 {
-                let (&n, tail) = rest
-                    .split_first()
-                    .ok_or_else(|| violation("padded HEADERS without a pad length"))?;
-                rest = tail;
-                usize::from(n)
-            } else {
-                0
-            };
-            let priority = if flags & PRIORITY != 0 {
-                let (p, tail) = rest
-                    .split_first_chunk::<5>()
-                    .ok_or_else(|| violation("HEADERS too short for its priority"))?;
-                rest = tail;
-                Some(*p)
-            } else {
-                None
-            };
-            let fragment = rest
-                .get(..rest.len().checked_sub(pad).unwrap_or(usize::MAX))
-                .ok_or_else(|| violation("HEADERS padding exceeds the payload"))?;
-            self.block = Some(PendingBlock {
-                stream,
-                end_stream: flags & END_STREAM != 0,
-                priority,
-                fragment: fragment.to_vec(),
-            });
+            self.block = Some(pending_block(flags, stream, payload)?);
         } else {
             let block = self
                 .block
@@ -249,6 +216,16 @@ impl<IO> AuthorityRewriter<IO> {
 
     /// Decodes a complete block and passes it on: unchanged when its `:authority` (if any)
     /// is one `h2` accepts, else with only that field re-encoded.
+    fn emit(&mut self, block: PendingBlock) -> io::Result<()> {
+        match self.rewritten(&block.fragment)? {
+            None => self.write_block(&block, &block.fragment),
+            Some(encoded) => self.write_block(&block, &encoded),
+        }
+        Ok(())
+    }
+
+    /// Decodes a complete block's `fragment`: `None` when it may go on as it came (its
+    /// `:authority`, if any, is one `h2` accepts), else the block re-encoded.
     ///
     /// `h2`'s decoder then keeps a dynamic table in step with the client's, because a bad
     /// authority the client adds to its table is replaced by a good one of the same length
@@ -256,14 +233,14 @@ impl<IO> AuthorityRewriter<IO> {
     /// Where that cannot be done (an empty value added to the table), this block and every
     /// later one on the connection are re-encoded as plain literals, which never refer to
     /// `h2`'s table again.
-    fn emit(&mut self, block: PendingBlock) -> io::Result<()> {
+    fn rewritten(&mut self, fragment: &[u8]) -> io::Result<Option<Vec<u8>>> {
         let bad = |v: &[u8]| http::uri::Authority::try_from(v).is_err();
         let compression = |e| io::Error::new(io::ErrorKind::InvalidData, e);
         if !self.literals_only {
             let mut unfixable = false;
             let spans = self
                 .decoder
-                .decode_spans(&block.fragment, |field, repr| {
+                .decode_spans(fragment, |field, repr| {
                     if &field.name[..] != b":authority" || !bad(&field.value) {
                         return None;
                     }
@@ -277,35 +254,72 @@ impl<IO> AuthorityRewriter<IO> {
                 .map_err(compression)?;
             if !unfixable {
                 if !spans.iter().any(|s| s.fixed) {
-                    return self.write_block(&block, &block.fragment);
+                    return Ok(None);
                 }
-                let patched = patch(&block.fragment, &spans);
-                return self.write_block(&block, &patched);
+                return Ok(Some(patch(fragment, &spans)));
             }
             self.literals_only = true;
             let fields = spans.into_iter().map(|s| s.field).collect();
-            return self.write_literals(&block, fields);
+            return Ok(Some(literals(fields, fragment.len())));
         }
-        let fields = self.decoder.decode(&block.fragment).map_err(compression)?;
-        self.write_literals(&block, fields)
+        let fields = self.decoder.decode(fragment).map_err(compression)?;
+        Ok(Some(literals(fields, fragment.len())))
     }
 
-    /// Writes `fields` as plain literals, any bad `:authority` replaced.
-    fn write_literals(&mut self, block: &PendingBlock, mut fields: Vec<Field>) -> io::Result<()> {
-        let mut encoded = Vec::with_capacity(block.fragment.len() + 16);
-        for field in &mut fields {
-            if &field.name[..] == b":authority"
-                && http::uri::Authority::try_from(&field.value[..]).is_err()
-            {
-                field.value = bytes::Bytes::from_static(REPLACEMENT);
+    /// Scans bytes just read into the caller's buffer while nothing was held back:
+    /// `(keep, consumed)`, where the first `keep` bytes may stay there as they are (whole
+    /// frames that are not header blocks, and header blocks of one HEADERS frame that need
+    /// no change) and the bytes from `consumed` on are to be held back. Scanning stops at a
+    /// frame it cannot pass on in place: one cut off at the end, a block with
+    /// CONTINUATIONs, a HEADERS frame that needs a change. That last one has been decoded
+    /// (the decoder's table must see each block once), so it is written to `output`
+    /// re-encoded and counted as consumed.
+    fn scan_in_place(&mut self, got: &[u8]) -> io::Result<(usize, usize)> {
+        let mut pos = 0;
+        loop {
+            match self.state {
+                State::Forward(0) => self.state = State::FrameHeader,
+                State::Forward(rest) => {
+                    let n = rest.min(got.len() - pos);
+                    if n == 0 {
+                        return Ok((pos, pos));
+                    }
+                    pos += n;
+                    self.state = State::Forward(rest - n);
+                }
+                State::FrameHeader => {
+                    let Some((len, kind, flags, stream)) = frame_header(&got[pos..]) else {
+                        return Ok((pos, pos));
+                    };
+                    let whole_block = flags & END_HEADERS != 0 && len <= MAX_BLOCK;
+                    if kind == CONTINUATION || (kind == HEADERS && !whole_block) {
+                        return Ok((pos, pos));
+                    }
+                    if kind != HEADERS {
+                        pos += FRAME_HEADER_LEN;
+                        self.state = State::Forward(len);
+                        continue;
+                    }
+                    let end = pos + FRAME_HEADER_LEN + len;
+                    let Some(payload) = got.get(pos + FRAME_HEADER_LEN..end) else {
+                        return Ok((pos, pos));
+                    };
+                    let block = pending_block(flags, stream, payload)?;
+                    if let Some(encoded) = self.rewritten(&block.fragment)? {
+                        self.write_block(&block, &encoded);
+                        return Ok((pos, end));
+                    }
+                    pos = end;
+                }
+                State::Preface(_) | State::HeaderFrame { .. } | State::Raw => {
+                    return Ok((pos, pos));
+                }
             }
-            hpack::encode_literal(&mut encoded, field);
         }
-        self.write_block(block, &encoded)
     }
 
     /// Writes a header block as HEADERS plus as many CONTINUATION frames as its size needs.
-    fn write_block(&mut self, block: &PendingBlock, encoded: &[u8]) -> io::Result<()> {
+    fn write_block(&mut self, block: &PendingBlock, encoded: &[u8]) {
         let priority: &[u8] = block.priority.as_ref().map_or(&[], |p| p.as_slice());
         let first = encoded.len().min(MAX_OUT_FRAME - priority.len());
         let mut flags = if block.end_stream { END_STREAM } else { 0 };
@@ -332,8 +346,21 @@ impl<IO> AuthorityRewriter<IO> {
             self.output.extend_from_slice(&rest[..n]);
             rest = &rest[n..];
         }
-        Ok(())
     }
+}
+
+/// `fields` as plain literals, any bad `:authority` replaced.
+fn literals(mut fields: Vec<Field>, size_hint: usize) -> Vec<u8> {
+    let mut encoded = Vec::with_capacity(size_hint + 16);
+    for field in &mut fields {
+        if &field.name[..] == b":authority"
+            && http::uri::Authority::try_from(&field.value[..]).is_err()
+        {
+            field.value = bytes::Bytes::from_static(REPLACEMENT);
+        }
+        hpack::encode_literal(&mut encoded, field);
+    }
+    encoded
 }
 
 /// A valid authority of exactly `len` bytes (`localhost`, cut or padded with `x`), if any.
@@ -346,6 +373,38 @@ fn same_length_authority(len: usize) -> Option<Vec<u8>> {
     http::uri::Authority::try_from(value.as_slice())
         .is_ok()
         .then_some(value)
+}
+
+/// The block a HEADERS frame starts: its padding and priority taken off.
+fn pending_block(flags: u8, stream: u32, payload: &[u8]) -> io::Result<PendingBlock> {
+    let mut rest = payload;
+    let pad = if flags & PADDED != 0 {
+        let (&n, tail) = rest
+            .split_first()
+            .ok_or_else(|| violation("padded HEADERS without a pad length"))?;
+        rest = tail;
+        usize::from(n)
+    } else {
+        0
+    };
+    let priority = if flags & PRIORITY != 0 {
+        let (p, tail) = rest
+            .split_first_chunk::<5>()
+            .ok_or_else(|| violation("HEADERS too short for its priority"))?;
+        rest = tail;
+        Some(*p)
+    } else {
+        None
+    };
+    let fragment = rest
+        .get(..rest.len().checked_sub(pad).unwrap_or(usize::MAX))
+        .ok_or_else(|| violation("HEADERS padding exceeds the payload"))?;
+    Ok(PendingBlock {
+        stream,
+        end_stream: flags & END_STREAM != 0,
+        priority,
+        fragment: fragment.to_vec(),
+    })
 }
 
 /// `fragment` with each fixed field re-encoded in its own representation, name by the
@@ -365,6 +424,15 @@ fn patch(fragment: &[u8], spans: &[Spanned]) -> Vec<u8> {
     }
     out.extend_from_slice(&fragment[at..]);
     out
+}
+
+/// The frame header at the start of `bytes`, if it is all there: payload length, type,
+/// flags and stream (its reserved bit cleared).
+fn frame_header(bytes: &[u8]) -> Option<(usize, u8, u8, u32)> {
+    let head = bytes.get(..FRAME_HEADER_LEN)?;
+    let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+    Some((len, head[3], head[4], stream))
 }
 
 fn write_frame_header(out: &mut Vec<u8>, len: usize, kind: u8, flags: u8, stream: u32) {
@@ -405,6 +473,30 @@ impl<IO: AsyncRead + Unpin> AsyncRead for AuthorityRewriter<IO> {
             }
             this.process()?;
             if !this.output.is_empty() {
+                continue;
+            }
+            if this.input.is_empty() && this.block.is_none() && buf.remaining() > 0 {
+                // Nothing held back: read into the caller's buffer, leave there what may
+                // pass as it is, and hold back the rest for `process`.
+                let before = buf.filled().len();
+                ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+                let got = &buf.filled()[before..];
+                if got.is_empty() {
+                    this.eof = true;
+                    return Poll::Ready(Ok(()));
+                }
+                let (keep, consumed) = match this.scan_in_place(got) {
+                    Ok(scanned) => scanned,
+                    Err(e) => {
+                        buf.set_filled(before);
+                        return Poll::Ready(Err(e));
+                    }
+                };
+                this.input.extend_from_slice(&got[consumed..]);
+                buf.set_filled(before + keep);
+                if keep > 0 {
+                    return Poll::Ready(Ok(()));
+                }
                 continue;
             }
             let mut chunk = [0u8; 16 * 1024];

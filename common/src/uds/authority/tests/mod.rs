@@ -6,11 +6,16 @@ use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use super::*;
 use crate::uds::hpack::{Field, encode_integer, encode_literal, encode_string};
 
-/// Hands out its bytes a few at a time, so every frame boundary falls mid-read somewhere.
+/// Hands out its bytes a few at a time, so every frame boundary falls mid-read somewhere
+/// (`step` cycling from 1 to 7), or `chunk` bytes at a time when that is set, or up to each
+/// of `cuts` in turn (frame boundaries: whole frames in one read, the rewriter's in-place
+/// path).
 struct Trickle {
     data: Vec<u8>,
     pos: usize,
     step: usize,
+    chunk: Option<usize>,
+    cuts: Vec<usize>,
 }
 
 impl AsyncRead for Trickle {
@@ -19,14 +24,17 @@ impl AsyncRead for Trickle {
         _cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let n = self
-            .step
-            .min(self.data.len() - self.pos)
-            .min(buf.remaining());
+        let pos = self.pos;
+        let step = match self.cuts.iter().find(|&&c| c > pos) {
+            Some(&cut) => cut - pos,
+            None if !self.cuts.is_empty() => usize::MAX,
+            None => self.step,
+        };
+        let n = step.min(self.data.len() - self.pos).min(buf.remaining());
         let start = self.pos;
         buf.put_slice(&self.data[start..start + n]);
         self.pos += n;
-        self.step = self.step % 7 + 1;
+        self.step = self.chunk.unwrap_or(self.step % 7 + 1);
         Poll::Ready(Ok(()))
     }
 }
@@ -38,16 +46,57 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Runs `input` through the rewriter, reading it back in pieces.
+/// Runs `input` through the rewriter, reading it back in pieces: a few bytes at a time,
+/// then in larger chunks and all at once, which must all give the same bytes (or the same
+/// kind of error).
 async fn rewrite(input: Vec<u8>) -> io::Result<Vec<u8>> {
-    let mut r = AuthorityRewriter::new(Trickle {
-        data: input,
-        pos: 0,
-        step: 1,
-    });
-    let mut out = Vec::new();
-    r.read_to_end(&mut out).await?;
-    Ok(out)
+    let boundaries = frame_boundaries(&input);
+    let every_other: Vec<usize> = boundaries.iter().copied().step_by(2).collect();
+    let mut results = Vec::new();
+    let readings = [
+        (None, vec![]),
+        (Some(64), vec![]),
+        (Some(1000), vec![]),
+        (Some(usize::MAX), vec![]),
+        (None, boundaries),
+        (None, every_other),
+    ];
+    for (chunk, cuts) in readings {
+        let mut r = AuthorityRewriter::new(Trickle {
+            data: input.clone(),
+            pos: 0,
+            step: chunk.unwrap_or(1),
+            chunk,
+            cuts,
+        });
+        let mut out = Vec::new();
+        results.push(r.read_to_end(&mut out).await.map(|_| out));
+    }
+    let first = results.remove(0);
+    for other in &results {
+        match (&first, other) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "the output depends on how the input is read"),
+            (Err(a), Err(b)) => assert_eq!(a.kind(), b.kind()),
+            (a, b) => panic!("trickled: {a:?}; in chunks: {b:?}"),
+        }
+    }
+    first
+}
+
+/// Where each frame of `input` ends (after the preface, if it has one).
+fn frame_boundaries(input: &[u8]) -> Vec<usize> {
+    let mut pos = if input.starts_with(PREFACE) {
+        PREFACE.len()
+    } else {
+        return vec![];
+    };
+    let mut cuts = vec![pos];
+    while let Some(head) = input.get(pos..pos + FRAME_HEADER_LEN) {
+        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        pos += FRAME_HEADER_LEN + len;
+        cuts.push(pos.min(input.len()));
+    }
+    cuts
 }
 
 /// Splits rewritten output (after the preface) into frames.
