@@ -48,6 +48,11 @@ cli B health-b healthcheck
 [[ -s "$A_DIR/keys.json" && -s "$B_DIR/keys.json" ]] || fail "a server wrote no keys.json"
 cmp -s "$A_DIR/keys.json" "$B_DIR/keys.json" && fail "both servers hold the same CA keys"
 info "ok: each server has its own keys.json"
+# Each keeps its own CA journal in the database (data_dir/server_id); reading another's would
+# drop its entries ("its key is gone") and overwrite them.
+if grep -F "Dropping journal entry" "$LOGDIR/server-a.log" "$LOGDIR/server-b.log"; then
+    fail "a server read the other's CA journal"
+fi
 
 step "bundle show on either server lists both servers' roots"
 # skis <pem file>: the subject key IDs of its certificates, lowercase hex, sorted.
