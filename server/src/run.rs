@@ -98,15 +98,7 @@ impl Server {
             KeyManagerConfig::Disk { keys_path } => Arc::new(DiskKeyManager::open(keys_path)?),
             KeyManagerConfig::Memory => Arc::new(MemoryKeyManager::new()),
         };
-        let ca = Arc::new(
-            Ca::new(
-                config.ca.clone(),
-                Arc::clone(&clock),
-                keys,
-                Arc::clone(&store),
-            )
-            .await?,
-        );
+        let ca = Arc::new(Ca::new(ca_config, Arc::clone(&clock), keys, Arc::clone(&store)).await?);
         let registry = Arc::new(Registry::load(Arc::clone(&store), &config.trust_domain).await?);
         let metrics = Arc::new(ServerMetrics::default());
         let state = Arc::new(ApiState {

@@ -18,6 +18,7 @@
 
 use std::time::{Duration, Instant};
 
+use signet_tests::bench::print_latencies;
 use signet_tests::k8s_node::Node;
 use signet_tests::kube::KubeCluster;
 use signet_tests::kubelet::CGROUP_ROOT;
@@ -25,19 +26,6 @@ use signet_tests::kubelet::CGROUP_ROOT;
 const COLD_ROUNDS: usize = 20;
 const WARM_ROUNDS: usize = 200;
 const BURST: usize = 100;
-
-fn stats(name: &str, mut v: Vec<Duration>) {
-    v.sort();
-    let pct = |p: usize| v[(v.len() * p / 100).min(v.len() - 1)];
-    println!(
-        "{name:<52} n={:<4} p50={:>9.1?} p90={:>9.1?} p99={:>9.1?} max={:>9.1?}",
-        v.len(),
-        pct(50),
-        pct(90),
-        pct(99),
-        v[v.len() - 1]
-    );
-}
 
 async fn fetch(addr: &str, want: &str) -> Duration {
     let start = Instant::now();
@@ -101,13 +89,13 @@ async fn run() {
     println!(
         "k8s workload attestation (kubelet stand-in on HTTPS, pod list from a real kube-apiserver)"
     );
-    stats("new connection + FetchX509SVID, pod list cold", cold);
-    stats("new connection + FetchX509SVID, pod list warm", warm);
+    print_latencies("new connection + FetchX509SVID, pod list cold", cold);
+    print_latencies("new connection + FetchX509SVID, pod list warm", warm);
     println!(
         "{:<52} {warm_calls} kubelet calls for {WARM_ROUNDS} sequential attestations in {warm_took:.1?}",
         "warm rounds"
     );
-    stats(
+    print_latencies(
         &format!("{BURST} concurrent connections from one pod"),
         burst,
     );

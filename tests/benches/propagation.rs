@@ -16,21 +16,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use signet_tests::agent::{Setup, until};
+use signet_tests::bench::print_latencies;
 
 const ROUNDS: usize = 20;
-
-fn stats(name: &str, mut v: Vec<Duration>) {
-    v.sort();
-    let pct = |p: usize| v[(v.len() * p / 100).min(v.len() - 1)];
-    println!(
-        "{name:<40} n={:<3} min={:>8.1?} p50={:>8.1?} p90={:>8.1?} max={:>8.1?}",
-        v.len(),
-        v[0],
-        pct(50),
-        pct(90),
-        v[v.len() - 1]
-    );
-}
 
 #[tokio::main]
 async fn main() {
@@ -90,8 +78,8 @@ async fn main() {
         snapshot_only.push(started.elapsed());
     }
     println!("Signet propagation (server and agent in one process, loopback, {ROUNDS} rounds):");
-    stats("entry create -> workload stream", created);
-    stats("entry delete -> identity gone", deleted);
-    stats("entry create -> agent snapshot", snapshot_only);
+    print_latencies("entry create -> workload stream", created);
+    print_latencies("entry delete -> identity gone", deleted);
+    print_latencies("entry create -> agent snapshot", snapshot_only);
     agent.shutdown().await.unwrap();
 }

@@ -15,22 +15,10 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use signet_tests::agent::{Setup, until};
+use signet_tests::bench::print_latencies;
 
 const ROUNDS: usize = 400;
 const WARMUP: usize = 40;
-
-fn stats(name: &str, mut v: Vec<Duration>) {
-    v.sort();
-    let pct = |p: usize| v[(v.len() * p / 100).min(v.len() - 1)];
-    println!(
-        "{name:<48} n={:<4} p50={:>9.1?} p90={:>9.1?} p99={:>9.1?} max={:>9.1?}",
-        v.len(),
-        pct(50),
-        pct(90),
-        pct(99),
-        v[v.len() - 1]
-    );
-}
 
 #[tokio::main]
 async fn main() {
@@ -77,7 +65,7 @@ async fn main() {
     }
 
     println!("Workload API FetchX509SVID, first response (spiffe crate, {ROUNDS} rounds):");
-    stats("new connection + FetchX509SVID", new_connection);
-    stats("FetchX509SVID on an open connection", open_connection);
+    print_latencies("new connection + FetchX509SVID", new_connection);
+    print_latencies("FetchX509SVID on an open connection", open_connection);
     agent.shutdown().await.unwrap();
 }

@@ -54,15 +54,7 @@ impl AgentProc {
             signet_common::pem::certificates(&bundle_roots(&admin).await),
         )
         .unwrap();
-        let token = AgentClient::new(uds_channel(&admin).await)
-            .create_join_token(CreateJoinTokenRequest {
-                ttl: 600,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .value;
+        let token = join_token(&admin).await;
         let conf = dir.path().join("agent.conf");
         std::fs::write(&conf, agent_config(dir.path(), server.port, agent_lines)).unwrap();
         let agent = spawn_agent(&conf, &token, &dir.path().join("agent.log"));
@@ -236,4 +228,17 @@ pub async fn bundle_roots(socket: &Path) -> Vec<Vec<u8>> {
         .into_iter()
         .map(|a| a.asn1)
         .collect()
+}
+
+/// A new join token (valid 10 minutes) from the server behind the admin socket `socket`.
+pub async fn join_token(socket: &Path) -> String {
+    AgentClient::new(uds_channel(socket).await)
+        .create_join_token(CreateJoinTokenRequest {
+            ttl: 600,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .value
 }

@@ -23,6 +23,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 pub mod agent;
 pub mod agent_proc;
+pub mod bench;
 pub mod controller;
 pub mod ha;
 pub mod k8s_node;

@@ -94,16 +94,34 @@ impl ServerProc {
         self.dir.join("api.sock")
     }
 
-    /// Starts the process and waits for its admin socket.
+    /// Starts the process and waits until its admin socket accepts connections (panicking
+    /// with its log if it exits first).
     pub async fn start(&mut self) {
         let _ = std::fs::remove_file(self.socket());
         let conf = self.dir.join("server.conf");
-        self.child = Some(spawn(
+        let log = self.dir.join("server.log");
+        let mut child = spawn(
             "signet-server",
             &["run", "--config", conf.to_str().unwrap()],
-            &self.dir.join("server.log"),
-        ));
-        wait_for(&self.socket(), Duration::from_secs(30)).await;
+            &log,
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(self.socket()).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!(
+                    "{} exited ({status}) before serving:\n{log}",
+                    self.dir.display()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} never accepted connections",
+                self.socket().display()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.child = Some(child);
     }
 
     /// SIGKILL, and reaped.

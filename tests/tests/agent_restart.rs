@@ -8,12 +8,10 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use signet_proto::spire::api::server::agent::v1::CreateJoinTokenRequest;
-use signet_proto::spire::api::server::agent::v1::agent_client::AgentClient;
 use signet_proto::spire::api::server::entry::v1::BatchCreateEntryRequest;
 use signet_proto::spire::api::server::entry::v1::entry_client::EntryClient;
 use signet_proto::types;
-use signet_tests::agent_proc::{agent_config, bundle_roots};
+use signet_tests::agent_proc::{agent_config, bundle_roots, join_token};
 use signet_tests::procs::{ServerProc, spawn, wait_for};
 use signet_tests::{Options, uds_channel};
 use spiffe::WorkloadApiClient;
@@ -52,15 +50,7 @@ async fn an_agent_restarted_while_the_server_is_down_serves_its_stored_svids_at_
         signet_common::pem::certificates(&bundle_roots(&admin).await),
     )
     .unwrap();
-    let token = AgentClient::new(uds_channel(&admin).await)
-        .create_join_token(CreateJoinTokenRequest {
-            ttl: 600,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .value;
+    let token = join_token(&admin).await;
     let agent_conf = dir.path().join("agent.conf");
     std::fs::write(
         &agent_conf,

@@ -10,13 +10,12 @@ use std::time::{Duration, Instant};
 
 use signet_agent::run::Agent;
 use signet_common::clock::{Clock, SystemClock};
-use signet_proto::spire::api::server::agent::v1::CreateJoinTokenRequest;
-use signet_proto::spire::api::server::agent::v1::agent_client::AgentClient;
 use signet_proto::spire::api::server::entry::v1::BatchCreateEntryRequest;
 use signet_proto::spire::api::server::entry::v1::entry_client::EntryClient;
 use signet_proto::types;
 use signet_server::datastore::postgres::testing::PgCluster;
 use signet_tests::agent::parse;
+use signet_tests::agent_proc::join_token;
 use signet_tests::ha::{
     CreateLoad, agent_text, entry, expired_for, listed_entry_ids, seen, two_servers, watch_x509,
 };
@@ -90,15 +89,7 @@ async fn killing_one_of_two_servers_loses_no_entry_and_the_agent_moves_to_the_ot
     )
     .unwrap();
     let text = agent_text(dir.path(), "agent", a.port, &[b.port]);
-    let token = AgentClient::new(uds_channel(&a.socket()).await)
-        .create_join_token(CreateJoinTokenRequest {
-            ttl: 600,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .value;
+    let token = join_token(&a.socket()).await;
     let agent = Agent::start(parse(&text, Some(&token)), Arc::new(SystemClock))
         .await
         .unwrap();

@@ -29,7 +29,7 @@ use signet_proto::spire::api::server::svid::v1::{BatchNewX509svidRequest, NewX50
 use signet_proto::types;
 use signet_server::datastore::postgres::testing::PgCluster;
 use signet_tests::agent::parse;
-use signet_tests::agent_proc::bundle_roots;
+use signet_tests::agent_proc::{bundle_roots, join_token};
 use signet_tests::ha::{
     CreateLoad, Updates, agent_text, entry, expired_for, listed_entry_ids, seen, two_servers,
     watch_x509,
@@ -161,18 +161,6 @@ async fn agent_for(server: &ServerProc, dir: &Path, name: &str) -> Agent {
     Agent::start(parse(&text, Some(&token)), Arc::new(SystemClock))
         .await
         .unwrap()
-}
-
-async fn join_token(socket: &Path) -> String {
-    AgentClient::new(uds_channel(socket).await)
-        .create_join_token(agent_pb::CreateJoinTokenRequest {
-            ttl: 600,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .value
 }
 
 /// What the probes need of one server: its admin socket, a TLS channel without and one with

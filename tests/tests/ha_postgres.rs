@@ -16,6 +16,8 @@ use signet_proto::types;
 use signet_server::config::{Config, RunArgs};
 use signet_server::datastore::postgres::testing::PgCluster;
 use signet_server::run::Server;
+use signet_tests::agent_proc::bundle_roots;
+use signet_tests::ha::two_servers;
 use signet_tests::{Options, TestServer, postgres_datastore};
 use tonic::Code;
 
@@ -156,6 +158,32 @@ async fn two_servers_share_the_bundle_and_the_join_tokens() {
     assert!(agent.id.to_string().ends_with(&token));
     let again = a.attest(&token).await.expect_err("used on B");
     assert_eq!(again.code(), Code::InvalidArgument);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_server_keeps_its_own_ca_journal_and_resumes_its_ca_after_a_restart() {
+    let cluster = PgCluster::start();
+    let db = cluster.create_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a, mut b) = two_servers(&db, dir.path()).await;
+    let mut before = bundle_roots(&b.socket()).await;
+    before.sort();
+    assert_eq!(before.len(), 2, "both servers' roots");
+    // Restarted, each loads its own journal: the same CA, no new root in the bundle.
+    for (name, server) in [("A", &mut a), ("B", &mut b)] {
+        server.kill9().await;
+        server.start().await;
+        let mut after = bundle_roots(&server.socket()).await;
+        after.sort();
+        assert_eq!(after, before, "{name} resumed its own CA after a restart");
+    }
+    for server in [&a, &b] {
+        let log = std::fs::read_to_string(server.dir.join("server.log")).unwrap();
+        assert!(
+            !log.contains("Dropping journal entry"),
+            "a server read another's CA journal:\n{log}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,29 +55,31 @@ EOF
     sed 's/^/  | /' "$SERVER_CONF"
 }
 
-# start_server: starts the server under test as background process "server" and waits until its
-# admin socket answers GetBundle through the real spire-server CLI.
+# start_server [name]: starts the server under test with $SERVER_CONF as background process
+# <name> (default "server") and waits until its admin socket $SERVER_SOCK answers GetBundle
+# through the real spire-server CLI.
 start_server() {
+    local name="${1:-server}"
     case "$SERVER_IMPL" in
         signet)
             require_bin "$SIGNET_SERVER"
-            start_bg server "$SIGNET_SERVER" run --config "$SERVER_CONF"
+            start_bg "$name" "$SIGNET_SERVER" run --config "$SERVER_CONF"
             ;;
         spire)
-            start_bg server "$SPIRE_SERVER" run -config "$SERVER_CONF"
+            start_bg "$name" "$SPIRE_SERVER" run -config "$SERVER_CONF"
             ;;
         *) fail "unknown SERVER_IMPL=$SERVER_IMPL" ;;
     esac
-    wait_for_socket server "$SERVER_SOCK" 60
+    wait_for_socket "$name" "$SERVER_SOCK" 60
     local deadline=$((SECONDS + 60))
     until "$SPIRE_SERVER" bundle show -socketPath "$SERVER_SOCK" >"$OUT/ready.out" 2>"$OUT/ready.err"; do
-        is_running server || fail "server exited during startup"
+        is_running "$name" || fail "$name exited during startup"
         if ((SECONDS >= deadline)); then
-            fail "server did not answer 'spire-server bundle show' within 60s: $(cat "$OUT/ready.err")"
+            fail "$name did not answer 'spire-server bundle show' within 60s: $(cat "$OUT/ready.err")"
         fi
         sleep 0.5
     done
-    info "ok: server answers on $SERVER_SOCK"
+    info "ok: $name answers on $SERVER_SOCK"
 }
 
 # spire_cli <name> <subcommand words and flags...>: the real spire-server CLI against the server.

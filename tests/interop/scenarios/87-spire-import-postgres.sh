@@ -10,6 +10,7 @@
 # Signet only: skipped with SERVER_IMPL=spire.
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 source "$INTEROP_DIR/lib/server.sh"
+source "$INTEROP_DIR/lib/postgres.sh"
 
 if [[ "$SERVER_IMPL" != signet ]]; then
     info "skipped: the scenario moves from spire-server to signet-server (SERVER_IMPL=$SERVER_IMPL)"
@@ -21,37 +22,13 @@ TD="spiffe://$TRUST_DOMAIN"
 UID_NOW="$(id -u)"
 
 step "a throwaway PostgreSQL cluster"
-PG_BIN="$(dirname "$(command -v initdb 2>/dev/null || compgen -G '/usr/lib/postgresql/*/bin/initdb' | sort -V | tail -n 1 || true)")"
-[[ -x "$PG_BIN/initdb" && -x "$PG_BIN/postgres" ]] || fail "PostgreSQL server binaries not found (apt-get install postgresql)"
-PSQL="$(command -v psql || echo "$PSQL")"
-PG_DIR="$WORKDIR/pg"
-mkdir -p "$PG_DIR/sock"
-as_pg=()
-if [[ "$(id -u)" == 0 ]]; then
-    # initdb and postgres refuse to run as root: use the package's postgres user.
-    id postgres >/dev/null 2>&1 || fail "running as root without a postgres user"
-    chown -R postgres "$PG_DIR"
-    chmod 755 "$WORKDIR"
-    as_pg=(setpriv --reuid postgres --regid "$(id -g postgres)" --clear-groups --)
-fi
-must initdb "${as_pg[@]}" "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres -A trust --no-sync
-PG_PORT="$(free_port)"
-start_bg pg "${as_pg[@]}" "$PG_BIN/postgres" -D "$PG_DIR/data" -p "$PG_PORT" -k "$PG_DIR/sock" -c listen_addresses=127.0.0.1 -c fsync=off
-wait_for_log pg "database system is ready to accept connections" 60
-CS="dbname=postgres user=postgres host=127.0.0.1 port=$PG_PORT sslmode=disable"
+start_postgres
+CS="$PG_CS"
 
 step "spire-server on PostgreSQL + KeyManager disk"
 SERVER_IMPL=spire write_server_conf "$WORKDIR/server"
 SPIRE_CONF="$SERVER_CONF"
-python3 - "$SPIRE_CONF" "$CS" <<'EOF'
-import re, sys
-text = open(sys.argv[1]).read()
-block = 'DataStore "sql" {\n        plugin_data {\n            database_type = "postgres"\n            connection_string = "%s"\n        }\n    }' % sys.argv[2]
-text, n = re.subn(r'DataStore "sql" \{.*?\n    \}', lambda m: block, text, flags=re.S)
-assert n == 1
-open(sys.argv[1], "w").write(text)
-EOF
-sed 's/^/  | /' "$SPIRE_CONF"
+use_postgres_datastore "$SPIRE_CONF" "$CS"
 SERVER_IMPL=spire start_server
 spire_cli bootstrap bundle show
 cp "$OUT/bootstrap.out" "$WORKDIR/bootstrap.pem"
@@ -85,14 +62,12 @@ py bundle-jwt "$OUT/bundle-spiffe-spire.out" | sort >"$WORKDIR/kids-spire.txt"
 step "stop spire-server; a database of another schema version is refused"
 stop_bg server
 TARGET="$SERVER_DIR/data/datastore"
-must schema24 "$PSQL" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 \
-    -c "UPDATE migrations SET version = 24, code_version = '1.14.0'"
+psql_do schema24 postgres "UPDATE migrations SET version = 24, code_version = '1.14.0'"
 must_fail import-24 "$SIGNET_SERVER" import spire --config "$SPIRE_CONF"
 assert_file_contains "refusal" "postgres database \"postgres\" on 127.0.0.1 has schema version 24 (SPIRE 1.14.0): only schema version 23" "$OUT/import-24.err"
 assert_eq "refusal: lines on stderr" 1 "$(wc -l <"$OUT/import-24.err")"
 [[ ! -e "$TARGET" ]] || fail "the refused import created $TARGET"
-must schema23 "$PSQL" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 \
-    -c "UPDATE migrations SET version = 23, code_version = '1.13.3'"
+psql_do schema23 postgres "UPDATE migrations SET version = 23, code_version = '1.13.3'"
 
 step "signet-server import spire reads the PostgreSQL datastore"
 must import "$SIGNET_SERVER" import spire --config "$SPIRE_CONF"
