@@ -123,21 +123,12 @@ impl<IO> AuthorityRewriter<IO> {
                     return Ok(());
                 }
                 State::Preface(seen) => {
-                    let want = &PREFACE[seen..];
-                    let n = want.len().min(self.input.len());
-                    if n == 0 {
+                    if self.input.is_empty() {
                         return Ok(());
                     }
-                    if self.input[..n] != want[..n] {
-                        self.state = State::Raw;
-                        continue;
-                    }
+                    let (n, next) = preface_step(seen, &self.input);
                     self.output.extend(self.input.drain(..n));
-                    self.state = if seen + n == PREFACE.len() {
-                        State::FrameHeader
-                    } else {
-                        State::Preface(seen + n)
-                    };
+                    self.state = next;
                 }
                 State::FrameHeader => {
                     let Some((len, kind, flags, stream)) = frame_header(&self.input) else {
@@ -311,9 +302,14 @@ impl<IO> AuthorityRewriter<IO> {
                     }
                     pos = end;
                 }
-                State::Preface(_) | State::HeaderFrame { .. } | State::Raw => {
-                    return Ok((pos, pos));
-                }
+                State::Preface(seen) => match preface_step(seen, &got[pos..]) {
+                    (0, _) | (_, State::Raw) => return Ok((pos, pos)),
+                    (n, next) => {
+                        pos += n;
+                        self.state = next;
+                    }
+                },
+                State::HeaderFrame { .. } | State::Raw => return Ok((pos, pos)),
             }
         }
     }
@@ -424,6 +420,22 @@ fn patch(fragment: &[u8], spans: &[Spanned]) -> Vec<u8> {
     }
     out.extend_from_slice(&fragment[at..]);
     out
+}
+
+/// The preface after `bytes`, `seen` of it already passed: how many of `bytes` it takes
+/// and the state after them, `Raw` (taking none) if they are not the preface.
+fn preface_step(seen: usize, bytes: &[u8]) -> (usize, State) {
+    let want = &PREFACE[seen..];
+    let n = want.len().min(bytes.len());
+    if bytes[..n] != want[..n] {
+        return (0, State::Raw);
+    }
+    let next = if seen + n == PREFACE.len() {
+        State::FrameHeader
+    } else {
+        State::Preface(seen + n)
+    };
+    (n, next)
 }
 
 /// The frame header at the start of `bytes`, if it is all there: payload length, type,
