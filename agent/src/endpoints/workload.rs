@@ -8,6 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::future::try_join_all;
 use signet_common::bundle::{Bundle, to_jwks};
 use signet_common::entry::RegistrationEntry;
@@ -110,7 +111,7 @@ impl PartialEq for X509Served {
             && self.svids.iter().zip(&other.svids).all(|(a, b)| {
                 Arc::ptr_eq(a, b)
                     || (a.entry.spiffe_id == b.entry.spiffe_id
-                        && a.chain == b.chain
+                        && a.chain_der == b.chain_der
                         && a.key_pkcs8 == b.key_pkcs8)
             })
             && self.federated.len() == other.federated.len()
@@ -535,14 +536,14 @@ fn bundle_map(
 }
 
 fn x509_svid_response(served: &X509Served) -> X509svidResponse {
-    let bundle = served.bundle.x509_der_concat();
+    let bundle = Bytes::from(served.bundle.x509_der_concat());
     let svids = served
         .entries
         .iter()
         .zip(&served.svids)
         .map(|(entry, svid)| X509svid {
             spiffe_id: svid.entry.spiffe_id.to_string(),
-            x509_svid: svid.chain.concat(),
+            x509_svid: svid.chain_der.clone(),
             x509_svid_key: svid.key_pkcs8.clone(),
             bundle: bundle.clone(),
             hint: entry.hint.clone(),

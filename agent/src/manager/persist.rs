@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 use base64::display::Base64Display;
 use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize, Serializer};
 use signet_common::bundle::Bundle;
 use signet_common::clock::{from_unix_seconds, unix_seconds};
@@ -140,7 +141,7 @@ struct StoredSvidRef<'a> {
     entry_id: &'a str,
     revision: i64,
     #[serde(serialize_with = "base64_each")]
-    chain: &'a [Vec<u8>],
+    chain: &'a [Bytes],
     #[serde(serialize_with = "base64")]
     key: &'a [u8],
     received_at: i64,
@@ -159,7 +160,7 @@ fn base64<S: Serializer>(bytes: &&[u8], s: S) -> Result<S::Ok, S::Error> {
     Base64(bytes).serialize(s)
 }
 
-fn base64_each<S: Serializer>(certs: &&[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+fn base64_each<S: Serializer>(certs: &&[Bytes], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(certs.iter().map(|c| Base64(c)))
 }
 
