@@ -24,13 +24,11 @@
 
 use std::time::{Duration, Instant};
 
-use signet_proto::spire::api::server::entry::v1::BatchCreateEntryRequest;
-use signet_proto::spire::api::server::entry::v1::entry_client::EntryClient;
 use signet_proto::types;
 use signet_proto::workload::spiffe_workload_api_client::SpiffeWorkloadApiClient;
 use signet_proto::workload::{X509svidRequest, X509svidResponse};
 use signet_tests::agent_proc::{AgentProc, my_uid};
-use signet_tests::uds_channel;
+use signet_tests::{batch_create_entries, uds_channel};
 use tonic::Streaming;
 
 const BATCH: usize = 500;
@@ -84,7 +82,7 @@ fn per_svid(after: u64, before: u64, n: usize) -> f64 {
 
 async fn create_entries(rig: &AgentProc, n: usize) {
     let uid = my_uid();
-    let mut client = EntryClient::new(uds_channel(&rig.server.socket()).await);
+    let channel = uds_channel(&rig.server.socket()).await;
     for start in (0..n).step_by(BATCH) {
         let entries = (start..(start + BATCH).min(n))
             .map(|i| types::Entry {
@@ -103,20 +101,7 @@ async fn create_entries(rig: &AgentProc, n: usize) {
                 ..Default::default()
             })
             .collect();
-        let resp = client
-            .batch_create_entry(BatchCreateEntryRequest {
-                entries,
-                output_mask: None,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(
-            resp.results
-                .iter()
-                .all(|r| r.status.as_ref().is_none_or(|s| s.code == 0)),
-            "entry creation failed"
-        );
+        batch_create_entries(channel.clone(), entries).await;
     }
 }
 
