@@ -17,6 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // The agent serves one chain, key and bundle to every stream that asks: shared bytes.
+        .bytes(".X509SVID")
         .compile_fds(fds)?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())

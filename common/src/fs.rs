@@ -1,7 +1,7 @@
 //! Crash-safe private files: what both binaries use for keys and SVIDs on disk.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +23,15 @@ pub struct WriteError {
 /// briefly), fsyncs it, renames it over `path` and fsyncs the directory, so that a crash
 /// leaves either the old file or the new one, never a half-written one.
 pub fn write_private_atomically(path: &Path, data: &[u8]) -> Result<(), WriteError> {
+    write_private_atomically_with(path, |w| w.write_all(data))
+}
+
+/// As [`write_private_atomically`], the content written by `write` through a buffer (so a
+/// large document is streamed to the file rather than built in memory first).
+pub fn write_private_atomically_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), WriteError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let fail = |what, error| WriteError {
         what,
@@ -41,13 +50,19 @@ pub fn write_private_atomically(path: &Path, data: &[u8]) -> Result<(), WriteErr
     let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
     let result = (|| {
         let _ = fs::remove_file(&tmp);
-        let mut f = OpenOptions::new()
+        let f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| fail("creating a temp file for", e))?;
-        f.write_all(data).map_err(|e| fail("writing", e))?;
+        let mut buffered = BufWriter::new(f);
+        write(&mut buffered)
+            .and_then(|()| buffered.flush())
+            .map_err(|e| fail("writing", e))?;
+        let f = buffered
+            .into_inner()
+            .map_err(|e| fail("writing", e.into_error()))?;
         f.sync_all().map_err(|e| fail("syncing", e))?;
         fs::rename(&tmp, path).map_err(|e| fail("replacing", e))?;
         File::open(&dir)

@@ -21,8 +21,10 @@ pub fn encode(label: &str, der: &[u8]) -> String {
 }
 
 /// Concatenated `CERTIFICATE` blocks, in order.
-pub fn certificates<'a>(ders: impl IntoIterator<Item = &'a Vec<u8>>) -> String {
-    ders.into_iter().map(|d| encode("CERTIFICATE", d)).collect()
+pub fn certificates<D: AsRef<[u8]>>(ders: impl IntoIterator<Item = D>) -> String {
+    ders.into_iter()
+        .map(|d| encode("CERTIFICATE", d.as_ref()))
+        .collect()
 }
 
 #[cfg(test)]

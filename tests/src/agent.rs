@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Options, TestServer};
+use crate::{Options, TestServer, batch_create_entries};
 use signet_agent::config::Config;
 use signet_agent::config::RunArgs;
 use signet_agent::manager::Snapshot;
@@ -16,7 +16,7 @@ use signet_proto::spire::api::server::agent::v1::BanAgentRequest;
 use signet_proto::spire::api::server::agent::v1::agent_client::AgentClient;
 use signet_proto::spire::api::server::entry::v1::entry_client::EntryClient;
 use signet_proto::spire::api::server::entry::v1::{
-    BatchCreateEntryRequest, BatchDeleteEntryRequest, BatchUpdateEntryRequest,
+    BatchDeleteEntryRequest, BatchUpdateEntryRequest,
 };
 use signet_proto::types;
 use tempfile::TempDir;
@@ -203,21 +203,7 @@ plugins {{
                 ..Default::default()
             })
             .collect();
-        let resp = EntryClient::new(self.server.admin().await)
-            .batch_create_entry(BatchCreateEntryRequest {
-                entries,
-                output_mask: None,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        resp.results
-            .into_iter()
-            .map(|r| {
-                assert_eq!(r.status.as_ref().map(|s| s.code), Some(0), "{r:?}");
-                r.entry.unwrap().id
-            })
-            .collect()
+        batch_create_entries(self.server.admin().await, entries).await
     }
 
     /// Sets an entry's DNS names (its revision goes up).

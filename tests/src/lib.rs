@@ -331,6 +331,28 @@ pub async fn attest_with(
     Ok((identity, result.reattestable))
 }
 
+/// `BatchCreateEntry` of `entries` through the admin `channel`; their IDs (each creation
+/// must succeed).
+pub async fn batch_create_entries(channel: Channel, entries: Vec<types::Entry>) -> Vec<String> {
+    use signet_proto::spire::api::server::entry::v1::BatchCreateEntryRequest;
+    use signet_proto::spire::api::server::entry::v1::entry_client::EntryClient;
+    let resp = EntryClient::new(channel)
+        .batch_create_entry(BatchCreateEntryRequest {
+            entries,
+            output_mask: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    resp.results
+        .into_iter()
+        .map(|r| {
+            assert_eq!(r.status.as_ref().map(|s| s.code), Some(0), "{r:?}");
+            r.entry.unwrap().id
+        })
+        .collect()
+}
+
 /// A plaintext HTTP/2 channel over a Unix socket.
 pub async fn uds_channel(path: &Path) -> Channel {
     let path = path.to_path_buf();

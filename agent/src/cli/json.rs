@@ -174,9 +174,9 @@ mod tests {
         let resp = X509svidResponse {
             svids: vec![X509svid {
                 spiffe_id: "spiffe://example.org/w".into(),
-                x509_svid: vec![1, 2, 3],
-                x509_svid_key: vec![4],
-                bundle: vec![5, 6],
+                x509_svid: vec![1, 2, 3].into(),
+                x509_svid_key: vec![4].into(),
+                bundle: vec![5, 6].into(),
                 hint: String::new(),
             }],
             crl: vec![],

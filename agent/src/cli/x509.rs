@@ -76,7 +76,7 @@ fn parse_svid(svid: &signet_proto::workload::X509svid) -> Result<Svid, String> {
     if certs.is_empty() {
         return Err("no certificates found".into());
     }
-    rcgen::KeyPair::try_from(svid.x509_svid_key.as_slice())
+    rcgen::KeyPair::try_from(&svid.x509_svid_key[..])
         .map_err(|e| format!("failed to parse private key: {e}"))?;
     let bundle =
         parse_certs(&svid.bundle).map_err(|e| format!("failed to parse trust bundle: {e}"))?;
@@ -87,7 +87,7 @@ fn parse_svid(svid: &signet_proto::workload::X509svid) -> Result<Svid, String> {
         spiffe_id: svid.spiffe_id.clone(),
         hint: svid.hint.clone(),
         certs,
-        key_der: svid.x509_svid_key.clone(),
+        key_der: svid.x509_svid_key.to_vec(),
         bundle,
     })
 }

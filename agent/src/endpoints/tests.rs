@@ -99,13 +99,13 @@ impl Authority {
         )];
         let issuer = Issuer::from_params(&self.ca_params, &self.ca_key);
         let leaf = params.signed_by(&key, &issuer).unwrap();
-        WorkloadSvid {
-            entry: Arc::clone(entry),
-            chain: vec![leaf.der().to_vec()],
-            key_pkcs8: key.serialize_der(),
-            not_before: 0,
-            not_after: i64::MAX,
-        }
+        WorkloadSvid::new(
+            Arc::clone(entry),
+            &[leaf.der().to_vec()],
+            key.serialize_der(),
+            0,
+            i64::MAX,
+        )
     }
 
     /// A JWT-SVID signed with this trust domain's key.

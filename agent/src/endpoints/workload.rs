@@ -3,15 +3,16 @@
 //! what they serve changes; they end with PermissionDenied when the caller has no identity
 //! (any more), never with OK.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::future::try_join_all;
 use signet_common::bundle::{Bundle, to_jwks};
 use signet_common::entry::RegistrationEntry;
-use signet_common::id::parse_id;
+use signet_common::id::{TrustDomain, parse_id};
 use signet_common::selector::SelectorSet;
 use signet_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApi;
 use signet_proto::workload::{
@@ -77,13 +78,58 @@ struct Caller {
 }
 
 /// What one snapshot means for a stream.
-enum Step<T> {
+enum Step<K> {
     /// Nothing to send yet (not synced, or SVIDs still being minted).
     Wait,
-    /// This complete response (sent unless identical to the previous one).
-    Send(T),
+    /// The complete response made of this (sent unless identical to the previous one).
+    Send(K),
     /// End the stream with this error.
     Fail(ApiError),
+}
+
+/// What an X509-SVID response is made of, shared with the snapshot: a stream keeps this
+/// between updates instead of a copy of every chain, key and bundle it sent. Equal exactly
+/// when the responses built from both are equal.
+#[derive(Debug)]
+struct X509Served {
+    bundle: Arc<Bundle>,
+    entries: Vec<Arc<RegistrationEntry>>,
+    svids: Vec<Arc<WorkloadSvid>>,
+    federated: BTreeMap<TrustDomain, Arc<Bundle>>,
+}
+
+impl PartialEq for X509Served {
+    fn eq(&self, other: &Self) -> bool {
+        same_x509(&self.bundle, &other.bundle)
+            && self.entries.len() == other.entries.len()
+            && self
+                .entries
+                .iter()
+                .zip(&other.entries)
+                .all(|(a, b)| a.hint == b.hint)
+            && self.svids.len() == other.svids.len()
+            && self.svids.iter().zip(&other.svids).all(|(a, b)| {
+                Arc::ptr_eq(a, b)
+                    || (a.entry.spiffe_id == b.entry.spiffe_id
+                        && a.chain_der == b.chain_der
+                        && a.key_pkcs8 == b.key_pkcs8)
+            })
+            && self.federated.len() == other.federated.len()
+            && self
+                .federated
+                .iter()
+                .zip(&other.federated)
+                .all(|((ta, a), (tb, b))| ta == tb && same_x509(a, b))
+    }
+}
+
+/// Whether two bundles have the same X.509 roots (what an X509-SVID response carries).
+fn same_x509(a: &Arc<Bundle>, b: &Arc<Bundle>) -> bool {
+    Arc::ptr_eq(a, b)
+        || a.x509_authorities
+            .iter()
+            .map(|x| &x.der)
+            .eq(b.x509_authorities.iter().map(|x| &x.der))
 }
 
 impl WorkloadService {
@@ -120,11 +166,13 @@ impl WorkloadService {
         }
     }
 
-    /// Starts a stream task feeding `step`'s responses to the client.
-    fn stream<T, F>(&self, step: F, on_wait: fn()) -> Stream<T>
+    /// Starts a stream task feeding the client the responses `build` makes of `step`'s.
+    fn stream<K, T, F, B>(&self, step: F, build: B, on_wait: fn()) -> Stream<T>
     where
-        T: PartialEq + Clone + Send + 'static,
-        F: FnMut(&Snapshot) -> Step<T> + Send + 'static,
+        K: PartialEq + Send + 'static,
+        T: Send + 'static,
+        F: FnMut(&Snapshot) -> Step<K> + Send + 'static,
+        B: Fn(&K) -> T + Send + 'static,
     {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let feed = feed(
@@ -132,6 +180,7 @@ impl WorkloadService {
             self.shutdown.clone(),
             tx,
             step,
+            build,
             on_wait,
         );
         tokio::spawn(feed.instrument(Span::current()));
@@ -153,11 +202,18 @@ impl WorkloadService {
             // its in-use window out of eviction from the bounded cache.
             identities.want(&entries);
             match snap.svids_for(&entries) {
-                Some(svids) => Step::Send(x509_svid_response(snap, &entries, &svids)),
+                Some(svids) => Step::Send(X509Served {
+                    bundle: Arc::clone(&snap.bundle),
+                    federated: snap.federated_for(&entries),
+                    entries,
+                    svids,
+                }),
                 None => Step::Wait,
             }
         };
-        Ok(self.stream(step, || tracing::info!("Waiting for SVID to get cached")))
+        Ok(self.stream(step, x509_svid_response, || {
+            tracing::info!("Waiting for SVID to get cached")
+        }))
     }
 
     async fn x509_bundles(&self, peer: Peer) -> Result<Stream<X509BundlesResponse>, ApiError> {
@@ -168,7 +224,7 @@ impl WorkloadService {
                 bundles: bundle_map(bundles, Bundle::x509_der_concat),
             })
         };
-        Ok(self.stream(step, log_waiting_for_sync))
+        Ok(self.stream(step, Clone::clone, log_waiting_for_sync))
     }
 
     async fn jwt_bundles(&self, peer: Peer) -> Result<Stream<JwtBundlesResponse>, ApiError> {
@@ -178,7 +234,7 @@ impl WorkloadService {
                 bundles: bundle_map(bundles, |b| to_jwks(b).into_bytes()),
             })
         };
-        Ok(self.stream(step, log_waiting_for_sync))
+        Ok(self.stream(step, Clone::clone, log_waiting_for_sync))
     }
 
     async fn jwt_svid(&self, peer: Peer, req: JwtsvidRequest) -> Result<JwtsvidResponse, ApiError> {
@@ -377,32 +433,34 @@ fn log_waiting_for_sync() {
 }
 
 /// Drives one stream: evaluates `step` on the current snapshot and on every change, sends
-/// each response that differs from the previous one, and ends on a failure, when the
-/// client goes away, or on shutdown.
-async fn feed<T, F>(
+/// the response `build` makes of each result that differs from the previous one, and ends
+/// on a failure, when the client goes away, or on shutdown.
+async fn feed<K, T, F, B>(
     mut snapshot: watch::Receiver<Arc<Snapshot>>,
     mut shutdown: watch::Receiver<bool>,
     tx: mpsc::Sender<Result<T, Status>>,
     mut step: F,
+    build: B,
     on_wait: fn(),
 ) where
-    T: PartialEq + Clone,
-    F: FnMut(&Snapshot) -> Step<T>,
+    K: PartialEq,
+    F: FnMut(&Snapshot) -> Step<K>,
+    B: Fn(&K) -> T,
 {
-    let mut last: Option<T> = None;
+    let mut last: Option<K> = None;
     let mut log_wait_at: Option<Instant> = None;
     let mut wait_logged = false;
     loop {
         let snap = Arc::clone(&*snapshot.borrow_and_update());
         match step(&snap) {
-            Step::Send(response) => {
+            Step::Send(served) => {
                 log_wait_at = None;
                 wait_logged = false;
-                if last.as_ref() != Some(&response) {
-                    if tx.send(Ok(response.clone())).await.is_err() {
+                if last.as_ref() != Some(&served) {
+                    if tx.send(Ok(build(&served))).await.is_err() {
                         return;
                     }
-                    last = Some(response);
+                    last = Some(served);
                 }
             }
             Step::Fail(err) => {
@@ -477,26 +535,23 @@ fn bundle_map(
         .collect()
 }
 
-fn x509_svid_response(
-    snap: &Snapshot,
-    entries: &[Arc<RegistrationEntry>],
-    svids: &[Arc<WorkloadSvid>],
-) -> X509svidResponse {
-    let bundle = snap.bundle.x509_der_concat();
-    let svids = entries
+fn x509_svid_response(served: &X509Served) -> X509svidResponse {
+    let bundle = Bytes::from(served.bundle.x509_der_concat());
+    let svids = served
+        .entries
         .iter()
-        .zip(svids)
+        .zip(&served.svids)
         .map(|(entry, svid)| X509svid {
             spiffe_id: svid.entry.spiffe_id.to_string(),
-            x509_svid: svid.chain.concat(),
+            x509_svid: svid.chain_der.clone(),
             x509_svid_key: svid.key_pkcs8.clone(),
             bundle: bundle.clone(),
             hint: entry.hint.clone(),
         })
         .collect();
-    let federated_bundles = snap
-        .federated_for(entries)
-        .into_iter()
+    let federated_bundles = served
+        .federated
+        .iter()
         .map(|(td, b)| (td.id_string(), b.x509_der_concat()))
         .collect();
     X509svidResponse {

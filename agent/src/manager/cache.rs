@@ -180,11 +180,11 @@ impl Cache {
     }
 
     /// Whether `chain` was signed by an authority the bundle marks tainted.
-    pub fn is_tainted(&self, chain: &[Vec<u8>]) -> bool {
+    pub fn is_tainted(&self, chain: &[impl AsRef<[u8]>]) -> bool {
         !self.tainted_keys.is_empty()
-            && chain
-                .iter()
-                .any(|c| authority_key_id(c).is_some_and(|aki| self.tainted_keys.contains(&aki)))
+            && chain.iter().any(|c| {
+                authority_key_id(c.as_ref()).is_some_and(|aki| self.tainted_keys.contains(&aki))
+            })
     }
 
     /// The earliest instant after `now` at which something is due: a renewal or an expiry.

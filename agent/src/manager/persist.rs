@@ -11,17 +11,20 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
+use base64::display::Base64Display;
 use base64::engine::general_purpose::STANDARD;
-use serde::{Deserialize, Serialize};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize, Serializer};
 use signet_common::bundle::Bundle;
 use signet_common::clock::{from_unix_seconds, unix_seconds};
 use signet_common::entry::RegistrationEntry;
-use signet_common::fs::write_private_atomically;
+use signet_common::fs::write_private_atomically_with;
 use tokio::sync::watch;
 
 use crate::manager::Manager;
 use crate::manager::cache::{Cache, Held};
 use crate::manager::reconcile::held_since;
+use crate::manager::snapshot::WorkloadSvid;
 
 /// The file, under `data_dir`.
 pub const WORKLOAD_FILE: &str = "workload-svids.json";
@@ -32,8 +35,8 @@ const VERSION: u32 = 1;
 /// The shortest pause between two writes (changes in between are written together).
 pub const WRITE_EVERY: Duration = Duration::from_millis(200);
 
-/// What the file holds.
-#[derive(Debug, Serialize, Deserialize)]
+/// What the file holds, as read back.
+#[derive(Debug, Deserialize)]
 pub struct Stored {
     version: u32,
     /// Authorized entries.
@@ -46,8 +49,8 @@ pub struct Stored {
     pub svids: Vec<StoredSvid>,
 }
 
-/// One held SVID.
-#[derive(Debug, Serialize, Deserialize)]
+/// One held SVID, as read back.
+#[derive(Debug, Deserialize)]
 pub struct StoredSvid {
     /// The entry it was minted for, by ID.
     pub entry_id: String,
@@ -111,42 +114,104 @@ pub fn load(path: &Path) -> Option<(Stored, Vec<RestoredSvid>)> {
     Some((stored, svids))
 }
 
+/// What is to be written: the cache's entries, bundles and SVIDs, shared with it. Nothing
+/// is copied until it is serialized, straight into the file (a copy of every chain and key,
+/// base64 and JSON, held at once, would be the agent's largest allocation).
+#[derive(Debug)]
+pub struct ToStore {
+    entries: Vec<Arc<RegistrationEntry>>,
+    bundle: Arc<Bundle>,
+    federated: Vec<Arc<Bundle>>,
+    svids: Vec<(Arc<WorkloadSvid>, i64)>,
+}
+
+/// [`Stored`] as written, borrowing from [`ToStore`].
+#[derive(Serialize)]
+struct StoredRef<'a> {
+    version: u32,
+    entries: Vec<&'a RegistrationEntry>,
+    bundle: &'a Bundle,
+    federated: Vec<&'a Bundle>,
+    svids: Vec<StoredSvidRef<'a>>,
+}
+
+/// [`StoredSvid`] as written.
+#[derive(Serialize)]
+struct StoredSvidRef<'a> {
+    entry_id: &'a str,
+    revision: i64,
+    #[serde(serialize_with = "base64_each")]
+    chain: &'a [Bytes],
+    #[serde(serialize_with = "base64")]
+    key: &'a [u8],
+    received_at: i64,
+}
+
+/// Bytes serialized as base64, encoded as they are written.
+struct Base64<'a>(&'a [u8]);
+
+impl Serialize for Base64<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&Base64Display::new(self.0, &STANDARD))
+    }
+}
+
+fn base64<S: Serializer>(bytes: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+    Base64(bytes).serialize(s)
+}
+
+fn base64_each<S: Serializer>(certs: &&[Bytes], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(certs.iter().map(|c| Base64(c)))
+}
+
+impl ToStore {
+    fn write_json(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let stored = StoredRef {
+            version: VERSION,
+            entries: self.entries.iter().map(|e| &**e).collect(),
+            bundle: &self.bundle,
+            federated: self.federated.iter().map(|b| &**b).collect(),
+            svids: self
+                .svids
+                .iter()
+                .map(|(svid, received_at)| StoredSvidRef {
+                    entry_id: &svid.entry.id,
+                    revision: svid.entry.revision_number,
+                    chain: &svid.chain,
+                    key: &svid.key_pkcs8,
+                    received_at: *received_at,
+                })
+                .collect(),
+        };
+        serde_json::to_writer(out, &stored).map_err(std::io::Error::from)
+    }
+}
+
 /// What `cache` amounts to on disk (expired SVIDs left out).
-pub fn encode(cache: &Cache, now: SystemTime) -> Stored {
-    let svid = |(id, h): (&String, &Held)| StoredSvid {
-        entry_id: id.clone(),
-        revision: h.svid.entry.revision_number,
-        chain: h.svid.chain.iter().map(|c| STANDARD.encode(c)).collect(),
-        key: STANDARD.encode(&h.svid.key_pkcs8),
-        received_at: unix_seconds(h.received_at),
-    };
-    Stored {
-        version: VERSION,
-        entries: cache.entries.values().map(|e| (**e).clone()).collect(),
-        bundle: (*cache.bundle).clone(),
-        federated: cache.federated.values().map(|b| (**b).clone()).collect(),
+pub fn encode(cache: &Cache, now: SystemTime) -> ToStore {
+    let svid = |h: &Held| (Arc::clone(&h.svid), unix_seconds(h.received_at));
+    ToStore {
+        entries: cache.entries.values().cloned().collect(),
+        bundle: Arc::clone(&cache.bundle),
+        federated: cache.federated.values().cloned().collect(),
         svids: cache
             .svids
-            .iter()
-            .filter(|(_, h)| from_unix_seconds(h.svid.not_after) > now)
+            .values()
+            .filter(|h| from_unix_seconds(h.svid.not_after) > now)
             .map(svid)
             .collect(),
     }
 }
 
 /// Writes `stored` to `path` (0600, atomically), off the async threads.
-pub async fn write(path: PathBuf, stored: Stored) {
+pub async fn write(path: PathBuf, stored: ToStore) {
     let written = tokio::task::spawn_blocking(move || {
-        let json = serde_json::to_vec(&stored)?;
-        write_private_atomically(&path, &json)?;
-        anyhow::Ok(())
+        write_private_atomically_with(&path, |out| stored.write_json(out))
     })
     .await;
     match written {
         Ok(Ok(())) => {}
-        Ok(Err(error)) => {
-            tracing::warn!(error = %format!("{error:#}"), "Cannot store the workload SVIDs")
-        }
+        Ok(Err(error)) => tracing::warn!(%error, "Cannot store the workload SVIDs"),
         Err(error) => tracing::warn!(%error, "Cannot store the workload SVIDs"),
     }
 }

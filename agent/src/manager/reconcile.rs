@@ -316,13 +316,13 @@ pub(super) fn held_since(
         renew_at: renew_at(start, expires, jitter),
         urgent_at: urgent_from(start, expires),
         received_at,
-        svid: Arc::new(WorkloadSvid {
+        svid: Arc::new(WorkloadSvid::new(
             entry,
-            chain,
+            &chain,
             key_pkcs8,
-            not_before: info.not_before,
-            not_after: info.not_after,
-        }),
+            info.not_before,
+            info.not_after,
+        )),
     })
 }
 

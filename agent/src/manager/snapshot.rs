@@ -4,24 +4,59 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use signet_common::bundle::Bundle;
 use signet_common::entry::RegistrationEntry;
 use signet_common::id::TrustDomain;
 use signet_common::selector::SelectorSet;
 
-/// An X509-SVID held for one registration entry.
+/// An X509-SVID held for one registration entry. Its DER and key are held once and shared
+/// (reference counted) by every response that carries them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkloadSvid {
     /// The entry it was minted for.
     pub entry: Arc<RegistrationEntry>,
-    /// Certificate chain, leaf first, DER each.
-    pub chain: Vec<Vec<u8>>,
+    /// Certificate chain, leaf first, DER each (slices of `chain_der`).
+    pub chain: Vec<Bytes>,
+    /// The chain's certificates concatenated, as the Workload API serves them.
+    pub chain_der: Bytes,
     /// The private key, PKCS#8 DER.
-    pub key_pkcs8: Vec<u8>,
+    pub key_pkcs8: Bytes,
     /// Leaf NotBefore, Unix seconds.
     pub not_before: i64,
     /// Leaf NotAfter, Unix seconds.
     pub not_after: i64,
+}
+
+impl WorkloadSvid {
+    /// The SVID of `entry` with `chain` (leaf first) and `key_pkcs8`.
+    pub fn new(
+        entry: Arc<RegistrationEntry>,
+        chain: &[Vec<u8>],
+        key_pkcs8: Vec<u8>,
+        not_before: i64,
+        not_after: i64,
+    ) -> Self {
+        let chain_der = Bytes::from(chain.concat());
+        let mut at = 0;
+        let chain = chain
+            .iter()
+            .map(|c| {
+                let cert = chain_der.slice(at..at + c.len());
+                at += c.len();
+                cert
+            })
+            .collect();
+        Self {
+            entry,
+            chain,
+            chain_der,
+            key_pkcs8: Bytes::from(key_pkcs8),
+            not_before,
+            not_after,
+        }
+    }
 }
 
 /// Everything the agent can serve, at one instant.

@@ -118,9 +118,11 @@ impl Fixture {
         signet_proto::workload::X509svidResponse {
             svids: vec![signet_proto::workload::X509svid {
                 spiffe_id: WORKLOAD_ID.into(),
-                x509_svid: [self.leaf.clone(), self.intermediate.clone()].concat(),
-                x509_svid_key: self.key.clone(),
-                bundle: self.root.clone(),
+                x509_svid: [self.leaf.clone(), self.intermediate.clone()]
+                    .concat()
+                    .into(),
+                x509_svid_key: self.key.clone().into(),
+                bundle: self.root.clone().into(),
                 hint: "internal".into(),
             }],
             crl: vec![],

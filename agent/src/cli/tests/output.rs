@@ -65,7 +65,7 @@ fn a_chain_to_its_own_bundle_verifies() {
 fn a_chain_to_another_bundle_does_not_verify() {
     let f = fixture();
     let mut resp = f.response();
-    resp.svids[0].bundle = f.federated_root.clone();
+    resp.svids[0].bundle = f.federated_root.clone().into();
     let ctx = x509::parse_response(&resp).unwrap();
     let err = x509::verify(&ctx, NOW).unwrap_err();
     assert_eq!(
@@ -93,8 +93,8 @@ fn an_svid_from_another_trust_domain_does_not_verify() {
     let other = certs::root("other.org", "r", (2020, 1, 1), (2100, 1, 1));
     let (leaf, key) = certs::leaf(&other, "spiffe://other.org/w", (2020, 1, 1), (2100, 1, 1));
     let mut resp = f.response();
-    resp.svids[0].x509_svid = leaf;
-    resp.svids[0].x509_svid_key = key;
+    resp.svids[0].x509_svid = leaf.into();
+    resp.svids[0].x509_svid_key = key.into();
     let ctx = x509::parse_response(&resp).unwrap();
     let err = x509::verify(&ctx, NOW).unwrap_err();
     assert!(
@@ -115,7 +115,7 @@ fn malformed_responses_are_reported_like_spire() {
     );
 
     let mut resp = f.response();
-    resp.svids[0].x509_svid_key = vec![1, 2, 3];
+    resp.svids[0].x509_svid_key = vec![1, 2, 3].into();
     let err = x509::parse_response(&resp).unwrap_err().0;
     assert!(
         err.starts_with("failed to parse svid entry 0 for spiffe id \"spiffe://example.org/workload\": failed to parse private key"),

@@ -77,13 +77,13 @@ impl Ca {
         )];
         let issuer = rcgen::Issuer::from_ca_cert_der(self.cert.der(), &self.key).unwrap();
         let cert = p.signed_by(&key, &issuer).unwrap();
-        Arc::new(WorkloadSvid {
+        Arc::new(WorkloadSvid::new(
             entry,
-            chain: vec![cert.der().to_vec()],
-            key_pkcs8: key.serialize_der(),
-            not_before: 0,
-            not_after: i64::MAX,
-        })
+            &[cert.der().to_vec()],
+            key.serialize_der(),
+            0,
+            i64::MAX,
+        ))
     }
 }
 
