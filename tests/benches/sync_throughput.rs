@@ -125,6 +125,21 @@ async fn create(channel: &tonic::transport::Channel, token: &str, range: std::op
     }
 }
 
+/// CPU time (user + system) `pid` has used, assuming the usual 100 clock ticks a second.
+fn cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses): state is the first, utime
+    // and stime the 12th and 13th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<u64> = rest
+        .split(' ')
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    Duration::from_millis((fields[0] + fields[1]) * 10)
+}
+
 fn durations(v: &[(Instant, Duration)]) -> Vec<Duration> {
     v.iter().map(|(_, d)| *d).collect()
 }
@@ -141,12 +156,16 @@ async fn run(n: usize) {
     let samples = Arc::new(Mutex::new(Vec::new()));
     let socket = rig.socket();
     let mut prober = spawn_probe(&socket, Arc::clone(&samples));
+    let server_pid = rig.server.child.as_ref().unwrap().id().unwrap();
+    let server_cpu = cpu(server_pid);
     let started = Instant::now();
     let agent = rig.start_agent().await;
     let listening = started.elapsed();
     let mut stream = workload_stream(&agent.socket).await;
     until_svids(&mut stream, n, MINT_WITHIN).await;
     let held = started.elapsed();
+    let (agent_cpu, server_cpu) = (cpu(agent.agent_pid()), cpu(server_pid) - server_cpu);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     // The probe's first answer (it waited for the first sync) and a few idle ones.
     tokio::time::sleep(AFTER).await;
 
@@ -169,6 +188,10 @@ async fn run(n: usize) {
     println!(
         "  agent start → public socket {listening:.1?}; → all {n} SVIDs on a FetchX509SVID stream {held:.2?}: {:.0} SVIDs/s",
         n as f64 / held.as_secs_f64()
+    );
+    println!(
+        "  CPU used meanwhile: agent {agent_cpu:.2?}, server {server_cpu:.2?} (of {:.2?} on {cores} cores)",
+        held * cores
     );
     println!(
         "  burst: {n} more entries (created in {burst_created:.1?}) → all {} on the stream {burst_held:.2?}: {:.0} SVIDs/s",
