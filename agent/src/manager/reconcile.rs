@@ -31,7 +31,7 @@ use crate::svid::csr_for;
 /// Most SVIDs asked for in one `BatchNewX509SVID` (SPIRE asks for up to 500): small enough
 /// that several requests are in flight while there is much to mint, so the server signs
 /// them in parallel and the agent makes the next batch's keys meanwhile.
-const BATCH: usize = 200;
+pub(super) const BATCH: usize = 200;
 
 /// Most `BatchNewX509SVID` requests in flight at once (each with its keys made on the
 /// blocking pool first).
