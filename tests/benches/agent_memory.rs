@@ -25,9 +25,9 @@
 use std::time::{Duration, Instant};
 
 use signet_proto::types;
-use signet_proto::workload::spiffe_workload_api_client::SpiffeWorkloadApiClient;
-use signet_proto::workload::{X509svidRequest, X509svidResponse};
+use signet_proto::workload::X509svidResponse;
 use signet_tests::agent_proc::{AgentProc, my_uid};
+use signet_tests::bench::{until_svids, workload_stream};
 use signet_tests::{batch_create_entries, uds_channel};
 use tonic::Streaming;
 
@@ -106,35 +106,12 @@ async fn create_entries(rig: &AgentProc, n: usize) {
 }
 
 async fn open_stream(rig: &AgentProc) -> Streaming<X509svidResponse> {
-    let channel = uds_channel(&rig.socket).await;
-    let mut client =
-        SpiffeWorkloadApiClient::with_interceptor(channel, |mut r: tonic::Request<()>| {
-            r.metadata_mut()
-                .insert("workload.spiffe.io", "true".parse().unwrap());
-            Ok(r)
-        })
-        .max_decoding_message_size(256 << 20);
-    client
-        .fetch_x509svid(X509svidRequest {})
-        .await
-        .unwrap()
-        .into_inner()
+    workload_stream(&rig.socket).await
 }
 
 /// Reads `stream` until a response carries `n` SVIDs; that response.
 async fn until_n(stream: &mut Streaming<X509svidResponse>, n: usize) -> X509svidResponse {
-    let deadline = Instant::now() + MINT_WITHIN;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let resp = tokio::time::timeout(left, stream.message())
-            .await
-            .unwrap_or_else(|_| panic!("the workload never held {n} SVIDs"))
-            .unwrap()
-            .expect("the stream ended");
-        if resp.svids.len() == n {
-            return resp;
-        }
-    }
+    until_svids(stream, n, MINT_WITHIN).await
 }
 
 /// Lets the agent settle (persistence, renewal timers) before a figure is taken.

@@ -37,10 +37,22 @@ pub struct AgentProc {
     pub token: String,
 }
 
-impl AgentProc {
-    /// Starts both, with `agent_lines` added to the `agent {}` block, and waits for the
-    /// public socket.
-    pub async fn start(agent_lines: &str) -> Self {
+/// A started server with a join token and the agent's configuration written, the agent
+/// not yet started: to register entries before the agent's first sync.
+pub struct Prepared {
+    /// Everything lives here (0755).
+    pub dir: tempfile::TempDir,
+    /// The server process.
+    pub server: ServerProc,
+    /// The join token the agent will attest with.
+    pub token: String,
+    conf: PathBuf,
+}
+
+impl Prepared {
+    /// Starts the server and writes the agent's configuration, `agent_lines` added to the
+    /// `agent {}` block.
+    pub async fn new(agent_lines: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let public = dir.path().join("public");
@@ -57,16 +69,39 @@ impl AgentProc {
         let token = join_token(&admin).await;
         let conf = dir.path().join("agent.conf");
         std::fs::write(&conf, agent_config(dir.path(), server.port, agent_lines)).unwrap();
-        let agent = spawn_agent(&conf, &token, &dir.path().join("agent.log"));
-        let socket = public.join("api.sock");
-        wait_for(&socket, Duration::from_secs(30)).await;
         Self {
             dir,
             server,
+            token,
+            conf,
+        }
+    }
+
+    /// The agent's public socket (once it runs).
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("public").join("api.sock")
+    }
+
+    /// Starts the agent and waits for its public socket.
+    pub async fn start_agent(self) -> AgentProc {
+        let agent = spawn_agent(&self.conf, &self.token, &self.dir.path().join("agent.log"));
+        let socket = self.socket();
+        wait_for(&socket, Duration::from_secs(30)).await;
+        AgentProc {
+            dir: self.dir,
+            server: self.server,
             agent,
             socket,
-            token,
+            token: self.token,
         }
+    }
+}
+
+impl AgentProc {
+    /// Starts both, with `agent_lines` added to the `agent {}` block, and waits for the
+    /// public socket.
+    pub async fn start(agent_lines: &str) -> Self {
+        Prepared::new(agent_lines).await.start_agent().await
     }
 
     /// The agent's PID.

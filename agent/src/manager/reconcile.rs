@@ -22,13 +22,20 @@ use tokio_stream::StreamExt;
 use crate::client::ClientError;
 use crate::config::WorkloadKeyType;
 use crate::manager::Manager;
+use crate::manager::api::X509Results;
 use crate::manager::cache::{Held, Plan};
 use crate::manager::snapshot::WorkloadSvid;
 use crate::retry::{Backoff, WATCH_BACKOFF, retry_delay, sleep_until, urgent_from};
 use crate::svid::csr_for;
 
-/// Most SVIDs asked for in one `BatchNewX509SVID` (SPIRE starts at 500).
-const BATCH: usize = 500;
+/// Most SVIDs asked for in one `BatchNewX509SVID` (SPIRE asks for up to 500): small enough
+/// that several requests are in flight while there is much to mint, so the server signs
+/// them in parallel and the agent makes the next batch's keys meanwhile.
+pub(super) const BATCH: usize = 200;
+
+/// Most `BatchNewX509SVID` requests in flight at once (each with its keys made on the
+/// blocking pool first).
+const IN_FLIGHT: usize = 4;
 
 impl Manager {
     pub(super) async fn run_sync(
@@ -207,7 +214,9 @@ impl Manager {
         Ok(())
     }
 
-    /// Mints what the plan says, in batches, publishing after each batch.
+    /// Mints what the plan says, in batches of [`BATCH`] with up to [`IN_FLIGHT`] of them
+    /// under way at once (keys made on the blocking pool), publishing after each batch in
+    /// the plan's order.
     async fn mint(&self) -> Result<(), ClientError> {
         let Plan { mint, evict } = self.cache().plan(self.clock.now());
         if !evict.is_empty() {
@@ -220,17 +229,14 @@ impl Manager {
                 "Evicted SVIDs beyond x509_svid_cache_max_size"
             );
         }
-        for batch in mint.chunks(BATCH) {
-            let keyed = batch
-                .iter()
-                .map(|e| new_key(self.config.key_type).map(|(key, csr)| (Arc::clone(e), key, csr)))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| ClientError::Malformed(format!("cannot create a key: {e}")))?;
-            let params = keyed
-                .iter()
-                .map(|(e, _, csr)| (e.id.clone(), csr.clone()))
-                .collect();
-            let results = self.api.new_x509_svids(params).await?;
+        let batches: Vec<Vec<Arc<RegistrationEntry>>> =
+            mint.chunks(BATCH).map(<[_]>::to_vec).collect();
+        let requests = futures::stream::iter(batches.into_iter().map(|b| self.mint_batch(b)));
+        let mut batches = futures::StreamExt::buffered(requests, IN_FLIGHT);
+        // In the plan's order (wanted entries first); the first failure ends the round as
+        // before, batches still in flight are dropped and minted on the retry.
+        while let Some(batch) = batches.next().await {
+            let (keyed, results) = batch?;
             let mut cache = self.cache();
             for ((entry, key, _), result) in keyed.into_iter().zip(results) {
                 let held = result.and_then(|chain| self.held(entry.clone(), chain, key));
@@ -249,6 +255,20 @@ impl Manager {
             self.publish();
         }
         Ok(())
+    }
+
+    /// Keys and CSRs for `batch` (on the blocking pool), then one `BatchNewX509SVID`.
+    async fn mint_batch(
+        &self,
+        batch: Vec<Arc<RegistrationEntry>>,
+    ) -> Result<(Vec<Keyed>, X509Results), ClientError> {
+        let keyed = new_keys(self.config.key_type, batch).await?;
+        let params = keyed
+            .iter()
+            .map(|(e, _, csr)| (e.id.clone(), csr.clone()))
+            .collect();
+        let results = self.api.new_x509_svids(params).await?;
+        Ok((keyed, results))
     }
 
     fn held(
@@ -324,6 +344,26 @@ pub(super) fn held_since(
             info.not_after,
         )),
     })
+}
+
+/// An entry, the PKCS#8 DER of a new key for it and a CSR for that key.
+type Keyed = (Arc<RegistrationEntry>, Vec<u8>, Vec<u8>);
+
+/// A fresh key and CSR for each of `entries`, made on the blocking pool (key generation and
+/// signing are CPU work that must not hold a reactor thread).
+async fn new_keys(
+    kind: WorkloadKeyType,
+    entries: Vec<Arc<RegistrationEntry>>,
+) -> Result<Vec<Keyed>, ClientError> {
+    tokio::task::spawn_blocking(move || {
+        entries
+            .into_iter()
+            .map(|e| new_key(kind).map(|(key, csr)| (e, key, csr)))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| ClientError::Malformed(format!("key generation task failed: {e}")))?
+    .map_err(|e| ClientError::Malformed(format!("cannot create a key: {e}")))
 }
 
 /// A fresh workload key (PKCS#8 DER) and a CSR for it.
