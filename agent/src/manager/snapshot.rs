@@ -2,14 +2,16 @@
 //! replaced as a whole (through a `tokio::sync::watch`) whenever anything changes.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::hash::{BuildHasher, RandomState};
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
 use signet_common::bundle::Bundle;
 use signet_common::entry::RegistrationEntry;
 use signet_common::id::TrustDomain;
-use signet_common::selector::SelectorSet;
+use signet_common::selector::{Selector, SelectorSet};
 
 /// An X509-SVID held for one registration entry. Its DER and key are held once and shared
 /// (reference counted) by every response that carries them.
@@ -59,6 +61,108 @@ impl WorkloadSvid {
     }
 }
 
+/// The entries an agent is authorized for, ordered by entry ID, with an index by each
+/// entry's smallest selector: an entry applies to a caller only if the caller has that
+/// selector, so finding a caller's entries looks at the entries its selectors name, not at
+/// every entry. The index is built the first time a caller is looked up in a snapshot, once
+/// for all the streams that look at it.
+#[derive(Debug, Clone, Default)]
+pub struct Authorized {
+    list: Vec<Arc<RegistrationEntry>>,
+    index: OnceLock<Index>,
+}
+
+/// Positions in an entry list by the hash of each entry's smallest selector.
+#[derive(Debug, Clone)]
+struct Index {
+    hasher: RandomState,
+    /// (hash, position), sorted.
+    by_first: Vec<(u64, usize)>,
+    /// Positions of entries without selectors.
+    unconditional: Vec<usize>,
+}
+
+impl Index {
+    fn new(list: &[Arc<RegistrationEntry>]) -> Self {
+        let hasher = RandomState::new();
+        let mut by_first = Vec::with_capacity(list.len());
+        let mut unconditional = Vec::new();
+        for (i, e) in list.iter().enumerate() {
+            match e.selectors.iter().next() {
+                Some(first) => by_first.push((hasher.hash_one(first), i)),
+                None => unconditional.push(i),
+            }
+        }
+        by_first.sort_unstable();
+        Self {
+            hasher,
+            by_first,
+            unconditional,
+        }
+    }
+
+    /// Positions of the entries whose smallest selector may be `selector`.
+    fn first(&self, selector: &Selector) -> impl Iterator<Item = usize> + '_ {
+        let hash = self.hasher.hash_one(selector);
+        let from = self.by_first.partition_point(|&(h, _)| h < hash);
+        self.by_first[from..]
+            .iter()
+            .take_while(move |&&(h, _)| h == hash)
+            .map(|&(_, i)| i)
+    }
+}
+
+impl Authorized {
+    /// The entries whose selectors are all among `selectors`, ordered by entry ID.
+    pub fn matching(&self, selectors: &SelectorSet) -> Vec<Arc<RegistrationEntry>> {
+        let index = self.index.get_or_init(|| Index::new(&self.list));
+        let mut found: Vec<usize> = selectors
+            .iter()
+            .flat_map(|s| index.first(s))
+            .chain(index.unconditional.iter().copied())
+            .filter(|&i| self.list[i].matches(selectors))
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+            .into_iter()
+            .map(|i| Arc::clone(&self.list[i]))
+            .collect()
+    }
+}
+
+impl From<Vec<Arc<RegistrationEntry>>> for Authorized {
+    fn from(list: Vec<Arc<RegistrationEntry>>) -> Self {
+        Self {
+            list,
+            index: OnceLock::new(),
+        }
+    }
+}
+
+impl FromIterator<Arc<RegistrationEntry>> for Authorized {
+    fn from_iter<I: IntoIterator<Item = Arc<RegistrationEntry>>>(iter: I) -> Self {
+        Self::from(iter.into_iter().collect::<Vec<_>>())
+    }
+}
+
+impl Deref for Authorized {
+    type Target = [Arc<RegistrationEntry>];
+
+    fn deref(&self) -> &Self::Target {
+        &self.list
+    }
+}
+
+/// Equal when they hold the same entries (the index follows from them).
+impl PartialEq for Authorized {
+    fn eq(&self, other: &Self) -> bool {
+        self.list == other.list
+    }
+}
+
+impl Eq for Authorized {}
+
 /// Everything the agent can serve, at one instant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
@@ -73,7 +177,7 @@ pub struct Snapshot {
     /// Federated bundles the authorized entries refer to, by trust domain.
     pub federated: BTreeMap<TrustDomain, Arc<Bundle>>,
     /// Every entry the agent is authorized for, ordered by entry ID.
-    pub entries: Vec<Arc<RegistrationEntry>>,
+    pub entries: Authorized,
     /// SVIDs held, by entry ID.
     pub svids: BTreeMap<String, Arc<WorkloadSvid>>,
 }
@@ -96,7 +200,7 @@ impl Snapshot {
             revision: 0,
             synced: false,
             federated: BTreeMap::new(),
-            entries: vec![],
+            entries: Authorized::default(),
             svids: BTreeMap::new(),
         }
     }
@@ -104,12 +208,7 @@ impl Snapshot {
     /// Entries whose selectors are all among `selectors`, ordered by entry ID, with
     /// duplicate non-empty hints removed (the oldest entry, then the lower ID, wins).
     pub fn entries_for(&self, selectors: &SelectorSet) -> Vec<Arc<RegistrationEntry>> {
-        let matching: Vec<_> = self
-            .entries
-            .iter()
-            .filter(|e| e.matches(selectors))
-            .cloned()
-            .collect();
+        let matching = self.entries.matching(selectors);
         let mut winners: BTreeMap<&str, &Arc<RegistrationEntry>> = BTreeMap::new();
         for e in &matching {
             if e.hint.is_empty() {

@@ -541,3 +541,51 @@ fn cache_plan_prefers_in_use_then_recently_wanted_entries() {
     assert_eq!(ids(&c.plan(t)), ["c", "d"]);
     assert!(!c.want(["zz".to_owned()], t), "unknown entries are ignored");
 }
+
+// === Finding a caller's entries ===
+
+#[test]
+fn the_selector_index_finds_exactly_what_a_scan_of_every_entry_finds() {
+    use signet_common::selector::SelectorSet;
+    let pool = [
+        "unix:uid:1000",
+        "unix:uid:1001",
+        "unix:gid:1000",
+        "unix:user:alice",
+        "k8s:ns:default",
+        "k8s:sa:web",
+        "k8s:pod-label:app:web",
+    ];
+    let set = |bits: u32| -> SelectorSet {
+        pool.iter()
+            .enumerate()
+            .filter(|(i, _)| bits & (1 << i) != 0)
+            .map(|(_, s)| s.parse().unwrap())
+            .collect()
+    };
+    // Every subset of the pool as one entry's selectors (the empty one included), some twice.
+    let mut entries: Vec<Arc<RegistrationEntry>> = (0..1u32 << pool.len())
+        .chain([3, 5, 96])
+        .enumerate()
+        .map(|(n, bits)| {
+            Arc::new(RegistrationEntry::new(
+                format!("e{n:04}"),
+                parse_id(&format!("spiffe://example.org/w/{n}")).unwrap(),
+                parse_id("spiffe://example.org/spire/agent/join_token/t").unwrap(),
+                set(bits),
+            ))
+        })
+        .collect();
+    entries.sort_by(|a, b| a.id.cmp(&b.id));
+    let authorized: snapshot::Authorized = entries.clone().into();
+    for bits in 0..1u32 << pool.len() {
+        let caller = set(bits);
+        let scanned: Vec<_> = entries
+            .iter()
+            .filter(|e| e.matches(&caller))
+            .cloned()
+            .collect();
+        assert_eq!(authorized.matching(&caller), scanned, "caller {bits:#b}");
+    }
+    assert_eq!(&authorized[..], &entries[..]);
+}
