@@ -31,7 +31,6 @@ use signet_tests::bench::{until_svids, workload_stream};
 use signet_tests::{batch_create_entries, uds_channel};
 use tonic::Streaming;
 
-const BATCH: usize = 500;
 const MINT_WITHIN: Duration = Duration::from_secs(900);
 
 /// Memory figures of one process, KiB.
@@ -83,26 +82,24 @@ fn per_svid(after: u64, before: u64, n: usize) -> f64 {
 async fn create_entries(rig: &AgentProc, n: usize) {
     let uid = my_uid();
     let channel = uds_channel(&rig.server.socket()).await;
-    for start in (0..n).step_by(BATCH) {
-        let entries = (start..(start + BATCH).min(n))
-            .map(|i| types::Entry {
-                spiffe_id: Some(types::Spiffeid {
-                    trust_domain: "example.org".into(),
-                    path: format!("/bench/memory/{i}"),
-                }),
-                parent_id: Some(types::Spiffeid {
-                    trust_domain: "example.org".into(),
-                    path: format!("/spire/agent/join_token/{}", rig.token),
-                }),
-                selectors: vec![types::Selector {
-                    r#type: "unix".into(),
-                    value: format!("uid:{uid}"),
-                }],
-                ..Default::default()
-            })
-            .collect();
-        batch_create_entries(channel.clone(), entries).await;
-    }
+    let entries = (0..n)
+        .map(|i| types::Entry {
+            spiffe_id: Some(types::Spiffeid {
+                trust_domain: "example.org".into(),
+                path: format!("/bench/memory/{i}"),
+            }),
+            parent_id: Some(types::Spiffeid {
+                trust_domain: "example.org".into(),
+                path: format!("/spire/agent/join_token/{}", rig.token),
+            }),
+            selectors: vec![types::Selector {
+                r#type: "unix".into(),
+                value: format!("uid:{uid}"),
+            }],
+            ..Default::default()
+        })
+        .collect();
+    batch_create_entries(channel, entries).await;
 }
 
 async fn open_stream(rig: &AgentProc) -> Streaming<X509svidResponse> {

@@ -38,7 +38,6 @@ use signet_tests::{batch_create_entries, uds_channel};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-const BATCH: usize = 500;
 const MINT_WITHIN: Duration = Duration::from_secs(900);
 /// The probe's gid (`nogroup` on most systems).
 const PROBE_GID: u32 = 65534;
@@ -117,12 +116,10 @@ fn spawn_probe(
 async fn create(channel: &tonic::transport::Channel, token: &str, range: std::ops::Range<usize>) {
     let uid = my_uid();
     let gid = std::fs::metadata("/proc/self").unwrap().gid();
-    for start in range.clone().step_by(BATCH) {
-        let entries = (start..(start + BATCH).min(range.end))
-            .map(|i| entry(token, format!("/bench/sync/{i}"), uid, gid))
-            .collect();
-        batch_create_entries(channel.clone(), entries).await;
-    }
+    let entries = range
+        .map(|i| entry(token, format!("/bench/sync/{i}"), uid, gid))
+        .collect();
+    batch_create_entries(channel.clone(), entries).await;
 }
 
 /// CPU time (user + system) `pid` has used, assuming the usual 100 clock ticks a second.

@@ -331,26 +331,28 @@ pub async fn attest_with(
     Ok((identity, result.reattestable))
 }
 
-/// `BatchCreateEntry` of `entries` through the admin `channel`; their IDs (each creation
-/// must succeed).
+/// `BatchCreateEntry` of `entries` through the admin `channel`, 500 at a time (SPIRE's
+/// batch size); their IDs (each creation must succeed).
 pub async fn batch_create_entries(channel: Channel, entries: Vec<types::Entry>) -> Vec<String> {
     use signet_proto::spire::api::server::entry::v1::BatchCreateEntryRequest;
     use signet_proto::spire::api::server::entry::v1::entry_client::EntryClient;
-    let resp = EntryClient::new(channel)
-        .batch_create_entry(BatchCreateEntryRequest {
-            entries,
-            output_mask: None,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    resp.results
-        .into_iter()
-        .map(|r| {
+    let mut client = EntryClient::new(channel);
+    let mut ids = Vec::with_capacity(entries.len());
+    for batch in entries.chunks(500) {
+        let resp = client
+            .batch_create_entry(BatchCreateEntryRequest {
+                entries: batch.to_vec(),
+                output_mask: None,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        ids.extend(resp.results.into_iter().map(|r| {
             assert_eq!(r.status.as_ref().map(|s| s.code), Some(0), "{r:?}");
             r.entry.unwrap().id
-        })
-        .collect()
+        }));
+    }
+    ids
 }
 
 /// A plaintext HTTP/2 channel over a Unix socket.

@@ -185,7 +185,9 @@ impl<IO> AuthorityRewriter<IO> {
             if self.block.is_some() {
                 return Err(violation("HEADERS inside a header block"));
             }
-            self.block = Some(pending_block(flags, stream, payload)?);
+            let (mut block, fragment) = split_headers(flags, stream, payload)?;
+            block.fragment = fragment.to_vec();
+            self.block = Some(block);
         } else {
             let block = self
                 .block
@@ -295,8 +297,8 @@ impl<IO> AuthorityRewriter<IO> {
                     let Some(payload) = got.get(pos + FRAME_HEADER_LEN..end) else {
                         return Ok((pos, pos));
                     };
-                    let block = pending_block(flags, stream, payload)?;
-                    if let Some(encoded) = self.rewritten(&block.fragment)? {
+                    let (block, fragment) = split_headers(flags, stream, payload)?;
+                    if let Some(encoded) = self.rewritten(fragment)? {
                         self.write_block(&block, &encoded);
                         return Ok((pos, end));
                     }
@@ -371,8 +373,9 @@ fn same_length_authority(len: usize) -> Option<Vec<u8>> {
         .then_some(value)
 }
 
-/// The block a HEADERS frame starts: its padding and priority taken off.
-fn pending_block(flags: u8, stream: u32, payload: &[u8]) -> io::Result<PendingBlock> {
+/// The block a HEADERS frame starts (its fragment left empty) and that frame's part of the
+/// fragment, padding and priority taken off.
+fn split_headers(flags: u8, stream: u32, payload: &[u8]) -> io::Result<(PendingBlock, &[u8])> {
     let mut rest = payload;
     let pad = if flags & PADDED != 0 {
         let (&n, tail) = rest
@@ -395,12 +398,13 @@ fn pending_block(flags: u8, stream: u32, payload: &[u8]) -> io::Result<PendingBl
     let fragment = rest
         .get(..rest.len().checked_sub(pad).unwrap_or(usize::MAX))
         .ok_or_else(|| violation("HEADERS padding exceeds the payload"))?;
-    Ok(PendingBlock {
+    let block = PendingBlock {
         stream,
         end_stream: flags & END_STREAM != 0,
         priority,
-        fragment: fragment.to_vec(),
-    })
+        fragment: Vec::new(),
+    };
+    Ok((block, fragment))
 }
 
 /// `fragment` with each fixed field re-encoded in its own representation, name by the
