@@ -57,10 +57,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// The configured workload attestors (the k8s one reads its kubelet credentials now).
-fn workload_attestors(config: &Config) -> anyhow::Result<Vec<Arc<dyn WorkloadAttestor>>> {
+fn workload_attestors(
+    config: &Config,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<Vec<Arc<dyn WorkloadAttestor>>> {
     let mut out: Vec<Arc<dyn WorkloadAttestor>> = Vec::new();
     if let Some(unix) = &config.unix_attestor {
-        out.push(Arc::new(UnixAttestor::new(unix.clone())));
+        out.push(Arc::new(UnixAttestor::new(unix.clone(), Arc::clone(clock))));
     }
     if let Some(k8s) = &config.k8s_attestor {
         out.push(Arc::new(
@@ -126,7 +129,7 @@ impl Agent {
         manager.spawn(&mut tasks, stop.clone());
 
         let listener = endpoints::bind(&config.socket_path)?;
-        let attestors = Arc::new(Attestors::new(workload_attestors(&config)?));
+        let attestors = Arc::new(Attestors::new(workload_attestors(&config, &clock)?));
         if let Some(path) = &config.admin_socket_path {
             let doctor = Doctor {
                 identity: Arc::clone(&identity),

@@ -239,7 +239,14 @@ struct Harness {
 
 impl Harness {
     async fn start(initial: impl FnOnce(&Pki) -> Snapshot) -> Self {
-        Self::start_with(initial, Arc::new(UnixAttestor::new(UnixConfig::default()))).await
+        Self::start_with(
+            initial,
+            Arc::new(UnixAttestor::new(
+                UnixConfig::default(),
+                Arc::new(SystemClock),
+            )),
+        )
+        .await
     }
 
     async fn start_with(
@@ -978,7 +985,10 @@ async fn a_caller_that_exits_before_attestation_gets_nothing() {
     };
 
     // The real attestor finds the process gone.
-    let unix = service(Arc::new(UnixAttestor::new(UnixConfig::default())));
+    let unix = service(Arc::new(UnixAttestor::new(
+        UnixConfig::default(),
+        Arc::new(SystemClock),
+    )));
     let err = unix
         .fetch_x509svid(with_peer(X509svidRequest {}, &dead))
         .await

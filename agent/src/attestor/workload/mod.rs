@@ -11,6 +11,7 @@ use futures::future::join_all;
 use signet_common::selector::{Selector, SelectorSet};
 
 pub mod k8s;
+mod ttl_cache;
 pub mod unix;
 
 /// Why a workload attestor failed.

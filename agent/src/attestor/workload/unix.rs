@@ -2,28 +2,149 @@
 //! group, its supplementary groups and, when configured, its binary's path and SHA-256.
 //! Everything is read from `/proc/<pid>`; the caller must still be the same live process
 //! afterwards, or the result is discarded.
+//!
+//! `/proc` is read in place (it never waits on a disk). What may wait, the name service
+//! behind user and group names and hashing a binary, runs on the blocking pool, and only
+//! when [`LOOKUP_TTL`]'s cache does not have it: a caller that connects again within that
+//! time costs no thread hop and no name look-up. A digest is cached by the binary's device,
+//! inode, size and change times, so a changed binary is hashed again.
 
 use std::fs::File;
 use std::io::{ErrorKind, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use aws_lc_rs::digest::{Context, SHA256};
 use nix::unistd::{Gid, Group, Uid, User};
+use signet_common::clock::Clock;
 use signet_common::selector::Selector;
 
+use crate::attestor::workload::ttl_cache::TtlCache;
 use crate::attestor::workload::{AttestError, Peer, WorkloadAttestor};
 use crate::config::UnixConfig;
+
+/// How long a user or group name, or a binary's digest, is reused.
+pub const LOOKUP_TTL: Duration = Duration::from_secs(10);
+/// The most names and digests each cache holds.
+const CACHE_CAPACITY: usize = 4096;
 
 /// The unix attestor.
 #[derive(Debug)]
 pub struct UnixAttestor {
     config: UnixConfig,
+    users: Arc<TtlCache<u32, Option<String>>>,
+    groups: Arc<TtlCache<u32, Option<String>>>,
+    digests: Arc<TtlCache<FileKey, String>>,
+}
+
+/// What identifies a binary's content for its cached digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FileKey {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileKey {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
 }
 
 impl UnixAttestor {
-    /// An attestor with this configuration.
-    pub fn new(config: UnixConfig) -> Self {
-        Self { config }
+    /// An attestor with this configuration; cached look-ups expire by `clock`.
+    pub fn new(config: UnixConfig, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            config,
+            users: Arc::new(TtlCache::new(
+                LOOKUP_TTL,
+                CACHE_CAPACITY,
+                Arc::clone(&clock),
+            )),
+            groups: Arc::new(TtlCache::new(
+                LOOKUP_TTL,
+                CACHE_CAPACITY,
+                Arc::clone(&clock),
+            )),
+            digests: Arc::new(TtlCache::new(LOOKUP_TTL, CACHE_CAPACITY, clock)),
+        }
+    }
+
+    /// The user's, group's and supplementary groups' names, from the cache or (on the
+    /// blocking pool) the name service.
+    async fn names(&self, status: &Status) -> Result<Names, AttestError> {
+        if let Some(names) = self.cached_names(status) {
+            return Ok(names);
+        }
+        let (users, groups) = (Arc::clone(&self.users), Arc::clone(&self.groups));
+        let status = status.clone();
+        blocking(move || {
+            let user = user_name(status.uid);
+            users.insert(status.uid, user.clone());
+            let group = |gid: u32| {
+                let name = group_name(gid);
+                groups.insert(gid, name.clone());
+                name
+            };
+            Ok(Names {
+                group: group(status.gid),
+                supplementary: status.groups.iter().map(|g| group(*g)).collect(),
+                user,
+            })
+        })
+        .await
+    }
+
+    fn cached_names(&self, status: &Status) -> Option<Names> {
+        Some(Names {
+            user: self.users.get(&status.uid)?,
+            group: self.groups.get(&status.gid)?,
+            supplementary: status
+                .groups
+                .iter()
+                .map(|g| self.groups.get(g))
+                .collect::<Option<_>>()?,
+        })
+    }
+
+    /// The hex SHA-256 of the process' binary, from the cache or (on the blocking pool)
+    /// read, refusing binaries over a positive `workload_size_limit`.
+    async fn digest(&self, pid: i32, path: &std::path::Path) -> Result<String, AttestError> {
+        let exe = proc_path(pid, "exe");
+        let meta = std::fs::metadata(&exe).map_err(|e| io_error(pid, "exe", &e))?;
+        let limit = self.config.workload_size_limit;
+        let too_big = |size: u64| {
+            AttestError::Failed(format!(
+                "{}: workload binary is {size} bytes, larger than workload_size_limit {limit}",
+                path.display()
+            ))
+        };
+        if limit > 0 && meta.len() > limit.unsigned_abs() {
+            return Err(too_big(meta.len()));
+        }
+        let key = FileKey::of(&meta);
+        if let Some(digest) = self.digests.get(&key) {
+            return Ok(digest);
+        }
+        let digests = Arc::clone(&self.digests);
+        let shown = path.display().to_string();
+        blocking(move || {
+            let digest = sha256_file(&exe, limit)
+                .map_err(|e| AttestError::Failed(format!("{shown}: {e}")))?;
+            digests.insert(key, digest.clone());
+            Ok(digest)
+        })
+        .await
     }
 }
 
@@ -34,19 +155,40 @@ impl WorkloadAttestor for UnixAttestor {
     }
 
     async fn attest(&self, peer: &Peer) -> Result<Vec<Selector>, AttestError> {
-        let config = self.config.clone();
         let pid = peer.pid;
-        let values = tokio::task::spawn_blocking(move || selector_values(pid, &config))
-            .await
-            .map_err(|e| AttestError::Failed(format!("attestation task failed: {e}")))??;
+        let status = read_proc(pid, "status").and_then(|text| {
+            parse_status(&text).map_err(|e| AttestError::Failed(format!("/proc/{pid}/status: {e}")))
+        })?;
+        let path = match self.config.discover_workload_path {
+            true => Some(
+                std::fs::read_link(proc_path(pid, "exe")).map_err(|e| io_error(pid, "exe", &e))?,
+            ),
+            false => None,
+        };
+        let names = self.names(&status).await?;
+        let digest = match &path {
+            Some(path) if self.config.workload_size_limit >= 0 => {
+                Some(self.digest(pid, path).await?)
+            }
+            _ => None,
+        };
         if !peer.is_alive() {
             return Err(AttestError::Gone(pid));
         }
-        values
+        selector_values(&status, &names, path.as_deref(), digest)
             .into_iter()
             .map(|v| Selector::new("unix", v).map_err(|e| AttestError::Failed(e.to_string())))
             .collect()
     }
+}
+
+/// Runs `work` on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, AttestError> + Send + 'static,
+) -> Result<T, AttestError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| AttestError::Failed(format!("attestation task failed: {e}")))?
 }
 
 /// What `/proc/<pid>/status` says about the process' credentials.
@@ -57,36 +199,43 @@ struct Status {
     groups: Vec<u32>,
 }
 
-/// The selector values (without the `unix:` type) for the process `pid`.
-fn selector_values(pid: i32, config: &UnixConfig) -> Result<Vec<String>, AttestError> {
-    let status = read_proc(pid, "status").and_then(|text| {
-        parse_status(&text).map_err(|e| AttestError::Failed(format!("/proc/{pid}/status: {e}")))
-    })?;
+/// The names of a [`Status`]'s user, group and supplementary groups (in its order), where
+/// the name service has one.
+#[derive(Debug)]
+struct Names {
+    user: Option<String>,
+    group: Option<String>,
+    supplementary: Vec<Option<String>>,
+}
+
+/// The selector values (without the `unix:` type).
+fn selector_values(
+    status: &Status,
+    names: &Names,
+    path: Option<&std::path::Path>,
+    digest: Option<String>,
+) -> Vec<String> {
     let mut out = vec![format!("uid:{}", status.uid)];
-    if let Some(name) = user_name(status.uid) {
+    if let Some(name) = &names.user {
         out.push(format!("user:{name}"));
     }
     out.push(format!("gid:{}", status.gid));
-    if let Some(name) = group_name(status.gid) {
+    if let Some(name) = &names.group {
         out.push(format!("group:{name}"));
     }
-    for gid in &status.groups {
+    for (gid, name) in status.groups.iter().zip(&names.supplementary) {
         out.push(format!("supplementary_gid:{gid}"));
-        if let Some(name) = group_name(*gid) {
+        if let Some(name) = name {
             out.push(format!("supplementary_group:{name}"));
         }
     }
-    if config.discover_workload_path {
-        let exe = proc_path(pid, "exe");
-        let path = std::fs::read_link(&exe).map_err(|e| io_error(pid, "exe", &e))?;
+    if let Some(path) = path {
         out.push(format!("path:{}", path.display()));
-        if config.workload_size_limit >= 0 {
-            let digest = sha256_file(&exe, config.workload_size_limit)
-                .map_err(|e| AttestError::Failed(format!("{}: {e}", path.display())))?;
-            out.push(format!("sha256:{digest}"));
-        }
     }
-    Ok(out)
+    if let Some(digest) = digest {
+        out.push(format!("sha256:{digest}"));
+    }
+    out
 }
 
 fn proc_path(pid: i32, name: &str) -> PathBuf {
@@ -184,6 +333,8 @@ mod tests {
     use std::io::Write;
     use std::sync::Arc;
 
+    use signet_common::clock::{FakeClock, SystemClock};
+
     use super::*;
     use crate::attestor::workload::Attestors;
 
@@ -217,7 +368,7 @@ mod tests {
     #[tokio::test]
     async fn attests_this_process() {
         let peer = me();
-        let attestor = UnixAttestor::new(UnixConfig::default());
+        let attestor = UnixAttestor::new(UnixConfig::default(), Arc::new(SystemClock));
         let got = values(&attestor.attest(&peer).await.unwrap());
         let uid = nix::unistd::geteuid().as_raw();
         let gid = nix::unistd::getegid().as_raw();
@@ -250,10 +401,13 @@ mod tests {
             .collect();
 
         let with_limit = |workload_size_limit| {
-            UnixAttestor::new(UnixConfig {
-                discover_workload_path: true,
-                workload_size_limit,
-            })
+            UnixAttestor::new(
+                UnixConfig {
+                    discover_workload_path: true,
+                    workload_size_limit,
+                },
+                Arc::new(SystemClock),
+            )
         };
         let got = values(&with_limit(0).attest(&peer).await.unwrap());
         assert!(got.contains(&format!("unix:path:{}", exe.display())));
@@ -268,6 +422,37 @@ mod tests {
             matches!(&err, AttestError::Failed(m) if m.contains("workload_size_limit")),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn reuses_names_and_digests_until_they_expire() {
+        let peer = me();
+        let clock = Arc::new(FakeClock::at_unix(1_000));
+        let config = UnixConfig {
+            discover_workload_path: true,
+            workload_size_limit: 0,
+        };
+        let attestor = UnixAttestor::new(config, Arc::clone(&clock) as _);
+        let first = values(&attestor.attest(&peer).await.unwrap());
+
+        // Within the lifetime a call is served from the caches: plant values there.
+        let uid = nix::unistd::geteuid().as_raw();
+        attestor.users.insert(uid, Some("planted-user".into()));
+        let exe = std::fs::metadata("/proc/self/exe").unwrap();
+        attestor.digests.insert(FileKey::of(&exe), "planted".into());
+        let cached = values(&attestor.attest(&peer).await.unwrap());
+        assert!(
+            cached.contains(&"unix:user:planted-user".to_owned()),
+            "{cached:?}"
+        );
+        assert!(
+            cached.contains(&"unix:sha256:planted".to_owned()),
+            "{cached:?}"
+        );
+
+        // Once they expire, the name service and the binary are read again.
+        clock.advance(LOOKUP_TTL);
+        assert_eq!(values(&attestor.attest(&peer).await.unwrap()), first);
     }
 
     #[test]
@@ -285,7 +470,7 @@ mod tests {
     #[tokio::test]
     async fn dead_caller_fails_attestation() {
         let peer = crate::peer::tests::dead_peer().await;
-        let attestor = UnixAttestor::new(UnixConfig::default());
+        let attestor = UnixAttestor::new(UnixConfig::default(), Arc::new(SystemClock));
         let err = attestor.attest(&peer).await.unwrap_err();
         assert!(
             matches!(err, AttestError::Gone(pid) if pid == peer.pid),
