@@ -1,6 +1,5 @@
 //! Selectors (`type:value`) and the subset matching that decides which entries apply.
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -75,9 +74,11 @@ impl fmt::Display for Selector {
     }
 }
 
-/// A sorted, de-duplicated set of selectors.
+/// A sorted, de-duplicated set of selectors, kept as a sorted `Vec`: one allocation, and
+/// subset tests by binary search over the larger side.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct SelectorSet(BTreeSet<Selector>);
+#[serde(from = "Vec<Selector>")]
+pub struct SelectorSet(Vec<Selector>);
 
 impl SelectorSet {
     /// An empty set.
@@ -87,22 +88,39 @@ impl SelectorSet {
 
     /// Whether every selector of `self` is in `other`.
     pub fn is_subset_of(&self, other: &SelectorSet) -> bool {
-        self.0.is_subset(&other.0)
+        if self.0.len() > other.0.len() {
+            return false;
+        }
+        // Both sorted: each next selector can only be after the previous one's place.
+        let mut rest = other.0.as_slice();
+        self.0.iter().all(|s| match rest.binary_search(s) {
+            Ok(at) => {
+                rest = &rest[at + 1..];
+                true
+            }
+            Err(_) => false,
+        })
     }
 
     /// Whether the sets share at least one selector.
     pub fn intersects(&self, other: &SelectorSet) -> bool {
-        !self.0.is_disjoint(&other.0)
+        let (small, large) = match self.0.len() <= other.0.len() {
+            true => (&self.0, &other.0),
+            false => (&other.0, &self.0),
+        };
+        small.iter().any(|s| large.binary_search(s).is_ok())
     }
 
     /// Adds a selector.
     pub fn insert(&mut self, s: Selector) {
-        self.0.insert(s);
+        if let Err(at) = self.0.binary_search(&s) {
+            self.0.insert(at, s);
+        }
     }
 
     /// Whether the set contains `s`.
     pub fn contains(&self, s: &Selector) -> bool {
-        self.0.contains(s)
+        self.0.binary_search(s).is_ok()
     }
 
     /// The selectors in order.
@@ -121,9 +139,18 @@ impl SelectorSet {
     }
 }
 
+impl From<Vec<Selector>> for SelectorSet {
+    fn from(mut v: Vec<Selector>) -> Self {
+        v.sort_unstable();
+        v.dedup();
+        v.shrink_to_fit();
+        Self(v)
+    }
+}
+
 impl FromIterator<Selector> for SelectorSet {
     fn from_iter<I: IntoIterator<Item = Selector>>(iter: I) -> Self {
-        Self(iter.into_iter().collect())
+        Self::from(iter.into_iter().collect::<Vec<_>>())
     }
 }
 
@@ -187,5 +214,58 @@ mod tests {
         assert!(MatchBehavior::Superset.matches(&entry, &set(&["unix:uid:1"])));
         assert!(MatchBehavior::Any.matches(&entry, &set(&["unix:gid:2", "x:y"])));
         assert!(!MatchBehavior::Any.matches(&entry, &set(&["x:y"])));
+    }
+
+    #[test]
+    fn a_set_is_sorted_and_deduplicated_however_it_is_made() {
+        let a = set(&["b:2", "a:1", "b:2", "c:3"]);
+        let mut b = SelectorSet::new();
+        for s in ["c:3", "a:1", "b:2", "a:1"] {
+            b.insert(s.parse().unwrap());
+        }
+        let c: SelectorSet = serde_json::from_str(r#"[{"kind":"c","value":"3"},{"kind":"a","value":"1"},{"kind":"b","value":"2"},{"kind":"c","value":"3"}]"#).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        let shown: Vec<String> = a.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["a:1", "b:2", "c:3"]);
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            serde_json::to_string(&c).unwrap()
+        );
+    }
+
+    /// Subset, intersection and membership agree with a plain scan on every pair of subsets
+    /// of five selectors.
+    #[test]
+    fn set_relations_agree_with_a_scan() {
+        let all: Vec<Selector> = ["a:1", "a:2", "b:1", "c:x", "d:y"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let subset = |mask: u32| -> Vec<Selector> {
+            (0..all.len())
+                .filter(|i| mask & (1 << i) != 0)
+                .map(|i| all[i].clone())
+                .collect()
+        };
+        for m in 0..32u32 {
+            let (xv, x) = (subset(m), SelectorSet::from_iter(subset(m)));
+            for n in 0..32u32 {
+                let (yv, y) = (subset(n), SelectorSet::from_iter(subset(n)));
+                assert_eq!(
+                    x.is_subset_of(&y),
+                    xv.iter().all(|s| yv.contains(s)),
+                    "{m} {n}"
+                );
+                assert_eq!(
+                    x.intersects(&y),
+                    xv.iter().any(|s| yv.contains(s)),
+                    "{m} {n}"
+                );
+            }
+            for s in &all {
+                assert_eq!(x.contains(s), xv.contains(s));
+            }
+        }
     }
 }
