@@ -85,10 +85,12 @@ impl Bundle {
 
     /// The X.509 roots as one buffer of concatenated DER (the Workload API's form).
     pub fn x509_der_concat(&self) -> Vec<u8> {
-        self.x509_authorities
-            .iter()
-            .flat_map(|a| a.der.iter().copied())
-            .collect()
+        let len = self.x509_authorities.iter().map(|a| a.der.len()).sum();
+        let mut out = Vec::with_capacity(len);
+        for a in &self.x509_authorities {
+            out.extend_from_slice(&a.der);
+        }
+        out
     }
 }
 
