@@ -262,11 +262,10 @@ impl WorkloadService {
         };
         let caller = self.attest(&peer).await?;
         let snap = self.synced_snapshot().await?;
-        let entries: Vec<_> = snap
-            .entries_for(&caller.selectors)
-            .into_iter()
-            .filter(|e| only.as_ref().is_none_or(|id| e.spiffe_id == *id))
-            .collect();
+        let entries = match &only {
+            Some(id) => snap.entries_for_id(&caller.selectors, id),
+            None => snap.entries_for(&caller.selectors),
+        };
         if entries.is_empty() {
             return Err(ApiError::NoIdentity);
         }

@@ -2,7 +2,7 @@
 //! replaced as a whole (through a `tokio::sync::watch`) whenever anything changes.
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
@@ -10,8 +10,8 @@ use bytes::Bytes;
 
 use signet_common::bundle::Bundle;
 use signet_common::entry::RegistrationEntry;
-use signet_common::id::TrustDomain;
-use signet_common::selector::{Selector, SelectorSet};
+use signet_common::id::{SpiffeId, TrustDomain};
+use signet_common::selector::SelectorSet;
 
 /// An X509-SVID held for one registration entry. Its DER and key are held once and shared
 /// (reference counted) by every response that carries them.
@@ -64,64 +64,121 @@ impl WorkloadSvid {
 /// The entries an agent is authorized for, ordered by entry ID, with an index by each
 /// entry's smallest selector: an entry applies to a caller only if the caller has that
 /// selector, so finding a caller's entries looks at the entries its selectors name, not at
-/// every entry. The index is built the first time a caller is looked up in a snapshot, once
-/// for all the streams that look at it.
+/// every entry. Two more indexes, by SPIFFE ID and by hint, let a request for one SPIFFE ID
+/// (FetchJWTSVID's `spiffe_id`) look only at that ID's entries. The indexes are built the
+/// first time a caller is looked up in a snapshot, once for all the streams that look at it.
 #[derive(Debug, Clone, Default)]
 pub struct Authorized {
     list: Vec<Arc<RegistrationEntry>>,
-    index: OnceLock<Index>,
+    index: OnceLock<Indexes>,
 }
 
-/// Positions in an entry list by the hash of each entry's smallest selector.
+/// Positions in an entry list by the hash of a key of each entry, sorted by hash.
 #[derive(Debug, Clone)]
-struct Index {
-    hasher: RandomState,
-    /// (hash, position), sorted.
-    by_first: Vec<(u64, usize)>,
-    /// Positions of entries without selectors.
-    unconditional: Vec<usize>,
-}
+struct Index(Vec<(u64, usize)>);
 
 impl Index {
-    fn new(list: &[Arc<RegistrationEntry>]) -> Self {
-        let hasher = RandomState::new();
-        let mut by_first = Vec::with_capacity(list.len());
-        let mut unconditional = Vec::new();
-        for (i, e) in list.iter().enumerate() {
-            match e.selectors.iter().next() {
-                Some(first) => by_first.push((hasher.hash_one(first), i)),
-                None => unconditional.push(i),
-            }
-        }
-        by_first.sort_unstable();
-        Self {
-            hasher,
-            by_first,
-            unconditional,
-        }
+    /// The entries of `list` that have a key, by `key`'s hash.
+    fn new<'a, K: Hash>(
+        hasher: &RandomState,
+        list: &'a [Arc<RegistrationEntry>],
+        key: impl Fn(&'a RegistrationEntry) -> Option<K>,
+    ) -> Self {
+        let mut by_hash: Vec<(u64, usize)> = list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| key(e.as_ref()).map(|k| (hasher.hash_one(k), i)))
+            .collect();
+        by_hash.sort_unstable();
+        Self(by_hash)
     }
 
-    /// Positions of the entries whose smallest selector may be `selector`.
-    fn first(&self, selector: &Selector) -> impl Iterator<Item = usize> + '_ {
-        let hash = self.hasher.hash_one(selector);
-        let from = self.by_first.partition_point(|&(h, _)| h < hash);
-        self.by_first[from..]
+    /// Positions of the entries whose key may be the one hashing to `hash`.
+    fn get(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
+        let from = self.0.partition_point(|&(h, _)| h < hash);
+        self.0[from..]
             .iter()
             .take_while(move |&&(h, _)| h == hash)
             .map(|&(_, i)| i)
     }
 }
 
+#[derive(Debug, Clone)]
+struct Indexes {
+    hasher: RandomState,
+    /// By each entry's smallest selector.
+    by_first: Index,
+    /// Positions of entries without selectors.
+    unconditional: Vec<usize>,
+    by_id: Index,
+    /// Entries with a non-empty hint, by hint.
+    by_hint: Index,
+}
+
+impl Indexes {
+    fn new(list: &[Arc<RegistrationEntry>]) -> Self {
+        let hasher = RandomState::new();
+        let unconditional = (0..list.len())
+            .filter(|&i| list[i].selectors.is_empty())
+            .collect();
+        Self {
+            by_first: Index::new(&hasher, list, |e| e.selectors.iter().next()),
+            by_id: Index::new(&hasher, list, |e| Some(&e.spiffe_id)),
+            by_hint: Index::new(&hasher, list, |e| {
+                (!e.hint.is_empty()).then_some(e.hint.as_str())
+            }),
+            unconditional,
+            hasher,
+        }
+    }
+}
+
 impl Authorized {
+    fn indexes(&self) -> &Indexes {
+        self.index.get_or_init(|| Indexes::new(&self.list))
+    }
+
     /// The entries whose selectors are all among `selectors`, ordered by entry ID.
     pub fn matching(&self, selectors: &SelectorSet) -> Vec<Arc<RegistrationEntry>> {
-        let index = self.index.get_or_init(|| Index::new(&self.list));
-        let mut found: Vec<usize> = selectors
+        let index = self.indexes();
+        let found = selectors
             .iter()
-            .flat_map(|s| index.first(s))
-            .chain(index.unconditional.iter().copied())
-            .filter(|&i| self.list[i].matches(selectors))
-            .collect();
+            .flat_map(|s| index.by_first.get(index.hasher.hash_one(s)))
+            .chain(index.unconditional.iter().copied());
+        self.in_order(found.filter(|&i| self.list[i].matches(selectors)))
+    }
+
+    /// The entries with SPIFFE ID `id` whose selectors are all among `selectors`, ordered
+    /// by entry ID.
+    fn matching_id(&self, selectors: &SelectorSet, id: &SpiffeId) -> Vec<usize> {
+        let index = self.indexes();
+        let found = index.by_id.get(index.hasher.hash_one(id)).filter(|&i| {
+            let e = &self.list[i];
+            e.spiffe_id == *id && e.matches(selectors)
+        });
+        let mut found: Vec<usize> = found.collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+
+    /// Of the entries with hint `hint` whose selectors are all among `selectors`, the
+    /// position of the oldest (then lowest ID).
+    fn hint_winner(&self, selectors: &SelectorSet, hint: &str) -> Option<usize> {
+        let index = self.indexes();
+        index
+            .by_hint
+            .get(index.hasher.hash_one(hint))
+            .filter(|&i| self.list[i].hint == hint && self.list[i].matches(selectors))
+            .min_by(|&a, &b| {
+                let (a, b) = (&self.list[a], &self.list[b]);
+                (a.created_at, &a.id).cmp(&(b.created_at, &b.id))
+            })
+    }
+
+    /// The entries at `positions`, once each, in list order.
+    fn in_order(&self, positions: impl Iterator<Item = usize>) -> Vec<Arc<RegistrationEntry>> {
+        let mut found: Vec<usize> = positions.collect();
         found.sort_unstable();
         found.dedup();
         found
@@ -228,6 +285,21 @@ impl Snapshot {
             })
             .cloned()
             .collect()
+    }
+
+    /// What [`Snapshot::entries_for`] gives for `selectors`, of SPIFFE ID `id` only; it
+    /// looks only at the entries with that ID and at those sharing their hints.
+    pub fn entries_for_id(
+        &self,
+        selectors: &SelectorSet,
+        id: &SpiffeId,
+    ) -> Vec<Arc<RegistrationEntry>> {
+        let entries = &self.entries;
+        let found = entries.matching_id(selectors, id).into_iter().filter(|&i| {
+            let hint = &entries.list[i].hint;
+            hint.is_empty() || entries.hint_winner(selectors, hint) == Some(i)
+        });
+        entries.in_order(found)
     }
 
     /// The SVIDs for `entries`; `None` while any of them has no SVID yet.

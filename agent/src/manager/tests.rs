@@ -544,9 +544,17 @@ fn cache_plan_prefers_in_use_then_recently_wanted_entries() {
 
 // === Finding a caller's entries ===
 
+/// The selectors of `pool` whose bits are set in `bits`.
+fn subset(pool: &[&str], bits: u32) -> signet_common::selector::SelectorSet {
+    pool.iter()
+        .enumerate()
+        .filter(|(i, _)| bits & (1 << i) != 0)
+        .map(|(_, s)| s.parse().unwrap())
+        .collect()
+}
+
 #[test]
 fn the_selector_index_finds_exactly_what_a_scan_of_every_entry_finds() {
-    use signet_common::selector::SelectorSet;
     let pool = [
         "unix:uid:1000",
         "unix:uid:1001",
@@ -556,13 +564,7 @@ fn the_selector_index_finds_exactly_what_a_scan_of_every_entry_finds() {
         "k8s:sa:web",
         "k8s:pod-label:app:web",
     ];
-    let set = |bits: u32| -> SelectorSet {
-        pool.iter()
-            .enumerate()
-            .filter(|(i, _)| bits & (1 << i) != 0)
-            .map(|(_, s)| s.parse().unwrap())
-            .collect()
-    };
+    let set = |bits: u32| subset(&pool, bits);
     // Every subset of the pool as one entry's selectors (the empty one included), some twice.
     let mut entries: Vec<Arc<RegistrationEntry>> = (0..1u32 << pool.len())
         .chain([3, 5, 96])
@@ -588,4 +590,43 @@ fn the_selector_index_finds_exactly_what_a_scan_of_every_entry_finds() {
         assert_eq!(authorized.matching(&caller), scanned, "caller {bits:#b}");
     }
     assert_eq!(&authorized[..], &entries[..]);
+}
+
+/// A request for one SPIFFE ID gets exactly what the full look-up gives, filtered by that ID,
+/// hints' winners included: entries share IDs and hints, with creation times that make a
+/// hint's oldest entry sometimes one of another ID.
+#[test]
+fn a_look_up_by_spiffe_id_gives_the_full_look_up_filtered_by_that_id() {
+    let pool = ["unix:uid:1", "unix:gid:2", "k8s:ns:a", "k8s:sa:b"];
+    let set = |bits: u32| subset(&pool, bits);
+    let ids = ["/a", "/b", "/c"].map(|p| parse_id(&format!("spiffe://example.org{p}")).unwrap());
+    let hints = ["", "", "x", "y"];
+    let mut entries: Vec<Arc<RegistrationEntry>> = (0..64u32)
+        .map(|n| {
+            let mut e = RegistrationEntry::new(
+                format!("e{n:03}"),
+                ids[n as usize % 3].clone(),
+                parse_id("spiffe://example.org/spire/agent/join_token/t").unwrap(),
+                set(n % 16),
+            );
+            e.hint = hints[(n as usize / 3) % 4].to_owned();
+            e.created_at = i64::from((n * 7) % 5);
+            Arc::new(e)
+        })
+        .collect();
+    entries.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut snap = Snapshot::empty(parse_trust_domain("example.org").unwrap());
+    snap.entries = entries.into();
+    for bits in 0..16u32 {
+        let caller = set(bits);
+        let all = snap.entries_for(&caller);
+        for id in &ids {
+            let want: Vec<_> = all.iter().filter(|e| e.spiffe_id == *id).cloned().collect();
+            assert_eq!(
+                snap.entries_for_id(&caller, id),
+                want,
+                "caller {bits:#b} {id}"
+            );
+        }
+    }
 }
