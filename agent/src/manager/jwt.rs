@@ -4,7 +4,7 @@
 //! count or by bytes (keys and tokens together: a token carries its audience, which callers
 //! choose); tokens signed by a tainted key are dropped.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
 
 use base64::Engine;
@@ -65,6 +65,8 @@ pub struct JwtCache {
 #[derive(Debug, Default)]
 struct Inner {
     tokens: HashMap<JwtKey, Cached>,
+    /// Every token's key by its `used` tick: the least recently used first.
+    order: BTreeMap<u64, JwtKey>,
     tick: u64,
     /// The sum of the tokens' `size`.
     bytes: usize,
@@ -101,9 +103,12 @@ impl JwtCache {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         inner.tick += 1;
         let tick = inner.tick;
-        let Some(c) = inner.tokens.get_mut(key) else {
+        let Inner { tokens, order, .. } = &mut *inner;
+        let Some(c) = tokens.get_mut(key) else {
             return Lookup::Missing;
         };
+        order.remove(&c.used);
+        order.insert(tick, key.clone());
         c.used = tick;
         if now < c.renew_at {
             Lookup::Fresh(c.svid.clone())
@@ -132,16 +137,13 @@ impl JwtCache {
             size,
         };
         inner.bytes += size;
+        inner.order.insert(used, key.clone());
         if let Some(old) = inner.tokens.insert(key, cached) {
             inner.bytes -= old.size;
+            inner.order.remove(&old.used);
         }
         while inner.tokens.len() > self.max || inner.bytes > self.max_bytes {
-            let Some(oldest) = inner
-                .tokens
-                .iter()
-                .min_by_key(|(_, c)| c.used)
-                .map(|(k, _)| k.clone())
-            else {
+            let Some((_, oldest)) = inner.order.pop_first() else {
                 break;
             };
             if let Some(gone) = inner.tokens.remove(&oldest) {
@@ -158,6 +160,8 @@ impl JwtCache {
                 && key_id(&c.svid.token).is_none_or(|kid| !tainted.contains(&kid))
         });
         inner.bytes = inner.tokens.values().map(|c| c.size).sum();
+        let Inner { tokens, order, .. } = &mut *inner;
+        order.retain(|_, key| tokens.contains_key(key));
     }
 
     /// How many tokens are cached.
@@ -270,5 +274,15 @@ mod tests {
         c.prune(&["bad".to_owned()], 1000);
         assert_eq!(c.get(&key(&["a"]), 1000), Lookup::Missing);
         assert!(matches!(c.get(&key(&["b"]), 1000), Lookup::Fresh(_)));
+        // The order of use stays right after a prune: filling up drops the oldest, b.
+        for (i, aud) in ["c", "d", "e", "f", "g", "h", "i", "j", "k", "l"]
+            .iter()
+            .enumerate()
+        {
+            c.put(key(&[aud]), svid("good", 2000), 1000 + i as i64, 0.0);
+        }
+        assert_eq!(c.count(), 10);
+        assert_eq!(c.get(&key(&["b"]), 1000), Lookup::Missing);
+        assert!(matches!(c.get(&key(&["c"]), 1000), Lookup::Fresh(_)));
     }
 }
