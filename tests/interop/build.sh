@@ -3,6 +3,7 @@
 #   tests/interop/bin/spire-server, tests/interop/bin/spire-agent  (SPIRE, version pinned in go.mod)
 #   tests/interop/bin/spiffe-check                                 (go-spiffe checker, cmd/spiffe-check)
 #   tests/interop/bin/sds-check                                    (Envoy SDS v3 checker, cmd/sds-check)
+#   tests/interop/bin/loadclient                                   (bench.sh's load client, cmd/loadclient)
 #   tests/interop/bin/kube-apiserver                               (k8s.io/kubernetes, version pinned in kube/go.mod)
 #   tests/interop/bin/kine                                         (github.com/k3s-io/kine on SQLite, version below)
 #   tests/interop/bin/spire-controller-manager, bin/scm-crds/      (github.com/spiffe/spire-controller-manager, version
@@ -15,7 +16,7 @@
 #   target/debug/signet-server, target/debug/signet-agent          (cargo build --workspace --bins)
 # Idempotent: the SPIRE, kube-apiserver and kine binaries are rebuilt only when missing or built
 # from another version (read back from the binary with `go version -m`);
-# spiffe-check and sds-check are always rebuilt (seconds; Go's build cache makes it a no-op when unchanged).
+# spiffe-check, sds-check and loadclient are always rebuilt (seconds; Go's build cache makes it a no-op when unchanged).
 #
 # Environment:
 #   SKIP_CARGO_BUILD=1   do not run cargo (e.g. CI already built the workspace)
@@ -141,6 +142,10 @@ build_checker() {
     start=$SECONDS
     (cd "$here" && go build -mod=readonly -o "$bin/sds-check" ./cmd/sds-check)
     log "sds-check build took $((SECONDS - start))s"
+    log "building loadclient (bench.sh's go-spiffe / spire-api-sdk load client) into $bin"
+    start=$SECONDS
+    (cd "$here" && go build -mod=readonly -o "$bin/loadclient" ./cmd/loadclient)
+    log "loadclient build took $((SECONDS - start))s"
 }
 
 # The version stamp of an install: its pins plus the files it is generated from.
