@@ -84,7 +84,10 @@ impl Server {
         ensure_private_dir("data_dir", &config.data_dir).context("data_dir")?;
         let mut ca_config = config.ca.clone();
         let store: Arc<dyn DataStore> = match &config.datastore {
-            DataStoreConfig::Sled { directory } => Arc::new(SledStore::open(directory)?),
+            DataStoreConfig::Sled {
+                directory,
+                cache_capacity,
+            } => Arc::new(SledStore::open_with_cache(directory, *cache_capacity)?),
             DataStoreConfig::Sql { options, .. } => {
                 config.check_runnable("the config file")?;
                 let store = PgStore::connect(options).await?;

@@ -10,8 +10,14 @@ use tokio::process::{Child, Command};
 
 use crate::{Options, TestServer};
 
-/// `target/<profile>/<name>`, built by `cargo test --workspace` (or `cargo build --bins`).
+/// `target/<profile>/<name>`, built by `cargo test --workspace` (or `cargo build --bins`);
+/// or the path in `SIGNET_SERVER_BIN` for `signet-server` (`SIGNET_AGENT_BIN` for
+/// `signet-agent`), to run another build (an older one, for before/after figures).
 pub fn binary(name: &str) -> PathBuf {
+    let var = format!("{}_BIN", name.to_uppercase().replace('-', "_"));
+    if let Some(path) = std::env::var_os(var) {
+        return PathBuf::from(path);
+    }
     let exe = std::env::current_exe().unwrap();
     let path = exe.parent().unwrap().parent().unwrap().join(name);
     assert!(

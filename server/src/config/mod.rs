@@ -36,6 +36,8 @@ pub const DEFAULT_SOCKET_PATH: &str = "/tmp/spire-server/private/api.sock";
 
 /// Key under which the server's CA journal is stored (`CaConfig::journal_key`).
 pub const JOURNAL_KEY: &str = "server";
+/// The largest sled page cache `cache_capacity_mb` may ask for (1 TiB).
+const MAX_SLED_CACHE_MB: u64 = 1 << 20;
 
 // === File shape (serde) ===
 
@@ -128,6 +130,7 @@ struct CaSubjectBlock {
 #[serde(deny_unknown_fields)]
 struct SledData {
     directory: Option<PathBuf>,
+    cache_capacity_mb: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -187,6 +190,8 @@ pub enum DataStoreConfig {
     Sled {
         /// The database directory.
         directory: PathBuf,
+        /// The bound of sled's page cache, bytes (`cache_capacity_mb`; default 64 MiB).
+        cache_capacity: u64,
     },
     /// SPIRE's SQL store (`DataStore "sql"`): served from with `database_type = "postgres"`
     /// (several servers may share the database); `sqlite3` and `mysql` are only read by
@@ -681,8 +686,19 @@ impl PluginTable for Plugins {
             }
             ("DataStore", "sled") => {
                 let d: SledData = plugin_data(what, data)?;
+                let cache_capacity = match d.cache_capacity_mb {
+                    None => crate::datastore::sled::DEFAULT_CACHE_CAPACITY,
+                    Some(mb @ 1..=MAX_SLED_CACHE_MB) => mb << 20,
+                    Some(mb) => {
+                        return Err(KeyError::new(
+                            format!("{what}.plugin_data.cache_capacity_mb"),
+                            format!("expected 1 to {MAX_SLED_CACHE_MB} (MiB), got {mb}"),
+                        ));
+                    }
+                };
                 self.datastore = Some(DataStoreConfig::Sled {
                     directory: d.directory.unwrap_or_else(|| data_dir.join("datastore")),
+                    cache_capacity,
                 });
             }
             ("KeyManager", "disk") => {

@@ -55,7 +55,8 @@ fn minimal_config_gets_spire_defaults() {
     assert_eq!(
         c.datastore,
         DataStoreConfig::Sled {
-            directory: "/tmp/x/datastore".into()
+            directory: "/tmp/x/datastore".into(),
+            cache_capacity: 64 << 20,
         }
     );
     assert!(c.process.health.is_none());
@@ -69,6 +70,28 @@ fn unknown_key_is_named_with_the_file() {
         err.contains("bogus_key") && err.contains("test.conf"),
         "{err}"
     );
+}
+
+#[test]
+fn sled_cache_capacity_is_read_in_mib_and_bounded() {
+    let with = |value: &str| {
+        MINIMAL.replace(
+            "DataStore \"sled\" {\n        plugin_data {}",
+            &format!(
+                "DataStore \"sled\" {{\n        plugin_data {{ cache_capacity_mb = {value} }}"
+            ),
+        )
+    };
+    let c = parse(&with("16")).unwrap();
+    assert!(matches!(
+        c.datastore,
+        DataStoreConfig::Sled { cache_capacity, .. } if cache_capacity == 16 << 20
+    ));
+    let err = parse(&with("0")).unwrap_err().to_string();
+    assert!(err.contains("cache_capacity_mb"), "{err}");
+    for bad in ["-1", "\"big\"", "1048577"] {
+        assert!(parse(&with(bad)).is_err(), "{bad}");
+    }
 }
 
 #[test]

@@ -272,7 +272,7 @@ fn target_spec(args: &ImportArgs, conf: &spire_conf::SpireConf) -> Result<Target
         )));
     }
     let store = match target.datastore {
-        DataStoreConfig::Sled { directory } => TargetStore::Sled(directory),
+        DataStoreConfig::Sled { directory, .. } => TargetStore::Sled(directory),
         DataStoreConfig::Sql { options, .. } => TargetStore::Postgres {
             options,
             data_dir: target.data_dir.clone(),

@@ -1,18 +1,48 @@
 //! Registration entries inside sled transactions: the entry tree, its secondary indexes and
 //! the keys they use (see the parent module's table).
+//!
+//! Index keys start with a short digest of the indexed value rather than the value itself:
+//! sled keeps keys in every leaf and as bounds of its (small) pages, so long SPIFFE IDs
+//! repeated in four trees made most of the store. A digest shared by two values only costs an
+//! extra read: every look-up re-checks the entry it finds (`keep`).
 
 use std::ops::Bound;
 use std::sync::atomic::Ordering;
 
+use aws_lc_rs::digest;
 use signet_common::entry::RegistrationEntry;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::{Transactional, Tree};
 
 use crate::datastore::StoreError;
-pub(super) use crate::datastore::codec::length_prefixed;
 use crate::datastore::codec::similarity_key;
 use crate::datastore::sled::SledStore;
-use crate::datastore::sled::codec::{PRESENT, TxResult, abort, backend, decode, encode, read};
+use crate::datastore::sled::codec::{
+    PRESENT, TxResult, abort, backend, decode_entry, encode_entry, read_entry,
+};
+
+/// Bytes of SHA-256 that start an index key (the value's share of it).
+const INDEX_DIGEST_LEN: usize = 8;
+/// Bytes of SHA-256 of the similarity key that key the similar-entry index: long enough that
+/// no two different keys share one (it is the look-up, not a hint).
+const SIMILARITY_DIGEST_LEN: usize = 16;
+
+/// The prefix of the index keys of entries indexed under `value`.
+pub(super) fn index_prefix(value: &str) -> Vec<u8> {
+    let mut prefix = digest::digest(&digest::SHA256, value.as_bytes())
+        .as_ref()
+        .to_vec();
+    prefix.truncate(INDEX_DIGEST_LEN);
+    prefix
+}
+
+/// The similar-entry index's key of `entry`.
+fn similarity_digest(entry: &RegistrationEntry) -> Vec<u8> {
+    let key = similarity_key(entry);
+    let mut out = digest::digest(&digest::SHA256, &key).as_ref().to_vec();
+    out.truncate(SIMILARITY_DIGEST_LEN);
+    out
+}
 
 impl SledStore {
     /// Runs `f` as one transaction over the entry tree and all its indexes, then flushes.
@@ -23,6 +53,18 @@ impl SledStore {
         f: impl Fn(&EntryTx<'_>) -> TxResult<T>,
         added: impl FnOnce(&T) -> i64,
     ) -> Result<T, StoreError> {
+        let out = self.transact(f)?;
+        self.entry_count.fetch_add(added(&out), Ordering::SeqCst);
+        self.flush().await?;
+        Ok(out)
+    }
+
+    /// Runs `f` as one transaction over the entry tree and all its indexes, without
+    /// flushing or counting.
+    pub(super) fn transact<T>(
+        &self,
+        f: impl Fn(&EntryTx<'_>) -> TxResult<T>,
+    ) -> Result<T, StoreError> {
         let trees = (
             &self.entries,
             &self.by_parent,
@@ -30,7 +72,7 @@ impl SledStore {
             &self.by_selector,
             &self.by_similarity,
         );
-        let out = trees
+        trees
             .transaction(
                 |(entries, by_parent, by_spiffe_id, by_selector, by_similarity)| {
                     f(&EntryTx {
@@ -45,10 +87,7 @@ impl SledStore {
             .map_err(|error| match error {
                 TransactionError::Abort(error) => error,
                 TransactionError::Storage(error) => backend(error),
-            })?;
-        self.entry_count.fetch_add(added(&out), Ordering::SeqCst);
-        self.flush().await?;
-        Ok(out)
+            })
     }
 
     /// Up to `limit` entries with IDs after `after`, in ID order: a range scan of the
@@ -58,12 +97,10 @@ impl SledStore {
         after: &str,
         limit: usize,
     ) -> Result<Vec<RegistrationEntry>, StoreError> {
-        self.entries
-            .range::<&[u8], _>((Bound::Excluded(after.as_bytes()), Bound::Unbounded))
-            .values()
-            .take(limit)
-            .map(|bytes| decode("entry", &bytes.map_err(backend)?))
-            .collect()
+        let range = self
+            .entries
+            .range::<&[u8], _>((Bound::Excluded(after.as_bytes()), Bound::Unbounded));
+        super::codec::decode_entries(range.take(limit))
     }
 
     /// Up to `limit` of the entries listed under `value` in `index` with IDs after `after`,
@@ -76,7 +113,7 @@ impl SledStore {
         limit: usize,
         keep: impl Fn(&RegistrationEntry) -> bool,
     ) -> Result<Vec<RegistrationEntry>, StoreError> {
-        let prefix = length_prefixed(value);
+        let prefix = index_prefix(value);
         let mut start = prefix.clone();
         start.extend_from_slice(after.as_bytes());
         let mut found = Vec::new();
@@ -96,9 +133,12 @@ impl SledStore {
 
     /// The entry an index key's ID part names, if it still exists.
     fn indexed_entry(&self, id: &[u8]) -> Result<Option<RegistrationEntry>, StoreError> {
-        let id = std::str::from_utf8(id)
-            .map_err(|_| StoreError::Corrupt("entry index key is not an entry ID".into()))?;
-        read::<RegistrationEntry>(&self.entries, id.as_bytes(), "entry")
+        if std::str::from_utf8(id).is_err() {
+            return Err(StoreError::Corrupt(
+                "entry index key is not an entry ID".into(),
+            ));
+        }
+        read_entry(&self.entries, id)
     }
 
     /// The entries listed under `value` in `index` that still satisfy `keep` (an entry may
@@ -109,15 +149,12 @@ impl SledStore {
         value: &str,
         keep: impl Fn(&RegistrationEntry) -> bool,
     ) -> Result<Vec<RegistrationEntry>, StoreError> {
-        let prefix = length_prefixed(value);
+        let prefix = index_prefix(value);
         let mut found = Vec::new();
         for item in index.scan_prefix(&prefix) {
             let (key, _) = item.map_err(backend)?;
-            let id = key
-                .get(prefix.len()..)
-                .and_then(|id| std::str::from_utf8(id).ok())
-                .ok_or_else(|| StoreError::Corrupt("entry index key is not an entry ID".into()))?;
-            if let Some(entry) = read::<RegistrationEntry>(&self.entries, id.as_bytes(), "entry")?
+            let id = key.get(prefix.len()..).unwrap_or_default();
+            if let Some(entry) = self.indexed_entry(id)?
                 && keep(&entry)
             {
                 found.push(entry);
@@ -143,7 +180,7 @@ impl EntryTx<'_> {
         let Some(bytes) = self.entries.get(id.as_bytes())? else {
             return Ok(None);
         };
-        decode("entry", &bytes)
+        decode_entry(id.as_bytes(), &bytes)
             .map(Some)
             .map_err(ConflictableTransactionError::Abort)
     }
@@ -153,7 +190,7 @@ impl EntryTx<'_> {
         &self,
         entry: &RegistrationEntry,
     ) -> TxResult<Option<RegistrationEntry>> {
-        let Some(id) = self.by_similarity.get(similarity_key(entry))? else {
+        let Some(id) = self.by_similarity.get(similarity_digest(entry))? else {
             return Ok(None);
         };
         let stored = match std::str::from_utf8(&id) {
@@ -161,7 +198,11 @@ impl EntryTx<'_> {
             Err(_) => None,
         };
         match stored {
-            Some(stored) => Ok(Some(stored)),
+            Some(stored) if stored.is_similar(entry) => Ok(Some(stored)),
+            Some(stored) => abort(StoreError::Corrupt(format!(
+                "similar-entry index: entry {} shares the digest of entry {} without being similar",
+                stored.id, entry.id
+            ))),
             None => abort(StoreError::Corrupt(
                 "similar-entry index names no entry".into(),
             )),
@@ -170,13 +211,13 @@ impl EntryTx<'_> {
 
     /// Stores `entry` and its index keys.
     pub(super) fn put(&self, entry: &RegistrationEntry) -> TxResult<()> {
-        let json = encode(entry).map_err(ConflictableTransactionError::Abort)?;
-        self.entries.insert(entry.id.as_bytes(), json)?;
+        self.entries
+            .insert(entry.id.as_bytes(), encode_entry(entry))?;
         for (tree, key) in self.index_keys(entry) {
             tree.insert(key, PRESENT)?;
         }
         self.by_similarity
-            .insert(similarity_key(entry), entry.id.as_bytes())?;
+            .insert(similarity_digest(entry), entry.id.as_bytes())?;
         Ok(())
     }
 
@@ -186,13 +227,13 @@ impl EntryTx<'_> {
         for (tree, key) in self.index_keys(entry) {
             tree.remove(key)?;
         }
-        self.by_similarity.remove(similarity_key(entry))?;
+        self.by_similarity.remove(similarity_digest(entry))?;
         Ok(())
     }
 
     fn index_keys(&self, entry: &RegistrationEntry) -> Vec<(&TransactionalTree, Vec<u8>)> {
         let index_key = |value: &str| {
-            let mut key = length_prefixed(value);
+            let mut key = index_prefix(value);
             key.extend_from_slice(entry.id.as_bytes());
             key
         };

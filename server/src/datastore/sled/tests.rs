@@ -4,9 +4,10 @@ use std::sync::Arc;
 use signet_common::id::{parse_id, parse_trust_domain};
 
 use super::codec::PRESENT;
-use super::entries::length_prefixed;
+use super::entries::index_prefix;
+use super::migrate::{LEGACY_DIR, SCHEMA_V1};
 use super::*;
-use crate::datastore::suite;
+use crate::datastore::{suite, token_digest};
 
 async fn fresh() -> (Arc<dyn DataStore>, Box<dyn Any + Send>) {
     let dir = tempfile::tempdir().unwrap();
@@ -198,7 +199,7 @@ async fn stored_garbage_reads_as_corrupt_instead_of_panicking() {
     store
         .by_selector
         .insert(
-            length_prefixed("a:1")
+            index_prefix("a:1")
                 .into_iter()
                 .chain([0xff])
                 .collect::<Vec<u8>>(),
@@ -258,7 +259,9 @@ fn opening_waits_for_a_lock_that_is_released_shortly_after() {
     // A restarted server in the same process (or one whose predecessor is still exiting)
     // finds sled's directory lock held for a moment: opening waits instead of failing.
     let dir = tempfile::tempdir().unwrap();
-    let held = sled::open(dir.path().join(DB_DIR)).unwrap();
+    let held = db_config(&dir.path().join(DB_DIR), DEFAULT_CACHE_CAPACITY)
+        .open()
+        .unwrap();
     let release = std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_millis(500));
         drop(held);
@@ -273,7 +276,7 @@ async fn join_tokens_are_kept_as_digests_and_a_version_1_store_is_migrated() {
     let dir = tempfile::tempdir().unwrap();
     {
         // A store as release 1 wrote it: the token as key and in the record.
-        let db = sled::open(dir.path().join(DB_DIR)).unwrap();
+        let db = sled::open(dir.path().join(LEGACY_DIR)).unwrap();
         db.insert(SCHEMA_KEY, SCHEMA_V1).unwrap();
         let tokens = db.open_tree("join_tokens").unwrap();
         tokens
@@ -306,6 +309,8 @@ async fn join_tokens_are_kept_as_digests_and_a_version_1_store_is_migrated() {
     );
     assert_eq!(store.join_tokens.len(), 0);
 }
+
+mod migration;
 
 /// sled 0.34's `flush_async` deadlocks when many writers flush at once (spacejam/sled#1308):
 /// hundreds of concurrent acknowledged writes must all return, and all be readable.

@@ -89,7 +89,7 @@ async fn imports_every_record_and_the_ca_resumes_spires_authorities() {
         "SPIRE's datastore is not changed"
     );
 
-    for f in std::fs::read_dir(fx.store_dir().join("sled")).unwrap() {
+    for f in std::fs::read_dir(fx.store_dir().join(crate::datastore::sled::DB_DIR)).unwrap() {
         let bytes = std::fs::read(f.unwrap().path()).unwrap_or_default();
         assert!(
             !bytes.windows(5).any(|w| w == b"tok-2"),
