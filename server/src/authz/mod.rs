@@ -10,17 +10,20 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use id_set::IdSet;
+
 use signet_common::entry::RegistrationEntry;
 use signet_common::id::{SpiffeId, TrustDomain, server_id};
 use signet_common::selector::SelectorSet;
 
-/// The index. Not synchronised: the registry wraps it in a lock.
+/// The index. Not synchronised: the registry wraps it in a lock. Each entry ID is allocated
+/// once and shared by the three maps.
 #[derive(Debug)]
 pub struct AuthzIndex {
     server_id: SpiffeId,
-    entries: HashMap<String, Arc<RegistrationEntry>>,
-    by_parent: HashMap<SpiffeId, BTreeSet<String>>,
-    by_spiffe_id: HashMap<SpiffeId, BTreeSet<String>>,
+    entries: HashMap<Arc<str>, Arc<RegistrationEntry>>,
+    by_parent: HashMap<SpiffeId, IdSet>,
+    by_spiffe_id: HashMap<SpiffeId, IdSet>,
     aliases: BTreeMap<String, SelectorSet>,
     node_selectors: HashMap<SpiffeId, SelectorSet>,
 }
@@ -41,17 +44,12 @@ impl AuthzIndex {
     /// Adds or replaces an entry.
     pub fn upsert_entry(&mut self, entry: RegistrationEntry) {
         self.remove_entry(&entry.id);
-        let id = entry.id.clone();
-        self.by_parent
-            .entry(entry.parent_id.clone())
-            .or_default()
-            .insert(id.clone());
-        self.by_spiffe_id
-            .entry(entry.spiffe_id.clone())
-            .or_default()
-            .insert(id.clone());
+        let id: Arc<str> = Arc::from(entry.id.as_str());
+        list_under(&mut self.by_parent, &entry.parent_id, &id);
+        list_under(&mut self.by_spiffe_id, &entry.spiffe_id, &id);
         if entry.parent_id == self.server_id {
-            self.aliases.insert(id.clone(), entry.selectors.clone());
+            self.aliases
+                .insert(entry.id.clone(), entry.selectors.clone());
         }
         self.entries.insert(id, Arc::new(entry));
     }
@@ -86,7 +84,7 @@ impl AuthzIndex {
         if let Some(node) = self.node_selectors.get(agent) {
             for (alias_id, selectors) in &self.aliases {
                 if selectors.is_subset_of(node)
-                    && let Some(alias) = self.entries.get(alias_id)
+                    && let Some(alias) = self.entries.get(alias_id.as_str())
                 {
                     roots.push(alias.spiffe_id.clone());
                 }
@@ -99,9 +97,14 @@ impl AuthzIndex {
             if parent == self.server_id || !seen.insert(parent.clone()) {
                 continue;
             }
-            for id in self.by_parent.get(&parent).into_iter().flatten() {
+            for id in self
+                .by_parent
+                .get(&parent)
+                .into_iter()
+                .flat_map(IdSet::iter)
+            {
                 if let Some(e) = self.entries.get(id)
-                    && found.insert(id.as_str(), Arc::clone(e)).is_none()
+                    && found.insert(&**id, Arc::clone(e)).is_none()
                 {
                     queue.push_back(e.spiffe_id.clone());
                 }
@@ -129,7 +132,12 @@ impl AuthzIndex {
             if parent == agent {
                 return Some(Arc::clone(entry));
             }
-            for id in self.by_spiffe_id.get(parent).into_iter().flatten() {
+            for id in self
+                .by_spiffe_id
+                .get(parent)
+                .into_iter()
+                .flat_map(IdSet::iter)
+            {
                 let Some(ancestor) = self.entries.get(id) else {
                     continue;
                 };
@@ -162,7 +170,12 @@ impl AuthzIndex {
             {
                 agents.insert(parent.clone());
             }
-            for id in self.by_spiffe_id.get(&parent).into_iter().flatten() {
+            for id in self
+                .by_spiffe_id
+                .get(&parent)
+                .into_iter()
+                .flat_map(IdSet::iter)
+            {
                 let Some(ancestor) = self.entries.get(id) else {
                     continue;
                 };
@@ -181,6 +194,11 @@ impl AuthzIndex {
         agents
     }
 
+    /// Whether an entry held expired before `before` (`expires_at` set and earlier).
+    pub fn has_expired(&self, before: i64) -> bool {
+        self.entries.values().any(|e| e.expired_before(before))
+    }
+
     /// Number of entries held.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -192,14 +210,24 @@ impl AuthzIndex {
     }
 }
 
-fn remove_from(map: &mut HashMap<SpiffeId, BTreeSet<String>>, key: &SpiffeId, id: &str) {
-    if let Some(set) = map.get_mut(key) {
-        set.remove(id);
-        if set.is_empty() {
-            map.remove(key);
+/// Lists `id` under `key`.
+fn list_under(map: &mut HashMap<SpiffeId, IdSet>, key: &SpiffeId, id: &Arc<str>) {
+    match map.get_mut(key) {
+        Some(set) => set.insert(Arc::clone(id)),
+        None => {
+            map.insert(key.clone(), IdSet::One(Arc::clone(id)));
         }
     }
 }
 
+fn remove_from(map: &mut HashMap<SpiffeId, IdSet>, key: &SpiffeId, id: &str) {
+    if let Some(set) = map.get_mut(key)
+        && set.remove(id)
+    {
+        map.remove(key);
+    }
+}
+
+mod id_set;
 #[cfg(test)]
 mod tests;

@@ -153,3 +153,18 @@ fn authorized_entry_agrees_with_the_authorized_set_on_tangled_graphs() {
             .is_none()
     );
 }
+
+#[test]
+fn has_expired_sees_only_entries_with_an_expiry_before_the_instant() {
+    let mut idx = AuthzIndex::new(&td());
+    let mut never = entry("never", "/a", "/spire/agent/jt/1", &["unix:uid:1"]);
+    never.expires_at = 0;
+    let mut later = entry("later", "/b", "/spire/agent/jt/1", &["unix:uid:1"]);
+    later.expires_at = 200;
+    idx.upsert_entry(never);
+    idx.upsert_entry(later);
+    assert!(!idx.has_expired(200));
+    assert!(idx.has_expired(201));
+    idx.remove_entry("later");
+    assert!(!idx.has_expired(i64::MAX));
+}
