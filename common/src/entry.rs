@@ -84,6 +84,11 @@ impl RegistrationEntry {
             && self.parent_id == other.parent_id
             && self.selectors == other.selectors
     }
+
+    /// Whether the entry has an expiry and it is before `before` (it is due to be pruned).
+    pub fn expired_before(&self, before: i64) -> bool {
+        0 < self.expires_at && self.expires_at < before
+    }
 }
 
 /// Whether an entry ID is acceptable: 1 to 255 characters of `[A-Za-z0-9._-]`.

@@ -273,9 +273,14 @@ impl Registry {
         Ok(deleted)
     }
 
-    /// Deletes entries that expired before `before` and pushes the change.
+    /// Deletes entries that expired before `before` and pushes the change. The store is only
+    /// asked (a scan of every entry) when the index holds an expired one: the periodic prune
+    /// of a large store that has none costs a walk over the index, not a decode of the store.
     pub async fn prune_entries(&self, before: i64) -> Result<Vec<RegistrationEntry>, StoreError> {
         let _writer = self.writer.lock().await;
+        if !self.read().has_expired(before) {
+            return Ok(Vec::new());
+        }
         let pruned = self.store.prune_entries(before).await?;
         let mut index = self.write();
         for entry in &pruned {

@@ -347,7 +347,7 @@ impl DataStore for SledStore {
     }
 
     async fn prune_entries(&self, before: i64) -> Result<Vec<RegistrationEntry>, StoreError> {
-        let expired = |e: &RegistrationEntry| 0 < e.expires_at && e.expires_at < before;
+        let expired = |e: &RegistrationEntry| e.expired_before(before);
         let candidates: Vec<String> = decode_entries(self.entries.iter())?
             .into_iter()
             .filter(expired)
