@@ -149,6 +149,8 @@ case_100k() {
         load create -socket "$SERVER_SOCK" -n "$BENCH_BIG" -parent "$NOBODY" -prefix big -selector unix:uid:99999 -name create100k
     fi
     restart_server restart100k_warm
+    sleep 1
+    rss_of server rss_server_100k_start
     load list -socket "$SERVER_SOCK" -page 500 -name list100k
     sleep 1
     rss_of server rss_server_100k

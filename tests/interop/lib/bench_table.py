@@ -34,6 +34,7 @@ MAIN = [
     ("list100k_s", "ListEntries of 100k entries, pages of 500", True),
     ("disk100k", "store on disk, 100k entries", True),
     ("rss_server_10k", "server RSS with 10k entries", True),
+    ("rss_server_100k_start", "server RSS with 100k entries, just restarted", True),
     ("rss_server_100k", "server RSS with 100k entries (after listing them)", True),
     ("rss_idle_server", "RSS idle: server", True),
     ("rss_idle_agent", "RSS idle: agent", True),
