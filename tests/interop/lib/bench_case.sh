@@ -55,6 +55,9 @@ bench_server() {
 bench_agent() {
     write_agent_conf "$WORKDIR/agent" "$BUNDLE" >&2
     sed -i 's/log_level = "DEBUG"/log_level = "INFO"/' "$AGENT_CONF"
+    # spire-agent keeps at most 1000 X509-SVIDs by default and, with more entries for one
+    # workload, evicts and re-mints them forever: room for the largest scale size, in both.
+    sed -i 's/^agent {$/agent {\n    x509_svid_cache_max_size = 20000/' "$AGENT_CONF"
     # 1000 concurrent clients of one uid: above signet-agent's default per-uid connection
     # limit (256; spire-agent has none).
     if [[ "$AGENT_IMPL" == signet ]]; then

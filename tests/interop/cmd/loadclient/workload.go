@@ -18,6 +18,15 @@ import (
 	"google.golang.org/grpc"
 )
 
+// clientOptions are every Workload API client's: the X.509 context of thousands of SVIDs is
+// far above gRPC's default 4 MiB limit on a received message.
+func clientOptions(addr string) []workloadapi.ClientOption {
+	return []workloadapi.ClientOption{
+		workloadapi.WithAddr(addr),
+		workloadapi.WithDialOptions(grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1 << 30))),
+	}
+}
+
 func needAddr(addr string) error {
 	if addr == "" {
 		return usageError{"-addr is required"}
@@ -43,7 +52,7 @@ func fetchOnce(addr string) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	start := time.Now()
-	_, err := workloadapi.FetchX509SVID(ctx, workloadapi.WithAddr(addr))
+	_, err := workloadapi.FetchX509SVID(ctx, clientOptions(addr)...)
 	return time.Since(start), err
 }
 
@@ -112,7 +121,7 @@ func runJWT(args []string) error {
 	}
 	conns := make([]*workloadapi.Client, *clients)
 	for c := range conns {
-		client, err := workloadapi.New(context.Background(), workloadapi.WithAddr(*addr))
+		client, err := workloadapi.New(context.Background(), clientOptions(*addr)...)
 		if err != nil {
 			return err
 		}
@@ -136,6 +145,7 @@ func runJWT(args []string) error {
 type watcher struct {
 	mu      sync.Mutex
 	ids     map[string]bool
+	lastErr string
 	changed chan struct{}
 	err     chan error
 }
@@ -159,8 +169,15 @@ func (w *watcher) OnX509ContextUpdate(c *workloadapi.X509Context) {
 }
 
 // OnX509ContextWatchError: "no identity issued" while the agent syncs is expected; the client
-// retries by itself.
-func (w *watcher) OnX509ContextWatchError(error) {}
+// retries by itself. Each new error is shown once.
+func (w *watcher) OnX509ContextWatchError(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if msg := err.Error(); msg != w.lastErr {
+		w.lastErr = msg
+		progress("watch: %s (retrying)", msg)
+	}
+}
 
 // until waits for the context to satisfy ok, or the deadline.
 func (w *watcher) until(deadline time.Time, ok func(ids map[string]bool) bool) error {
@@ -190,7 +207,7 @@ func (w *watcher) count() int {
 
 // watch starts following the X.509 context at addr until ctx ends.
 func watch(ctx context.Context, addr string) (*watcher, error) {
-	client, err := workloadapi.New(ctx, workloadapi.WithAddr(addr))
+	client, err := workloadapi.New(ctx, clientOptions(addr)...)
 	if err != nil {
 		return nil, err
 	}
