@@ -90,13 +90,9 @@ pub(super) fn copy(
 /// Replaces the migrated store's directory by a file saying where it went.
 pub(super) fn remove_legacy(legacy: &Path) -> Result<(), StoreError> {
     std::fs::remove_dir_all(legacy).map_err(io("remove the migrated store"))?;
-    std::fs::write(legacy, MOVED).map_err(io("mark the migrated store"))?;
-    if let Some(dir) = legacy.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("sync the datastore directory"))?;
-    }
-    Ok(())
+    // 0600 like the rest of the directory, and synced with it.
+    signet_common::fs::write_private_atomically(legacy, MOVED.as_bytes())
+        .map_err(|e| StoreError::Backend(format!("cannot mark the migrated store: {e}")))
 }
 
 /// The JSON entries of `from` into `to`'s entry tree and indexes, `CHUNK` per transaction.
