@@ -356,3 +356,6 @@ impl Registry {
         self.index.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
+
+#[cfg(test)]
+mod tests;
