@@ -10,9 +10,10 @@ use signet_common::entry::RegistrationEntry;
 use signet_common::id::{SpiffeId, TrustDomain};
 use signet_common::node::AttestedNode;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::authz::AuthzIndex;
-use crate::datastore::{Change, ChangeKind, Changes, DataStore, StoreError};
+use crate::datastore::{Change, ChangeKind, Changes, DataStore, EntryScan, StoreError};
 use crate::events::Events;
 
 /// Store + index + events.
@@ -37,6 +38,8 @@ const CHANGE_RETENTION: Duration = Duration::from_secs(3600);
 const CHANGE_PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Changes read per query.
 const CHANGE_BATCH: i64 = 1000;
+/// Entries read per page while the index is built.
+const BUILD_PAGE: usize = 1000;
 
 impl Registry {
     /// Builds the index from the store (the only full read).
@@ -44,7 +47,7 @@ impl Registry {
         // The position first: a change committed while listing is applied again later
         // (applying is idempotent), never lost.
         let loaded_at = store.change_position().await?;
-        let index = Self::build(store.as_ref(), td).await?;
+        let index = Self::build(&store, td).await?;
         Ok(Self {
             store,
             index: RwLock::new(index),
@@ -54,10 +57,24 @@ impl Registry {
         })
     }
 
-    async fn build(store: &dyn DataStore, td: &TrustDomain) -> Result<AuthzIndex, StoreError> {
+    async fn build(store: &Arc<dyn DataStore>, td: &TrustDomain) -> Result<AuthzIndex, StoreError> {
         let mut index = AuthzIndex::new(td);
-        for entry in store.list_entries().await? {
-            index.upsert_entry(entry);
+        // In pages, so that the whole store is never decoded at once (the held form is a
+        // fraction of the decoded one, and a full decode would leave its memory behind),
+        // each read on another worker while the one before is indexed.
+        let mut next = Some(read_page(store, String::new()));
+        while let Some(reading) = next.take() {
+            let page = reading
+                .await
+                .map_err(|e| StoreError::Backend(format!("reading the entries: {e}")))??;
+            if page.len() == BUILD_PAGE
+                && let Some(last) = page.last()
+            {
+                next = Some(read_page(store, last.id.clone()));
+            }
+            for entry in &page {
+                index.upsert_entry(entry);
+            }
         }
         for node in store.list_nodes().await? {
             index.set_node_selectors(
@@ -161,8 +178,8 @@ impl Registry {
                 let _writer = self.writer.lock().await;
                 let fresh = self.store.entry(&change.key).await?;
                 let mut index = self.write();
-                let current = index.entry(&change.key).cloned();
-                if current.as_deref() == fresh.as_ref() {
+                let current = index.entry(&change.key);
+                if current.as_ref() == fresh.as_ref() {
                     return Ok(());
                 }
                 let mut affected = current
@@ -171,7 +188,7 @@ impl Registry {
                 match fresh {
                     Some(entry) => {
                         affected.extend(index.agents_affected_by(&entry));
-                        index.upsert_entry(entry);
+                        index.upsert_entry(&entry);
                     }
                     None => {
                         index.remove_entry(&change.key);
@@ -207,7 +224,7 @@ impl Registry {
     async fn rebuild(&self, td: &TrustDomain) -> Result<i64, StoreError> {
         let _writer = self.writer.lock().await;
         let position = self.store.change_position().await?.unwrap_or(0);
-        let fresh = Self::build(self.store.as_ref(), td).await?;
+        let fresh = Self::build(&self.store, td).await?;
         let agents: Vec<SpiffeId> = self
             .store
             .list_nodes()
@@ -234,7 +251,7 @@ impl Registry {
         let _writer = self.writer.lock().await;
         let created = self.store.create_entry(entry).await?;
         let mut index = self.write();
-        index.upsert_entry(created.clone());
+        index.upsert_entry(&created);
         self.events
             .entries_changed(&index.agents_affected_by(&created));
         Ok(created)
@@ -250,9 +267,9 @@ impl Registry {
         let mut index = self.write();
         let before = index
             .entry(&updated.id)
-            .map(|e| index.agents_affected_by(e))
+            .map(|e| index.agents_affected_by(&e))
             .unwrap_or_default();
-        index.upsert_entry(updated.clone());
+        index.upsert_entry(&updated);
         let after = index.agents_affected_by(&updated);
         self.events
             .entries_changed(before.iter().chain(after.iter()));
@@ -266,7 +283,7 @@ impl Registry {
         let mut index = self.write();
         let affected = index
             .entry(id)
-            .map(|e| index.agents_affected_by(e))
+            .map(|e| index.agents_affected_by(&e))
             .unwrap_or_default();
         index.remove_entry(id);
         self.events.entries_changed(&affected);
@@ -355,6 +372,15 @@ impl Registry {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, AuthzIndex> {
         self.index.write().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Starts reading the page of entries after `after`.
+fn read_page(
+    store: &Arc<dyn DataStore>,
+    after: String,
+) -> JoinHandle<Result<Vec<RegistrationEntry>, StoreError>> {
+    let store = Arc::clone(store);
+    tokio::spawn(async move { store.entries_page(EntryScan::All, &after, BUILD_PAGE).await })
 }
 
 #[cfg(test)]
