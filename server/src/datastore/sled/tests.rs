@@ -15,6 +15,12 @@ async fn fresh() -> (Arc<dyn DataStore>, Box<dyn Any + Send>) {
     (Arc::new(store), Box::new(dir))
 }
 
+/// An old-layout database at `path`, opened as the store opens its own: waiting for a lock
+/// that sled's background thread of a just-dropped handle still holds.
+fn open_legacy(path: &std::path::Path) -> sled::Db {
+    open_db(&sled::Config::new().path(path)).unwrap()
+}
+
 fn sample_entry() -> RegistrationEntry {
     RegistrationEntry {
         id: "e1".into(),
@@ -276,7 +282,7 @@ async fn join_tokens_are_kept_as_digests_and_a_version_1_store_is_migrated() {
     let dir = tempfile::tempdir().unwrap();
     {
         // A store as release 1 wrote it: the token as key and in the record.
-        let db = sled::open(dir.path().join(LEGACY_DIR)).unwrap();
+        let db = open_legacy(&dir.path().join(LEGACY_DIR));
         db.insert(SCHEMA_KEY, SCHEMA_V1).unwrap();
         let tokens = db.open_tree("join_tokens").unwrap();
         tokens

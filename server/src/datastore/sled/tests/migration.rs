@@ -56,7 +56,7 @@ fn node() -> AttestedNode {
 
 /// Writes `entries` and one record of every other kind the way release 2 did.
 fn write_v2(dir: &std::path::Path, entries: &[RegistrationEntry]) {
-    let db = sled::open(dir.join(LEGACY_DIR)).unwrap();
+    let db = open_legacy(&dir.join(LEGACY_DIR));
     db.insert(SCHEMA_KEY, SCHEMA_V2).unwrap();
     let tree = |name: &str| db.open_tree(name).unwrap();
     let index_key = |value: &str, id: &str| {
@@ -211,7 +211,7 @@ async fn an_undecodable_old_entry_fails_the_open_naming_it_and_changes_nothing()
     let dir = tempfile::tempdir().unwrap();
     write_v2(dir.path(), &entries()[..3]);
     {
-        let db = sled::open(dir.path().join(LEGACY_DIR)).unwrap();
+        let db = open_legacy(&dir.path().join(LEGACY_DIR));
         let tree = db.open_tree("entries").unwrap();
         tree.insert("entry-00001", b"{not json".as_slice()).unwrap();
         db.flush().unwrap();
