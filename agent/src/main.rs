@@ -4,6 +4,12 @@ use std::process::ExitCode;
 
 use signet_agent::cli::{self, Env, Io};
 
+/// jemalloc rather than glibc's malloc: it gives freed memory back to the system (on a
+/// background thread, a second after it was freed: `.cargo/config.toml`), where glibc keeps
+/// what a burst of connections or a scan of the store freed.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let env = Env {
         endpoint_socket: std::env::var("SPIFFE_ENDPOINT_SOCKET").ok(),

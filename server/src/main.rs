@@ -7,6 +7,12 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use signet_server::cli::{self, Cli, Command, Env};
 
+/// jemalloc rather than glibc's malloc: it gives freed memory back to the system (on a
+/// background thread, a second after it was freed: `.cargo/config.toml`), where glibc keeps
+/// what a burst of connections or a scan of the store freed.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let args = cli::compat::normalize(std::env::args_os());
     let cli = match Cli::try_parse_from(args) {
