@@ -87,8 +87,13 @@ impl RegistrationEntry {
 
     /// Whether the entry has an expiry and it is before `before` (it is due to be pruned).
     pub fn expired_before(&self, before: i64) -> bool {
-        0 < self.expires_at && self.expires_at < before
+        expires_before(self.expires_at, before)
     }
+}
+
+/// Whether an entry with `expires_at` (0: never) expired before `before`.
+pub fn expires_before(expires_at: i64, before: i64) -> bool {
+    0 < expires_at && expires_at < before
 }
 
 /// Whether an entry ID is acceptable: 1 to 255 characters of `[A-Za-z0-9._-]`.

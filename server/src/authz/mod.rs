@@ -15,7 +15,7 @@ use std::sync::Arc;
 use held::{Held, Names};
 use id_set::IdSet;
 
-use signet_common::entry::RegistrationEntry;
+use signet_common::entry::{RegistrationEntry, expires_before};
 use signet_common::id::{SpiffeId, TrustDomain, is_agent_id, parse_id, server_id};
 use signet_common::selector::SelectorSet;
 
@@ -226,7 +226,7 @@ impl AuthzIndex {
     pub fn has_expired(&self, before: i64) -> bool {
         self.entries
             .values()
-            .any(|e| e.expires_at > 0 && e.expires_at < before)
+            .any(|e| expires_before(e.expires_at, before))
     }
 
     /// Number of entries held.
